@@ -1,0 +1,441 @@
+"""The vocabulary of cycleplan: the pydantic models that cross every module boundary.
+
+Scenario (roles, resources, tasks, an optional template), Plan (lanes of planned tasks) and Event (the
+ONE platform's coordination record) live here and nowhere else. Every model is frozen and forbids
+unknown fields; field names carry their units (``duration_min``, ``cost_usd``). Structural checks are
+pydantic's; the cross-reference checks of a scenario (unknown roles, dependency loops, waits nobody
+emits...) live in :mod:`cycleplan.checks` and run from :class:`Scenario`'s validator, so a Scenario that
+exists is a valid one. This module must not read files or import the planner, simulator or executor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+#: Upper bounds that keep hostile numbers out of the arithmetic (and out of memory).
+MAX_CYCLES = 10_000
+MAX_LANES = 1_000
+MAX_MINUTES = 1e7
+MAX_TOKENS = 10_000_000
+
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+]
+"""Names of roles, tasks, events, resources and race groups: letters, digits, ``_ . -``."""
+
+Minutes = Annotated[float, Field(gt=0, le=MAX_MINUTES, allow_inf_nan=False)]
+NonNegativeMinutes = Annotated[float, Field(ge=0, le=MAX_MINUTES, allow_inf_nan=False)]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class Frozen(BaseModel):
+    """Base of every cycleplan model: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------------
+# Cycle-duration distributions
+
+
+class Lognormal(Frozen):
+    """Lognormal cycle duration given by its median and 90th percentile (minutes).
+
+    ``p90_min == median_min`` means no variance. This is the default shape: agent turns are positive and
+    right-skewed.
+    """
+
+    kind: Literal["lognormal"] = "lognormal"
+    median_min: Minutes
+    p90_min: Minutes
+
+    @model_validator(mode="after")
+    def _p90_not_below_median(self) -> Lognormal:
+        if self.p90_min < self.median_min:
+            raise ValueError(
+                f"p90_min ({self.p90_min:g}) is below median_min ({self.median_min:g}); "
+                "the 90th percentile must be at least the median"
+            )
+        return self
+
+    @property
+    def sigma(self) -> float:
+        """Standard deviation of the underlying normal: ln(p90/median) / z(0.9)."""
+        return math.log(self.p90_min / self.median_min) / 1.2815515655446004
+
+    @property
+    def nominal_min(self) -> float:
+        return self.median_min
+
+
+class Gamma(Frozen):
+    """Gamma cycle duration given by its mean (minutes) and coefficient of variation."""
+
+    kind: Literal["gamma"]
+    mean_min: Minutes
+    cv: float = Field(ge=0, le=100, allow_inf_nan=False)
+
+    @property
+    def nominal_min(self) -> float:
+        return self.mean_min
+
+
+class Fixed(Frozen):
+    """A cycle that always takes the same time."""
+
+    kind: Literal["fixed"]
+    value_min: Minutes
+
+    @property
+    def nominal_min(self) -> float:
+        return self.value_min
+
+
+class Empirical(Frozen):
+    """Cycle durations resampled from observed values (minutes), e.g. written by calibration."""
+
+    kind: Literal["empirical"]
+    samples_min: list[Minutes] = Field(min_length=1, max_length=100_000)
+
+    @property
+    def nominal_min(self) -> float:
+        ordered = sorted(self.samples_min)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _duration_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "lognormal"))
+    return str(getattr(value, "kind", "lognormal"))
+
+
+CycleDuration = Annotated[
+    Annotated[Lognormal, Tag("lognormal")]
+    | Annotated[Gamma, Tag("gamma")]
+    | Annotated[Fixed, Tag("fixed")]
+    | Annotated[Empirical, Tag("empirical")],
+    Discriminator(
+        _duration_kind,
+        custom_error_type="unknown_distribution",
+        custom_error_message="kind must be one of lognormal, gamma, fixed, empirical",
+    ),
+]
+"""One cycle's duration. ``nominal_min`` (median for lognormal and empirical, mean for gamma, the value
+for fixed) is what the planner and ideal mode use."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Role: a kind of agent and its stochastic model
+
+
+class Spread(Frozen):
+    """A positive quantity given by median and 90th percentile (lognormal)."""
+
+    median: Tokens
+    p90: Tokens
+
+    @model_validator(mode="after")
+    def _p90_not_below_median(self) -> Spread:
+        if self.p90 < self.median:
+            raise ValueError(f"p90 ({self.p90}) is below median ({self.median})")
+        return self
+
+
+class TokenModel(Frozen):
+    """Tokens an agent moves per task and per cycle.
+
+    Defaults follow the ONE template's own figure: under 3,000 tokens of fresh work per cycle, on top of
+    the context loaded once per task (system prompt + shared specification, cacheable) and the
+    conversation history that every later cycle reads again.
+    """
+
+    context_tokens: Tokens = 12_000
+    history_growth: float = Field(default=1.0, ge=0, le=10, allow_inf_nan=False)
+    """Share of each cycle's fresh input and output that stays in the conversation for later cycles."""
+    fresh_input: Spread = Spread(median=1_200, p90=2_400)
+    output: Spread = Spread(median=800, p90=1_800)
+    cache: bool = True
+    """Send the context as a cached prefix (cache writes 1.25x, reads 0.1x the base input price)."""
+
+
+class FailureModel(Frozen):
+    """Per-cycle failures and what happens when a task runs out of retries."""
+
+    probability_per_cycle: Probability = 0.0
+    max_retries: int = Field(default=2, ge=0, le=100)
+    cancel_parallel: bool = False
+    """When a task fails for good, also cancel the running tasks of the same role."""
+
+
+DEFAULT_CYCLE = Lognormal(median_min=3.0, p90_min=5.0)
+"""The ONE template's "a cycle takes 2-5 minutes": median 3, 90% of cycles under 5."""
+
+DEFAULT_MODEL = "claude-sonnet-4-5"
+
+
+class Role(Frozen):
+    """A kind of agent: how many lanes it has, its model, and how its cycles behave."""
+
+    lanes: int = Field(default=1, ge=1, le=MAX_LANES)
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=200)
+    description: str = Field(default="", max_length=10_000)
+    system_prompt: str = Field(default="", max_length=200_000)
+    cycle: CycleDuration = DEFAULT_CYCLE
+    tokens: TokenModel = TokenModel()
+    failure: FailureModel = FailureModel()
+
+
+class Resource(Frozen):
+    """A renewable resource shared by tasks (a staging server, one human reviewer)."""
+
+    capacity: int = Field(ge=1, le=MAX_LANES)
+    description: str = Field(default="", max_length=10_000)
+
+
+# --------------------------------------------------------------------------------------------------
+# Task and template
+
+
+class Task(Frozen):
+    """One unit of planned work, done by one lane of ``role`` in ``cycles`` agent turns.
+
+    ``waits`` maps an event name to the cycle (1-based) that cannot start before the event arrives; the
+    lane is held while waiting. ``emits`` maps an event name to the cycle after which it is published.
+    """
+
+    id: Identifier
+    role: Identifier
+    cycles: int = Field(ge=1, le=MAX_CYCLES)
+    after: list[Identifier] = Field(default_factory=list, max_length=1_000)
+    waits: dict[Identifier, int] = Field(default_factory=dict, max_length=100)
+    emits: dict[Identifier, int] = Field(default_factory=dict, max_length=100)
+    race: Identifier | None = None
+    requires: dict[Identifier, int] = Field(default_factory=dict, max_length=100)
+    duration_multiplier: float = Field(default=1.0, gt=0, le=1_000, allow_inf_nan=False)
+    description: str = Field(default="", max_length=10_000)
+    phase: str = Field(default="", max_length=200)
+    prompt: str = Field(default="", max_length=200_000)
+    command: list[str] | None = Field(default=None, min_length=1, max_length=1_000)
+    shell: bool = False
+    template_cycles: tuple[int, int] | None = None
+    """Where the task sits in its template (first and last template cycle), when it comes from one."""
+
+    @field_validator("waits", "emits")
+    @classmethod
+    def _cycle_numbers_positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for event, cycle in value.items():
+            if cycle < 1:
+                raise ValueError(f"{event}: cycle numbers start at 1, got {cycle}")
+        return value
+
+    @field_validator("requires")
+    @classmethod
+    def _units_positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for resource, units in value.items():
+            if units < 1:
+                raise ValueError(f"{resource}: a task requires at least 1 unit, got {units}")
+        return value
+
+
+class Phase(Frozen):
+    """A stretch of a template's cycles with a name (e.g. "Backend Schema & Services")."""
+
+    name: str
+    first_cycle: int = Field(ge=1)
+    last_cycle: int = Field(ge=1)
+
+
+class Template(Frozen):
+    """A reusable plan of work: phases, and the tasks that carry them out."""
+
+    name: Identifier
+    description: str = ""
+    claim: str = ""
+    phases: list[Phase] = Field(default_factory=list)
+    tasks: list[Task] = Field(min_length=1)
+
+    @property
+    def cycles(self) -> int:
+        return sum(task.cycles for task in self.tasks)
+
+
+# --------------------------------------------------------------------------------------------------
+# Scenario
+
+
+class Claim(Frozen):
+    """What a guide promises for a scenario, kept beside our prediction of it."""
+
+    sequential_min: Minutes
+    parallel_min: Minutes
+    source: str = Field(default="", max_length=1_000)
+
+    @property
+    def speedup(self) -> float:
+        return self.sequential_min / self.parallel_min
+
+
+class Scenario(Frozen):
+    """A piece of work to plan: roles with lanes, resources, and tasks (listed and/or from a template).
+
+    Tasks listed here are added to the template's; a listed task whose id is a template task's replaces
+    it. Roles that tasks use but ``roles`` leaves out get one lane and the default model.
+    """
+
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=10_000)
+    template: Identifier | None = None
+    spec: str = Field(default="", max_length=1_000_000)
+    """The shared specification every agent receives (feature, ontology, acceptance criteria)."""
+    claim: Claim | None = None
+    max_parallel: int | None = Field(default=None, ge=1, le=MAX_LANES)
+    roles: dict[Identifier, Role] = Field(default_factory=dict, max_length=1_000)
+    resources: dict[Identifier, Resource] = Field(default_factory=dict, max_length=1_000)
+    tasks: list[Task] = Field(default_factory=list, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _references_hold(self) -> Scenario:
+        from cycleplan.checks import ScenarioProblems, scenario_problems
+
+        problems = scenario_problems(self)
+        if problems:
+            raise ScenarioProblems(problems)
+        return self
+
+    def all_tasks(self) -> list[Task]:
+        """The tasks to plan: the template's (with listed replacements), then the listed new ones."""
+        from cycleplan.templates import get_template
+
+        if self.template is None:
+            return list(self.tasks)
+        listed = {task.id: task for task in self.tasks}
+        base = get_template(self.template).tasks
+        merged = [listed.pop(task.id, task) for task in base]
+        return merged + [task for task in self.tasks if task.id in listed]
+
+    def role(self, name: str) -> Role:
+        """The role called ``name``, or the default role when the scenario does not list it."""
+        return self.roles.get(name, _DEFAULT_ROLE)
+
+    def role_names(self) -> list[str]:
+        """Every role in use: listed ones first, then those only tasks mention, in task order."""
+        names = list(self.roles)
+        for task in self.all_tasks():
+            if task.role not in names:
+                names.append(task.role)
+        return names
+
+    def with_lanes(self, lanes: dict[str, int]) -> Scenario:
+        """A copy with the lane counts of some roles changed (``--lanes backend=2``)."""
+        roles = {name: self.role(name) for name in self.role_names()}
+        for name, count in lanes.items():
+            roles[name] = roles.get(name, _DEFAULT_ROLE).model_copy(update={"lanes": count})
+        return Scenario.model_validate(
+            {**self.model_dump(), "roles": {k: v.model_dump() for k, v in roles.items()}}
+        )
+
+
+_DEFAULT_ROLE = Role()
+
+
+# --------------------------------------------------------------------------------------------------
+# Plan
+
+
+class PlannedTask(Frozen):
+    """One task's place on a lane: when it starts and finishes, in expected minutes and in wall cycles."""
+
+    task: str
+    role: str
+    cycles: int
+    start_min: float
+    finish_min: float
+    start_cycle: float
+    finish_cycle: float
+    wait_min: float = 0.0
+    """Planned time the lane is held waiting for events."""
+
+
+class Lane(Frozen):
+    """One agent instance and the tasks it runs, in order."""
+
+    lane: str
+    role: str | None
+    tasks: list[PlannedTask]
+
+
+class Plan(Frozen):
+    """The planner's output, and the contract handed to the simulator and the executor."""
+
+    scenario: Scenario
+    algorithm: str
+    rule: str | None = None
+    makespan_min: float
+    sequential_min: float
+    speedup: float
+    lower_bound_min: float
+    lower_bounds: dict[str, float]
+    """Each bound by name (``critical_path``, ``role:backend``, ``resource:staging``, ``max_parallel``)."""
+    critical_path: list[str]
+    wall_cycles: float
+    template_cycles: int
+    lanes: list[Lane]
+
+    def planned_tasks(self) -> Iterator[tuple[Lane, PlannedTask]]:
+        for lane in self.lanes:
+            for planned in lane.tasks:
+                yield lane, planned
+
+    @property
+    def cycle_map(self) -> str:
+        """The compressed cycle map, e.g. ``100 template cycles -> 65 wall cycles``."""
+        return f"{self.template_cycles} template cycles -> {self.wall_cycles:g} wall cycles"
+
+
+# --------------------------------------------------------------------------------------------------
+# Event
+
+
+class Event(BaseModel):
+    """The ONE platform's coordination record, field for field.
+
+    ``timestamp`` is in milliseconds (since the epoch for executed runs, since the run's start for
+    simulated ones). ``metadata["action"]`` names what happened: run_started, task_started,
+    cycle_completed, an emitted event name, task_complete, task_failed, task_cancelled, progress_update,
+    run_complete.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    type: Literal["task_event"] = "task_event"
+    actor_id: str = Field(alias="actorId")
+    target_id: str = Field(alias="targetId")
+    group_id: str = Field(alias="groupId")
+    timestamp: float
+    metadata: dict[str, Any]
+
+    @field_validator("metadata")
+    @classmethod
+    def _has_action(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get("action"), str):
+            raise ValueError("metadata needs an 'action' string")
+        return value
+
+    @property
+    def action(self) -> str:
+        return str(self.metadata["action"])

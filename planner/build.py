@@ -1,0 +1,169 @@
+"""From an algorithm's Schedule to the Plan: lanes of planned tasks, critical path, bounds, speedup.
+
+Every algorithm's answer goes through here, so every Plan is measured the same way. Knows the Problem
+and the model's Plan; runs no algorithm of its own besides the sequential baseline it compares against.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cycleplan.planner import sequential
+from cycleplan.planner.priority import passes
+from cycleplan.planner.problem import EPS, Durations, Lane, Placement, Problem, Schedule, nominal_durations
+
+if TYPE_CHECKING:
+    from cycleplan.model import Plan
+
+
+def lane_name(lane: Lane) -> str:
+    role, number = lane
+    return role if lane == sequential.LANE else f"{role}-{number}"
+
+
+def lower_bounds(problem: Problem, durations: Durations) -> dict[str, float]:
+    """Bounds no plan can beat: the critical path, and each role's, resource's and the cap's work spread
+    over its capacity."""
+    bounds = {"critical_path": passes(problem, durations).critical_path_min}
+    load: dict[str, float] = {}
+    for activity in problem.activities:
+        length = problem.nominal_length(activity, durations)
+        for task in activity.members:
+            key = f"role:{task.role}"
+            load[key] = load.get(key, 0.0) + length
+        for resource, units in problem.demand(activity).items():
+            load[resource] = load.get(resource, 0.0) + units * length
+    for key, work in load.items():
+        capacity = problem.lanes[key[5:]] if key.startswith("role:") else problem.capacities[key]
+        bounds[key] = work / capacity
+    return bounds
+
+
+def _winner(problem: Problem, placed: Placement, durations: Durations, emitted: dict[str, float]) -> str:
+    activity = problem.activities[placed.activity]
+    if not activity.is_race:
+        return activity.members[0].id
+    best = min(
+        activity.members,
+        key=lambda task: problem.finish_times(
+            type(activity)(activity.index, task.id, (task,), (), ()), placed.start, durations, emitted
+        )[0],
+    )
+    return best.id
+
+
+def critical_path(problem: Problem, placements: dict[int, Placement], durations: Durations) -> list[str]:
+    """The chain of tasks that sets the makespan, first to last.
+
+    Walk back from the activity that ends last: to the emitter whose event it waited for last, else to
+    whatever ended exactly when it started (a dependency first, then the task before it on its lane, then
+    one holding a resource it needed).
+    """
+    if not placements:
+        return []
+    # Emit times as placed: emitters start before their waiters, so one pass in start order finds them.
+    emitted: dict[str, float] = {}
+    for placed in sorted(placements.values(), key=lambda p: p.start):
+        _, _, emits = problem.finish_times(
+            problem.activities[placed.activity], placed.start, durations, emitted
+        )
+        emitted.update(emits)
+
+    current: int | None = max(placements.values(), key=lambda p: (p.end, -p.activity)).activity
+    chain: list[str] = []
+    seen: set[int] = set()
+    while current is not None and current not in seen:
+        seen.add(current)
+        placed = placements[current]
+        activity = problem.activities[current]
+        winner_id = _winner(problem, placed, durations, emitted)
+        chain.append(winner_id)
+        winner = next(task for task in activity.members if task.id == winner_id)
+        binding: str | None = None
+        clock = placed.start
+        waits_before: dict[int, list[str]] = {}
+        for event, cycle in winner.waits.items():
+            waits_before.setdefault(cycle, []).append(event)
+        for number, minutes in enumerate(durations(winner), start=1):
+            for event in waits_before.get(number, ()):
+                if emitted[event] > clock + EPS:
+                    binding, clock = event, emitted[event]
+            clock += minutes
+        if binding is not None:
+            current = problem.activity_of[problem.emitter[binding][0]]
+            continue
+        if placed.start <= EPS:
+            break
+        ending = [
+            p for p in placements.values() if abs(p.end - placed.start) <= EPS and p.activity != current
+        ]
+        by_dependency = [p for p in ending if p.activity in activity.after]
+        by_lane = [p for p in ending if set(p.lanes) & set(placed.lanes)]
+        demand = problem.demand(activity)
+        by_resource = [p for p in ending if set(problem.demand(problem.activities[p.activity])) & set(demand)]
+        for group in (by_dependency, by_lane, by_resource, ending):
+            if group:
+                current = min(group, key=lambda p: p.activity).activity
+                break
+        else:
+            current = None
+    chain.reverse()
+    return chain
+
+
+def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str | None) -> Plan:
+    from cycleplan.model import Lane as PlanLane
+    from cycleplan.model import Plan, PlannedTask
+
+    scenario = problem.scenario
+    durations = nominal_durations(scenario)
+    rows: dict[Lane, list[PlannedTask]] = {lane: [] for lane in schedule.lanes}
+    for index, placed in schedule.minutes.items():
+        activity = problem.activities[index]
+        in_cycles = schedule.cycles[index]
+        for position, task in enumerate(activity.members):
+            lane = placed.lanes[position]
+            if task.id in schedule.skipped:
+                start, start_cycle = placed.end, in_cycles.end
+            else:
+                start, start_cycle = placed.first_cycle[task.id], in_cycles.first_cycle[task.id]
+            busy = min(sum(durations(task)), placed.end - start)
+            rows[lane].append(
+                PlannedTask(
+                    task=task.id,
+                    role=task.role,
+                    cycles=task.cycles,
+                    start_min=start,
+                    finish_min=placed.end,
+                    start_cycle=start_cycle,
+                    finish_cycle=in_cycles.end,
+                    wait_min=max(0.0, placed.end - placed.start - busy)
+                    if task.id not in schedule.skipped
+                    else 0.0,
+                )
+            )
+    lanes = [
+        PlanLane(
+            lane=lane_name(lane),
+            role=None if lane == sequential.LANE else lane[0],
+            tasks=sorted(rows[lane], key=lambda row: (row.start_min, row.finish_min, row.task)),
+        )
+        for lane in schedule.lanes
+    ]
+    makespan = max((p.end for p in schedule.minutes.values()), default=0.0)
+    sequential_min = sequential.makespan(problem, durations)
+    bounds = lower_bounds(problem, durations)
+    return Plan(
+        scenario=scenario,
+        algorithm=algorithm,
+        rule=rule,
+        makespan_min=makespan,
+        sequential_min=sequential_min,
+        speedup=sequential_min / makespan if makespan > 0 else 1.0,
+        lower_bound_min=max(bounds.values(), default=0.0),
+        lower_bounds=bounds,
+        critical_path=critical_path(problem, schedule.minutes, durations),
+        wall_cycles=max((p.end for p in schedule.cycles.values()), default=0.0),
+        template_cycles=sum(task.cycles for task in scenario.all_tasks()),
+        lanes=lanes,
+    )

@@ -1,0 +1,320 @@
+"""The scheduling problem behind a scenario, and the schedule-generation step every algorithm shares.
+
+A scenario's tasks become *activities*: one per task, except that the members of a race group form one
+activity (they start together, the first to finish wins and the others are cancelled). Each activity
+needs one lane of each member's role, a unit of the global ``max_parallel`` cap per member, and the units
+of extra resources its members require, for as long as it holds its lanes. A task that waits for an event
+holds its lane while it waits, so its length depends on when it starts; :meth:`Problem.finish_times`
+computes it from per-cycle durations and the emit times known so far.
+
+:class:`Timeline` places activities one by one at their earliest feasible start (the serial schedule
+generation scheme), either choosing lanes or keeping lanes given by an earlier schedule. Algorithms
+differ only in the order they hand activities over. Knows the model; knows nothing of priority rules,
+Plans or output.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cycleplan.model import Scenario, Task
+
+EPS = 1e-9
+
+Durations = Callable[[Task], Sequence[float]]
+"""Minutes of each cycle of a task (nominal for planning, 1.0 for wall cycles, draws for simulation)."""
+
+
+def nominal_durations(scenario: Scenario) -> Durations:
+    """Each cycle at its role's nominal duration times the task's multiplier."""
+
+    def durations(task: Task) -> list[float]:
+        minutes = scenario.role(task.role).cycle.nominal_min * task.duration_multiplier
+        return [minutes] * task.cycles
+
+    return durations
+
+
+def unit_durations(task: Task) -> list[float]:
+    """Every cycle one unit long: times come out in wall cycles."""
+    return [1.0] * task.cycles
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What is placed as one: a task, or a race group's members."""
+
+    index: int
+    name: str
+    members: tuple[Task, ...]
+    predecessors: tuple[int, ...]
+    """Activities that must finish (``after``) or emit (``waits``) before this one can be placed."""
+    after: tuple[int, ...]
+    """Finish-to-start predecessors only."""
+
+    @property
+    def is_race(self) -> bool:
+        return len(self.members) > 1
+
+
+@dataclass
+class Problem:
+    """Activities, lanes per role and capacities of one scenario."""
+
+    scenario: Scenario
+    activities: list[Activity]
+    activity_of: dict[str, int]
+    emitter: dict[str, tuple[str, int]]
+    """Event name -> (task id, cycle after which it is emitted)."""
+    lanes: dict[str, int]
+    capacities: dict[str, int]
+    """Capacity resources: ``max_parallel`` (when set) and each extra resource."""
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario) -> Problem:
+        tasks = scenario.all_tasks()
+        groups: dict[str, list[Task]] = {}
+        order: list[list[Task]] = []
+        for task in tasks:
+            if task.race is None:
+                order.append([task])
+            elif task.race in groups:
+                groups[task.race].append(task)
+            else:
+                groups[task.race] = [task]
+                order.append(groups[task.race])
+        activity_of = {task.id: index for index, members in enumerate(order) for task in members}
+        emitter = {event: (task.id, cycle) for task in tasks for event, cycle in task.emits.items()}
+        activities = []
+        for index, members in enumerate(order):
+            after = sorted({activity_of[dep] for task in members for dep in task.after} - {index})
+            synced = {activity_of[emitter[event][0]] for task in members for event in task.waits} - {index}
+            name = members[0].race if len(members) > 1 and members[0].race else members[0].id
+            activities.append(
+                Activity(index, name, tuple(members), tuple(sorted(set(after) | synced)), tuple(after))
+            )
+        capacities = {f"resource:{name}": spec.capacity for name, spec in scenario.resources.items()}
+        if scenario.max_parallel is not None:
+            capacities["max_parallel"] = scenario.max_parallel
+        lanes = {role: scenario.role(role).lanes for role in scenario.role_names()}
+        return cls(scenario, activities, activity_of, emitter, lanes, capacities)
+
+    def demand(self, activity: Activity) -> dict[str, int]:
+        """Units of each capacity resource the activity holds while it runs."""
+        demand: dict[str, int] = {}
+        for task in activity.members:
+            for resource, units in task.requires.items():
+                key = f"resource:{resource}"
+                demand[key] = demand.get(key, 0) + units
+        if "max_parallel" in self.capacities:
+            demand["max_parallel"] = len(activity.members)
+        return demand
+
+    def finish_times(
+        self,
+        activity: Activity,
+        start: float,
+        durations: Durations,
+        emitted: dict[str, float],
+    ) -> tuple[float, dict[str, float], dict[str, float]]:
+        """When the activity ends if it takes its lanes at ``start``.
+
+        Returns the end (the race winner's finish for a race), each member's first-cycle start, and the
+        emit times of the events its members publish before the end.
+        """
+        ends: dict[str, float] = {}
+        first_cycle: dict[str, float] = {}
+        emits: dict[str, float] = {}
+        for task in activity.members:
+            waits_before: dict[int, list[str]] = {}
+            for event, cycle in task.waits.items():
+                waits_before.setdefault(cycle, []).append(event)
+            emits_after: dict[int, list[str]] = {}
+            for event, cycle in task.emits.items():
+                emits_after.setdefault(cycle, []).append(event)
+            clock = start
+            for number, minutes in enumerate(durations(task), start=1):
+                for event in waits_before.get(number, ()):
+                    clock = max(clock, emitted[event])
+                if number == 1:
+                    first_cycle[task.id] = clock
+                clock += minutes
+                for event in emits_after.get(number, ()):
+                    emits[event] = clock
+            ends[task.id] = clock
+        end = min(ends.values())
+        return end, first_cycle, {event: at for event, at in emits.items() if at <= end + EPS}
+
+    def nominal_length(self, activity: Activity, durations: Durations) -> float:
+        """Minutes the activity takes when nothing makes it wait."""
+        return min(sum(durations(task)) for task in activity.members)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and when an activity was placed."""
+
+    activity: int
+    start: float
+    """When its lanes are taken."""
+    end: float
+    lanes: tuple[tuple[str, int], ...]
+    """(role, lane number) per member, in member order."""
+    first_cycle: dict[str, float]
+    """When each member's first cycle starts (later than ``start`` when it waits for an event first)."""
+
+
+Lane = tuple[str, int]
+"""A lane's key: (role, number from 1). The sequential baseline's single lane is ("sequential", 1)."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """An algorithm's answer: every activity placed, in minutes and again in wall cycles."""
+
+    minutes: dict[int, Placement]
+    cycles: dict[int, Placement]
+    lanes: list[Lane]
+    """Every lane, in display order (idle ones too)."""
+    skipped: frozenset[str] = frozenset()
+    """Race members that never ran (the sequential baseline runs only a race's fastest member)."""
+
+
+def role_lanes(problem: Problem) -> list[Lane]:
+    """Every lane of every role, role by role."""
+    return [(role, number) for role, count in problem.lanes.items() for number in range(1, count + 1)]
+
+
+def retime(problem: Problem, placements: dict[int, Placement], durations: Durations) -> dict[int, Placement]:
+    """The same plan (lanes and lane order) timed again with other cycle durations."""
+    timeline = Timeline(problem, durations)
+    for placed in sorted(placements.values(), key=lambda p: (p.start, p.end, p.activity)):
+        timeline.place(problem.activities[placed.activity], placed.lanes)
+    return timeline.placed
+
+
+@dataclass
+class Timeline:
+    """Lanes and capacities over time, filled by placing activities at their earliest feasible start."""
+
+    problem: Problem
+    durations: Durations
+    busy: dict[tuple[str, int], list[tuple[float, float]]] = field(default_factory=dict)
+    usage: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)
+    emitted: dict[str, float] = field(default_factory=dict)
+    placed: dict[int, Placement] = field(default_factory=dict)
+    lane_end: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    def ready(self, activity: Activity) -> bool:
+        return all(pred in self.placed for pred in activity.predecessors)
+
+    def earliest_start(self, activity: Activity) -> float:
+        return max((self.placed[pred].end for pred in activity.after), default=0.0)
+
+    def place(self, activity: Activity, lanes: Sequence[tuple[str, int]] | None = None) -> Placement:
+        """Put ``activity`` at its earliest feasible start; with ``lanes`` given, only on those lanes and
+        not before anything already on them (lane order is kept)."""
+        problem = self.problem
+        earliest = self.earliest_start(activity)
+        if lanes is not None:
+            earliest = max([earliest, *(self.lane_end.get(lane, 0.0) for lane in lanes)])
+        demand = problem.demand(activity)
+        candidates = sorted(
+            {earliest}
+            | {end for spans in self.busy.values() for _, end in spans if end > earliest}
+            | {end for spans in self.usage.values() for _, end, _ in spans if end > earliest}
+        )
+        for start in candidates:
+            end, first_cycle, emits = problem.finish_times(activity, start, self.durations, self.emitted)
+            chosen = self._lanes_free(activity, start, end, lanes)
+            if chosen is None or not self._capacity_free(demand, start, end):
+                continue
+            return self._commit(activity, start, end, chosen, first_cycle, emits, demand)
+        raise AssertionError(f"no feasible start for {activity.name}")  # the last candidate always fits
+
+    def _lanes_free(
+        self, activity: Activity, start: float, end: float, fixed: Sequence[tuple[str, int]] | None
+    ) -> list[tuple[str, int]] | None:
+        chosen: list[tuple[str, int]] = []
+        for position, task in enumerate(activity.members):
+            options = (
+                [fixed[position]]
+                if fixed is not None
+                else [(task.role, number) for number in range(1, self.problem.lanes[task.role] + 1)]
+            )
+            lane = next(
+                (
+                    lane
+                    for lane in options
+                    if lane not in chosen and self._free(self.busy.get(lane, []), start, end)
+                ),
+                None,
+            )
+            if lane is None:
+                return None
+            chosen.append(lane)
+        return chosen
+
+    @staticmethod
+    def _free(spans: list[tuple[float, float]], start: float, end: float) -> bool:
+        return all(span_end <= start + EPS or span_start >= end - EPS for span_start, span_end in spans)
+
+    def _capacity_free(self, demand: dict[str, int], start: float, end: float) -> bool:
+        for resource, units in demand.items():
+            spans = [
+                (s, e, u) for s, e, u in self.usage.get(resource, []) if s < end - EPS and e > start + EPS
+            ]
+            # Usage only rises at span starts; checking at start and at each later span start suffices.
+            points = [start] + [s for s, _, _ in spans if s > start]
+            capacity = self.problem.capacities[resource]
+            for point in points:
+                used = sum(u for s, e, u in spans if s <= point + EPS and e > point + EPS)
+                if used + units > capacity:
+                    return False
+        return True
+
+    def _commit(
+        self,
+        activity: Activity,
+        start: float,
+        end: float,
+        lanes: list[tuple[str, int]],
+        first_cycle: dict[str, float],
+        emits: dict[str, float],
+        demand: dict[str, int],
+    ) -> Placement:
+        for lane in lanes:
+            bisect.insort(self.busy.setdefault(lane, []), (start, end))
+            self.lane_end[lane] = max(self.lane_end.get(lane, 0.0), end)
+        for resource, units in demand.items():
+            self.usage.setdefault(resource, []).append((start, end, units))
+        self.emitted.update(emits)
+        placement = Placement(activity.index, start, end, tuple(lanes), first_cycle)
+        self.placed[activity.index] = placement
+        return placement
+
+    @property
+    def makespan(self) -> float:
+        return max((p.end for p in self.placed.values()), default=0.0)
+
+
+def topological_order(problem: Problem, priority: Callable[[Activity], tuple[float, ...]]) -> list[Activity]:
+    """Activities in an order that respects every predecessor, best ``priority`` (smallest) first."""
+    remaining = {activity.index: len(activity.predecessors) for activity in problem.activities}
+    successors: dict[int, list[int]] = {activity.index: [] for activity in problem.activities}
+    for activity in problem.activities:
+        for pred in activity.predecessors:
+            successors[pred].append(activity.index)
+    ready = [a for a in problem.activities if remaining[a.index] == 0]
+    order: list[Activity] = []
+    while ready:
+        ready.sort(key=priority)
+        chosen = ready.pop(0)
+        order.append(chosen)
+        for succ in successors[chosen.index]:
+            remaining[succ] -= 1
+            if remaining[succ] == 0:
+                ready.append(problem.activities[succ])
+    return order
