@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	.ci/typecheck
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/pytest -q
 
 clean:
 	rm -rf $(VENV) build dist .typecheck *.egg-info

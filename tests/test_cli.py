@@ -1,0 +1,145 @@
+"""The command line as a user meets it: help that teaches, exit status 2 for bad input, fast start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cycleplan.planner import plan
+from support import SCENARIOS
+from typer.testing import CliRunner
+
+from cycleplan.cli import app
+from cycleplan.loading import load_plan, load_scenario
+
+runner = CliRunner()
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return sorted(group.commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_help_has_an_example(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output, f"`cycleplan {command} --help` shows no example"
+    assert f"cycleplan {command}" in result.output
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    probe = (
+        "import sys, json\n"
+        "from cycleplan.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'plotly', 'simpy', 'anthropic', 'numpy'}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & heavy)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_missing_file_exits_2_without_traceback(cli: str, tmp_path: Path) -> None:
+    done = subprocess.run([cli, "plan", str(tmp_path / "nope.yaml")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "no such file" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("backend", "write ROLE=N"),
+        ("backnd=2", "did you mean 'backend'"),
+        ("backend=0", "whole number from 1 to 1000"),
+        ("backend=two", "whole number from 1 to 1000"),
+    ],
+)
+def test_bad_lanes_option_exits_2(option: str, message: str) -> None:
+    result = runner.invoke(app, ["plan", str(SCENARIOS / "full-feature.yaml"), "--lanes", option])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_unknown_algorithm_and_rule_exit_2() -> None:
+    path = str(SCENARIOS / "course-crud.yaml")
+    assert runner.invoke(app, ["plan", path, "--algorithm", "magic"]).exit_code == 2
+    result = runner.invoke(app, ["plan", path, "--rule", "fastest"])
+    assert result.exit_code == 2
+    assert "lft" in result.output
+
+
+def test_plan_output_file_round_trips(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "plan.json"
+    result = runner.invoke(app, ["plan", str(SCENARIOS / "payment.yaml"), "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "3.50x" in result.output
+    assert load_plan(target) == plan(load_scenario(SCENARIOS / "payment.yaml"))
+
+
+def test_plan_table_shows_lanes_and_claim() -> None:
+    result = runner.invoke(app, ["plan", str(SCENARIOS / "course-crud.yaml")])
+    assert result.exit_code == 0
+    for text in ("backend-1", "frontend-1", "quality-1", "speedup        2.50x", "guide's claim"):
+        assert text in result.output
+
+
+def test_validate_reports_json_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("tasks:\n  - id: a\n    role: x\n    cycles: 0\n")
+    result = runner.invoke(app, ["validate", str(path), "--json"])
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["valid"] is False
+    assert data["errors"][0]["line"] == 4
+    assert data["errors"][0]["field"] == "tasks.0.cycles"
+
+
+def test_validate_ok() -> None:
+    result = runner.invoke(app, ["validate", str(SCENARIOS / "course-crud.yaml")])
+    assert result.exit_code == 0
+    assert "valid: 3 tasks, 25 cycles" in result.output
+
+
+@pytest.mark.parametrize("template", ["one-100", "blank"])
+def test_init_writes_a_scenario_that_plans(tmp_path: Path, template: str) -> None:
+    target = tmp_path / "mine.yaml"
+    result = runner.invoke(app, ["init", "mine", "--template", template, "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    scenario = load_scenario(target)
+    assert plan(scenario).makespan_min > 0
+    again = runner.invoke(app, ["init", "mine", "--template", template, "-o", str(target)])
+    assert again.exit_code == 2
+    assert "--force" in again.output
+
+
+def test_init_rejects_unknown_template(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["init", "x", "--template", "nope", "-o", str(tmp_path / "x.yaml")])
+    assert result.exit_code == 2
+
+
+def test_schema_is_json_schema_of_the_scenario() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert {"tasks", "roles", "template", "max_parallel", "resources"} <= set(schema["properties"])
+
+
+def test_templates_lists_one_100() -> None:
+    result = runner.invoke(app, ["templates", "--json"])
+    assert result.exit_code == 0
+    (one,) = [t for t in json.loads(result.stdout) if t["name"] == "one-100"]
+    assert one["cycles"] == 100
+    assert one["tasks"][0] == "foundation" and one["tasks"][-1] == "complete"
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("cycleplan ")
