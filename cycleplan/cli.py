@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 
@@ -18,6 +18,7 @@ from cycleplan import __version__
 
 if TYPE_CHECKING:
     from cycleplan.model import Plan, Scenario
+    from cycleplan.report.page import Report
 
 app = typer.Typer(
     name="cycleplan",
@@ -93,6 +94,21 @@ def _write_atomically(path: Path, text: str) -> None:
         temporary = path.with_name(f".{path.name}.tmp")
         temporary.write_text(text, encoding="utf-8")
         temporary.replace(path)
+    except OSError as exc:
+        _fail(f"{path}: cannot write: {exc.strerror or exc}")
+
+
+def _plotly_mode(value: str) -> Literal["embed", "cdn"]:
+    if value not in ("embed", "cdn"):
+        _fail(f"--plotly-js {value}: choose embed (works offline) or cdn (small file)")
+    return "embed" if value == "embed" else "cdn"
+
+
+def _write_report(path: Path, report: Report, plotly_js: Literal["embed", "cdn"]) -> None:
+    from cycleplan.report.page import write_page
+
+    try:
+        write_page(path, report, plotly_js)
     except OSError as exc:
         _fail(f"{path}: cannot write: {exc.strerror or exc}")
 
@@ -226,6 +242,18 @@ def plan_command(
             show_default=False,
         ),
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            metavar="FILE",
+            help="Write an interactive HTML report (Gantt chart).",
+            show_default=False,
+        ),
+    ] = None,
+    plotly_js: Annotated[
+        str, typer.Option("--plotly-js", metavar="HOW", help="embed (works offline) or cdn (small file).")
+    ] = "embed",
 ) -> None:
     """Map a scenario's tasks onto lanes: start and finish of every task, critical path, speedup.
 
@@ -235,7 +263,7 @@ def plan_command(
     Examples:
       cycleplan plan scenarios/course-crud.yaml
       cycleplan plan scenarios/full-feature.yaml --lanes backend=2 --json
-      cycleplan plan my.yaml -o plan.json
+      cycleplan plan my.yaml -o plan.json --report plan.html
     """
     from cycleplan.planner import ALGORITHMS, RULES, plan
 
@@ -246,17 +274,23 @@ def plan_command(
     scenario = _load(file)
     if lanes:
         scenario = scenario.with_lanes(_parse_lanes(scenario, lanes))
+    plotly_mode = _plotly_mode(plotly_js)
     result = plan(scenario, algorithm=algorithm, rule=rule)
     if output is not None:
         _write_atomically(output, result.model_dump_json(indent=1))
+    if report is not None:
+        from cycleplan.report.reports import plan_report
+
+        _write_report(report, plan_report(result), plotly_mode)
     if as_json:
         _emit_json(plan_summary(result))
         return
     from cycleplan.render import render_plan
 
     typer.echo(render_plan(result))
-    if output is not None:
-        typer.echo(f"\nwrote {output}")
+    for written in (output, report):
+        if written is not None:
+            typer.echo(f"wrote {written}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,121 @@
+"""The report page: headline numbers in plain HTML, then the figures, in one self-contained file.
+
+plotly.js is embedded by default so the page works offline; ``plotly_js="cdn"`` links it instead for a
+small file. Every piece of text is escaped here or was escaped by the figure that carries it. The file is
+written through a temporary name and renamed, so an interrupted write leaves no half page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from cycleplan import __version__
+from cycleplan.report.text import safe
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+PlotlyJs = Literal["embed", "cdn"]
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One of the few numbers that matter, e.g. speedup ``2.3x`` with ``P10-P90 1.9-2.6x``."""
+
+    label: str
+    value: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a page shows: a title, headline numbers, facts about the run, and figures."""
+
+    title: str
+    headlines: Sequence[Headline]
+    facts: dict[str, str]
+    figures: Sequence[go.Figure]
+    notes: Sequence[str] = ()
+
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
+       padding: 16px 24px; color: #1d1d1f; }
+h1 { font-size: 1.6rem; margin: 0.2rem 0 0.4rem; }
+.facts { color: #555; font-size: 0.9rem; margin-bottom: 1rem; }
+.facts span { margin-right: 1.2rem; }
+.headlines { display: flex; flex-wrap: wrap; gap: 12px; margin: 0.6rem 0 1.2rem; }
+.headline { border: 1px solid #ddd; border-radius: 8px; padding: 10px 14px; min-width: 150px; }
+.headline .label { font-size: 0.8rem; color: #666; text-transform: uppercase; letter-spacing: 0.04em; }
+.headline .value { font-size: 1.5rem; font-weight: 600; }
+.headline .detail { font-size: 0.85rem; color: #444; }
+.notes { font-size: 0.9rem; color: #333; }
+.figure { margin: 8px 0 24px; }
+"""
+
+
+def render_page(report: Report, plotly_js: PlotlyJs = "embed") -> str:
+    """The whole HTML page as text."""
+    import plotly.io as pio
+
+    if plotly_js == "embed":
+        from plotly.offline import get_plotlyjs
+
+        script = f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    else:
+        from plotly.io._utils import plotly_cdn_url
+
+        script = f'<script src="{safe(plotly_cdn_url())}" charset="utf-8"></script>'
+    headlines = "".join(
+        f'<div class="headline"><div class="label">{safe(h.label)}</div>'
+        f'<div class="value">{safe(h.value)}</div><div class="detail">{safe(h.detail)}</div></div>'
+        for h in report.headlines
+    )
+    facts = "".join(f"<span>{safe(key)}: <b>{safe(value)}</b></span>" for key, value in report.facts.items())
+    notes = "".join(f"<p>{safe(note)}</p>" for note in report.notes)
+    figures = "".join(
+        '<div class="figure">'
+        + pio.to_html(
+            figure,
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"figure-{index}",
+            config={"displaylogo": False, "responsive": True},
+        )
+        + "</div>"
+        for index, figure in enumerate(report.figures)
+    )
+    meta = json.dumps({"title": report.title, "cycleplan": __version__}).replace("<", "\\u003c")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{safe(report.title)}</title><style>{_STYLE}</style>{script}"
+        f'<script type="application/json" id="cycleplan-meta">{meta}</script></head><body>'
+        f'<h1>{safe(report.title)}</h1><div class="facts">{facts}</div>'
+        f'<div class="headlines">{headlines}</div><div class="notes">{notes}</div>{figures}</body></html>\n'
+    )
+
+
+def standard_facts(scenario_name: str, seed: int | None = None) -> dict[str, str]:
+    """Scenario, seed (when there is one), cycleplan version and the date, for every page's header."""
+    facts = {"scenario": scenario_name or "(unnamed)"}
+    if seed is not None:
+        facts["seed"] = str(seed)
+    facts["cycleplan"] = __version__
+    facts["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return facts
+
+
+def write_page(path: Path, report: Report, plotly_js: PlotlyJs = "embed") -> int:
+    """Write the page to ``path`` (atomically); returns its size in bytes."""
+    text = render_page(report, plotly_js)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return len(text.encode("utf-8"))

@@ -1,0 +1,141 @@
+"""Plan reports: the Gantt figure's data, escaping of untrusted text, and the page in a real browser."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import browser
+import pytest
+from cycleplan.planner import plan
+from support import SCENARIOS
+from typer.testing import CliRunner
+
+from cycleplan.cli import app
+from cycleplan.loading import load_scenario, parse_scenario
+from cycleplan.model import Plan
+from cycleplan.report.page import render_page, write_page
+from cycleplan.report.plan_figures import gantt
+from cycleplan.report.reports import plan_report
+
+HOSTILE = """
+name: "<script>document.body.setAttribute('data-pwned','script')</script>"
+description: "<img src=x onerror=\\"document.body.setAttribute('data-pwned','img')\\">"
+roles:
+  "backend": {cycle: {kind: fixed, value_min: 5}}
+tasks:
+  - id: x
+    role: backend
+    cycles: 2
+    description: "<img src=x onerror=\\"document.body.setAttribute('data-pwned','desc')\\">"
+"""
+
+
+def _one_100(lanes: dict[str, int] | None = None) -> Plan:
+    scenario = load_scenario(SCENARIOS / "full-feature.yaml")
+    return plan(scenario.with_lanes(lanes) if lanes else scenario)
+
+
+def test_gantt_bars_match_the_plan() -> None:
+    result = _one_100()
+    figure = gantt(result)
+    minute_traces = [t for t in figure.data if t.meta["unit"] == "minutes"]
+    cycle_traces = [t for t in figure.data if t.meta["unit"] == "wall cycles"]
+    assert len(minute_traces) == len(cycle_traces) == 8  # one per role
+    planned = {p.task: p for _, p in result.planned_tasks()}
+    for trace in minute_traces:
+        for task, base, length in zip(trace.meta["tasks"], trace.base, trace.x, strict=True):
+            assert base == planned[task].start_min
+            assert base + length == pytest.approx(planned[task].finish_min)
+    frontend = next(t for t in cycle_traces if "frontend" in t.meta["tasks"])
+    assert frontend.base[frontend.meta["tasks"].index("frontend")] == 12
+    assert all(trace.visible is True for trace in minute_traces)
+    assert all(trace.visible is False for trace in cycle_traces)
+
+
+def test_gantt_outlines_the_critical_path() -> None:
+    result = _one_100({"backend": 2})
+    outlined = set()
+    for trace in gantt(result).data:
+        if trace.meta["unit"] != "minutes":
+            continue
+        for task, width in zip(trace.meta["tasks"], trace.marker.line.width, strict=True):
+            if width == 3:
+                outlined.add(task)
+    assert outlined == set(result.critical_path)
+    assert "integration" in outlined and "knowledge" not in outlined
+
+
+def test_units_button_switches_visibility() -> None:
+    menu = gantt(_one_100()).layout.updatemenus[0]
+    labels = [button.label for button in menu.buttons]
+    assert labels == ["minutes", "wall cycles"]
+    cycles_visible = menu.buttons[1].args[0]["visible"]
+    assert cycles_visible.count(True) == cycles_visible.count(False) == 8
+
+
+def test_plan_report_headlines() -> None:
+    report = plan_report(_one_100())
+    values = {h.label: h.value for h in report.headlines}
+    assert values["planned speedup"] == "1.54x"
+    assert values["cycles"] == "65 wall"
+    assert values["guide's claim"] == "2.50x"
+
+
+def test_untrusted_text_is_escaped_in_figures_and_page() -> None:
+    result = plan(parse_scenario(HOSTILE))
+    figure = gantt(result)
+    assert "<script>" not in str(figure.layout.title.text)
+    assert "&lt;script&gt;" in str(figure.layout.title.text)
+    page = render_page(plan_report(result), plotly_js="cdn")
+    assert "<script>document" not in page
+    assert "<img src=x" not in page
+    assert "&lt;img src=x onerror=" in page
+
+
+def test_cdn_page_is_small_and_embedded_page_carries_plotly(tmp_path: Path) -> None:
+    report = plan_report(_one_100())
+    small = write_page(tmp_path / "cdn.html", report, "cdn")
+    large = write_page(tmp_path / "embedded.html", report, "embed")
+    assert small < 100_000 < 3_000_000 < large
+    assert not (tmp_path / ".cdn.html.tmp").exists()
+
+
+def test_plan_command_writes_report(tmp_path: Path) -> None:
+    target = tmp_path / "plan.html"
+    result = CliRunner().invoke(app, ["plan", str(SCENARIOS / "course-crud.yaml"), "--report", str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.read_text().startswith("<!DOCTYPE html>")
+
+
+# --------------------------------------------------------------------------------------------------
+# In a real browser, network off
+
+
+def test_one_100_report_renders_offline_without_console_errors(tmp_path: Path) -> None:
+    page = tmp_path / "one-100.html"
+    write_page(page, plan_report(_one_100()))
+    loaded = browser.load(page)
+    assert loaded.console_errors() == []
+    assert 'class="main-svg"' in loaded.dom  # plotly drew the figure
+    assert "foundation" in loaded.dom
+    shot = browser.screenshot(page, tmp_path / "one-100.png", 1280, 900)
+    assert shot.stat().st_size > 20_000
+
+
+def test_network_is_really_off_in_browser_tests(tmp_path: Path) -> None:
+    """The CDN variant cannot fetch plotly.js under the test browser's flags: proof the network is off."""
+    page = tmp_path / "cdn.html"
+    write_page(page, plan_report(_one_100()), "cdn")
+    loaded = browser.load(page)
+    assert 'class="main-svg"' not in loaded.dom
+    assert any("Plotly is not defined" in line for line in loaded.console_errors())
+
+
+def test_hostile_names_run_no_script_in_the_browser(tmp_path: Path) -> None:
+    page = tmp_path / "hostile.html"
+    write_page(page, plan_report(plan(parse_scenario(HOSTILE))))
+    loaded = browser.load(page)
+    assert 'class="main-svg"' in loaded.dom
+    assert re.search(r"<body[^>]*data-pwned", loaded.dom) is None
+    assert "&lt;script&gt;document.body.setAttribute" in loaded.dom  # shown as text
