@@ -38,10 +38,16 @@ def _dotted(path: Path) -> str:
     return ".".join(str(part) for part in path) or "(top)"
 
 
+def closest_name(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``name`` when one is close enough to be a likely misspelling."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when a candidate is close to ``name``, else an empty string."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = closest_name(name, candidates)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
 def _known(names: Iterable[str]) -> str:
@@ -76,7 +82,8 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
             problems.append(
                 Problem(
                     ("tasks", index, "id"),
-                    f"duplicate task id '{task.id}' (first used by tasks.{seen[task.id]}); ids must be unique",  # noqa: E501
+                    f"duplicate task id '{task.id}' (first used by tasks.{seen[task.id]}); "
+                    "ids must be unique: rename one",
                 )
             )
         else:
@@ -86,6 +93,11 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
     origin = _origins(scenario)
     ids = {task.id for task in tasks}
     template_ids = {task.id for task in tasks if origin[task.id][0] == "template"}
+    # Roles a template uses need no entry under 'roles' (they get the default role), so listed tasks
+    # may use them too.
+    known_roles = set(scenario.roles)
+    if scenario.template is not None:
+        known_roles.update(task.role for task in scenario.all_tasks() if task.id in template_ids)
 
     emitters: dict[str, str] = {}
     for task in tasks:
@@ -104,25 +116,42 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
     for task in tasks:
         where = origin[task.id]
         from_template = task.id in template_ids
-        if task.role not in scenario.roles and not from_template:
+        if task.role not in known_roles and not from_template:
             problems.append(
                 Problem(
                     (*where, "role"),
-                    f"unknown role '{task.role}'{did_you_mean(task.role, scenario.roles)}; "
-                    f"define it under 'roles' ({_known(scenario.roles)})",
+                    f"unknown role '{task.role}'{did_you_mean(task.role, known_roles)}; "
+                    f"define it under 'roles' ({_known(known_roles)})",
                 )
             )
         for position, dependency in enumerate(task.after):
-            if dependency not in ids:
+            if dependency == task.id:
                 problems.append(
                     Problem(
                         (*where, "after", position),
-                        f"unknown task '{dependency}'{did_you_mean(dependency, ids)}; {_known(ids)}",
+                        f"dependency loop: {task.id} -> {task.id}; a task cannot come after itself: "
+                        f"remove '{task.id}' from its 'after'",
+                    )
+                )
+            elif dependency not in ids:
+                problems.append(
+                    Problem(
+                        (*where, "after", position),
+                        f"unknown task '{dependency}'{did_you_mean(dependency, ids)}; 'after' lists ids "
+                        f"of tasks that must finish first ({_known(ids)})",
                     )
                 )
         for event, cycle in task.waits.items():
             racer = next((t for t in tasks if t.id == emitters.get(event) and t.race is not None), None)
-            if racer is not None:
+            if emitters.get(event) == task.id:
+                problems.append(
+                    Problem(
+                        (*where, "waits", event),
+                        f"dependency loop: {task.id} -> {task.id}; it waits for '{event}', which it emits "
+                        "itself: a task cannot wait for its own event, remove the wait",
+                    )
+                )
+            elif racer is not None:
                 problems.append(
                     Problem(
                         (*where, "waits", event),
@@ -142,7 +171,8 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 problems.append(
                     Problem(
                         (*where, "waits", event),
-                        f"waits before cycle {cycle}, but the task has only {task.cycles} cycles",
+                        f"waits before cycle {cycle}, but the task has only {task.cycles} cycles; "
+                        f"use a cycle from 1 to {task.cycles}",
                     )
                 )
         for event, cycle in task.emits.items():
@@ -150,7 +180,8 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 problems.append(
                     Problem(
                         (*where, "emits", event),
-                        f"emits after cycle {cycle}, but the task has only {task.cycles} cycles",
+                        f"emits after cycle {cycle}, but the task has only {task.cycles} cycles; "
+                        f"use a cycle from 1 to {task.cycles}",
                     )
                 )
         for resource, units in task.requires.items():
@@ -167,14 +198,20 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 problems.append(
                     Problem(
                         (*where, "requires", resource),
-                        f"needs {units} of '{resource}', which has a capacity of only {capacity}",
+                        f"needs {units} of '{resource}', which has a capacity of only {capacity}; "
+                        "it could never start: lower the units or raise the capacity",
                     )
                 )
         if task.command is None and task.shell:
-            problems.append(Problem((*where, "shell"), "shell: true needs a 'command'"))
+            problems.append(
+                Problem(
+                    (*where, "shell"),
+                    "shell: true needs a 'command' to run in the shell; add one or remove 'shell'",
+                )
+            )
 
     problems.extend(_race_problems(scenario, tasks, origin))
-    if not problems:
+    if len(seen) == len(scenario.tasks):
         problems.extend(_loop_problems(tasks, emitters, origin))
     return problems
 
@@ -205,21 +242,22 @@ def _race_problems(scenario: Scenario, tasks: list[Task], origin: dict[str, Path
             problems.append(
                 Problem(
                     where,
-                    f"race group '{group}' has only one member ('{first.id}'); a race needs two or more",
+                    f"race group '{group}' has only one member ('{first.id}'); a race needs two or more: "
+                    f"give another task 'race: {group}', or remove 'race'",
                 )
             )
             continue
         names = {member.id for member in members}
         for member in members:
-            inside = names.intersection(member.after)
-            if inside:
-                problems.append(
-                    Problem(
-                        (*origin[member.id], "after"),
-                        f"'{member.id}' depends on '{sorted(inside)[0]}' of its own race group '{group}'; "
-                        "race members start together",
+            for position, dependency in enumerate(member.after):
+                if dependency in names and dependency != member.id:
+                    problems.append(
+                        Problem(
+                            (*origin[member.id], "after", position),
+                            f"'{member.id}' comes after '{dependency}' of its own race group '{group}', but "
+                            "race members start together: remove the dependency or leave the race",
+                        )
                     )
-                )
         needed: dict[str, int] = {}
         for member in members:
             needed[member.role] = needed.get(member.role, 0) + 1
@@ -230,7 +268,8 @@ def _race_problems(scenario: Scenario, tasks: list[Task], origin: dict[str, Path
                     Problem(
                         where,
                         f"race group '{group}' runs {count} '{role}' tasks at once, but '{role}' has {lanes} "
-                        f"lane{'s' if lanes != 1 else ''}",
+                        f"lane{'s' if lanes != 1 else ''}; race members start together: give '{role}' "
+                        f"{count} lanes",
                     )
                 )
         if scenario.max_parallel is not None and len(members) > scenario.max_parallel:
@@ -238,7 +277,7 @@ def _race_problems(scenario: Scenario, tasks: list[Task], origin: dict[str, Path
                 Problem(
                     where,
                     f"race group '{group}' runs {len(members)} tasks at once, above max_parallel "
-                    f"({scenario.max_parallel})",
+                    f"({scenario.max_parallel}); raise max_parallel or shrink the race",
                 )
             )
         for resource, spec in scenario.resources.items():
@@ -248,18 +287,30 @@ def _race_problems(scenario: Scenario, tasks: list[Task], origin: dict[str, Path
                     Problem(
                         where,
                         f"race group '{group}' needs {total} of '{resource}' at once, above its capacity "
-                        f"({spec.capacity})",
+                        f"({spec.capacity}); race members start together: raise the capacity",
                     )
                 )
     return problems
 
 
 def _loop_problems(tasks: list[Task], emitters: dict[str, str], origin: dict[str, Path]) -> list[Problem]:
-    """Dependency loops through ``after`` and through waits on events, each named once: ``a -> b -> a``."""
-    edges: dict[str, list[str]] = {task.id: [] for task in tasks}
+    """Dependency loops through ``after`` and through waits on events, each named once: ``a -> b -> a``.
+
+    A race group's members start together, so the group is one node: a loop that passes through any of
+    its members passes through the whole group. References to unknown tasks or events and a task's
+    dependencies on itself are reported elsewhere and ignored here.
+    """
+    unit = {task.id: task.id if task.race is None else f"race '{task.race}'" for task in tasks}
+    edges: dict[str, list[tuple[str, Path]]] = {name: [] for name in unit.values()}
     for task in tasks:
-        edges[task.id].extend(task.after)
-        edges[task.id].extend(emitters[event] for event in task.waits)
+        here = unit[task.id]
+        for position, dependency in enumerate(task.after):
+            if dependency in unit and unit[dependency] != here:
+                edges[here].append((unit[dependency], (*origin[task.id], "after", position)))
+        for event in task.waits:
+            emitter = emitters.get(event)
+            if emitter in unit and unit[emitter] != here:
+                edges[here].append((unit[emitter], (*origin[task.id], "waits", event)))
 
     problems: list[Problem] = []
     reported: set[frozenset[str]] = set()
@@ -274,7 +325,7 @@ def _loop_problems(tasks: list[Task], emitters: dict[str, str], origin: dict[str
             node, index = stack[-1]
             if index < len(edges[node]):
                 stack[-1] = (node, index + 1)
-                nxt = edges[node][index]
+                nxt, where = edges[node][index]
                 if state.get(nxt) == 1:
                     loop = [*path[path.index(nxt) :], nxt]
                     key = frozenset(loop)
@@ -282,9 +333,16 @@ def _loop_problems(tasks: list[Task], emitters: dict[str, str], origin: dict[str
                         reported.add(key)
                         # Written as "runs before": a -> b means a must finish (or emit) before b.
                         shown = " -> ".join(reversed(loop))
+                        race = (
+                            "; race members start together"
+                            if any(n.startswith("race ") for n in loop)
+                            else ""
+                        )
                         problems.append(
                             Problem(
-                                (*origin[nxt], "after"), f"dependency loop: {shown}; no task in it can start"
+                                where,
+                                f"dependency loop: {shown}{race}; no task in it can start: "
+                                "remove one of these dependencies",
                             )
                         )
                 elif nxt not in state:
