@@ -118,6 +118,17 @@ class Empirical(Frozen):
         return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+class Exponential(Frozen):
+    """Memoryless cycle duration given by its mean (minutes); mostly for analytic checks."""
+
+    kind: Literal["exponential"]
+    mean_min: Minutes
+
+    @property
+    def nominal_min(self) -> float:
+        return self.mean_min
+
+
 def _duration_kind(value: Any) -> str:
     if isinstance(value, dict):
         return str(value.get("kind", "lognormal"))
@@ -128,15 +139,16 @@ CycleDuration = Annotated[
     Annotated[Lognormal, Tag("lognormal")]
     | Annotated[Gamma, Tag("gamma")]
     | Annotated[Fixed, Tag("fixed")]
-    | Annotated[Empirical, Tag("empirical")],
+    | Annotated[Empirical, Tag("empirical")]
+    | Annotated[Exponential, Tag("exponential")],
     Discriminator(
         _duration_kind,
         custom_error_type="unknown_distribution",
-        custom_error_message="kind must be one of lognormal, gamma, fixed, empirical",
+        custom_error_message="kind must be one of lognormal, gamma, fixed, empirical, exponential",
     ),
 ]
-"""One cycle's duration. ``nominal_min`` (median for lognormal and empirical, mean for gamma, the value
-for fixed) is what the planner and ideal mode use."""
+"""One cycle's duration. ``nominal_min`` (median for lognormal and empirical, mean for gamma and
+exponential, the value for fixed) is what the planner and ideal mode use."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -182,6 +194,18 @@ class FailureModel(Frozen):
     """When a task fails for good, also cancel the running tasks of the same role."""
 
 
+class SyncCost(Frozen):
+    """What consuming one awaited event costs the waiting task, on top of the wait itself.
+
+    Charged per event a task ``waits`` for, whether or not it had to wait: ``minutes`` of the lane's time
+    spent taking the handoff in (reading the other side's types, rebasing), and ``handoff_tokens`` of
+    uncached input added to the next cycle. Ideal mode charges nothing.
+    """
+
+    minutes: NonNegativeMinutes = 0.0
+    handoff_tokens: Tokens = 0
+
+
 DEFAULT_CYCLE = Lognormal(median_min=3.0, p90_min=5.0)
 """The ONE template's "a cycle takes 2-5 minutes": median 3, 90% of cycles under 5."""
 
@@ -198,6 +222,7 @@ class Role(Frozen):
     cycle: CycleDuration = DEFAULT_CYCLE
     tokens: TokenModel = TokenModel()
     failure: FailureModel = FailureModel()
+    sync: SyncCost = SyncCost()
 
 
 class Resource(Frozen):
@@ -234,6 +259,9 @@ class Task(Frozen):
     shell: bool = False
     template_cycles: tuple[int, int] | None = None
     """Where the task sits in its template (first and last template cycle), when it comes from one."""
+    timeout_min: Minutes | None = None
+    """The executor fails the task when its attempts (and backoffs) take longer than this, in scenario
+    minutes; time held waiting for events does not count. None: no limit."""
 
     @field_validator("waits", "emits")
     @classmethod
@@ -275,6 +303,50 @@ class Template(Frozen):
 
 
 # --------------------------------------------------------------------------------------------------
+# Prices and rate limits
+
+UsdPerMtok = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
+"""A price in US dollars per million tokens."""
+
+
+class ModelPrice(Frozen):
+    """What one model's tokens cost, in US dollars per million tokens.
+
+    Cache writes default to 1.25x and cache reads to 0.1x the input price (Anthropic's 5-minute cache).
+    """
+
+    input_per_mtok: UsdPerMtok
+    output_per_mtok: UsdPerMtok
+    cache_write_per_mtok: UsdPerMtok | None = None
+    cache_read_per_mtok: UsdPerMtok | None = None
+
+    @property
+    def cache_write(self) -> float:
+        """USD per million cache-write tokens."""
+        return self.input_per_mtok * 1.25 if self.cache_write_per_mtok is None else self.cache_write_per_mtok
+
+    @property
+    def cache_read(self) -> float:
+        """USD per million cache-read tokens."""
+        return self.input_per_mtok * 0.1 if self.cache_read_per_mtok is None else self.cache_read_per_mtok
+
+
+PerMinute = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
+
+
+class RateLimits(Frozen):
+    """The organisation's API rate limits, shared by every agent (token buckets refilled per minute).
+
+    Uncached input and cache writes count against ``input_tokens_per_min``; cache reads do not. A limit
+    left out does not bind.
+    """
+
+    requests_per_min: PerMinute | None = None
+    input_tokens_per_min: PerMinute | None = None
+    output_tokens_per_min: PerMinute | None = None
+
+
+# --------------------------------------------------------------------------------------------------
 # Scenario
 
 
@@ -307,6 +379,12 @@ class Scenario(Frozen):
     roles: dict[Identifier, Role] = Field(default_factory=dict, max_length=1_000)
     resources: dict[Identifier, Resource] = Field(default_factory=dict, max_length=1_000)
     tasks: list[Task] = Field(default_factory=list, max_length=10_000)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict, max_length=1_000)
+    """Prices per model id, overriding the built-in dated table (:mod:`cycleplan.prices`)."""
+    rate_limits: RateLimits | None = None
+    """Organisation-wide API rate limits the simulator applies (none when left out)."""
+    run_timeout_min: Minutes | None = None
+    """The executor cancels what is left of a run after this many scenario minutes. None: no limit."""
 
     @model_validator(mode="after")
     def _references_hold(self) -> Scenario:
@@ -369,6 +447,11 @@ class PlannedTask(Frozen):
     finish_cycle: float
     wait_min: float = 0.0
     """Planned time the lane is held waiting for events."""
+    lane_start_min: float | None = None
+    """When the lane is taken: before ``start_min`` when the task waits for an event before its first
+    cycle (the lane is held meanwhile). None in plans that do not record it."""
+    lane_start_cycle: float | None = None
+    """``lane_start_min`` in wall cycles."""
 
 
 class Lane(Frozen):
@@ -395,6 +478,9 @@ class Plan(Frozen):
     wall_cycles: float
     template_cycles: int
     lanes: list[Lane]
+    proven_optimal: bool | None = None
+    """True when no plan can have a shorter makespan (an exact algorithm proved it, or the makespan meets
+    a lower bound); False when an exact algorithm stopped before proving it; None when unknown."""
 
     def planned_tasks(self) -> Iterator[tuple[Lane, PlannedTask]]:
         for lane in self.lanes:
