@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 
 from cycleplan.planner import sequential
 from cycleplan.planner.priority import passes
-from cycleplan.planner.problem import EPS, Durations, Lane, Placement, Problem, Schedule, nominal_durations
+from cycleplan.planner.problem import (
+    EPS,
+    Durations,
+    Lane,
+    Placement,
+    Problem,
+    Schedule,
+    nominal_durations,
+)
+from cycleplan.planner.replay import emit_times
 
 if TYPE_CHECKING:
     from cycleplan.model import Plan
@@ -61,13 +70,7 @@ def critical_path(problem: Problem, placements: dict[int, Placement], durations:
     """
     if not placements:
         return []
-    # Emit times as placed: emitters start before their waiters, so one pass in start order finds them.
-    emitted: dict[str, float] = {}
-    for placed in sorted(placements.values(), key=lambda p: p.start):
-        _, _, emits = problem.finish_times(
-            problem.activities[placed.activity], placed.start, durations, emitted
-        )
-        emitted.update(emits)
+    emitted = emit_times(problem, placements, durations)
 
     current: int | None = max(placements.values(), key=lambda p: (p.end, -p.activity)).activity
     chain: list[str] = []
@@ -125,8 +128,12 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
             lane = placed.lanes[position]
             if task.id in schedule.skipped:
                 start, start_cycle = placed.end, in_cycles.end
+                lane_start, lane_start_cycle = placed.end, in_cycles.end
             else:
-                start, start_cycle = placed.first_cycle[task.id], in_cycles.first_cycle[task.id]
+                # A race member still waiting when the winner finishes never starts a cycle.
+                start = min(placed.first_cycle[task.id], placed.end)
+                start_cycle = min(in_cycles.first_cycle[task.id], in_cycles.end)
+                lane_start, lane_start_cycle = placed.start, in_cycles.start
             busy = min(sum(durations(task)), placed.end - start)
             rows[lane].append(
                 PlannedTask(
@@ -140,6 +147,8 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
                     wait_min=max(0.0, placed.end - placed.start - busy)
                     if task.id not in schedule.skipped
                     else 0.0,
+                    lane_start_min=lane_start,
+                    lane_start_cycle=lane_start_cycle,
                 )
             )
     lanes = [
@@ -153,6 +162,8 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
     makespan = max((p.end for p in schedule.minutes.values()), default=0.0)
     sequential_min = sequential.makespan(problem, durations)
     bounds = lower_bounds(problem, durations)
+    lower_bound = max(bounds.values(), default=0.0)
+    proven_optimal = True if makespan <= lower_bound + EPS else schedule.proven_optimal
     return Plan(
         scenario=scenario,
         algorithm=algorithm,
@@ -160,10 +171,11 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
         makespan_min=makespan,
         sequential_min=sequential_min,
         speedup=sequential_min / makespan if makespan > 0 else 1.0,
-        lower_bound_min=max(bounds.values(), default=0.0),
+        lower_bound_min=lower_bound,
         lower_bounds=bounds,
         critical_path=critical_path(problem, schedule.minutes, durations),
         wall_cycles=max((p.end for p in schedule.cycles.values()), default=0.0),
         template_cycles=sum(task.cycles for task in scenario.all_tasks()),
         lanes=lanes,
+        proven_optimal=proven_optimal,
     )

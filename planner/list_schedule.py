@@ -12,11 +12,11 @@ from cycleplan.planner.problem import (
     Schedule,
     Timeline,
     nominal_durations,
-    retime,
     role_lanes,
     topological_order,
     unit_durations,
 )
+from cycleplan.planner.replay import retime
 
 DEFAULT_RULE = "lft"
 

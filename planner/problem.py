@@ -16,6 +16,7 @@ Plans or output.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -99,6 +100,7 @@ class Problem:
         if scenario.max_parallel is not None:
             capacities["max_parallel"] = scenario.max_parallel
         lanes = {role: scenario.role(role).lanes for role in scenario.role_names()}
+        _refuse_race_loops(activities)
         return cls(scenario, activities, activity_of, emitter, lanes, capacities)
 
     def demand(self, activity: Activity) -> dict[str, int]:
@@ -152,6 +154,39 @@ class Problem:
         return min(sum(durations(task)) for task in activity.members)
 
 
+class RaceLoopError(ValueError):
+    """A race group whose members depend on each other through other tasks: they cannot start together."""
+
+
+def _refuse_race_loops(activities: list[Activity]) -> None:
+    """Raise :class:`RaceLoopError` when merging race members into one activity closes a loop.
+
+    The scenario's own checks see loops between tasks; a race member that depends on another member of
+    its group through other tasks (``b after x``, ``x after a``, ``a`` and ``b`` racing) is a loop only
+    once the group is one activity.
+    """
+    remaining = {a.index: len(a.predecessors) for a in activities}
+    successors: dict[int, list[int]] = {a.index: [] for a in activities}
+    for activity in activities:
+        for pred in activity.predecessors:
+            successors[pred].append(activity.index)
+    ready = [index for index, count in remaining.items() if count == 0]
+    while ready:
+        for succ in successors[ready.pop()]:
+            remaining[succ] -= 1
+            if remaining[succ] == 0:
+                ready.append(succ)
+    stuck = [activities[index] for index, count in remaining.items() if count > 0]
+    races = [activity for activity in stuck if activity.is_race]
+    if races:
+        race = races[0]
+        members = ", ".join(task.id for task in race.members)
+        raise RaceLoopError(
+            f"race group '{race.name}' ({members}): one member depends on another through other tasks "
+            "or events, but race members start together; take the dependency out or the task out of the race"
+        )
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where and when an activity was placed."""
@@ -180,19 +215,13 @@ class Schedule:
     """Every lane, in display order (idle ones too)."""
     skipped: frozenset[str] = frozenset()
     """Race members that never ran (the sequential baseline runs only a race's fastest member)."""
+    proven_optimal: bool | None = None
+    """Whether the algorithm proved that no schedule is shorter (None: it does not know)."""
 
 
 def role_lanes(problem: Problem) -> list[Lane]:
     """Every lane of every role, role by role."""
     return [(role, number) for role, count in problem.lanes.items() for number in range(1, count + 1)]
-
-
-def retime(problem: Problem, placements: dict[int, Placement], durations: Durations) -> dict[int, Placement]:
-    """The same plan (lanes and lane order) timed again with other cycle durations."""
-    timeline = Timeline(problem, durations)
-    for placed in sorted(placements.values(), key=lambda p: (p.start, p.end, p.activity)):
-        timeline.place(problem.activities[placed.activity], placed.lanes)
-    return timeline.placed
 
 
 @dataclass
@@ -202,10 +231,14 @@ class Timeline:
     problem: Problem
     durations: Durations
     busy: dict[tuple[str, int], list[tuple[float, float]]] = field(default_factory=dict)
-    usage: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)
+    usage: dict[str, tuple[list[float], list[int]]] = field(default_factory=dict)
+    """Per capacity resource: breakpoints in time and the units in use from each until the next."""
     emitted: dict[str, float] = field(default_factory=dict)
     placed: dict[int, Placement] = field(default_factory=dict)
     lane_end: dict[tuple[str, int], float] = field(default_factory=dict)
+    fixed: dict[int, tuple[float, dict[str, float]] | None] = field(default_factory=dict)
+    """Per activity: its length and emit offsets when no member waits (the same at every start), else
+    None. Filled as activities are placed."""
 
     def ready(self, activity: Activity) -> bool:
         return all(pred in self.placed for pred in activity.predecessors)
@@ -224,15 +257,33 @@ class Timeline:
         candidates = sorted(
             {earliest}
             | {end for spans in self.busy.values() for _, end in spans if end > earliest}
-            | {end for spans in self.usage.values() for _, end, _ in spans if end > earliest}
+            | {point for times, _ in self.usage.values() for point in times if point > earliest}
         )
         for start in candidates:
-            end, first_cycle, emits = problem.finish_times(activity, start, self.durations, self.emitted)
+            end, first_cycle, emits = self._finish(activity, start)
             chosen = self._lanes_free(activity, start, end, lanes)
             if chosen is None or not self._capacity_free(demand, start, end):
                 continue
             return self._commit(activity, start, end, chosen, first_cycle, emits, demand)
         raise AssertionError(f"no feasible start for {activity.name}")  # the last candidate always fits
+
+    def _finish(self, activity: Activity, start: float) -> tuple[float, dict[str, float], dict[str, float]]:
+        """:meth:`Problem.finish_times` at ``start``, without replaying cycles when nothing waits."""
+        if activity.index not in self.fixed:
+            if any(task.waits for task in activity.members):
+                self.fixed[activity.index] = None
+            else:
+                end, _, emits = self.problem.finish_times(activity, 0.0, self.durations, {})
+                self.fixed[activity.index] = (end, emits)
+        known = self.fixed[activity.index]
+        if known is None:
+            return self.problem.finish_times(activity, start, self.durations, self.emitted)
+        length, offsets = known
+        return (
+            start + length,
+            {task.id: start for task in activity.members},
+            {event: start + offset for event, offset in offsets.items()},
+        )
 
     def _lanes_free(
         self, activity: Activity, start: float, end: float, fixed: Sequence[tuple[str, int]] | None
@@ -259,21 +310,35 @@ class Timeline:
 
     @staticmethod
     def _free(spans: list[tuple[float, float]], start: float, end: float) -> bool:
-        return all(span_end <= start + EPS or span_start >= end - EPS for span_start, span_end in spans)
+        """Whether a lane's spans (sorted, never overlapping) leave ``start``-``end`` free: only the last
+        span that starts before ``end`` can reach into it."""
+        before = bisect.bisect_left(spans, (end - EPS, -math.inf))
+        return before == 0 or spans[before - 1][1] <= start + EPS
 
     def _capacity_free(self, demand: dict[str, int], start: float, end: float) -> bool:
         for resource, units in demand.items():
-            spans = [
-                (s, e, u) for s, e, u in self.usage.get(resource, []) if s < end - EPS and e > start + EPS
-            ]
-            # Usage only rises at span starts; checking at start and at each later span start suffices.
-            points = [start] + [s for s, _, _ in spans if s > start]
-            capacity = self.problem.capacities[resource]
-            for point in points:
-                used = sum(u for s, e, u in spans if s <= point + EPS and e > point + EPS)
-                if used + units > capacity:
+            if resource not in self.usage:
+                continue
+            times, used = self.usage[resource]
+            room = self.problem.capacities[resource] - units
+            index = bisect.bisect_right(times, start + EPS) - 1
+            while index < len(times) and times[index] < end - EPS:
+                if used[index] > room:
                     return False
+                index += 1
         return True
+
+    def _take(self, resource: str, units: int, start: float, end: float) -> None:
+        times, used = self.usage.setdefault(resource, ([0.0], [0]))
+        bounds = []
+        for point in (start, end):
+            index = bisect.bisect_left(times, point - EPS)
+            if index == len(times) or times[index] > point + EPS:
+                times.insert(index, point)
+                used.insert(index, used[index - 1])
+            bounds.append(index)
+        for index in range(bounds[0], bounds[1]):
+            used[index] += units
 
     def _commit(
         self,
@@ -289,7 +354,7 @@ class Timeline:
             bisect.insort(self.busy.setdefault(lane, []), (start, end))
             self.lane_end[lane] = max(self.lane_end.get(lane, 0.0), end)
         for resource, units in demand.items():
-            self.usage.setdefault(resource, []).append((start, end, units))
+            self._take(resource, units, start, end)
         self.emitted.update(emits)
         placement = Placement(activity.index, start, end, tuple(lanes), first_cycle)
         self.placed[activity.index] = placement

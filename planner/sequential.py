@@ -6,6 +6,8 @@ does not race itself); the other members are listed as never run.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cycleplan.planner.problem import (
     Durations,
     Placement,
@@ -16,15 +18,29 @@ from cycleplan.planner.problem import (
     unit_durations,
 )
 
+from cycleplan.model import Task
+
 LANE = ("sequential", 1)
 
 
-def _run(problem: Problem, durations: Durations) -> dict[int, Placement]:
+def _fastest(problem: Problem, durations: Durations) -> dict[int, Task]:
+    """The member each race group's one lane runs: its fastest in nominal minutes (first one on ties)."""
+    return {
+        activity.index: min(activity.members, key=lambda task: sum(durations(task)))
+        for activity in problem.activities
+        if activity.is_race
+    }
+
+
+def _run(problem: Problem, durations: Durations, runners: dict[int, Task]) -> dict[int, Placement]:
     clock = 0.0
     emitted: dict[str, float] = {}
     placed: dict[int, Placement] = {}
     for activity in topological_order(problem, lambda a: (a.index,)):
-        end, first_cycle, emits = problem.finish_times(activity, clock, durations, emitted)
+        alone = activity
+        if activity.index in runners:
+            alone = replace(activity, members=(runners[activity.index],))
+        end, first_cycle, emits = problem.finish_times(alone, clock, durations, emitted)
         emitted.update(emits)
         placed[activity.index] = Placement(
             activity.index, clock, end, tuple(LANE for _ in activity.members), first_cycle
@@ -36,14 +52,17 @@ def _run(problem: Problem, durations: Durations) -> dict[int, Placement]:
 def schedule(problem: Problem, rule: str | None = None) -> Schedule:
     del rule  # one order only
     durations = nominal_durations(problem.scenario)
-    skipped: set[str] = set()
-    for activity in problem.activities:
-        if activity.is_race:
-            fastest = min(activity.members, key=lambda task: sum(durations(task)))
-            skipped.update(task.id for task in activity.members if task is not fastest)
+    # The member to run is chosen once, by nominal minutes, and runs alone in both views.
+    runners = _fastest(problem, durations)
+    skipped = {
+        task.id
+        for index, runner in runners.items()
+        for task in problem.activities[index].members
+        if task is not runner
+    }
     return Schedule(
-        minutes=_run(problem, durations),
-        cycles=_run(problem, unit_durations),
+        minutes=_run(problem, durations, runners),
+        cycles=_run(problem, unit_durations, runners),
         lanes=[LANE],
         skipped=frozenset(skipped),
     )
@@ -51,5 +70,5 @@ def schedule(problem: Problem, rule: str | None = None) -> Schedule:
 
 def makespan(problem: Problem, durations: Durations) -> float:
     """The sequential baseline's length under ``durations``."""
-    placed = _run(problem, durations)
+    placed = _run(problem, durations, _fastest(problem, durations))
     return max((p.end for p in placed.values()), default=0.0)
