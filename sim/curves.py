@@ -1,0 +1,174 @@
+"""Cumulative tokens and dollars over time, summarised over replications in fixed memory.
+
+:class:`CumulativeSketch` takes each batch of replications' cycle attempts (when each ended, its tokens
+and its cost) and keeps, for every point of a time grid, a histogram of the replications' cumulative
+values there. Nothing it keeps grows with the number of replications, and the result
+(:class:`cycleplan.sim.prediction.Cumulative`) has a fixed size.
+
+The grid has :data:`POINTS` points ``k * step_min``; when a replication ends beyond it the step doubles:
+every other point is kept and the new far half starts from the histogram of the totals, which is
+exact because every replication seen so far had ended there. The value bins are :data:`BINS` bins of a
+power-of-two width that doubles (adjacent bins merge) when a value outgrows them. A percentile read from
+a histogram is within one bin width of the exact one (both lie in the same bin) and is clamped to the
+exact minimum and maximum at that point, so it is exact when every replication agrees.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from cycleplan.sim.prediction import Cumulative
+
+POINTS = 128
+"""Points of the time grid; the output keeps those up to the longest replication's end (65 to 128)."""
+BINS = 1024
+"""Value bins per point and quantity."""
+QUANTILES = (0.1, 0.5, 0.9)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _power_of_two_at_least(value: float) -> float:
+    """The smallest power of two not below ``value`` (``value`` > 0)."""
+    mantissa, exponent = math.frexp(value)
+    return math.ldexp(1.0, exponent - 1) if mantissa == 0.5 else math.ldexp(1.0, exponent)
+
+
+class _Histograms:
+    """One quantity's histogram at every grid point, plus the histogram of the totals."""
+
+    def __init__(self) -> None:
+        self.width = 0.0
+        """Bin width; 0 until the first values arrive."""
+        self.counts = np.zeros((POINTS, BINS), dtype=np.int64)
+        self.low = np.full(POINTS, np.inf)
+        self.high = np.full(POINTS, -np.inf)
+        self.totals = np.zeros(BINS, dtype=np.int64)
+        self.totals_low = np.inf
+        self.totals_high = -np.inf
+
+    def fit(self, largest: float) -> None:
+        """Widen the bins until ``largest`` falls inside them."""
+        if self.width == 0.0:
+            self.width = _power_of_two_at_least(largest / (BINS / 2)) if largest > 0 else 1.0
+        while largest >= self.width * BINS:
+            self.width *= 2
+            self.counts = np.concatenate(
+                [self.counts[:, 0::2] + self.counts[:, 1::2], np.zeros((POINTS, BINS // 2), np.int64)],
+                axis=1,
+            )
+            self.totals = np.concatenate(
+                [self.totals[0::2] + self.totals[1::2], np.zeros(BINS // 2, np.int64)]
+            )
+
+    def stretch(self) -> None:
+        """The grid's step doubled: keep every other point; the far half starts from the totals."""
+        half = POINTS // 2
+        self.counts = np.concatenate([self.counts[0::2], np.tile(self.totals, (POINTS - half, 1))])
+        self.low = np.concatenate([self.low[0::2], np.full(POINTS - half, self.totals_low)])
+        self.high = np.concatenate([self.high[0::2], np.full(POINTS - half, self.totals_high)])
+
+    def add(self, values: FloatArray, totals: FloatArray) -> None:
+        """Add replications' values at every point (``values[replication, point]``) and their totals."""
+        bins = (values * (1.0 / self.width)).astype(np.int64)
+        np.minimum(bins, BINS - 1, out=bins)
+        bins += (np.arange(POINTS, dtype=np.int64) * BINS)[None, :]
+        self.counts += np.bincount(bins.ravel(), minlength=POINTS * BINS).reshape(POINTS, BINS)
+        self.low = np.minimum(self.low, values.min(axis=0))
+        self.high = np.maximum(self.high, values.max(axis=0))
+        total_bins = np.minimum((totals / self.width).astype(np.int64), BINS - 1)
+        self.totals += np.bincount(total_bins, minlength=BINS)
+        self.totals_low = min(self.totals_low, float(totals.min()))
+        self.totals_high = max(self.totals_high, float(totals.max()))
+
+    def percentiles(self, points: int) -> list[list[float]]:
+        """P10, P50 and P90 at the first ``points`` points (numpy's linear interpolation between order
+        statistics, each order statistic placed evenly inside its bin)."""
+        out: list[list[float]] = [[] for _ in QUANTILES]
+        for point in range(points):
+            counts = self.counts[point]
+            cumulative = np.cumsum(counts)
+            total = int(cumulative[-1])
+
+            def order_statistic(rank: int, counts: npt.NDArray[np.int64] = counts,
+                                cumulative: npt.NDArray[np.int64] = cumulative) -> float:  # fmt: skip
+                bin_index = int(np.searchsorted(cumulative, rank, side="right"))
+                before = int(cumulative[bin_index - 1]) if bin_index else 0
+                inside = (rank - before + 0.5) / int(counts[bin_index])
+                return (bin_index + inside) * self.width
+
+            for slot, quantile in enumerate(QUANTILES):
+                position = quantile * (total - 1)
+                lower = math.floor(position)
+                value = order_statistic(lower)
+                if position > lower:
+                    value += (position - lower) * (order_statistic(lower + 1) - value)
+                value = min(max(value, float(self.low[point])), float(self.high[point]))
+                out[slot].append(value)
+        return out
+
+
+class CumulativeSketch:
+    """Cumulative tokens and cost at each grid point, over every replication added so far."""
+
+    def __init__(self, scale_min: float) -> None:
+        """``scale_min``: a typical run's length (e.g. the plan's makespan); the grid starts at twice it."""
+        scale = scale_min if scale_min > 0 and math.isfinite(scale_min) else 1.0
+        self.step_min = _power_of_two_at_least(2 * scale / (POINTS - 1))
+        self.longest_min = 0.0
+        self.replications = 0
+        self.tokens = _Histograms()
+        self.cost = _Histograms()
+
+    def add(
+        self, ends_min: FloatArray, tokens: FloatArray, cost: FloatArray, makespan_min: FloatArray
+    ) -> None:
+        """Add a batch of replications.
+
+        ``ends_min[replication, attempt]`` is when each cycle attempt ended (NaN for one that never ran),
+        ``tokens`` and ``cost`` what it spent (any order of attempts; NaN rows' amounts are ignored);
+        ``makespan_min[replication]`` when the replication ended.
+        """
+        count = ends_min.shape[0]
+        if count == 0:
+            return
+        longest = float(np.max(makespan_min))
+        self.longest_min = max(self.longest_min, longest)
+        while longest > (POINTS - 1) * self.step_min:
+            self.step_min *= 2
+            if self.replications:
+                self.tokens.stretch()
+                self.cost.stretch()
+        ran = ~np.isnan(ends_min)
+        point = np.ceil(np.where(ran, ends_min, 0.0) / self.step_min)
+        np.minimum(point, POINTS - 1, out=point)
+        flat = (point.astype(np.int64) + (np.arange(count, dtype=np.int64) * POINTS)[:, None]).ravel()
+        for histograms, amounts in ((self.tokens, tokens), (self.cost, cost)):
+            weights = np.where(ran, amounts, 0.0).ravel()
+            steps = np.bincount(flat, weights=weights, minlength=count * POINTS)
+            values: FloatArray = np.cumsum(steps.reshape(count, POINTS), axis=1, dtype=np.float64)
+            totals = values[:, -1]
+            histograms.fit(float(totals.max()))
+            histograms.add(values, totals)
+        self.replications += count
+
+    def result(self) -> Cumulative:
+        """P10/P50/P90 curves from 0 to the first point at or after the longest replication's end."""
+        if self.replications == 0:
+            raise ValueError("no replications added")
+        points = min(math.ceil(self.longest_min / self.step_min), POINTS - 1) + 1
+        tokens = self.tokens.percentiles(points)
+        cost = self.cost.percentiles(points)
+        return Cumulative(
+            grid_min=[index * self.step_min for index in range(points)],
+            tokens_p10=tokens[0],
+            tokens_p50=tokens[1],
+            tokens_p90=tokens[2],
+            cost_p10=cost[0],
+            cost_p50=cost[1],
+            cost_p90=cost[2],
+            tokens_resolution=self.tokens.width,
+            cost_resolution=self.cost.width,
+        )

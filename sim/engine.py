@@ -1,0 +1,777 @@
+"""The SimPy engine: lanes take units, tasks work their segments, and every run fills a row of records.
+
+A SimPy process per running task works its segments (:mod:`cycleplan.sim.programs`): before a segment it
+waits for awaited events while holding its lane and pays the sync handoff, then works the whole segment
+with one timeout, since nothing inside one can make it wait. Under rate limits every attempt is a segment
+of its own and first queues for the organisation's buckets. A task whose cycle runs out of retries fails
+at the end of that cycle's segment. Lanes are not processes: whenever a task ends, :meth:`Run.dispatch`
+hands freed lanes their next unit, either in the plan's order (``plan``: each lane runs its queue in
+order, as the executor does) or by priority (``dynamic``: a free lane takes the ready unit planned
+earliest). A unit's members start together; a race's first member to finish wins and the others are
+interrupted. A task that fails for good cancels everything that depends on it (and with
+``cancel_parallel`` the running tasks of its role).
+
+The engine writes no events: it records when each task took its lane, when each segment began, when each
+event was published, how each task ended and how long it was held, into :class:`Row`. The measures and
+the trace are derived from those records (:mod:`cycleplan.sim.records`). The clock is SimPy's, in
+minutes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+from cycleplan.sim.layout import Layout, Spec, Unit
+from cycleplan.sim.programs import Programs, TaskShape
+from cycleplan.sim.ratelimit import TokenBuckets
+from simpy.events import Initialize
+
+from cycleplan.model import RateLimits
+
+DISPATCH_MODES = ("plan", "dynamic")
+
+PENDING, RUNNING, DONE, FAILED, CANCELLED = range(5)
+"""Unit and task states; records keep DONE, FAILED and CANCELLED as a task's status."""
+
+REASONS = ("", "race_lost", "dependency_failed", "cancel_parallel", "stalled")
+"""Why a task was cancelled, by the code records keep."""
+RACE_LOST, DEPENDENCY_FAILED, CANCEL_PARALLEL, STALLED = range(1, 5)
+
+NAN = math.nan
+
+
+@dataclass
+class Row:
+    """What one run of one replication recorded; lists by task index (the layout's task order)."""
+
+    lane: list[int]
+    """The lane index the task took, or -1 when it never started."""
+    taken: list[float]
+    """When it took its lane (NaN: never)."""
+    end: list[float]
+    status: list[int]
+    reason: list[int]
+    stop_segment: list[int]
+    """The segment it was working when it was interrupted, or -1."""
+    sync_wait: list[float]
+    """Minutes held waiting for events, and paying sync minutes when interrupted doing so."""
+    sync_paid: list[float]
+    """Minutes of sync handoff paid in full."""
+    rate_wait: list[float]
+    segment_start: list[list[float]]
+    """Per task, when each of its segments began (NaN: never)."""
+    emitted: dict[str, float] = field(default_factory=dict)
+    """Event -> when it was published."""
+    makespan: float = 0.0
+
+
+class Shape:
+    """What every replication of one run shape (the parallel plan, or a one-lane baseline) shares."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        spec: Spec,
+        shapes: list[TaskShape],
+        *,
+        dispatch: str = "plan",
+        ideal: bool = False,
+        rate_limits: RateLimits | None = None,
+    ) -> None:
+        if dispatch not in DISPATCH_MODES:
+            raise ValueError(f"dispatch must be one of {', '.join(DISPATCH_MODES)}, got '{dispatch}'")
+        self.layout = layout
+        self.spec = spec
+        self.shapes = shapes
+        self.cache: dict[str, object] = {}
+        """Derived static data other modules keep with the shape (e.g. what measuring needs)."""
+        self.dynamic = dispatch == "dynamic"
+        self.ideal = ideal
+        self.rate_limits = None if ideal or rate_limits is None else rate_limits
+        if self.rate_limits is not None and not TokenBuckets(self.rate_limits).binding:
+            self.rate_limits = None
+        names = list(layout.tasks)
+        self.names = names
+        self.index = {name: position for position, name in enumerate(names)}
+        self.lanes = list(spec.lanes)
+        self.lane_index = {lane: position for position, lane in enumerate(self.lanes)}
+        self.units = spec.units
+        self.members = [tuple(self.index[task] for task in unit.members) for unit in spec.units]
+        self.skipped = [tuple(self.index[task] for task in unit.skipped) for unit in spec.units]
+        self.unit_of = [-1] * len(names)
+        for unit in spec.units:
+            for task in unit.members:
+                self.unit_of[self.index[task]] = unit.index
+        self.queues = [tuple(self.index[task] for task in spec.queues[lane]) for lane in self.lanes]
+        self.planned_lane = [self.lane_index.get(spec.lane_of.get(name, ""), -1) for name in names]
+        self.role = [layout.tasks[name].role for name in names]
+        self.by_priority = sorted(range(len(self.units)), key=lambda index: self.units[index].priority)
+        role_lanes: dict[str | None, list[int]] = {}
+        for lane, role in spec.lanes.items():
+            role_lanes.setdefault(role, []).append(self.lane_index[lane])
+        self.lanes_for = [role_lanes.get(role, []) + role_lanes.get(None, []) for role in self.role]
+        self.capacities = dict(spec.capacities)
+        self.demand = [
+            {
+                resource: units
+                for resource, units in layout.demand[name].items()
+                if resource in self.capacities
+            }
+            for name in names
+        ]
+        self.cancel_parallel = [layout.roles[name].failure.cancel_parallel for name in names]
+        self.emits = [tuple(layout.tasks[name].emits) for name in names]
+        self.waiters = {
+            event: tuple(self.index[name] for name in waiting) for event, waiting in layout.waiters.items()
+        }
+        self.dependents = layout.dependents
+        self.after_count = [len(unit.after) for unit in spec.units]
+        self.queue_length = [len(queue) for queue in self.queues]
+        self.plain = [
+            len(members) == 1 and not unit.skipped
+            for members, unit in zip(self.members, spec.units, strict=True)
+        ]
+        """Units of one task that is no race's."""
+
+        self.simple = not self.dynamic and not self.capacities
+        """Plan dispatch without shared capacity: a unit can only become startable when a lane frees or
+        a unit it comes after is done, so dispatch looks only there."""
+        self.straight = self.simple and all(self.plain) and self.rate_limits is None
+        self.segment_counts = [len(shape.segments) for shape in shapes]
+        """Nothing but a task running out of retries can interrupt anything: each lane can walk its
+        queue on its own (see :meth:`Run.run`)."""
+        # Under rate limits: per cycle, the events awaited before it, their sync cost and those it emits.
+        self.cycle_waits: list[list[tuple[tuple[str, ...], float]]] = []
+        self.cycle_emits: list[list[tuple[str, ...]]] = []
+        for shape in shapes:
+            waits: list[tuple[tuple[str, ...], float]] = [((), 0.0)] * shape.cycles
+            emits: list[tuple[str, ...]] = [()] * shape.cycles
+            for segment in shape.segments:
+                if segment.waits:
+                    waits[segment.first_cycle] = (segment.waits, segment.sync_min)
+            for event, cycle in shape.task.emits.items():
+                emits[cycle - 1] = (*emits[cycle - 1], event)
+            self.cycle_waits.append(waits)
+            self.cycle_emits.append(emits)
+
+
+class Batch:
+    """One batch's programs, turned into plain lists that a replication reads without numpy."""
+
+    def __init__(self, shape: Shape, programs: Programs) -> None:
+        self.source = programs
+        self.count = programs.count
+        tasks = programs.tasks
+        self.segment_min = [program.segment_min.tolist() for program in tasks]
+        self.fail_segment = [program.fail_segment.tolist() for program in tasks]
+        self.fail_cycle = [program.fail_cycle.tolist() for program in tasks]
+        fails: list[bool] = [False] * programs.count
+        if tasks:
+            failing = np.asarray((np.stack([p.fail_segment for p in tasks]) >= 0).any(axis=0), dtype=bool)
+            fails = [bool(value) for value in failing]
+        self.fails = fails
+        """Per replication: some task runs out of retries."""
+        self.rate_limited = shape.rate_limits is not None
+        if self.rate_limited:
+            self.ran = [program.ran.tolist() for program in tasks]
+            self.duration = [program.duration_min.tolist() for program in tasks]
+            self.failed = [program.failed.tolist() for program in tasks]
+            self.counted = [(program.input_tokens + program.cache_write_tokens).tolist() for program in tasks]
+            self.output = [program.output_tokens.tolist() for program in tasks]
+
+
+class Run:
+    """One replication of one run shape."""
+
+    def __init__(self, shape: Shape, batch: Batch, row: int, *, walk: bool = True) -> None:
+        self.shape = shape
+        self.batch = batch
+        self.row = row
+        self.walk = walk
+        self.env = simpy.Environment()
+        count = len(shape.names)
+        self.unit_state = [PENDING] * len(shape.units)
+        self.fired: dict[str, simpy.Event] = {}
+        self.record = Row(
+            lane=[-1] * count,
+            taken=[NAN] * count,
+            end=[NAN] * count,
+            status=[PENDING] * count,
+            reason=[0] * count,
+            stop_segment=[-1] * count,
+            sync_wait=[0.0] * count,
+            sync_paid=[0.0] * count,
+            rate_wait=[0.0] * count,
+            segment_start=[[NAN] * segments for segments in shape.segment_counts],
+        )
+
+    def _prepare(self) -> None:
+        """The state central dispatch keeps (a walked run needs none of it)."""
+        shape = self.shape
+        lanes = len(shape.lanes)
+        self.buckets = TokenBuckets(shape.rate_limits) if shape.rate_limits is not None else None
+        self.task_state = [PENDING] * len(shape.names)
+        self.lane_task = [-1] * lanes
+        self.position = [0] * lanes
+        self.used = dict.fromkeys(shape.capacities, 0)
+        self.cancelling: set[int] = set()
+        self.cancel_on_start: dict[int, int] = {}
+        self.lane_process: list[simpy.Process | None] = [None] * lanes
+        self.next_task = [-1] * lanes
+        """The task handed to each lane and not yet begun by its process."""
+        self.wake: list[simpy.Event | None] = [None] * lanes
+        """The event an idle lane's process waits on."""
+        self.started = False
+        """Lane processes exist (the first dispatch happens before they do)."""
+        self.unresolved = len(shape.units)
+        self.waiting_after = list(shape.after_count)
+        self.candidates: list[int] = []
+        """Units that may have become startable since the last dispatch (plan dispatch)."""
+        self.full_scan = True
+        """Look at every lane on the next dispatch (at the start, and after cancellations)."""
+
+    # ---------------------------------------------------------------------------------------------
+    # Running
+
+    def run(self) -> Row:
+        """Run to the end; returns the records.
+
+        When nothing can interrupt anything in this replication (a straight shape, see
+        :attr:`Shape.straight`, and no task runs out of retries), each lane walks its queue as its own
+        process, waiting for what each task comes after: the same times as central dispatch, for less
+        bookkeeping. Everything else goes through :meth:`dispatch`.
+        """
+        if self.walk and self.shape.straight and not self.batch.fails[self.row]:
+            walked = self._walk()
+            if walked is not None:
+                return walked
+            return Run(self.shape, self.batch, self.row, walk=False).run()
+        self._prepare()
+        self.dispatch()
+        self.started = True
+        for lane, task in enumerate(self.next_task):
+            if task >= 0:
+                self.lane_process[lane] = self.env.process(self._lane(lane))
+        self.env.run()
+        if self.unresolved:
+            # Nothing can move any more (a plan order that cannot be kept): cancel what is left.
+            for task, state in enumerate(self.task_state):
+                if state == RUNNING:
+                    self._interrupt(task, STALLED)
+            self.env.run()
+            for unit in self.shape.units:
+                if self.unit_state[unit.index] == PENDING:
+                    self._cancel_unit(unit.index, STALLED)
+        return self.record
+
+    def _walk(self) -> Row | None:
+        """Every lane walks its queue; None when the plan's order cannot be kept (a stall)."""
+        env = self.env
+        shape = self.shape
+        record = self.record
+        unit_state = self.unit_state
+        done: dict[int, simpy.Event] = {}
+
+        def walk(lane: int) -> Generator[simpy.Event, Any, None]:
+            minutes_of = self.batch.segment_min
+            row = self.row
+            for task in shape.queues[lane]:
+                index = shape.unit_of[task]
+                for before in shape.units[index].after:
+                    if unit_state[before] != DONE:
+                        event = done.get(before)
+                        if event is None:
+                            event = done[before] = env.event()
+                        yield event
+                record.lane[task] = lane
+                record.taken[task] = env.now
+                minutes = minutes_of[task][row]
+                starts = record.segment_start[task]
+                sync_wait = sync_paid = 0.0
+                for position, segment in enumerate(shape.shapes[task].segments):
+                    if segment.waits:
+                        for event_name in segment.waits:
+                            if event_name not in record.emitted:
+                                held = env.now
+                                yield self._fired(event_name)
+                                sync_wait += env.now - held
+                        if segment.sync_min > 0:
+                            held = env.now
+                            yield env.timeout(segment.sync_min)
+                            sync_paid += env.now - held
+                    starts[position] = env.now
+                    yield env.timeout(minutes[position])
+                    for event_name in segment.emits:
+                        self._emit(event_name)
+                now = env.now
+                record.sync_wait[task] = sync_wait
+                record.sync_paid[task] = sync_paid
+                record.end[task] = now
+                record.status[task] = DONE
+                if now > record.makespan:
+                    record.makespan = now
+                unit_state[index] = DONE
+                event = done.get(index)
+                if event is not None:
+                    event.succeed()
+
+        for lane in range(len(shape.lanes)):
+            if shape.queues[lane]:
+                env.process(walk(lane))
+        env.run()
+        if any(state != DONE for state in unit_state):
+            return None
+        return record
+
+    # ---------------------------------------------------------------------------------------------
+    # Dispatch
+
+    def dispatch(self) -> None:
+        """Start every unit that can start now."""
+        if self.shape.dynamic:
+            self._dispatch_dynamic()
+        elif self.full_scan or self.used:
+            # Shared capacity goes in planned order across lanes, so every lane is looked at.
+            self.full_scan = False
+            self.candidates.clear()
+            self._dispatch_plan()
+        else:
+            # Only a freed lane's next unit, or a dependent of a unit just done, can have become ready.
+            candidates = self.candidates
+            while candidates:
+                index = candidates.pop()
+                if self.unit_state[index] == PENDING and not self.waiting_after[index]:
+                    lanes = self._lanes_at(index)
+                    if lanes is not None:
+                        self._start(index, lanes)
+
+    def _lanes_at(self, index: int) -> list[int] | None:
+        """The member lanes of a unit, when each is free with that member next in its queue."""
+        shape = self.shape
+        lanes = []
+        for member in shape.members[index]:
+            lane = shape.planned_lane[member]
+            if self.lane_task[lane] >= 0 or self._head(lane) != member:
+                return None
+            lanes.append(lane)
+        return lanes
+
+    def _head(self, lane: int) -> int:
+        queue = self.shape.queues[lane]
+        length = self.shape.queue_length[lane]
+        position = self.position[lane]
+        state = self.task_state
+        while position < length and state[queue[position]] != PENDING:
+            position += 1
+        self.position[lane] = position
+        return queue[position] if position < length else -1
+
+    def _after_done(self, unit: Unit) -> bool:
+        return not self.waiting_after[unit.index]
+
+    def _capacity_free(self, unit: Unit, in_plan_order: bool) -> bool:
+        if not self.used:
+            return True
+        shape = self.shape
+        need: dict[str, int] = {}
+        for task in shape.members[unit.index]:
+            for resource, units in shape.demand[task].items():
+                need[resource] = need.get(resource, 0) + units
+        for resource, units in need.items():
+            if self.used[resource] + units > shape.capacities[resource]:
+                return False
+        if in_plan_order:
+            # Shared capacity goes to units in planned order, as the plan assumed.
+            for index in shape.by_priority:
+                other = shape.units[index]
+                if other.priority >= unit.priority:
+                    break
+                if self.unit_state[index] == PENDING and any(
+                    resource in shape.demand[task] for task in shape.members[index] for resource in need
+                ):
+                    return False
+        return True
+
+    def _dispatch_plan(self) -> None:
+        shape = self.shape
+        progress = True
+        while progress:
+            progress = False
+            for lane, current in enumerate(self.lane_task):
+                if current >= 0:
+                    continue
+                task = self._head(lane)
+                if task < 0:
+                    continue
+                index = shape.unit_of[task]
+                unit = shape.units[index]
+                if self.unit_state[index] != PENDING or self.waiting_after[index]:
+                    continue
+                lanes = self._lanes_at(index)
+                if lanes is None:
+                    continue
+                if not self._capacity_free(unit, in_plan_order=True):
+                    continue
+                self._start(index, lanes)
+                progress = True
+
+    def _dispatch_dynamic(self) -> None:
+        shape = self.shape
+        for index in shape.by_priority:
+            if self.unit_state[index] != PENDING:
+                continue
+            unit = shape.units[index]
+            if not self._after_done(unit):
+                continue
+            # A unit that waits for events starts only once their emitters have started, so that it
+            # never holds the lane its emitter needs.
+            if any(self.unit_state[emitter] == PENDING for emitter in unit.emitters):
+                continue
+            lanes: list[int] = []
+            for task in shape.members[index]:
+                free = next(
+                    (
+                        lane
+                        for lane in shape.lanes_for[task]
+                        if self.lane_task[lane] < 0 and lane not in lanes
+                    ),
+                    -1,
+                )
+                if free < 0:
+                    break
+                lanes.append(free)
+            if len(lanes) != len(unit.members) or not self._capacity_free(unit, in_plan_order=False):
+                continue
+            self._start(index, lanes)
+
+    def _start(self, index: int, lanes: list[int]) -> None:
+        self.unit_state[index] = RUNNING
+        now = self.env.now
+        record = self.record
+        shape = self.shape
+        used = self.used
+        for task, lane in zip(shape.members[index], lanes, strict=True):
+            self.task_state[task] = RUNNING
+            self.lane_task[lane] = task
+            record.lane[task] = lane
+            record.taken[task] = now
+            if used:
+                for resource, units in shape.demand[task].items():
+                    used[resource] += units
+            self.next_task[lane] = task
+            if self.lane_process[lane] is None:
+                if self.started:
+                    self.lane_process[lane] = self.env.process(self._lane(lane))
+            else:
+                wake = self.wake[lane]
+                if wake is not None:
+                    self.wake[lane] = None
+                    wake.succeed()
+
+    # ---------------------------------------------------------------------------------------------
+    # A lane and the tasks it works
+
+    def _lane(self, lane: int) -> Generator[simpy.Event, Any, None]:
+        """One lane: work each task handed to it, then wait until the next one is."""
+        work = self._work_slots if self.batch.rate_limited else self._work
+        while True:
+            task = self.next_task[lane]
+            if task < 0:
+                wake = self.wake[lane] = self.env.event()
+                yield wake
+                continue
+            self.next_task[lane] = -1
+            yield from work(task, lane)
+
+    # ---------------------------------------------------------------------------------------------
+    # A task's work
+
+    def _work(self, task: int, lane: int) -> Generator[simpy.Event, Any, None]:
+        """Segment by segment, one timeout each."""
+        env = self.env
+        record = self.record
+        segments = self.shape.shapes[task].segments
+        minutes = self.batch.segment_min[task][self.row]
+        fail_segment = self.batch.fail_segment[task][self.row]
+        starts = record.segment_start[task]
+        if task in self.cancel_on_start:
+            self._ended(task, lane, CANCELLED, self.cancel_on_start.pop(task))
+            return
+        held = -1.0  # since when the task is held waiting for an event or paying its sync minutes
+        working = -1
+        sync_wait = sync_paid = 0.0
+        try:
+            for position, segment in enumerate(segments):
+                if segment.waits:
+                    for event in segment.waits:
+                        if event not in record.emitted:
+                            held = env.now
+                            yield self._fired(event)
+                            sync_wait += env.now - held
+                            held = -1.0
+                    if segment.sync_min > 0:
+                        held = env.now
+                        yield env.timeout(segment.sync_min)
+                        sync_paid += env.now - held
+                        held = -1.0
+                starts[position] = env.now
+                working = position
+                yield env.timeout(minutes[position])
+                working = -1
+                if position == fail_segment:
+                    record.sync_wait[task] = sync_wait
+                    record.sync_paid[task] = sync_paid
+                    self._failed(task, lane)
+                    return
+                for event in segment.emits:
+                    self._emit(event)
+            record.sync_wait[task] = sync_wait
+            record.sync_paid[task] = sync_paid
+            self._ended(task, lane, DONE, 0)
+        except simpy.Interrupt as interrupt:
+            if held >= 0:
+                sync_wait += env.now - held
+            record.sync_wait[task] = sync_wait
+            record.sync_paid[task] = sync_paid
+            record.stop_segment[task] = working
+            self._ended(task, lane, CANCELLED, int(interrupt.cause or 0))
+
+    def _work_slots(self, task: int, lane: int) -> Generator[simpy.Event, Any, None]:
+        """Attempt by attempt, each first passing the organisation's rate limits."""
+        env = self.env
+        record = self.record
+        batch = self.batch
+        row = self.row
+        attempts = self.shape.shapes[task].attempts
+        cycle_waits = self.shape.cycle_waits[task]
+        cycle_emits = self.shape.cycle_emits[task]
+        ran = batch.ran[task][row]
+        duration = batch.duration[task][row]
+        failed = batch.failed[task][row]
+        counted = batch.counted[task][row]
+        output = batch.output[task][row]
+        fail_cycle = batch.fail_cycle[task][row]
+        starts = record.segment_start[task]
+        buckets = self.buckets
+        assert buckets is not None
+        if task in self.cancel_on_start:
+            self._ended(task, lane, CANCELLED, self.cancel_on_start.pop(task))
+            return
+        held = -1.0
+        held_by_rate_limit = False
+        working = -1
+        sync_wait = sync_paid = rate_wait = 0.0
+        try:
+            for cycle, (waits, sync_min) in enumerate(cycle_waits):
+                if waits:
+                    for event in waits:
+                        if event not in record.emitted:
+                            held = env.now
+                            yield self._fired(event)
+                            sync_wait += env.now - held
+                            held = -1.0
+                    if sync_min > 0:
+                        held = env.now
+                        yield env.timeout(sync_min)
+                        sync_paid += env.now - held
+                        held = -1.0
+                for attempt in range(attempts):
+                    slot = cycle * attempts + attempt
+                    if not ran[slot]:
+                        break
+                    delay = buckets.reserve(env.now, 1, counted[slot], output[slot])
+                    if delay > 0:
+                        held, held_by_rate_limit = env.now, True
+                        yield env.timeout(delay)
+                        rate_wait += env.now - held
+                        held, held_by_rate_limit = -1.0, False
+                    starts[slot] = env.now
+                    working = slot
+                    yield env.timeout(duration[slot])
+                    working = -1
+                    if not failed[slot]:
+                        break
+                if cycle + 1 == fail_cycle:
+                    record.sync_wait[task], record.sync_paid[task] = sync_wait, sync_paid
+                    record.rate_wait[task] = rate_wait
+                    self._failed(task, lane)
+                    return
+                for event in cycle_emits[cycle]:
+                    self._emit(event)
+            record.sync_wait[task], record.sync_paid[task] = sync_wait, sync_paid
+            record.rate_wait[task] = rate_wait
+            self._ended(task, lane, DONE, 0)
+        except simpy.Interrupt as interrupt:
+            if held >= 0:
+                if held_by_rate_limit:
+                    rate_wait += env.now - held
+                else:
+                    sync_wait += env.now - held
+            record.sync_wait[task], record.sync_paid[task] = sync_wait, sync_paid
+            record.rate_wait[task] = rate_wait
+            record.stop_segment[task] = working
+            self._ended(task, lane, CANCELLED, int(interrupt.cause or 0))
+
+    def _fired(self, event: str) -> simpy.Event:
+        if event not in self.fired:
+            self.fired[event] = self.env.event()
+        return self.fired[event]
+
+    def _emit(self, event: str) -> None:
+        self.record.emitted[event] = self.env.now
+        if event in self.fired:
+            self.fired[event].succeed()
+
+    # ---------------------------------------------------------------------------------------------
+    # Endings: completion, failure, cancellation and what they cascade to
+
+    def _failed(self, task: int, lane: int) -> None:
+        shape = self.shape
+        # Only what runs when the failure happens is cancelled, not what its freed lane starts next.
+        role = shape.role[task]
+        running = [
+            other
+            for other, state in enumerate(self.task_state)
+            if state == RUNNING and other != task and shape.role[other] == role
+        ]
+        self._ended(task, lane, FAILED, 0)
+        if shape.cancel_parallel[task]:
+            for other in running:
+                self._interrupt(other, CANCEL_PARALLEL)
+
+    def _interrupt(self, task: int, reason: int) -> None:
+        if self.task_state[task] != RUNNING or task in self.cancelling:
+            return
+        self.cancelling.add(task)
+        lane = self.record.lane[task]
+        process = self.lane_process[lane]
+        if process is None or self.next_task[lane] == task or isinstance(process.target, Initialize):
+            # Handed to its lane this instant and not yet begun: an interrupt would land before its
+            # first line (or in another task's), so it is cancelled as it begins.
+            self.cancel_on_start[task] = reason
+        else:
+            process.interrupt(reason)
+
+    def _done(self, task: int, lane: int) -> None:
+        """A task completed in a simple shape (see :attr:`Shape.simple`), without a race: the common
+        case of :meth:`_ended`, kept short."""
+        shape = self.shape
+        record = self.record
+        now = self.env.now
+        record.makespan = now
+        record.end[task] = now
+        record.status[task] = DONE
+        self.task_state[task] = DONE
+        self.lane_task[lane] = -1
+        index = shape.unit_of[task]
+        self.unit_state[index] = DONE
+        self.unresolved -= 1
+        waiting = self.waiting_after
+        unit_state = self.unit_state
+        for dependent in shape.dependents[index]:
+            waiting[dependent] -= 1
+            if not waiting[dependent] and unit_state[dependent] == PENDING:
+                lanes = self._lanes_at(dependent)
+                if lanes is not None:
+                    self._start(dependent, lanes)
+        if self.lane_task[lane] < 0:
+            head = self._head(lane)
+            if head >= 0:
+                following = shape.unit_of[head]
+                if not waiting[following] and unit_state[following] == PENDING:
+                    lanes = self._lanes_at(following)
+                    if lanes is not None:
+                        self._start(following, lanes)
+
+    def _ended(self, task: int, lane: int, outcome: int, reason: int) -> None:
+        shape = self.shape
+        if outcome == DONE and shape.simple and not self.full_scan and shape.plain[shape.unit_of[task]]:
+            self._done(task, lane)
+            return
+        record = self.record
+        now = self.env.now
+        record.makespan = now
+        record.end[task] = now
+        record.status[task] = outcome
+        record.reason[task] = reason
+        self.task_state[task] = outcome
+        self.cancelling.discard(task)
+        self.lane_task[lane] = -1
+        for resource, units in shape.demand[task].items():
+            self.used[resource] -= units
+        if outcome != DONE:
+            self.full_scan = True
+        elif not shape.dynamic:
+            head = self._head(lane)
+            if head >= 0:
+                self.candidates.append(shape.unit_of[head])
+        index = shape.unit_of[task]
+        if self.unit_state[index] == RUNNING:
+            members = shape.members[index]
+            if outcome == DONE:
+                self._resolve(index, DONE)
+                for other in members:
+                    if other != task:
+                        self._interrupt(other, RACE_LOST)
+            elif all(self.task_state[member] != RUNNING for member in members):
+                self._resolve(index, FAILED if outcome == FAILED else CANCELLED)
+        if outcome != DONE:
+            self._doom_events(task)
+        self.dispatch()
+
+    def _resolve(self, index: int, state: int) -> None:
+        self.unit_state[index] = state
+        self.unresolved -= 1
+        if state == DONE:
+            for dependent in self.shape.dependents[index]:
+                self.waiting_after[dependent] -= 1
+                self.candidates.append(dependent)
+        else:
+            self.full_scan = True
+        record = self.record
+        for task in self.shape.skipped[index]:
+            record.end[task] = self.env.now
+            record.status[task] = CANCELLED
+            record.reason[task] = RACE_LOST
+        if state != DONE:
+            for dependent in self.shape.dependents[index]:
+                if self.unit_state[dependent] == PENDING:
+                    self._cancel_unit(dependent, DEPENDENCY_FAILED)
+
+    def _cancel_unit(self, index: int, reason: int) -> None:
+        """Cancel a unit that never started (nor will)."""
+        self.full_scan = True
+        now = self.env.now
+        record = self.record
+        record.makespan = now
+        members = self.shape.members[index]
+        for task in members:
+            self.task_state[task] = CANCELLED
+            record.end[task] = now
+            record.status[task] = CANCELLED
+            record.reason[task] = reason
+        self._resolve(index, CANCELLED)
+        for task in members:
+            self._doom_events(task)
+
+    def _doom_events(self, task: int) -> None:
+        """Events ``task`` will now never publish: whoever waits for them is cancelled."""
+        shape = self.shape
+        for event in shape.emits[task]:
+            if event in self.record.emitted:
+                continue
+            for waiter in shape.waiters.get(event, ()):
+                if shape.unit_of[waiter] < 0:
+                    continue  # not part of this run (a race member the baseline does not run)
+                state = self.task_state[waiter]
+                if state == RUNNING:
+                    self._interrupt(waiter, DEPENDENCY_FAILED)
+                elif state == PENDING:
+                    index = shape.unit_of[waiter]
+                    if self.unit_state[index] == PENDING:
+                        self._cancel_unit(index, DEPENDENCY_FAILED)

@@ -1,0 +1,229 @@
+"""What a simulation runs, worked out once from the Plan and shared by every replication.
+
+Units (a task, or a race group's members, which start together), their dependencies, the events tasks
+wait for and publish, the lanes and their queues in the plan's order, each unit's priority (its planned
+start), capacities (``max_parallel`` and shared resources), prices and the rate limits. The grouping of
+tasks into units is the planner's own (:class:`cycleplan.planner.problem.Problem`), so the simulator and
+the planner read a scenario the same way. Nothing here draws random numbers or keeps a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cycleplan.planner.problem import Problem, topological_order
+
+from cycleplan.model import ModelPrice, Plan, PlannedTask, Role, Task
+from cycleplan.prices import PRICES_AS_OF, resolve
+
+SEQUENTIAL_LANE = "sequential"
+
+
+class SimulationError(ValueError):
+    """The plan cannot be simulated as it stands; ``field`` names the scenario field to fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What starts as one: a task, or every member of a race group."""
+
+    index: int
+    name: str
+    members: tuple[str, ...]
+    after: tuple[int, ...]
+    """Units that must finish first."""
+    emitters: tuple[int, ...]
+    """Units whose events the members wait for."""
+    priority: tuple[float, int]
+    """Planned start, then position: smaller goes first when lanes or resources are contended."""
+    skipped: tuple[str, ...] = ()
+    """Race members that never run: the plan put them on a lane another member holds (a one-lane plan
+    runs a race by one member alone)."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One run's shape: the units, the lanes (lane -> role, None for any role) and the lanes' queues."""
+
+    units: tuple[Unit, ...]
+    lanes: dict[str, str | None]
+    queues: dict[str, tuple[str, ...]]
+    lane_of: dict[str, str]
+    """The lane each task is planned on."""
+    capacities: dict[str, int]
+
+
+@dataclass
+class Layout:
+    """Everything static about simulating ``plan``."""
+
+    plan: Plan
+    tasks: dict[str, Task]
+    roles: dict[str, Role]
+    """Each task's role (by task id)."""
+    prices: dict[str, ModelPrice]
+    """Each task's price (by task id)."""
+    unit_of: dict[str, int]
+    emitter: dict[str, tuple[str, int]]
+    waits_before: dict[str, dict[int, tuple[str, ...]]]
+    emits_after: dict[str, dict[int, tuple[str, ...]]]
+    waiters: dict[str, tuple[str, ...]]
+    """Event -> tasks that wait for it."""
+    dependents: dict[int, tuple[int, ...]]
+    """Unit -> units that list it in ``after``."""
+    demand: dict[str, dict[str, int]]
+    """Task -> capacity units it holds while it runs."""
+    parallel: Spec
+    sequential_order: tuple[int, ...]
+    by_priority: tuple[int, ...] = field(default=())
+
+    @property
+    def prices_as_of(self) -> str:
+        return PRICES_AS_OF
+
+    def sequential(self, chosen: dict[int, str]) -> Spec:
+        """The one-lane baseline: units in dependency order, each race run by its ``chosen`` member."""
+        units = tuple(
+            Unit(
+                unit.index,
+                unit.name,
+                (chosen.get(unit.index, unit.members[0]),),
+                unit.after,
+                (),
+                unit.priority,
+            )
+            for unit in self.parallel.units
+        )
+        queue = tuple(units[index].members[0] for index in self.sequential_order)
+        return Spec(
+            units=units,
+            lanes={SEQUENTIAL_LANE: None},
+            queues={SEQUENTIAL_LANE: queue},
+            lane_of=dict.fromkeys(queue, SEQUENTIAL_LANE),
+            capacities={},
+        )
+
+
+def _lane_start(row: PlannedTask) -> float:
+    """When the plan has the task take its lane (before its first cycle when it waits first)."""
+    return row.start_min if row.lane_start_min is None else row.lane_start_min
+
+
+def build_layout(plan: Plan) -> Layout:
+    """Work out the units, lanes, queues and prices of ``plan``; raises :class:`SimulationError`."""
+    scenario = plan.scenario
+    problem = Problem.from_scenario(scenario)
+    tasks = {task.id: task for task in scenario.all_tasks()}
+    roles = {task_id: scenario.role(task.role) for task_id, task in tasks.items()}
+
+    prices: dict[str, ModelPrice] = {}
+    for task_id, task in tasks.items():
+        model = roles[task_id].model
+        price = resolve(model, scenario.prices)
+        if price is None:
+            raise SimulationError(
+                f"roles.{task.role}.model",
+                f"no price known for model '{model}' (table as of {PRICES_AS_OF}); add it under 'prices:', "
+                f"e.g. prices: {{{model}: {{input_per_mtok: 3, output_per_mtok: 15}}}}",
+            )
+        prices[task_id] = price
+
+    planned = {row.task: (lane.lane, row) for lane, row in plan.planned_tasks()}
+    missing = sorted(set(tasks) - set(planned))
+    if missing:
+        raise SimulationError("lanes", f"the plan places no lane for task(s) {', '.join(missing)}")
+
+    units = []
+    skipped_tasks: set[str] = set()
+    for activity in problem.activities:
+        start = min(_lane_start(planned[task.id][1]) for task in activity.members)
+        members: list[str] = []
+        skipped: list[str] = []
+        taken: set[str] = set()
+        ranked = sorted(
+            activity.members,
+            key=lambda task: (planned[task.id][1].start_min, -planned[task.id][1].finish_min),
+        )
+        for task in ranked:
+            lane_name = planned[task.id][0]
+            (skipped if lane_name in taken else members).append(task.id)
+            taken.add(lane_name)
+        kept = tuple(task.id for task in activity.members if task.id in members)
+        skipped_tasks.update(skipped)
+        emitters = sorted(
+            {
+                problem.activity_of[problem.emitter[event][0]]
+                for task in activity.members
+                for event in task.waits
+            }
+            - {activity.index}
+        )
+        units.append(
+            Unit(
+                index=activity.index,
+                name=activity.name,
+                members=kept,
+                after=activity.after,
+                emitters=tuple(emitters),
+                priority=(start, activity.index),
+                skipped=tuple(skipped),
+            )
+        )
+
+    waits_before: dict[str, dict[int, tuple[str, ...]]] = {}
+    emits_after: dict[str, dict[int, tuple[str, ...]]] = {}
+    waiters: dict[str, list[str]] = {}
+    demand: dict[str, dict[str, int]] = {}
+    for task_id, task in tasks.items():
+        before: dict[int, list[str]] = {}
+        for event, cycle in task.waits.items():
+            before.setdefault(cycle, []).append(event)
+            waiters.setdefault(event, []).append(task_id)
+        waits_before[task_id] = {cycle: tuple(events) for cycle, events in before.items()}
+        after: dict[int, list[str]] = {}
+        for event, cycle in task.emits.items():
+            after.setdefault(cycle, []).append(event)
+        emits_after[task_id] = {cycle: tuple(events) for cycle, events in after.items()}
+        needs = {f"resource:{name}": units_needed for name, units_needed in task.requires.items()}
+        if "max_parallel" in problem.capacities:
+            needs["max_parallel"] = 1
+        demand[task_id] = needs
+
+    dependents: dict[int, list[int]] = {unit.index: [] for unit in units}
+    for unit in units:
+        for before_unit in unit.after:
+            dependents[before_unit].append(unit.index)
+
+    lanes = {lane.lane: lane.role for lane in plan.lanes}
+    queues = {
+        lane.lane: tuple(row.task for row in lane.tasks if row.task not in skipped_tasks)
+        for lane in plan.lanes
+    }
+    parallel = Spec(
+        units=tuple(units),
+        lanes=lanes,
+        queues=queues,
+        lane_of={task: lane for task, (lane, _) in planned.items()},
+        capacities=dict(problem.capacities),
+    )
+    order = tuple(activity.index for activity in topological_order(problem, lambda a: (a.index,)))
+    return Layout(
+        plan=plan,
+        tasks=tasks,
+        roles=roles,
+        prices=prices,
+        unit_of=dict(problem.activity_of),
+        emitter=dict(problem.emitter),
+        waits_before=waits_before,
+        emits_after=emits_after,
+        waiters={event: tuple(names) for event, names in waiters.items()},
+        dependents={index: tuple(names) for index, names in dependents.items()},
+        demand=demand,
+        parallel=parallel,
+        sequential_order=order,
+        by_priority=tuple(unit.index for unit in sorted(units, key=lambda unit: unit.priority)),
+    )
