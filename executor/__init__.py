@@ -1,0 +1,39 @@
+"""The executor: run a Plan against real agents, durably, and record the run as a trace.
+
+    >>> from cycleplan.executor import ExecuteOptions, execute, resume
+    >>> result = execute(plan, ExecuteOptions(agent="emulated", time_scale=600))
+    >>> result.status, result.summary["makespan_min"]
+
+One coroutine per lane follows the plan (:mod:`.orchestrator`); waits and emits go through the run's
+committed events (:mod:`.coordination`); every event is committed to a SQLite run store before anything
+depends on it (:mod:`.store`), so a killed run resumes without redoing completed work (:mod:`.run`).
+Agents sit behind one small async interface (:mod:`.backend`): ``anthropic`` (:mod:`.anthropic_api`),
+``claude-code`` (:mod:`.claude_code`), ``command`` (:mod:`.command`) and ``emulated``, a loopback server
+that speaks the Messages API (:mod:`.emulator`). A run is measured by :func:`cycleplan.metrics.metrics`,
+as simulations are (:mod:`.summary`), and :func:`.audit.trace_problems` checks that a trace kept its
+plan's promises. Never imports the simulator.
+"""
+
+from __future__ import annotations
+
+from cycleplan.executor.backend import AGENTS, BackendUnavailableError
+from cycleplan.executor.run import ExecuteOptions, ExecutionError, RunResult, execute, is_live, resume
+from cycleplan.executor.store import DEFAULT_STORE, RunStore, StoreError, export_jsonl
+from cycleplan.executor.summary import run_summary, scenario_trace
+
+__all__ = [
+    "AGENTS",
+    "DEFAULT_STORE",
+    "BackendUnavailableError",
+    "ExecuteOptions",
+    "ExecutionError",
+    "RunResult",
+    "RunStore",
+    "StoreError",
+    "execute",
+    "export_jsonl",
+    "is_live",
+    "resume",
+    "run_summary",
+    "scenario_trace",
+]

@@ -1,0 +1,169 @@
+"""The executor's overhead per event and its peak memory, with 100 lanes.
+
+Two measurements:
+
+1. ``bookkeeping``: the orchestrator with an agent that returns at once, so that all the time is the
+   executor's own (lanes, waits, slots, committing each event to SQLite, waking waiters). Reports
+   microseconds of wall time per event.
+2. ``emulated``: 100 lanes against the loopback emulator with rate limits binding (429s with
+   retry-after), the official SDK and HTTP included. Reports wall time, events, 429s, and the
+   executor's share of the process's CPU per event.
+
+Peak memory is the process's peak resident set size (``ru_maxrss``), measured in a fresh process per
+measurement.
+
+    .venv/bin/python benchmarks/executor_load.py            # both, 100 lanes
+    .venv/bin/python benchmarks/executor_load.py --lanes 200 --tasks-per-lane 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cycleplan.executor.backend import CycleOutcome, CycleRequest, Usage
+from cycleplan.executor.clock import Clock
+from cycleplan.executor.orchestrator import Orchestrator, Policy
+from cycleplan.executor.replay import replay
+from cycleplan.executor.store import RunStore
+from cycleplan.planner import plan
+
+from cycleplan.model import Scenario
+
+
+def scenario(lanes: int, tasks_per_lane: int, cycles: int, limited: bool) -> Scenario:
+    tasks: list[dict[str, Any]] = []
+    for index in range(lanes * tasks_per_lane):
+        task: dict[str, Any] = {"id": f"t{index:05d}", "role": "agent", "cycles": cycles}
+        if index >= lanes:
+            task["after"] = [f"t{index - lanes:05d}"]
+        if index == 0:
+            task["emits"] = {"kickoff": 1}
+        elif index < lanes and index % 10 == 0:
+            task["waits"] = {"kickoff": 1}
+        tasks.append(task)
+    data: dict[str, Any] = {
+        "name": "load",
+        "roles": {"agent": {"lanes": lanes, "cycle": {"kind": "fixed", "value_min": 1}}},
+        "tasks": tasks,
+    }
+    if limited:
+        data["rate_limits"] = {"requests_per_min": 0.4 * lanes, "input_tokens_per_min": 50_000 * lanes}
+    return Scenario.model_validate(data)
+
+
+class InstantBackend:
+    """An agent that finishes every cycle at once with fixed usage: only the executor's work is left."""
+
+    name = "instant"
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def context_tokens(self, role_name: str) -> int:
+        return 0
+
+    async def run_cycle(self, request: CycleRequest) -> CycleOutcome:
+        await asyncio.sleep(0)
+        return CycleOutcome(ok=True, duration_ms=0.0, usage=Usage(100, 50, 0, 0))
+
+
+def bookkeeping(lanes: int, tasks_per_lane: int, cycles: int) -> dict[str, Any]:
+    the_plan = plan(scenario(lanes, tasks_per_lane, cycles, limited=False))
+    with tempfile.TemporaryDirectory() as folder:
+        store = RunStore(Path(folder) / "runs.db")
+        store.create_run("bench", agent="instant", source="", scenario="load", options={}, plan_json="{}")
+        progress = replay([], [t.id for t in the_plan.scenario.all_tasks()])
+        orchestrator = Orchestrator(
+            the_plan,
+            InstantBackend(),
+            store,
+            "bench",
+            clock=Clock(),
+            policy=Policy(retry_backoff_s=0),
+            progress=progress,
+            run_folder=Path(folder) / "run",
+            workdirs={},
+            header={},
+        )
+        started = time.perf_counter()
+        cpu = time.process_time()
+        status = asyncio.run(orchestrator.run(resumed=False))
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        events = len(store.events("bench"))
+        store.close()
+    return {
+        "measure": "bookkeeping",
+        "status": status,
+        "lanes": lanes,
+        "events": events,
+        "wall_s": round(wall, 3),
+        "us_per_event": round(wall / events * 1e6, 1),
+        "cpu_us_per_event": round(cpu / events * 1e6, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def emulated(lanes: int, tasks_per_lane: int, cycles: int, time_scale: float) -> dict[str, Any]:
+    from cycleplan.executor import ExecuteOptions, RunStore, execute
+
+    the_plan = plan(scenario(lanes, tasks_per_lane, cycles, limited=True))
+    with tempfile.TemporaryDirectory() as folder:
+        options = ExecuteOptions(agent="emulated", time_scale=time_scale, retry_backoff_s=0)
+        started = time.perf_counter()
+        cpu = time.process_time()
+        result = execute(the_plan, options, store=Path(folder) / "runs.db", progress="none")
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        with RunStore(Path(folder) / "runs.db") as runs:
+            trace = runs.trace(result.run_id)
+    rate_limited = sum(int(e.metadata.get("rate_limited", 0)) for e in trace)
+    return {
+        "measure": "emulated",
+        "status": result.status,
+        "lanes": lanes,
+        "events": len(trace),
+        "requests_429": rate_limited,
+        "wall_s": round(wall, 3),
+        "makespan_min": round(result.summary["makespan_min"], 2),
+        "cpu_ms_per_event_incl_sdk_http_emulator": round(cpu / len(trace) * 1e3, 2),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lanes", type=int, default=100)
+    parser.add_argument("--tasks-per-lane", type=int, default=5)
+    parser.add_argument("--cycles", type=int, default=4)
+    parser.add_argument("--time-scale", type=float, default=2_000.0)
+    parser.add_argument("--only", choices=["bookkeeping", "emulated"])
+    args = parser.parse_args()
+    if args.only == "bookkeeping":
+        print(json.dumps(bookkeeping(args.lanes, args.tasks_per_lane, args.cycles)))
+        return
+    if args.only == "emulated":
+        print(json.dumps(emulated(args.lanes, args.tasks_per_lane, args.cycles, args.time_scale)))
+        return
+    # Each measurement in a fresh process, so that each peak RSS is its own.
+    for only in ("bookkeeping", "emulated"):
+        argv = [sys.executable, __file__, "--only", only, "--lanes", str(args.lanes)]
+        argv += ["--tasks-per-lane", str(args.tasks_per_lane), "--cycles", str(args.cycles)]
+        argv += ["--time-scale", str(args.time_scale)]
+        print(subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip())
+
+
+if __name__ == "__main__":
+    main()

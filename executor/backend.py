@@ -1,0 +1,159 @@
+"""The one small async interface every agent backend implements, and the registry that builds them.
+
+A backend runs one cycle at a time for the orchestrator: :meth:`Backend.run_cycle` takes a
+:class:`CycleRequest` and returns a :class:`CycleOutcome` (success or a failed attempt with whatever it
+cost). The orchestrator owns retries, timeouts, cancellation and the store; a backend owns talking to its
+agent and keeping that agent's output as artifacts. A backend must stop its agent when the coroutine
+running a cycle is cancelled. Backends are built by name with :func:`make_backend`, which imports each one
+lazily so that choosing ``command`` never imports the Anthropic SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from cycleplan.executor.processes import ProcessRegistry
+
+    from cycleplan.model import Role, Scenario, Task
+
+AGENTS = ("anthropic", "claude-code", "command", "emulated")
+"""The backends ``cycleplan execute --agent`` accepts."""
+
+
+class BackendUnavailableError(Exception):
+    """A backend cannot start (no API key, no ``claude`` on PATH, a task without a command...).
+
+    Its message is one line meant for the user.
+    """
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens one cycle moved, in the Messages API's four kinds."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def as_metadata(self) -> dict[str, int]:
+        """The Messages API's usage field names, as traces carry them."""
+        return {
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": self.cache_write_tokens,
+            "cache_read_input_tokens": self.cache_read_tokens,
+            "output_tokens": self.output_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class CycleRequest:
+    """Everything a backend needs to run one attempt at one cycle of one task."""
+
+    run_id: str
+    lane: str
+    task: Task
+    role_name: str
+    role: Role
+    cycle: int
+    """1-based."""
+    attempt: int
+    """1-based; above 1 after failed attempts at this cycle."""
+    spec: str
+    """The scenario's shared specification (feature, ontology, acceptance criteria)."""
+    artifacts: Path
+    """This task's artifact folder (exists); a backend writes its outputs here."""
+    workdir: Path
+    """Where agent processes run: the lane's git worktree with ``--worktrees``, else the working directory."""
+    previous: Mapping[str, Any] | None = None
+    """Metadata of this task's last completed cycle (None before the first): where a backend finds what
+    it needs to continue the task's conversation (a Claude Code session id...), also after a resume."""
+    handoffs: int = 0
+    """Awaited events this cycle is the first to take in (what a role's ``sync`` cost is charged for)."""
+
+
+@dataclass(frozen=True)
+class CycleOutcome:
+    """What one attempt at a cycle gave."""
+
+    ok: bool
+    duration_ms: float
+    """Time the agent spent on the attempt (reported by the agent when it says, else measured)."""
+    usage: Usage = Usage()
+    cost_usd: float | None = None
+    """Cost reported by the agent (Claude Code), None when the executor should price the usage."""
+    error: str = ""
+    retryable: bool = True
+    """False when another attempt cannot help (authentication refused, a bad request)."""
+    stop_reason: str | None = None
+    model: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    """Backend-specific facts recorded with the cycle (session id, exit status, rate-limit waits...)."""
+
+
+class Backend(Protocol):
+    """What the orchestrator calls; see the module docstring."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Open clients, servers or worktrees; raise :class:`BackendUnavailableError` when that cannot be."""
+
+    async def run_cycle(self, request: CycleRequest) -> CycleOutcome:
+        """Run one attempt; on cancellation stop the agent and re-raise."""
+
+    async def close(self) -> None:
+        """Release whatever :meth:`start` opened."""
+
+    def context_tokens(self, role_name: str) -> int:
+        """Tokens of context a task of ``role_name`` loads when it starts (0 when unknown)."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Options of :func:`make_backend` that only some backends read."""
+
+    time_scale: float = 1.0
+    seed: int = 0
+    max_output_tokens: int = 4096
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    base_url: str | None = None
+    claude_executable: str = "claude"
+    claude_args: tuple[str, ...] = ()
+    emulator_faults: Any = None
+    """An :class:`cycleplan.executor.emulator.Faults` for the emulated backend (tests inject faults)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def make_backend(
+    agent: str,
+    scenario: Scenario,
+    options: BackendOptions,
+    processes: ProcessRegistry,
+) -> Backend:
+    """The backend called ``agent`` (one of :data:`AGENTS`)."""
+    if agent == "command":
+        from cycleplan.executor.command import CommandBackend
+
+        return CommandBackend(scenario, processes)
+    if agent == "anthropic":
+        from cycleplan.executor.anthropic_api import AnthropicBackend
+
+        return AnthropicBackend(scenario, options)
+    if agent == "emulated":
+        from cycleplan.executor.anthropic_api import EmulatedBackend
+
+        return EmulatedBackend(scenario, options)
+    if agent == "claude-code":
+        from cycleplan.executor.claude_code import ClaudeCodeBackend
+
+        return ClaudeCodeBackend(scenario, options, processes)
+    raise BackendUnavailableError(f"unknown agent '{agent}'; choose one of {', '.join(AGENTS)}")

@@ -1,0 +1,115 @@
+"""The ``command`` backend: each cycle runs the task's command; its exit status decides success.
+
+The command is an argument list run without a shell, unless the task says ``shell: true``: then, as with
+POSIX ``sh -c``, the first item is the shell text and the others become ``$0``, ``$1``... The command
+learns where it is from its environment: ``CYCLEPLAN_RUN_ID``, ``CYCLEPLAN_TASK``, ``CYCLEPLAN_LANE``,
+``CYCLEPLAN_ROLE``, ``CYCLEPLAN_CYCLE``, ``CYCLEPLAN_CYCLES``, ``CYCLEPLAN_ATTEMPT`` and
+``CYCLEPLAN_ARTIFACTS`` (a folder it may write to). The Anthropic API key is not passed on. Its standard
+output and error are kept as artifacts (``cycle-003.attempt-1.stdout`` / ``.stderr``). Cancelling a
+cycle stops the command's whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from cycleplan.executor.backend import BackendUnavailableError, CycleOutcome, CycleRequest
+from cycleplan.executor.processes import ProcessRegistry, run_in_group
+from cycleplan.executor.secrets import child_environment
+
+from cycleplan.model import Scenario
+
+STDERR_TAIL_BYTES = 400
+"""How much of a failed command's standard error goes into the event's ``error``."""
+
+
+def artifact_stem(request: CycleRequest) -> str:
+    return f"cycle-{request.cycle:03d}.attempt-{request.attempt}"
+
+
+def tail(path: os.PathLike[str], limit: int = STDERR_TAIL_BYTES) -> str:
+    """The last ``limit`` bytes of a file as text, on one line."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - limit))
+            data = handle.read()
+    except OSError:
+        return ""
+    return " ".join(data.decode("utf-8", "replace").split())
+
+
+class CommandBackend:
+    """Runs ``task.command`` once per cycle in its own process group."""
+
+    name = "command"
+
+    def __init__(self, scenario: Scenario, processes: ProcessRegistry) -> None:
+        self._scenario = scenario
+        self._processes = processes
+
+    async def start(self) -> None:
+        missing = [task.id for task in self._scenario.all_tasks() if not task.command]
+        if missing:
+            shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
+            raise BackendUnavailableError(
+                f"--agent command needs a 'command' on every task; missing on: {shown}"
+            )
+
+    async def close(self) -> None:
+        return None
+
+    def context_tokens(self, role_name: str) -> int:
+        return 0
+
+    async def run_cycle(self, request: CycleRequest) -> CycleOutcome:
+        task = request.task
+        assert task.command is not None
+        argv = ["/bin/sh", "-c", *task.command] if task.shell else list(task.command)
+        env = child_environment(
+            {
+                "CYCLEPLAN_RUN_ID": request.run_id,
+                "CYCLEPLAN_TASK": task.id,
+                "CYCLEPLAN_LANE": request.lane,
+                "CYCLEPLAN_ROLE": request.role_name,
+                "CYCLEPLAN_CYCLE": str(request.cycle),
+                "CYCLEPLAN_CYCLES": str(task.cycles),
+                "CYCLEPLAN_ATTEMPT": str(request.attempt),
+                "CYCLEPLAN_ARTIFACTS": str(request.artifacts),
+            }
+        )
+        stem = artifact_stem(request)
+        stdout = request.artifacts / f"{stem}.stdout"
+        stderr = request.artifacts / f"{stem}.stderr"
+        started = time.monotonic()
+        try:
+            status = await run_in_group(
+                argv,
+                cwd=request.workdir,
+                env=env,
+                stdout=stdout,
+                stderr=stderr,
+                registry=self._processes,
+                task=task.id,
+            )
+        except OSError as exc:
+            return CycleOutcome(
+                ok=False,
+                duration_ms=(time.monotonic() - started) * 1000,
+                error=f"cannot start {argv[0]!r}: {exc.strerror or exc}",
+                retryable=False,
+            )
+        duration_ms = (time.monotonic() - started) * 1000
+        details = {"exit_status": status, "artifacts": [stdout.name, stderr.name]}
+        if status == 0:
+            return CycleOutcome(ok=True, duration_ms=duration_ms, details=details)
+        how = f"killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        last = tail(stderr)
+        return CycleOutcome(
+            ok=False,
+            duration_ms=duration_ms,
+            error=f"{argv[0]} {how}" + (f": {last}" if last else ""),
+            details=details,
+        )

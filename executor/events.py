@@ -1,0 +1,98 @@
+"""The executor's event vocabulary: action names, what each carries, and each one's idempotency key.
+
+Every event is the seed's record (:class:`cycleplan.model.Event`): ``type`` "task_event", ``actorId`` the
+lane (``backend-1``; ``cycleplan`` for run-wide events), ``targetId`` the task id (the run id for
+run-wide events), ``groupId`` the run id, ``timestamp`` in epoch milliseconds, and ``metadata.action``:
+
+====================  ==========================================================================
+run_started           the run begins (agent, time_scale, lanes, tasks)
+run_resumed           ``--resume`` picks the run up again (``resume``: 1, 2, ...)
+task_started          a lane starts a task (role, cycles, planned start)
+task_resumed          a resumed run continues a task that was running (``cycle``: the next one)
+cycle_completed       an attempt at a cycle ended (cycle, attempt, failed, started_at, duration_ms,
+                      sync_wait_ms, sync_ms, rate_limit_wait_ms, the Messages API usage fields,
+                      cost_usd; error when failed; interrupted when it was stopped)
+<event name>          a task's ``emits`` after its cycle (``schema_ready``...; ``cycle``)
+task_complete         every cycle done
+task_failed           retries exhausted, timed out or the backend refused (``error``,
+                      ``shouldCancelParallel``)
+task_cancelled        never ran or was stopped (``reason``: dependency_failed, race_lost,
+                      cancel_parallel, stalled, run_timeout, interrupted; ``cause``: the task)
+run_complete          the run is over (``status``: complete, failed, timeout, interrupted)
+====================  ==========================================================================
+
+The key of an event is unique within its run, so re-recording it after a crash stores nothing new.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cycleplan.model import Event
+
+RUN_ACTOR = "cycleplan"
+"""``actorId`` of run-wide events."""
+
+RUN_STARTED = "run_started"
+RUN_RESUMED = "run_resumed"
+TASK_STARTED = "task_started"
+TASK_RESUMED = "task_resumed"
+CYCLE_COMPLETED = "cycle_completed"
+TASK_COMPLETE = "task_complete"
+TASK_FAILED = "task_failed"
+TASK_CANCELLED = "task_cancelled"
+RUN_COMPLETE = "run_complete"
+
+TERMINAL = frozenset({TASK_COMPLETE, TASK_FAILED, TASK_CANCELLED})
+"""Actions that end a task."""
+
+RESERVED = frozenset(
+    {
+        RUN_STARTED,
+        RUN_RESUMED,
+        TASK_STARTED,
+        TASK_RESUMED,
+        CYCLE_COMPLETED,
+        TASK_COMPLETE,
+        TASK_FAILED,
+        TASK_CANCELLED,
+        RUN_COMPLETE,
+        "progress_update",
+    }
+)
+"""Actions a scenario's own emitted events may not be called."""
+
+
+def make_event(actor: str, target: str, run_id: str, timestamp_ms: float, **metadata: Any) -> Event:
+    """An Event with ``metadata`` (which must include ``action``)."""
+    return Event.model_validate(
+        {
+            "type": "task_event",
+            "actorId": actor,
+            "targetId": target,
+            "groupId": run_id,
+            "timestamp": timestamp_ms,
+            "metadata": metadata,
+        }
+    )
+
+
+def key_for(event: Event, *, resume: int = 0) -> str:
+    """The idempotency key of ``event``: what makes it the same event when recorded again.
+
+    ``resume`` is the run's resume count, for events that may legitimately happen once per resume.
+    """
+    action = event.action
+    task = event.target_id
+    meta = event.metadata
+    if action in (RUN_STARTED, RUN_COMPLETE):
+        return action
+    if action == RUN_RESUMED:
+        return f"{action}:{resume}"
+    if action in (TASK_STARTED, TASK_COMPLETE, TASK_FAILED, TASK_CANCELLED):
+        return f"{action}:{task}"
+    if action == TASK_RESUMED:
+        return f"{action}:{task}:{resume}"
+    if action == CYCLE_COMPLETED:
+        return f"{action}:{task}:{meta['cycle']}:{meta['attempt']}"
+    return f"emit:{task}:{action}"

@@ -1,0 +1,123 @@
+"""Agent processes: each started in a session (process group) of its own, the whole group stopped on cancel.
+
+:func:`run_in_group` runs an argument list with ``start_new_session=True`` and its output sent straight to
+files (never held in memory). When the coroutine is cancelled (a timeout, a lost race, Ctrl-C) the group
+gets SIGTERM, then SIGKILL after a grace period, so that nothing an agent spawned outlives it. Each live
+group is noted in the run store through :class:`ProcessRegistry`; a resumed run calls
+:func:`kill_orphans` to stop the groups a killed executor left behind. POSIX only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cycleplan.executor.secrets import redact_file
+
+if TYPE_CHECKING:
+    from cycleplan.executor.store import RunStore
+
+GRACE_S = 2.0
+"""Seconds a cancelled group gets between SIGTERM and SIGKILL."""
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), to tell it from a later reuse of its id."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+class ProcessRegistry:
+    """The process groups a run has alive, mirrored in the run store."""
+
+    def __init__(self, store: RunStore | None = None, run_id: str = "") -> None:
+        self._store = store
+        self._run_id = run_id
+        self.alive: dict[int, str] = {}
+
+    def add(self, pgid: int, task: str) -> None:
+        self.alive[pgid] = task
+        if self._store is not None:
+            self._store.add_process(self._run_id, pgid, start_ticks(pgid), task)
+
+    def remove(self, pgid: int) -> None:
+        self.alive.pop(pgid, None)
+        if self._store is not None:
+            self._store.remove_process(self._run_id, pgid)
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def kill_orphans(store: RunStore, run_id: str) -> list[str]:
+    """SIGKILL the groups a previous executor of ``run_id`` left running; the tasks they belonged to."""
+    stopped: list[str] = []
+    for pgid, ticks, task in store.processes(run_id):
+        alive_ticks = start_ticks(pgid)
+        if alive_ticks is not None and (ticks is None or ticks == alive_ticks):
+            kill_group(pgid)
+            stopped.append(task)
+        store.remove_process(run_id, pgid)
+    return stopped
+
+
+async def run_in_group(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    stdout: Path,
+    stderr: Path,
+    registry: ProcessRegistry,
+    task: str,
+    grace_s: float = GRACE_S,
+) -> int:
+    """Run ``argv`` in its own process group with output to files; its exit status (negative: signal).
+
+    Raises :class:`FileNotFoundError` / :class:`PermissionError` when the program cannot be started.
+    """
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        registry.add(process.pid, task)
+        try:
+            return await process.wait()
+        except BaseException:
+            await _stop(process, grace_s)
+            raise
+        finally:
+            registry.remove(process.pid)
+            # An agent may print what its environment holds; the files it leaves must not keep secrets.
+            redact_file(stdout)
+            redact_file(stderr)
+
+
+async def _stop(process: asyncio.subprocess.Process, grace_s: float) -> None:
+    kill_group(process.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(process.wait()), grace_s)
+    # The leader may be gone while children it spawned in the group still run.
+    kill_group(process.pid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(process.wait()), grace_s)

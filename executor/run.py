@@ -1,0 +1,365 @@
+"""A run's lifecycle: start a plan, or pick a killed run up again, and end with its summary.
+
+:func:`execute` records a new run (its plan and options) in the store, starts the backend, runs the
+:class:`~cycleplan.executor.orchestrator.Orchestrator` and returns a :class:`RunResult`. :func:`resume`
+reads a run's plan, options and events back, stops the agent processes a killed executor left behind,
+and runs what is left: tasks that completed are not run again, a task that was running continues after
+its last completed cycle. One executor process holds a run at a time (a lock file in the run's folder,
+released by the kernel when the process dies, even by ``kill -9``). Ctrl-C (or SIGTERM) cancels the
+running agents, records ``task_cancelled`` for every unfinished task and ends the run as
+``interrupted``. Errors meant for the user are :class:`ExecutionError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from cycleplan.executor import events as ev
+from cycleplan.executor.backend import AGENTS, BackendOptions, BackendUnavailableError, make_backend
+from cycleplan.executor.clock import Clock
+from cycleplan.executor.orchestrator import Orchestrator, Policy
+from cycleplan.executor.processes import ProcessRegistry, kill_orphans
+from cycleplan.executor.replay import replay
+from cycleplan.executor.store import DEFAULT_STORE, RunStore, StoreError
+from cycleplan.executor.summary import run_summary
+from pydantic import Field
+
+from cycleplan.model import Event, Frozen, Plan
+
+Agent = Literal["anthropic", "claude-code", "command", "emulated"]
+Progress = Literal["auto", "live", "plain", "none"]
+
+EXIT_CODES = {"complete": 0, "failed": 1, "timeout": 1, "interrupted": 130}
+
+
+class ExecutionError(Exception):
+    """Something the user must fix before a run can go (its message is one line)."""
+
+
+class ExecuteOptions(Frozen):
+    """How to run a plan; stored with the run so that ``--resume`` runs it the same way."""
+
+    agent: Agent
+    time_scale: float = Field(default=1.0, gt=0, le=1e7, allow_inf_nan=False)
+    """Scenario minutes per real minute; only the emulated agent can go faster than real time."""
+    seed: int = Field(default=0, ge=0)
+    """Seeds the emulator's draws and the backoff jitter."""
+    max_output_tokens: int = Field(default=4096, ge=1, le=1_000_000)
+    task_timeout_min: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """For tasks without their own ``timeout_min`` (scenario minutes)."""
+    run_timeout_min: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """Overrides the scenario's ``run_timeout_min``."""
+    retry_backoff_s: float = Field(default=5.0, ge=0, le=3600, allow_inf_nan=False)
+    """First wait after a failed attempt, in scenario seconds (doubling, jittered)."""
+    worktrees: bool = False
+    workdir: str | None = None
+    """Where agents work (default: the directory ``execute`` was started in)."""
+    claude_executable: str = "claude"
+    claude_args: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended, and its summary (see :func:`cycleplan.executor.summary.run_summary`)."""
+
+    run_id: str
+    status: str
+    summary: dict[str, Any]
+    signal_number: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.signal_number is not None:
+            return 128 + self.signal_number
+        return EXIT_CODES.get(self.status, 1)
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: ``20250114-093012-3f9a1c``."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path, run_id: str) -> Iterator[None]:
+    """Hold the run's lock for as long as this process works on it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / "lock").open("a")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExecutionError(f"run {run_id} is being executed by another process") from None
+        yield
+    finally:
+        handle.close()
+
+
+def is_live(store: RunStore, run_id: str) -> bool:
+    """Whether some executor process holds ``run_id`` right now."""
+    path = store.run_folder(run_id) / "lock"
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return False
+
+
+def _check(plan: Plan, options: ExecuteOptions) -> None:
+    if options.agent not in AGENTS:
+        raise ExecutionError(f"unknown agent '{options.agent}'; choose one of {', '.join(AGENTS)}")
+    if options.time_scale != 1.0 and options.agent != "emulated":
+        raise ExecutionError("--time-scale is for rehearsals: use it with --agent emulated")
+    reserved = sorted(
+        {event for task in plan.scenario.all_tasks() for event in task.emits if event in ev.RESERVED}
+    )
+    if reserved:
+        raise ExecutionError(
+            f"event name{'s' if len(reserved) > 1 else ''} {', '.join(reserved)} "
+            "cannot be emitted: the executor records its own events under these names; rename them"
+        )
+
+
+def execute(
+    plan: Plan,
+    options: ExecuteOptions,
+    *,
+    store: str | Path = DEFAULT_STORE,
+    source: str = "",
+    progress: Progress = "auto",
+    stream: TextIO | None = None,
+    faults: Any = None,
+    on_start: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run ``plan`` with ``options`` as a new run of the store at ``store``.
+
+    ``faults`` (an :class:`cycleplan.executor.emulator.Faults`) is for the emulated agent.
+    ``on_start`` is called with the new run's id once it is recorded.
+    """
+    _check(plan, options)
+    if options.workdir is None:
+        # Stored with the run, so that a resumed run's agents carry on in the same checkout.
+        options = options.model_copy(update={"workdir": str(Path.cwd())})
+    with _open(store) as runs:
+        run_id = new_run_id()
+        return asyncio.run(
+            _drive(
+                runs,
+                run_id,
+                plan,
+                options,
+                new=(source, on_start),
+                progress=progress,
+                stream=stream,
+                faults=faults,
+            )
+        )
+
+
+def resume(
+    run_id: str,
+    *,
+    store: str | Path = DEFAULT_STORE,
+    progress: Progress = "auto",
+    stream: TextIO | None = None,
+    faults: Any = None,
+) -> RunResult:
+    """Continue run ``run_id`` where its events leave it (after ``kill -9``, a crash, a reboot)."""
+    if not Path(store).exists():
+        raise ExecutionError(f"{store}: no run store here (pass --store PATH)")
+    with _open(store) as runs:
+        try:
+            record = runs.run(run_id)
+        except StoreError as exc:
+            raise ExecutionError(str(exc)) from None
+        plan = Plan.model_validate_json(record.plan_json)
+        options = ExecuteOptions.model_validate(record.options)
+        progress_so_far = replay(runs.trace(run_id), [task.id for task in plan.scenario.all_tasks()])
+        if progress_so_far.over:
+            if progress_so_far.status == "interrupted":
+                raise ExecutionError(
+                    f"run {run_id} was interrupted (Ctrl-C) and its running tasks were cancelled; "
+                    "it cannot be resumed: start a new run"
+                )
+            summary = run_summary(runs, run_id)
+            return RunResult(run_id, str(progress_so_far.status), summary)
+        return asyncio.run(
+            _drive(runs, run_id, plan, options, new=None, progress=progress, stream=stream, faults=faults)
+        )
+
+
+@contextlib.contextmanager
+def _open(store: str | Path) -> Iterator[RunStore]:
+    try:
+        runs = RunStore(store)
+    except StoreError as exc:
+        raise ExecutionError(str(exc)) from None
+    try:
+        yield runs
+    finally:
+        runs.close()
+
+
+async def _drive(
+    store: RunStore,
+    run_id: str,
+    plan: Plan,
+    options: ExecuteOptions,
+    *,
+    new: tuple[str, Callable[[str], None] | None] | None,
+    progress: Progress,
+    stream: TextIO | None,
+    faults: Any,
+) -> RunResult:
+    folder = store.run_folder(run_id)
+    with run_lock(folder, run_id):
+        trace = store.trace(run_id)
+        task_ids = [task.id for task in plan.scenario.all_tasks()]
+        so_far = replay(trace, task_ids)
+        if new is None:
+            so_far.resumes += 1
+            kill_orphans(store, run_id)
+        registry = ProcessRegistry(store, run_id)
+        workdir = Path(options.workdir) if options.workdir else Path.cwd()
+        workdirs: dict[str, Path] = {}
+        backend = make_backend(
+            options.agent,
+            plan.scenario,
+            BackendOptions(
+                time_scale=options.time_scale,
+                seed=options.seed,
+                max_output_tokens=options.max_output_tokens,
+                claude_executable=options.claude_executable,
+                claude_args=tuple(options.claude_args),
+                emulator_faults=faults,
+            ),
+            registry,
+        )
+        try:
+            await backend.start()
+            if new is not None:
+                source, on_start = new
+                store.create_run(
+                    run_id,
+                    agent=options.agent,
+                    source=source,
+                    scenario=plan.scenario.name,
+                    options=options.model_dump(mode="json"),
+                    plan_json=plan.model_dump_json(),
+                )
+                if on_start is not None:
+                    on_start(run_id)
+            if options.worktrees:
+                from cycleplan.executor.worktrees import prepare_worktrees
+
+                workdirs = prepare_worktrees(workdir, folder, run_id, [lane.lane for lane in plan.lanes])
+            result = await _orchestrate(
+                store,
+                run_id,
+                plan,
+                options,
+                backend,
+                so_far,
+                trace,
+                folder,
+                workdir,
+                workdirs,
+                progress,
+                stream,
+            )
+        except BackendUnavailableError as exc:
+            raise ExecutionError(str(exc)) from None
+        except StoreError as exc:
+            raise ExecutionError(f"{exc}; once that is fixed, continue with --resume {run_id}") from None
+        finally:
+            await backend.close()
+    return result
+
+
+async def _orchestrate(
+    store: RunStore,
+    run_id: str,
+    plan: Plan,
+    options: ExecuteOptions,
+    backend: Any,
+    so_far: Any,
+    trace: list[Event],
+    folder: Path,
+    workdir: Path,
+    workdirs: dict[str, Path],
+    progress: Progress,
+    stream: TextIO | None,
+) -> RunResult:
+    from cycleplan.executor.progress import LiveView, PlainLines, RunLog
+
+    scenario = plan.scenario
+    run_timeout = options.run_timeout_min if options.run_timeout_min is not None else scenario.run_timeout_min
+    orchestrator = Orchestrator(
+        plan,
+        backend,
+        store,
+        run_id,
+        clock=Clock(options.time_scale),
+        policy=Policy(
+            retry_backoff_s=options.retry_backoff_s,
+            task_timeout_min=options.task_timeout_min,
+            run_timeout_min=run_timeout,
+            seed=options.seed,
+        ),
+        progress=so_far,
+        run_folder=folder,
+        workdirs={lane.lane: workdirs.get(lane.lane, workdir) for lane in plan.lanes},
+        header={"agent": options.agent, "time_scale": options.time_scale, "seed": options.seed},
+    )
+    orchestrator.publish_stored(trace)
+    log = RunLog(orchestrator, folder / "log.txt")
+    orchestrator.observers.append(log)
+    out = stream if stream is not None else sys.stderr
+    live: LiveView | None = None
+    mode = progress
+    if mode == "auto":
+        mode = "live" if out.isatty() else "plain"
+    if mode == "live":
+        live = LiveView(orchestrator, out)
+        orchestrator.observers.append(live)
+    elif mode == "plain":
+        orchestrator.observers.append(PlainLines(orchestrator, out))
+
+    received: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(number: int) -> None:
+        received.append(number)
+        orchestrator.stop("interrupted")
+
+    handled = []
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(number, on_signal, number)
+            handled.append(number)
+    if live is not None:
+        live.start()
+    try:
+        status = await orchestrator.run(resumed=bool(trace))
+    finally:
+        if live is not None:
+            live.stop()
+        for number in handled:
+            loop.remove_signal_handler(number)
+        log.close()
+    summary = run_summary(store, run_id) | {"status": status}
+    store.set_status(run_id, status, summary)
+    return RunResult(run_id, status, summary, received[0] if received else None)

@@ -1,0 +1,325 @@
+"""Durability, through the real command line: ``kill -9`` then ``--resume``, and Ctrl-C.
+
+The executor runs as a subprocess; the tests read its store while it works, kill it, resume it, and
+check afterwards that every event is there exactly once and that no completed task ran twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+from cycleplan.executor import RunStore
+from cycleplan.executor import events as ev
+from cycleplan.executor.audit import trace_problems
+from cycleplan.planner import plan
+
+from cycleplan.loading import load_scenario
+from cycleplan.model import Event
+
+DEADLINE_S = 60.0
+
+
+def _wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the executor exited ({process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _stored(store: Path) -> list[tuple[str, str]]:
+    """(target, action) of the events committed so far, read while the executor writes."""
+    if not store.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5) as db:
+            return [
+                (str(t), str(a)) for t, a in db.execute("SELECT target_id, action FROM events ORDER BY seq")
+            ]
+    except sqlite3.OperationalError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _trace(store: Path) -> tuple[str, list[Event]]:
+    with RunStore(store) as runs:
+        (record,) = runs.runs()
+        return record.run_id, runs.trace(record.run_id)
+
+
+def _scenario(tmp_path: Path) -> Path:
+    log = tmp_path / "work.log"
+    marker = tmp_path / "long.started"
+    pid = tmp_path / "long.pid"
+    step = f"echo $CYCLEPLAN_TASK $CYCLEPLAN_CYCLE $CYCLEPLAN_ATTEMPT >> {log}; sleep 0.15"
+    # The long task's first cycle hangs on its first run only (a killed executor leaves it behind).
+    long = f"if [ ! -e {marker} ]; then touch {marker}; sleep 60 & echo $! > {pid}; wait; fi; {step}"
+
+    def task(name: str, role: str, cycles: int, run: str, **more: object) -> dict[str, object]:
+        return {"id": name, "role": role, "cycles": cycles, "shell": True, "command": [run], **more}
+
+    scenario = {
+        "name": "durable",
+        "roles": {"backend": {"lanes": 2}, "frontend": {"lanes": 1}, "ops": {"lanes": 1}},
+        "tasks": [
+            task("schema", "backend", 3, step, emits={"schema_ready": 1}),
+            task("api", "backend", 4, step, after=["schema"]),
+            task("auth", "backend", 3, step, after=["schema"]),
+            task("ui", "frontend", 4, step, waits={"schema_ready": 2}),
+            task("deploy", "ops", 2, long),
+            task("release", "ops", 2, step, after=["api", "auth", "ui", "deploy"]),
+        ],
+    }
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    return path
+
+
+def test_kill_9_then_resume_finishes_the_run_with_every_event_once(cli: str, tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path)
+    store = tmp_path / "store" / "runs.db"
+    command = [
+        cli,
+        "execute",
+        str(scenario),
+        "--agent",
+        "command",
+        "--store",
+        str(store),
+        "--progress",
+        "plain",
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(
+            lambda: ("schema", ev.TASK_COMPLETE) in _stored(store) and (tmp_path / "long.pid").exists(),
+            "a completed task and the long one running",
+            process,
+        )
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    before = _stored(store)
+    completed_before = {t for t, a in before if a == ev.TASK_COMPLETE}
+    assert "schema" in completed_before
+    assert (tmp_path / "store", ev.RUN_COMPLETE) not in before
+    orphan = int((tmp_path / "long.pid").read_text())
+    assert _alive(orphan), "the killed executor's agent should still be running before the resume"
+
+    run_id, _ = _trace(store)
+    listed = subprocess.run(
+        [cli, "runs", "--store", str(store), "--json"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(listed.stdout)[0]["status"] == "stopped"
+    resumed = subprocess.run(
+        [cli, "execute", "--resume", run_id, "--store", str(store), "--json", "--progress", "none"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "complete"
+    assert not _alive(orphan), "the resumed run should stop what the killed executor left running"
+
+    _, trace = _trace(store)
+    the_plan = plan(load_scenario(scenario))
+    assert trace_problems(the_plan, trace) == []  # includes: no event recorded twice
+    # The store held every event committed before the kill, unchanged, at the head of the trace.
+    assert [(e.target_id, e.action) for e in trace[: len(before)]] == before
+    ends = {e.target_id: e.action for e in trace if e.action in ev.TERMINAL}
+    assert set(ends.values()) == {ev.TASK_COMPLETE} and len(ends) == 6
+    assert sum(e.action == ev.RUN_RESUMED for e in trace) == 1
+    assert sum(e.action == ev.RUN_COMPLETE for e in trace) == 1
+    assert any(e.action == ev.TASK_RESUMED and e.target_id == "deploy" for e in trace)
+    # No task that had completed before the kill ran again: one line per cycle in the work log.
+    runs = Counter(tuple(line.split()[:2]) for line in (tmp_path / "work.log").read_text().splitlines())
+    for task in completed_before:
+        cycles = next(t.cycles for t in the_plan.scenario.all_tasks() if t.id == task)
+        assert all(runs[(task, str(c))] == 1 for c in range(1, cycles + 1)), task
+    # A second resume has nothing left to do.
+    again = subprocess.run(
+        [cli, "execute", "--resume", run_id, "--store", str(store), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "complete"
+    assert len(_trace(store)[1]) == len(trace)
+
+
+def test_ctrl_c_cancels_running_agents_and_exits_130(cli: str, tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path)
+    store = tmp_path / "store" / "runs.db"
+    process = subprocess.Popen(
+        [cli, "execute", str(scenario), "--agent", "command", "--store", str(store), "--progress", "plain"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: (tmp_path / "long.pid").exists(), "the long task to start", process)
+        os.kill(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    child = int((tmp_path / "long.pid").read_text())
+    _wait_for(lambda: not _alive(child), "the cancelled agent's child to die")
+
+    run_id, trace = _trace(store)
+    assert trace_problems(plan(load_scenario(scenario)), trace) == []
+    assert trace[-1].metadata == {"action": ev.RUN_COMPLETE, "status": "interrupted"}
+    ends = [e for e in trace if e.action in ev.TERMINAL]
+    assert len({e.target_id for e in ends}) == len(ends) == 6, "every task ends exactly once"
+    deploy = next(e for e in ends if e.target_id == "deploy")
+    assert deploy.action == ev.TASK_CANCELLED and deploy.metadata["reason"] == "interrupted"
+    with RunStore(store) as runs:
+        assert runs.run(run_id).status == "interrupted"
+    refused = subprocess.run(
+        [cli, "execute", "--resume", run_id, "--store", str(store)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2 and "was interrupted" in refused.stderr
+
+
+def test_an_emulated_run_killed_mid_conversation_resumes_it(cli: str, tmp_path: Path) -> None:
+    scenario = tmp_path / "emulated.yaml"
+    scenario.write_text(
+        textwrap.dedent(
+            """
+            name: conversation
+            spec: "Feature: course CRUD."
+            roles:
+              backend: {lanes: 2, cycle: {kind: fixed, value_min: 1}}
+              frontend: {lanes: 1, cycle: {kind: fixed, value_min: 1}}
+            tasks:
+              - {id: backend, role: backend, cycles: 12, emits: {schema_ready: 2}}
+              - {id: auth, role: backend, cycles: 12}
+              - {id: frontend, role: frontend, cycles: 12, waits: {schema_ready: 3}}
+            """
+        )
+    )
+    store = tmp_path / "store" / "runs.db"
+    command = [
+        cli,
+        "execute",
+        str(scenario),
+        "--agent",
+        "emulated",
+        "--time-scale",
+        "200",
+        "--store",
+        str(store),
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(
+            lambda: sum(a == ev.CYCLE_COMPLETED for _, a in _stored(store)) >= 8, "a few cycles", process
+        )
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    run_id, before = _trace(store)
+    resumed = subprocess.run(
+        [cli, "execute", "--resume", run_id, "--store", str(store), "--json", "--progress", "none"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    _, trace = _trace(store)
+    assert trace_problems(plan(load_scenario(scenario)), trace) == []
+    assert trace[: len(before)] == before
+    cycles = [(e.target_id, e.metadata["cycle"]) for e in trace if e.action == ev.CYCLE_COMPLETED]
+    assert sorted(cycles) == sorted({(t, c) for t in ("backend", "auth", "frontend") for c in range(1, 13)})
+    # The resumed conversation carried on: a late cycle's request held every earlier turn.
+    last = json.loads(
+        (
+            Path(json.loads(resumed.stdout)["run_folder"]) / "artifacts" / "auth" / "cycle-012.attempt-1.json"
+        ).read_text()
+    )
+    assert last["ok"] and last["prompt"].startswith("Cycle 12 of 12")
+    assert last["turns"] == 2 * 11 + 1
+
+
+def test_a_run_cut_short_after_any_event_resumes_to_a_sound_trace(tmp_path: Path) -> None:
+    """Every point a crash could stop the executor at: keep the events up to it, resume, audit."""
+    from cycleplan.executor import ExecuteOptions, execute, resume
+
+    scenario = tmp_path / "cut.yaml"
+    scenario.write_text(
+        textwrap.dedent(
+            """
+            roles: {backend: {lanes: 2}, frontend: {lanes: 1}}
+            tasks:
+              - {id: schema, role: backend, cycles: 2, emits: {schema_ready: 1}, command: ["true"]}
+              - {id: ui, role: frontend, cycles: 2, waits: {schema_ready: 2}, command: ["true"]}
+              - {id: pick-a, role: backend, cycles: 1, race: pick, after: [schema], command: ["true"]}
+              - {id: pick-b, role: backend, cycles: 1, race: pick, after: [schema], command: ["sleep", "0.2"]}
+              - {id: ship, role: frontend, cycles: 1, after: [ui, pick-b], command: ["true"]}
+            """
+        )
+    )
+    the_plan = plan(load_scenario(scenario))
+    whole = tmp_path / "whole.db"
+    options = ExecuteOptions(agent="command", retry_backoff_s=0, workdir=str(tmp_path))
+    first = execute(the_plan, options, store=whole, progress="none")
+    assert first.status == "complete"
+    with RunStore(whole) as runs:
+        record = runs.run(first.run_id)
+        stored = runs.events(first.run_id)
+    for cut in range(1, len(stored)):
+        store = tmp_path / f"cut-{cut}" / "runs.db"
+        with RunStore(store) as runs:
+            runs.create_run(
+                record.run_id,
+                agent=record.agent,
+                source=record.source,
+                scenario=record.scenario,
+                options=record.options,
+                plan_json=record.plan_json,
+            )
+            for event in stored[:cut]:
+                runs.append(record.run_id, event.key, event.event)
+        result = resume(record.run_id, store=store, progress="none")
+        with RunStore(store) as runs:
+            trace = runs.trace(record.run_id)
+        assert trace_problems(the_plan, trace) == [], cut
+        assert trace[:cut] == [event.event for event in stored[:cut]], cut
+        assert result.status == "complete", cut
+        ended = {e.target_id: e.action for e in trace if e.action in ev.TERMINAL}
+        assert len(ended) == 5, cut
