@@ -1,0 +1,649 @@
+"""Calibration: each role's cycle model fitted from actual traces, weighted against the scenario's prior.
+
+What is fitted, per role, from every cycle attempt the traces hold (executed or imported runs):
+
+- **cycle duration**: lognormal by maximum likelihood on log minutes, with the scenario's values as a
+  conjugate prior (normal-inverse-gamma): its median and p90 give the prior's location and spread,
+  and ``prior_weight`` says how many observed cycles the prior is worth. Equivalently, the fit pools
+  the data with ``prior_weight`` pseudo-cycles that have the prior's median and spread; with weight 0
+  it is the plain maximum-likelihood fit. Uncertainty is the posterior's: standard deviation and 90%
+  interval of the median (Student t) and of the p90 (posterior draws from a seeded Generator).
+- **tokens per cycle**: fresh input (the cycle's uncached input; for an uncached conversation, what
+  is left after its context and history) and output, each a lognormal median/p90 fitted the same way
+  on log(1 + tokens). Cycles without recorded usage are left out. Cache writes and reads are shown as
+  observed, not fitted: the token model derives them from the context and the history.
+- **failure rate**: failed attempts over attempts, a Beta posterior (Jeffreys prior plus the
+  scenario's rate as ``prior_weight`` pseudo-attempts): its mean, with a 90% interval.
+
+Attempts cut short by a stop (``interrupted``), and durations an importer imputed or found idle, are
+left out of the duration fit. The calibrated scenario is the prior with those values replaced, written
+as YAML that validates (:func:`calibrated_yaml`). This module reads traces and the run store; it never
+runs, plans or simulates anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from cycleplan.draws import Z90
+from cycleplan.metrics import MS_PER_MIN
+from cycleplan.model import (
+    MAX_MINUTES,
+    MAX_TOKENS,
+    CycleDuration,
+    Empirical,
+    Event,
+    Exponential,
+    Fixed,
+    Frozen,
+    Gamma,
+    Lognormal,
+    Scenario,
+    Spread,
+)
+
+DEFAULT_PRIOR_WEIGHT = 5.0
+"""How many observed cycles the scenario's own values count for, unless told otherwise."""
+POSTERIOR_DRAWS = 20_000
+INTERVAL = 0.90
+
+_SKIP_DURATION = ("duration_imputed", "idle", "gap_shared")
+"""Flags an importer puts on cycles whose duration was not measured."""
+
+
+class CalibrationError(Exception):
+    """The runs or options cannot be calibrated from (an unknown run, no cycles, a bad role map)."""
+
+
+class Estimate(Frozen):
+    """A fitted value with its posterior standard deviation and 90% interval."""
+
+    value: float
+    sd: float
+    low: float = Field(description="5th percentile of the posterior.")
+    high: float = Field(description="95th percentile of the posterior.")
+
+    def covers(self, truth: float) -> bool:
+        return self.low <= truth <= self.high
+
+
+class DurationFit(Frozen):
+    """A role's cycle duration before (the prior) and after calibration, in minutes."""
+
+    cycles: int = Field(description="Cycle attempts whose duration was fitted.")
+    left_out: int = Field(description="Attempts whose duration was imputed, idle or not positive.")
+    before_median_min: float
+    before_p90_min: float
+    before_kind: str
+    median_min: Estimate
+    p90_min: Estimate
+
+
+class SpreadFit(Frozen):
+    """Tokens per cycle (fresh input or output) before and after calibration."""
+
+    cycles: int
+    before_median: int
+    before_p90: int
+    median: Estimate
+    p90: Estimate
+
+
+class FailureFit(Frozen):
+    """The per-cycle failure probability before and after calibration."""
+
+    attempts: int
+    failed: int
+    before: float
+    probability: Estimate
+
+
+class Observed(Frozen):
+    """Median and 90th percentile of something observed per cycle but not fitted."""
+
+    cycles: int
+    median: float
+    p90: float
+
+
+class RoleFit(Frozen):
+    """Everything calibrated for one role; None where the traces held nothing to fit."""
+
+    role: str
+    cycle: DurationFit | None
+    fresh_input: SpreadFit | None
+    output: SpreadFit | None
+    failure: FailureFit | None
+    cache_write: Observed | None
+    cache_read: Observed | None
+    notes: list[str] = Field(default_factory=list)
+
+
+class Calibration(Frozen):
+    """The result: the fits per role, and the calibrated scenario."""
+
+    runs: list[str]
+    prior_weight: float
+    roles: dict[str, RoleFit]
+    notes: list[str]
+    scenario: Scenario
+
+
+# --------------------------------------------------------------------------------------------------
+# Observations
+
+
+@dataclass
+class RoleObservations:
+    """What the traces say about one role's cycles."""
+
+    durations_min: list[float] = field(default_factory=list)
+    left_out: int = 0
+    fresh_input: list[int] = field(default_factory=list)
+    output: list[int] = field(default_factory=list)
+    cache_write: list[int] = field(default_factory=list)
+    cache_read: list[int] = field(default_factory=list)
+    attempts: int = 0
+    failed: int = 0
+
+
+def _number(metadata: Mapping[str, Any], key: str) -> float:
+    value = metadata.get(key, 0)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def observe(
+    trace: Sequence[Event],
+    prior: Scenario,
+    role_map: Mapping[str, str] | None = None,
+    into: dict[str, RoleObservations] | None = None,
+) -> dict[str, RoleObservations]:
+    """Gather the cycles of ``trace`` by role (renamed through ``role_map``), adding to ``into``.
+
+    ``prior`` says how each task's durations were stretched (``duration_multiplier``) and whether a
+    role's conversation is cached, which decides what counts as fresh input.
+    """
+    found = into if into is not None else {}
+    if not trace or trace[0].action != "run_started":
+        raise CalibrationError("a trace starts with a run_started event")
+    tasks_info: dict[str, Any] = dict(trace[0].metadata.get("tasks", {}))
+    renames = dict(role_map or {})
+    multiplier = {task.id: task.duration_multiplier for task in prior.all_tasks()}
+    context: dict[str, int] = {}
+    history: dict[str, int] = {}
+    for event in trace:
+        task = event.target_id
+        meta = event.metadata
+        if event.action == "task_started":
+            context[task] = int(_number(meta, "context_tokens"))
+            history[task] = 0
+        if event.action != "cycle_completed" or meta.get("interrupted"):
+            continue
+        source_role = str(tasks_info.get(task, {}).get("role", ""))
+        role = renames.get(source_role, source_role)
+        seen = found.setdefault(role, RoleObservations())
+        failed = bool(meta.get("failed", False))
+        seen.attempts += 1
+        seen.failed += failed
+        minutes = _number(meta, "duration_ms") / MS_PER_MIN
+        if minutes <= 0 or any(meta.get(flag) for flag in _SKIP_DURATION):
+            seen.left_out += 1
+        else:
+            seen.durations_min.append(minutes / multiplier.get(task, 1.0))
+        if "output_tokens" not in meta or meta.get("responses_without_usage"):
+            continue
+        tokens = prior.role(role).tokens
+        uncached = int(_number(meta, "input_tokens"))
+        output = int(_number(meta, "output_tokens"))
+        fresh = uncached if tokens.cache else max(uncached - context.get(task, 0) - history.get(task, 0), 0)
+        if not failed:
+            history[task] = history.get(task, 0) + round(tokens.history_growth * (fresh + output))
+        seen.fresh_input.append(fresh)
+        seen.output.append(output)
+        seen.cache_write.append(int(_number(meta, "cache_creation_input_tokens")))
+        seen.cache_read.append(int(_number(meta, "cache_read_input_tokens")))
+    return found
+
+
+# --------------------------------------------------------------------------------------------------
+# Fits
+
+
+def _median_p90(cycle: CycleDuration) -> tuple[float, float]:
+    """A duration distribution's median and 90th percentile, in minutes."""
+    if isinstance(cycle, Lognormal):
+        return cycle.median_min, cycle.p90_min
+    if isinstance(cycle, Fixed):
+        return cycle.value_min, cycle.value_min
+    if isinstance(cycle, Exponential):
+        return cycle.mean_min * math.log(2.0), cycle.mean_min * math.log(10.0)
+    if isinstance(cycle, Empirical):
+        median, p90 = np.quantile(np.asarray(cycle.samples_min, dtype=float), [0.5, 0.9])
+        return float(median), float(p90)
+    if isinstance(cycle, Gamma):
+        if cycle.cv == 0:
+            return cycle.mean_min, cycle.mean_min
+        from scipy import stats
+
+        shape = 1.0 / cycle.cv**2
+        law = stats.gamma(shape, scale=cycle.mean_min / shape)
+        return float(law.ppf(0.5)), float(law.ppf(0.9))
+    raise TypeError(f"unknown cycle distribution {cycle!r}")
+
+
+@dataclass(frozen=True)
+class LogFit:
+    """Posterior of a lognormal's log-location and log-spread (normal-inverse-gamma)."""
+
+    mu: float
+    sigma: float
+    kappa: float
+    nu: float
+    """Posterior precision count of the location and degrees of freedom of the spread."""
+
+    def median(self, offset: float) -> Estimate:
+        from scipy import stats
+
+        scale = self.sigma / math.sqrt(self.kappa)
+        q_low, q_high = (float(q) for q in np.atleast_1d(stats.t.ppf([0.05, 0.95], self.nu)))
+        low, high = self.mu + scale * q_low, self.mu + scale * q_high
+        draws = np.exp(self.mu + scale * stats.t.rvs(self.nu, size=POSTERIOR_DRAWS, random_state=_rng()))
+        return Estimate(
+            value=math.exp(self.mu) - offset,
+            sd=float(np.std(draws)),
+            low=math.exp(low) - offset,
+            high=math.exp(high) - offset,
+        )
+
+    def p90(self, offset: float) -> Estimate:
+        rng = _rng()
+        variance = self.nu * self.sigma**2 / rng.chisquare(self.nu, POSTERIOR_DRAWS)
+        mu = self.mu + np.sqrt(variance / self.kappa) * rng.standard_normal(POSTERIOR_DRAWS)
+        draws = np.exp(mu + Z90 * np.sqrt(variance)) - offset
+        low, high = np.quantile(draws, [0.05, 0.95])
+        return Estimate(
+            value=math.exp(self.mu + Z90 * self.sigma) - offset,
+            sd=float(np.std(draws)),
+            low=float(low),
+            high=float(high),
+        )
+
+
+def _rng() -> np.random.Generator:
+    """The posterior draws' Generator: seeded, so a calibration is the same every time it is run."""
+    return np.random.default_rng(20_240_601)
+
+
+def fit_log(values: Sequence[float], prior_median: float, prior_p90: float, weight: float) -> LogFit | None:
+    """The lognormal fit of ``values`` (all positive) against a prior worth ``weight`` observations.
+
+    None when there is neither data nor prior weight to fit from.
+    """
+    n = len(values)
+    if n + weight <= 0:
+        return None
+    logs = np.log(np.asarray(values, dtype=float)) if n else np.zeros(0)
+    mean = float(logs.mean()) if n else 0.0
+    scatter = float(((logs - mean) ** 2).sum()) if n else 0.0
+    mu0 = math.log(prior_median)
+    sigma0 = math.log(prior_p90 / prior_median) / Z90
+    kappa = weight + n
+    mu = (weight * mu0 + n * mean) / kappa
+    pooled = weight * sigma0**2 + scatter + weight * n * (mean - mu0) ** 2 / kappa
+    return LogFit(mu=mu, sigma=math.sqrt(pooled / kappa), kappa=kappa, nu=kappa)
+
+
+def fit_failure(attempts: int, failed: int, prior: float, weight: float) -> Estimate:
+    """Beta posterior of the per-attempt failure probability: mean and 90% interval."""
+    from scipy import stats
+
+    law = stats.beta(weight * prior + 0.5 + failed, weight * (1.0 - prior) + 0.5 + attempts - failed)
+    low, high = law.ppf([0.05, 0.95])
+    return Estimate(value=float(law.mean()), sd=float(law.std()), low=float(low), high=float(high))
+
+
+def _observed(values: Sequence[int]) -> Observed | None:
+    if not values:
+        return None
+    median, p90 = np.quantile(np.asarray(values, dtype=float), [0.5, 0.9])
+    return Observed(cycles=len(values), median=float(median), p90=float(p90))
+
+
+def _spread_fit(values: Sequence[int], prior: Spread, weight: float) -> SpreadFit | None:
+    if not values:
+        return None
+    fit = fit_log([v + 1.0 for v in values], prior.median + 1.0, prior.p90 + 1.0, weight)
+    assert fit is not None
+    return SpreadFit(
+        cycles=len(values),
+        before_median=prior.median,
+        before_p90=prior.p90,
+        median=fit.median(1.0),
+        p90=fit.p90(1.0),
+    )
+
+
+def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) -> RoleFit:
+    """Calibrate one role from its observations against the scenario's values for it."""
+    spec = prior.role(role)
+    notes: list[str] = []
+    cycle: DurationFit | None = None
+    if seen.durations_min:
+        median, p90 = _median_p90(spec.cycle)
+        fit = fit_log(seen.durations_min, median, p90, weight)
+        assert fit is not None
+        cycle = DurationFit(
+            cycles=len(seen.durations_min),
+            left_out=seen.left_out,
+            before_median_min=median,
+            before_p90_min=p90,
+            before_kind=spec.cycle.kind,
+            median_min=fit.median(0.0),
+            p90_min=fit.p90(0.0),
+        )
+        if spec.cycle.kind != "lognormal":
+            notes.append(
+                f"its {spec.cycle.kind} cycle duration becomes a lognormal with the same median and p90"
+            )
+        if len(seen.durations_min) < 3 and weight < 1:
+            notes.append("fewer than 3 cycles and almost no prior: the intervals understate the uncertainty")
+    else:
+        notes.append("no measured cycle duration: its cycle model stays as it was")
+    if not seen.output:
+        notes.append("no recorded token usage: its token model stays as it was")
+    failure = None
+    if seen.attempts:
+        failure = FailureFit(
+            attempts=seen.attempts,
+            failed=seen.failed,
+            before=spec.failure.probability_per_cycle,
+            probability=fit_failure(seen.attempts, seen.failed, spec.failure.probability_per_cycle, weight),
+        )
+    return RoleFit(
+        role=role,
+        cycle=cycle,
+        fresh_input=_spread_fit(seen.fresh_input, spec.tokens.fresh_input, weight),
+        output=_spread_fit(seen.output, spec.tokens.output, weight),
+        failure=failure,
+        cache_write=_observed(seen.cache_write),
+        cache_read=_observed(seen.cache_read),
+        notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The calibrated scenario
+
+
+def _minutes(value: float) -> float:
+    return min(max(round(value, 4), 1e-4), MAX_MINUTES)
+
+
+def _tokens(value: float) -> int:
+    return int(min(max(round(value), 0), MAX_TOKENS))
+
+
+def _spread_data(fit: SpreadFit) -> dict[str, int]:
+    median = _tokens(fit.median.value)
+    return {"median": median, "p90": max(_tokens(fit.p90.value), median)}
+
+
+def apply_fits(data: dict[str, Any], fits: Mapping[str, RoleFit]) -> dict[str, Any]:
+    """Scenario data (as YAML reads it) with the fitted values of each role put in place."""
+    roles = data.get("roles")
+    if not isinstance(roles, dict):
+        roles = data["roles"] = {}
+    for name, fit in fits.items():
+        entry = roles.get(name)
+        if not isinstance(entry, dict):
+            entry = roles[name] = {}
+        if fit.cycle is not None:
+            median = _minutes(fit.cycle.median_min.value)
+            entry["cycle"] = {
+                "kind": "lognormal",
+                "median_min": median,
+                "p90_min": max(_minutes(fit.cycle.p90_min.value), median),
+            }
+        if fit.fresh_input is not None or fit.output is not None:
+            tokens = entry.get("tokens")
+            if not isinstance(tokens, dict):
+                tokens = entry["tokens"] = {}
+            if fit.fresh_input is not None:
+                tokens["fresh_input"] = _spread_data(fit.fresh_input)
+            if fit.output is not None:
+                tokens["output"] = _spread_data(fit.output)
+        if fit.failure is not None:
+            failure = entry.get("failure")
+            if not isinstance(failure, dict):
+                failure = entry["failure"] = {}
+            failure["probability_per_cycle"] = round(fit.failure.probability.value, 6)
+    return data
+
+
+def _unshared(value: Any) -> Any:
+    """A copy with every mapping and list its own: YAML aliases (``*six-minute-cycles``) share one
+    object, and a role's fitted values must not change the roles that alias it."""
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
+
+
+def calibrated_yaml(
+    calibration: Calibration, original_text: str | None = None, name: str = "<calibrated>"
+) -> str:
+    """The calibrated scenario as YAML: ``original_text`` (the prior's file) with the fitted values
+    replaced and everything else kept (comments are not), or the prior scenario written out in full.
+
+    Raises :class:`CalibrationError` if the result does not validate.
+    """
+    import yaml
+
+    from cycleplan.loading import LoadError, parse_scenario
+
+    if original_text is not None:
+        loaded = _unshared(yaml.safe_load(original_text))
+        data = loaded if isinstance(loaded, dict) else {}
+    else:
+        data = calibration.scenario.model_dump(mode="json", exclude_defaults=True)
+    apply_fits(data, calibration.roles)
+    header = (
+        f"# Calibrated by cycleplan from run(s) {', '.join(calibration.runs)}; the prior counted as "
+        f"{calibration.prior_weight:g} cycle(s).\n"
+    )
+    text = header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
+    try:
+        parse_scenario(text, name)
+    except LoadError as exc:
+        raise CalibrationError(
+            "the calibrated scenario does not validate: " + "; ".join(str(e) for e in exc.errors)
+        ) from None
+    return text
+
+
+def calibrate(
+    traces: Sequence[tuple[str, Sequence[Event]]],
+    prior: Scenario,
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+    role_map: Mapping[str, str] | None = None,
+) -> Calibration:
+    """Fit every role the traces (named ``(run id, trace)``) show, against ``prior``.
+
+    Roles the traces use that ``prior`` lacks are left out with a note (rename them with ``role_map``).
+    """
+    if not prior_weight >= 0 or math.isinf(prior_weight):
+        raise CalibrationError(f"the prior weight must be zero or more, got {prior_weight:g}")
+    seen: dict[str, RoleObservations] = {}
+    for _, trace in traces:
+        observe(trace, prior, role_map, into=seen)
+    notes: list[str] = []
+    known = set(prior.role_names())
+    fits: dict[str, RoleFit] = {}
+    for role, observed in seen.items():
+        if role not in known:
+            notes.append(
+                f"role '{role}' ({observed.attempts} cycle(s)) is not in the scenario: left out; "
+                f"map it onto one of {', '.join(sorted(known))} with --role {role}=ROLE"
+            )
+            continue
+        fits[role] = fit_role(role, observed, prior, prior_weight)
+    if not fits:
+        raise CalibrationError(
+            "no cycle of these runs belongs to a role of the scenario: nothing to calibrate"
+            + ("; " + notes[0] if notes else "")
+        )
+    data = apply_fits(prior.model_dump(mode="json", exclude_defaults=True), fits)
+    scenario = Scenario.model_validate(data)
+    return Calibration(
+        runs=[run for run, _ in traces],
+        prior_weight=prior_weight,
+        roles=fits,
+        notes=notes,
+        scenario=scenario,
+    )
+
+
+def calibrate_runs(
+    store: str | Path,
+    run_ids: Sequence[str],
+    prior: Scenario | None = None,
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+    role_map: Mapping[str, str] | None = None,
+) -> Calibration:
+    """Calibrate from runs of the run store at ``store``; the prior is ``prior``, else the first run's
+    own scenario. Raises :class:`CalibrationError` for an unknown run or a store that cannot be read."""
+    from cycleplan.executor.store import RunStore, StoreError
+    from cycleplan.executor.summary import scenario_trace
+    from cycleplan.model import Plan
+
+    if not run_ids:
+        raise CalibrationError("give at least one run id (see `cycleplan runs`)")
+    if not Path(store).exists():
+        raise CalibrationError(f"{store}: no run store here (pass --store PATH)")
+    traces: list[tuple[str, list[Event]]] = []
+    scenarios: list[Scenario] = []
+    try:
+        with RunStore(store) as runs:
+            for run_id in run_ids:
+                record = runs.run(run_id)
+                scale = float(record.options.get("time_scale", 1.0))
+                traces.append((run_id, scenario_trace(runs.trace(run_id), scale)))
+                scenarios.append(Plan.model_validate_json(record.plan_json).scenario)
+    except StoreError as exc:
+        raise CalibrationError(str(exc)) from None
+    for run_id, trace in traces:
+        if not any(event.action == "cycle_completed" for event in trace):
+            raise CalibrationError(f"run {run_id} holds no completed cycle: nothing to calibrate from")
+    notes: list[str] = []
+    if prior is None:
+        prior = scenarios[0]
+        if any(other != prior for other in scenarios[1:]):
+            notes.append(
+                f"the runs hold different scenarios; the prior is run {run_ids[0]}'s (choose with --scenario)"
+            )
+    calibration = calibrate(traces, prior, prior_weight, role_map)
+    return calibration.model_copy(update={"notes": notes + calibration.notes})
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _interval(estimate: Estimate, digits: int) -> str:
+    return f"{estimate.low:,.{digits}f} - {estimate.high:,.{digits}f}"
+
+
+def render_calibration(calibration: Calibration) -> str:
+    """The before/after table ``cycleplan calibrate`` prints."""
+    lines = [
+        f"calibrated from {len(calibration.runs)} run(s): {', '.join(calibration.runs)}; "
+        f"the prior counts as {calibration.prior_weight:g} cycle(s)",
+        "",
+        f"{'role':<14} {'':<24} {'before':>10} {'after':>10} {'sd':>9}  {'90% interval':<24} data",
+    ]
+
+    def row(role: str, what: str, before: str, after: str, sd: str, interval: str, data: str = "") -> None:
+        lines.append(
+            f"{role:<14} {what:<24} {before:>10} {after:>10} {sd:>9}  {interval:<24} {data}".rstrip()
+        )
+
+    for name, fit in calibration.roles.items():
+        label = name
+        if fit.cycle is not None:
+            c = fit.cycle
+            row(
+                label,
+                "cycle median (min)",
+                f"{c.before_median_min:.2f}",
+                f"{c.median_min.value:.2f}",
+                f"{c.median_min.sd:.2f}",
+                _interval(c.median_min, 2),
+                f"{c.cycles} cycles" + (f", {c.left_out} left out" if c.left_out else ""),
+            )
+            row(
+                "",
+                "cycle p90 (min)",
+                f"{c.before_p90_min:.2f}",
+                f"{c.p90_min.value:.2f}",
+                f"{c.p90_min.sd:.2f}",
+                _interval(c.p90_min, 2),
+            )
+            label = ""
+        for what, spread in (("fresh input", fit.fresh_input), ("output", fit.output)):
+            if spread is None:
+                continue
+            row(
+                label,
+                f"{what} median (tok)",
+                f"{spread.before_median:,}",
+                f"{spread.median.value:,.0f}",
+                f"{spread.median.sd:,.0f}",
+                _interval(spread.median, 0),
+                f"{spread.cycles} cycles",
+            )
+            row(
+                "",
+                f"{what} p90 (tok)",
+                f"{spread.before_p90:,}",
+                f"{spread.p90.value:,.0f}",
+                f"{spread.p90.sd:,.0f}",
+                _interval(spread.p90, 0),
+            )
+            label = ""
+        if fit.failure is not None:
+            f = fit.failure
+            row(
+                label,
+                "failure per cycle",
+                f"{f.before:.3f}",
+                f"{f.probability.value:.3f}",
+                f"{f.probability.sd:.3f}",
+                _interval(f.probability, 3),
+                f"{f.failed} of {f.attempts} failed",
+            )
+            label = ""
+        for what, seen in (("cache writes", fit.cache_write), ("cache reads", fit.cache_read)):
+            if seen is not None:
+                row(
+                    label,
+                    f"{what} (tok, seen)",
+                    "",
+                    f"{seen.median:,.0f}",
+                    "",
+                    f"p90 {seen.p90:,.0f}",
+                    "observed, not fitted",
+                )
+                label = ""
+        for note in fit.notes:
+            lines.append(f"{'':<14} note: {note}")
+    for note in calibration.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
