@@ -11,7 +11,10 @@ from cycleplan.render import duration
 from cycleplan.report.page import Headline, Report, standard_facts
 
 if TYPE_CHECKING:
+    from cycleplan.comparison import Comparison
     from cycleplan.model import Plan
+    from cycleplan.sim.prediction import Prediction
+    from cycleplan.sim.sweep import SweepResult
 
 
 def plan_report(plan: Plan) -> Report:
@@ -41,5 +44,214 @@ def plan_report(plan: Plan) -> Report:
         headlines=headlines,
         facts=standard_facts(scenario.name),
         figures=[gantt(plan)],
+        notes=notes,
+    )
+
+
+def _band(prediction: Prediction, name: str, fmt: str) -> tuple[str, str]:
+    summary = prediction.summaries[name]
+    return fmt.format(summary.p50), f"P10-P90 {fmt.format(summary.p10)} - {fmt.format(summary.p90)}"
+
+
+def prediction_report(prediction: Prediction, plan: Plan | None = None) -> Report:
+    """The prediction's few numbers with their bands, then distributions, costs, utilization, waits,
+    criticality and the median replication (and the plan's Gantt chart when given)."""
+    from cycleplan.metrics import metrics
+    from cycleplan.report import prediction_figures as figures
+    from cycleplan.report.plan_figures import gantt
+
+    config = prediction.config
+    claim = prediction.claim
+    speedup, speedup_band = _band(prediction, "speedup", "{:.2f}x")
+    makespan = prediction.summaries["makespan_min"]
+    cost, cost_band = _band(prediction, "cost_usd", "${:,.2f}")
+    utilization, utilization_band = _band(prediction, "utilization", "{:.0%}")
+    headlines = [
+        Headline("speedup (P50)", speedup, speedup_band),
+        Headline(
+            "makespan (P50)",
+            duration(makespan.p50),
+            f"P10-P90 {duration(makespan.p10)} - {duration(makespan.p90)}",
+        ),
+        Headline("cost per run (P50)", cost, cost_band),
+        Headline("utilization (P50)", utilization, utilization_band),
+    ]
+    if claim is not None:
+        headlines.append(
+            Headline(
+                "guide's claim",
+                f"{claim.speedup:.2f}x",
+                f"{duration(claim.sequential_min)} -> {duration(claim.parallel_min)}",
+            )
+        )
+    samples = prediction.replications.values
+    shown = [
+        figures.distribution(
+            samples["speedup"],
+            prediction.summaries["speedup"],
+            "speedup",
+            "x",
+            claim.speedup if claim else None,
+        ),
+        figures.distribution(
+            samples["makespan_min"], makespan, "makespan", "min", claim.parallel_min if claim else None
+        ),
+        figures.tokens_and_cost_by_role(prediction),
+        figures.utilization_by_lane(prediction),
+        figures.time_lost(prediction),
+        figures.criticality(prediction),
+        figures.trace_gantt(
+            metrics(prediction.trace).tasks,
+            prediction.lanes,
+            f"The median replication (#{prediction.median_replication})",
+        ),
+    ]
+    if plan is not None:
+        shown.insert(0, gantt(plan))
+    facts = standard_facts(config.scenario, config.seed)
+    facts["replications"] = f"{config.replications:,}"
+    facts["dispatch"] = config.dispatch + (" (ideal)" if config.ideal else "")
+    facts["plan"] = config.algorithm
+    notes = [
+        f"The plan's own arithmetic (nominal durations) gives {duration(prediction.plan_makespan_min)} and "
+        f"{prediction.plan_speedup:.2f}x; the bands above come from {config.replications:,} replications "
+        "with random cycle durations, tokens and failures drawn from the scenario's model."
+    ]
+    return Report(
+        title=f"Prediction: {config.scenario or 'scenario'}",
+        headlines=headlines,
+        facts=facts,
+        figures=shown,
+        notes=notes,
+    )
+
+
+def sweep_report(result: SweepResult) -> Report:
+    """A sweep's recommendation in words and numbers, then speedup against lanes and the Pareto front."""
+    from cycleplan.report.sweep_figures import pareto, speedup_by_lanes
+
+    chosen = result.configurations[result.recommended]
+    best = result.configurations[result.best]
+    headlines = [
+        Headline("recommended", chosen.label, f"{chosen.total_lanes} lanes in all, {chosen.algorithm} plan"),
+        Headline(
+            "makespan (P50)",
+            duration(chosen.makespan_min.p50),
+            f"P10-P90 {duration(chosen.makespan_min.p10)} - {duration(chosen.makespan_min.p90)}",
+        ),
+        Headline("speedup (P50)", f"{chosen.speedup.p50:.2f}x", f"fastest tried: {best.speedup.p50:.2f}x"),
+        Headline(
+            "cost per run (P50)", f"${chosen.cost_usd.p50:,.2f}", f"utilization {chosen.utilization.p50:.0%}"
+        ),
+    ]
+    facts = standard_facts(result.scenario, result.seed)
+    facts["replications"] = f"{result.replications:,} per configuration"
+    facts["configurations"] = str(len(result.configurations))
+    facts["lanes of"] = result.role if result.role is not None else "every role"
+    facts["dispatch"] = result.dispatch
+    notes = [
+        result.recommendation,
+        "Every configuration meets the same random draws (common random numbers), so differences between "
+        "them are paired replication by replication rather than the noise of separate samples.",
+    ]
+    return Report(
+        title=f"Sweep: {result.scenario or 'scenario'}",
+        headlines=headlines,
+        facts=facts,
+        figures=[speedup_by_lanes(result), pareto(result)],
+        notes=notes,
+    )
+
+
+def comparison_report(comparison: Comparison) -> Report:
+    """An actual run against its prediction: the run's numbers with their percentiles, the verdict, the
+    actual Gantt over each task's predicted band, each number on its predicted distribution, and
+    cumulative tokens and cost against their bands."""
+    from cycleplan.comparison import HEADLINE, LABELS, SPEEDUP_DEFINITION, percentile_text, show
+    from cycleplan.metrics import TaskSpan
+    from cycleplan.report import compare_figures as figures
+
+    prediction = comparison.prediction
+    headlines = []
+    for name in HEADLINE:
+        label, unit = LABELS[name]
+        placed = comparison.placement(name)
+        where = "inside" if placed.inside else "outside"
+        headlines.append(
+            Headline(
+                f"{label} (actual)",
+                show(placed.actual, unit),
+                f"{percentile_text(placed)} of the prediction, {where} P10-P90 "
+                f"{show(placed.p10, unit)} - {show(placed.p90, unit)}",
+            )
+        )
+    spans = {
+        row.task: TaskSpan(
+            lane=row.actual_lane or row.lane,
+            start_min=row.start.actual,
+            finish_min=row.finish.actual,
+            status=row.status,
+        )
+        for row in comparison.tasks
+        if row.start is not None and row.finish is not None
+    }
+    bands = [
+        figures.TaskBand(
+            task=row.task,
+            lane=row.lane,
+            start=figures.Percentiles(predicted.start.p10, predicted.start.p50, predicted.start.p90),
+            finish=figures.Percentiles(predicted.finish.p10, predicted.finish.p50, predicted.finish.p90),
+        )
+        for row in comparison.tasks
+        if (predicted := prediction.tasks.get(row.task)) is not None
+        and predicted.start is not None
+        and predicted.finish is not None
+    ]
+    shown = [figures.gantt_over_bands(spans, bands)]
+    for name, unit in (
+        ("makespan_min", "min"),
+        ("speedup", "x"),
+        ("tokens_total", "tokens"),
+        ("cost_usd", "USD"),
+    ):
+        placed = comparison.placement(name)
+        shown.append(
+            figures.actual_on_distribution(
+                prediction.replications.values[name],
+                placed.actual,
+                figures.Percentiles(placed.p10, placed.p50, placed.p90),
+                LABELS[name][0],
+                unit,
+                placed.percentile,
+            )
+        )
+    curves = prediction.cumulative
+    if curves is not None:
+        actual = comparison.cumulative
+        for values, low, middle, high, name in (
+            (actual.tokens, curves.tokens_p10, curves.tokens_p50, curves.tokens_p90, "tokens"),
+            (actual.cost_usd, curves.cost_p10, curves.cost_p50, curves.cost_p90, "cost (USD)"),
+        ):
+            band = figures.CumulativeBand(curves.grid_min, low, middle, high)
+            shown.append(figures.cumulative_against_band(band, actual.minutes, values, name))
+    facts = standard_facts(comparison.scenario, comparison.seed)
+    facts["run"] = comparison.run_id
+    facts["status"] = comparison.status
+    facts["agent"] = comparison.agent
+    if comparison.time_scale != 1.0:
+        facts["time scale"] = f"{comparison.time_scale:g}"
+    facts["prediction"] = f"{comparison.prediction_source}, {comparison.replications:,} replications"
+    notes = [
+        f"Verdict: {comparison.verdict}",
+        f"Makespan CRPS {comparison.makespan_crps_min:.2f} min (0 for a prediction that put all its weight "
+        "on the actual). Percentiles are the share of replications at or below the actual; a task's is read "
+        "off its predicted P10, P50 and P90. A task's start is when its first cycle began.",
+        SPEEDUP_DEFINITION,
+    ]
+    return Report(
+        title=f"Run against prediction: {comparison.scenario or 'scenario'}",
+        headlines=headlines,
+        facts=facts,
+        figures=shown,
         notes=notes,
     )
