@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/cycleplan validate scenarios/full-feature.yaml
 	$(BIN)/cycleplan plan scenarios/full-feature.yaml
 	$(BIN)/cycleplan plan scenarios/full-feature.yaml --lanes backend=2
+	$(BIN)/cycleplan execute scenarios/full-feature.yaml --agent emulated --time-scale 3000
 
 test: lint typecheck pytest
 

@@ -143,3 +143,38 @@ def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.startswith("cycleplan ")
+
+
+def test_import_psplib_then_plan_reaches_the_known_optimum(tmp_path: Path) -> None:
+    from support import ROOT
+
+    target = tmp_path / "j301_1.yaml"
+    result = runner.invoke(
+        app, ["import", "psplib", str(ROOT / "tests/data/psplib/j301_1.sm"), "-o", str(target)]
+    )
+    assert result.exit_code == 0, result.output
+    planned = runner.invoke(app, ["plan", str(target), "--json", "--schedules", "2000", "--seed", "1"])
+    assert planned.exit_code == 0, planned.output
+    assert json.loads(planned.stdout)["makespan_min"] == 43  # j301_1's proven optimum
+
+
+def test_import_psplib_refuses_a_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sm"
+    bad.write_text("this is not a PSPLIB file\n")
+    result = runner.invoke(app, ["import", "psplib", str(bad)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--algorithm", "list", "--workers", "2"], "--workers: not an option of --algorithm list"),
+        (["--schedules", "0"], "--schedules 0: must be at least 1"),
+        (["--time-limit", "-1"], "--time-limit -1.0: must be a positive number"),
+    ],
+)
+def test_bad_planner_options_exit_2(options: list[str], message: str) -> None:
+    result = runner.invoke(app, ["plan", str(SCENARIOS / "course-crud.yaml"), *options])
+    assert result.exit_code == 2
+    assert message in result.output

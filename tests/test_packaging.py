@@ -11,6 +11,21 @@ from pathlib import Path
 from support import ROOT
 
 
+def _source_packages() -> list[str]:
+    """Every package in the source tree, as its path inside the installed wheel."""
+    found = []
+    for top, installed in (
+        ("cycleplan", "cycleplan"),
+        ("planner", "cycleplan/planner"),
+        ("sim", "cycleplan/sim"),
+        ("executor", "cycleplan/executor"),
+    ):
+        for init in (ROOT / top).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / top)
+            found.append(installed if relative == Path() else f"{installed}/{relative.as_posix()}")
+    return sorted(found)
+
+
 def test_wheel_installs_everything_under_cycleplan(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     subprocess.run(
@@ -35,6 +50,8 @@ def test_wheel_installs_everything_under_cycleplan(tmp_path: Path) -> None:
     assert tops == {"cycleplan", next(t for t in tops if t.endswith(".dist-info"))}
     for module in ("planner", "sim", "executor"):
         assert f"cycleplan/{module}/__init__.py" in names
+    for package in _source_packages():
+        assert f"{package}/__init__.py" in names, f"{package} is missing from the wheel (pyproject packages)"
     assert "cycleplan/py.typed" in names
     assert "cycleplan/planner/list_schedule.py" in names
 
