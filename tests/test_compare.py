@@ -1,5 +1,5 @@
-"""Comparison of a run with its prediction: percentiles, CRPS, per-task bands, the verdict, and the
-`compare` command on executed and imported runs."""
+"""Comparison of a run with its prediction: percentiles, CRPS, per-task bands, the verdict, the
+`compare` command on executed and imported runs, and its report (in a real browser too)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import textwrap
 from functools import cache
 from pathlib import Path
 
+import browser
 import numpy as np
 import pytest
 from cycleplan.executor import ExecuteOptions, RunStore, execute
@@ -40,7 +41,9 @@ from cycleplan.comparison import (
 from cycleplan.importers import import_claude_code, store_run
 from cycleplan.loading import load_scenario, parse_scenario
 from cycleplan.metrics import metrics
-from cycleplan.model import Plan, Scenario
+from cycleplan.model import Event, Plan, Scenario
+from cycleplan.report.page import write_page
+from cycleplan.report.reports import comparison_report
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 runner = CliRunner()
@@ -212,7 +215,7 @@ def _variant(scenario: Scenario, role: str, **changes: object) -> Scenario:
     return Scenario.model_validate(data)
 
 
-def _actual_from(the_plan: Plan, scenario: Scenario, seed: int = 11) -> list:  # type: ignore[type-arg]
+def _actual_from(the_plan: Plan, scenario: Scenario, seed: int = 11) -> list[Event]:
     """A trace of ``the_plan`` run under another model: what happens when the prediction is wrong."""
     return run_replication(the_plan.model_copy(update={"scenario": scenario}), 0, seed=seed).trace
 
@@ -434,3 +437,47 @@ def test_comparison_round_trips_without_its_arrays() -> None:
         {**comparison.model_dump(), "prediction": comparison.prediction, "cumulative": comparison.cumulative}
     )
     assert again == comparison
+
+
+# --------------------------------------------------------------------------------------------------
+# The report
+
+
+def test_the_report_draws_the_run_over_its_prediction() -> None:
+    the_plan = _plan()
+    slow = _variant(the_plan.scenario, "frontend", cycle={"median_min": 15, "p90_min": 24})
+    comparison = compare(the_plan, _actual_from(the_plan, slow), _prediction(), run_id="r-slow")
+    report = comparison_report(comparison)
+    assert [h.label for h in report.headlines] == [
+        "makespan (actual)",
+        "speedup (actual)",
+        "tokens (actual)",
+        "cost (actual)",
+        "utilization (actual)",
+    ]
+    assert "outside P10-P90" in report.headlines[0].detail
+    assert report.facts["run"] == "r-slow" and report.notes[0] == f"Verdict: {comparison.verdict}"
+    gantt, *distributions = report.figures[:5]
+    band, _median, actual = gantt.data
+    assert list(band.meta["tasks"]) == ["backend", "frontend", "quality"]
+    frontend = next(row for row in comparison.tasks if row.task == "frontend")
+    assert frontend.start is not None and frontend.finish is not None
+    position = list(actual.meta["tasks"]).index("frontend")
+    assert actual.base[position] == frontend.start.actual  # the actual bar starts at the first cycle
+    assert actual.meta["outside"][position] is True
+    assert [figure.layout.meta["actual"] for figure in distributions] == [
+        comparison.placement(name).actual for name in ("makespan_min", "speedup", "tokens_total", "cost_usd")
+    ]
+    tokens_curve, cost_curve = report.figures[5:]
+    assert list(tokens_curve.data[-1].y)[-1] == comparison.tokens_total.actual
+    assert list(cost_curve.data[-1].y)[-1] == pytest.approx(comparison.cost_usd.actual)
+
+
+def test_the_report_page_opens_offline_without_errors(tmp_path: Path) -> None:
+    comparison = compare(_plan(), run_replication(_plan(), 5, seed=0).trace, _prediction())
+    page = tmp_path / "compare.html"
+    report = comparison_report(comparison)
+    write_page(page, report)
+    loaded = browser.load(page)
+    assert loaded.console_errors() == []
+    assert loaded.dom.count('class="main-svg"') >= len(report.figures)
