@@ -15,11 +15,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+DEMO := demo-output
+
+# The loop on the built-in full-feature scenario (the one-100 template): plan, predict, rehearse the
+# run against the loopback emulator (no key, no network, no cost), and hold the run against the
+# prediction. Reports land in $(DEMO)/.
 demo: $(STAMP)
-	$(BIN)/cycleplan validate scenarios/full-feature.yaml
-	$(BIN)/cycleplan plan scenarios/full-feature.yaml
-	$(BIN)/cycleplan plan scenarios/full-feature.yaml --lanes backend=2
-	$(BIN)/cycleplan execute scenarios/full-feature.yaml --agent emulated --time-scale 3000
+	@mkdir -p $(DEMO)
+	$(BIN)/cycleplan plan scenarios/full-feature.yaml --report $(DEMO)/plan.html
+	$(BIN)/cycleplan simulate scenarios/full-feature.yaml -n 2000 -o $(DEMO)/prediction.json --report $(DEMO)/prediction.html
+	$(BIN)/cycleplan execute scenarios/full-feature.yaml --agent emulated --time-scale 600 --seed 1 --store $(DEMO)/runs.db
+	$(BIN)/cycleplan compare "$$($(BIN)/cycleplan runs --store $(DEMO)/runs.db --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])')" \
+		--store $(DEMO)/runs.db --prediction $(DEMO)/prediction.json --report $(DEMO)/compare.html
+	@echo "reports: $(DEMO)/plan.html $(DEMO)/prediction.html $(DEMO)/compare.html"
 
 test: lint typecheck pytest
 

@@ -615,10 +615,12 @@ def _lengthened(
     waits: Mapping[str, Placement],
     failed: Placement,
     critical: Sequence[str],
+    work: Placement | None = None,
 ) -> str:
     """Why the run took longer (``direction`` +1) or shorter (-1) than predicted: the task on the run's
-    critical path, or the wait, furthest out that way; and failures, when there were more than
-    predicted."""
+    critical path, or the wait, furthest out that way; when no task is outside its own band but the
+    run's whole work (``work``, its one-lane baseline) is, the work across the board; and failures,
+    when there were more than predicted."""
     on_path = [row for row in tasks if row.task in critical and row.duration is not None]
     rows = on_path or [row for row in tasks if row.duration is not None]
     candidates = [
@@ -635,6 +637,19 @@ def _lengthened(
     parts = []
     if chosen is None:
         parts.append("no task or wait stands out from its prediction")
+    elif (
+        chosen.what.startswith("task.")
+        and chosen.placement.inside
+        and work is not None
+        and not work.inside
+        and direction * work.score > 0
+    ):
+        side = "longer" if direction > 0 else "shorter"
+        parts.append(
+            f"the run's whole work (one-lane baseline) {position(work)}: no single task is outside its band, "
+            f"but together they ran {side}, so cycles took {side} than the model's durations across the "
+            "board (cycleplan calibrate RUN fits them)"
+        )
     elif chosen.what.startswith("task.") and chosen.placement.inside:
         parts.append("no single task is outside its band; the furthest: " + _detail(chosen))
     elif chosen.what.startswith("task."):
@@ -675,7 +690,7 @@ def _verdict(
     if worst == "makespan_min" or worst == "utilization":
         makespan = run_level["makespan_min"]
         longer = direction if worst == "makespan_min" else -direction
-        cause = _lengthened(longer, tasks, waits, failed, critical)
+        cause = _lengthened(longer, tasks, waits, failed, critical, run_level["sequential_min"])
         if worst == "utilization":
             cause = f"makespan {position(makespan)}; {cause}"
     elif worst == "speedup":

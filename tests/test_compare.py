@@ -481,3 +481,35 @@ def test_the_report_page_opens_offline_without_errors(tmp_path: Path) -> None:
     loaded = browser.load(page)
     assert loaded.console_errors() == []
     assert loaded.dom.count('class="main-svg"') >= len(report.figures)
+
+
+def test_a_run_long_across_the_board_is_said_to_be_so() -> None:
+    """Every task a little long, none outside its band, the whole work outside: the work is the cause."""
+    from cycleplan.comparison import TaskComparison, _lengthened
+
+    band = Percentiles(p10=50, p50=60, p90=75)
+    rows = [
+        TaskComparison(
+            task=f"t{index}",
+            role="backend",
+            lane="backend-1",
+            actual_lane="backend-1",
+            status="complete",
+            ran_share=1.0,
+            start=None,
+            finish=None,
+            duration=place_in_band(band, 72 + index, "min"),
+        )
+        for index in range(3)
+    ]
+    quiet = place_in_band(Percentiles(p10=0, p50=1, p90=3), 1, "min")
+    failed = place_in_band(Percentiles(p10=0, p50=0, p90=0), 0, "count")
+    work = place_in_band(Percentiles(p10=170, p50=180, p90=200), 218, "min")
+    cause = _lengthened(1.0, rows, {"dependency": quiet}, failed, ["t0", "t1", "t2"], work)
+    assert cause.startswith("the run's whole work (one-lane baseline) above P90"), cause
+    assert "no single task is outside its band" in cause and "calibrate" in cause
+    # Without the work outside its band, the furthest task is named as before.
+    inside = place_in_band(Percentiles(p10=170, p50=180, p90=200), 190, "min")
+    assert _lengthened(1.0, rows, {"dependency": quiet}, failed, ["t2"], inside).startswith(
+        "no single task is outside its band; the furthest: t2"
+    )
