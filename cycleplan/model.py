@@ -454,6 +454,19 @@ class PlannedTask(Frozen):
     """``lane_start_min`` in wall cycles."""
 
 
+class SyncPoint(Frozen):
+    """When the plan expects an event to be emitted, in expected minutes and in wall cycles."""
+
+    event: str
+    task: str
+    """The task that emits it."""
+    after_cycle: int
+    at_min: float
+    at_cycle: float
+    waiters: list[str]
+    """Tasks that wait for it."""
+
+
 class Lane(Frozen):
     """One agent instance and the tasks it runs, in order."""
 
@@ -478,6 +491,8 @@ class Plan(Frozen):
     wall_cycles: float
     template_cycles: int
     lanes: list[Lane]
+    sync_points: list[SyncPoint] = Field(default_factory=list)
+    """Every event some task emits, in the order the plan expects them."""
     proven_optimal: bool | None = None
     """True when no plan can have a shorter makespan (an exact algorithm proved it, or the makespan meets
     a lower bound); False when an exact algorithm stopped before proving it; None when unknown."""

@@ -18,6 +18,7 @@ from cycleplan.planner.problem import (
     Problem,
     Schedule,
     nominal_durations,
+    unit_durations,
 )
 from cycleplan.planner.replay import emit_times
 
@@ -116,7 +117,7 @@ def critical_path(problem: Problem, placements: dict[int, Placement], durations:
 
 def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str | None) -> Plan:
     from cycleplan.model import Lane as PlanLane
-    from cycleplan.model import Plan, PlannedTask
+    from cycleplan.model import Plan, PlannedTask, SyncPoint
 
     scenario = problem.scenario
     durations = nominal_durations(scenario)
@@ -164,6 +165,25 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
     bounds = lower_bounds(problem, durations)
     lower_bound = max(bounds.values(), default=0.0)
     proven_optimal = True if makespan <= lower_bound + EPS else schedule.proven_optimal
+    in_minutes = emit_times(problem, schedule.minutes, durations)
+    in_cycles_at = emit_times(problem, schedule.cycles, unit_durations)
+    tasks = scenario.all_tasks()
+    sync_points = sorted(
+        (
+            SyncPoint(
+                event=event,
+                task=task.id,
+                after_cycle=cycle,
+                at_min=in_minutes[event],
+                at_cycle=in_cycles_at[event],
+                waiters=[other.id for other in tasks if event in other.waits],
+            )
+            for task in tasks
+            for event, cycle in task.emits.items()
+            if event in in_minutes and event in in_cycles_at
+        ),
+        key=lambda point: (point.at_min, point.event),
+    )
     return Plan(
         scenario=scenario,
         algorithm=algorithm,
@@ -178,4 +198,5 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
         template_cycles=sum(task.cycles for task in scenario.all_tasks()),
         lanes=lanes,
         proven_optimal=proven_optimal,
+        sync_points=sync_points,
     )

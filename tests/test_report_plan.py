@@ -139,3 +139,18 @@ def test_hostile_names_run_no_script_in_the_browser(tmp_path: Path) -> None:
     assert 'class="main-svg"' in loaded.dom
     assert re.search(r"<body[^>]*data-pwned", loaded.dom) is None
     assert "&lt;script&gt;document.body.setAttribute" in loaded.dom  # shown as text
+
+
+def test_gantt_marks_sync_points_in_both_units() -> None:
+    result = _one_100()
+    (point,) = result.sync_points
+    assert (point.event, point.task, point.at_cycle, point.waiters) == (
+        "schema_ready",
+        "backend",
+        12,
+        ["frontend"],
+    )
+    figure = gantt(result)
+    assert [shape.x0 for shape in figure.layout.shapes] == [point.at_min]  # minutes shown first
+    cycles_button = figure.layout.updatemenus[0].buttons[1]
+    assert [shape["x0"] for shape in cycles_button.args[1]["shapes"]] == [12]

@@ -107,7 +107,7 @@ def _sync_shapes(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     """Dotted vertical lines where events are emitted, in minutes and in wall cycles."""
     minutes: list[dict[str, Any]] = []
     cycles: list[dict[str, Any]] = []
-    for point in getattr(plan, "sync_points", []):
+    for point in plan.sync_points:
         for at, shapes in ((point.at_min, minutes), (point.at_cycle, cycles)):
             shapes.append(
                 {
