@@ -36,6 +36,25 @@ app = typer.Typer(
 
 EXIT_BAD_INPUT = 2
 
+STORE_PATH = Path(".cycleplan/runs.db")
+STORE_HELP = "Run store (SQLite); runs' artifacts and logs go beside it."
+
+# Options several commands share, declared once.
+PlotlyJsOption = Annotated[
+    str, typer.Option("--plotly-js", metavar="HOW", help="embed (works offline) or cdn (small file).")
+]
+StoreOption = Annotated[Path, typer.Option("--store", help=STORE_HELP, metavar="PATH")]
+ScenarioLanesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--lanes",
+        "-l",
+        help="Lanes of a role, ROLE=N (scenario files only); repeat for several roles.",
+        metavar="ROLE=N",
+        show_default=False,
+    ),
+]
+
 
 def _fail(*lines: str) -> NoReturn:
     for line in lines:
@@ -259,9 +278,7 @@ def plan_command(
             show_default=False,
         ),
     ] = None,
-    plotly_js: Annotated[
-        str, typer.Option("--plotly-js", metavar="HOW", help="embed (works offline) or cdn (small file).")
-    ] = "embed",
+    plotly_js: PlotlyJsOption = "embed",
     schedules: Annotated[
         int | None,
         typer.Option(
@@ -558,16 +575,7 @@ def simulate_command(
             metavar="plan|dynamic",
         ),
     ] = "plan",
-    lanes: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--lanes",
-            "-l",
-            help="Lanes of a role, ROLE=N (scenario files only); repeat for several roles.",
-            metavar="ROLE=N",
-            show_default=False,
-        ),
-    ] = None,
+    lanes: ScenarioLanesOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON.")] = False,
     output: Annotated[
         Path | None,
@@ -588,9 +596,7 @@ def simulate_command(
             show_default=False,
         ),
     ] = None,
-    plotly_js: Annotated[
-        str, typer.Option("--plotly-js", metavar="HOW", help="embed (works offline) or cdn (small file).")
-    ] = "embed",
+    plotly_js: PlotlyJsOption = "embed",
     engine: Annotated[
         str,
         typer.Option(
@@ -701,9 +707,7 @@ def report_command(
         Path,
         typer.Option("--output", "-o", metavar="FILE", help="The HTML file to write.", show_default=False),
     ],
-    plotly_js: Annotated[
-        str, typer.Option("--plotly-js", metavar="HOW", help="embed (works offline) or cdn (small file).")
-    ] = "embed",
+    plotly_js: PlotlyJsOption = "embed",
 ) -> None:
     """Turn a saved prediction or plan into an interactive HTML report.
 
@@ -754,10 +758,6 @@ def report_command(
 # execute, runs, export
 
 
-STORE_PATH = Path(".cycleplan/runs.db")
-STORE_HELP = "Run store (SQLite); runs' artifacts and logs go beside it."
-
-
 @app.command("execute")
 def execute_command(
     file: Annotated[
@@ -779,7 +779,7 @@ def execute_command(
             show_default=False,
         ),
     ] = None,
-    store: Annotated[Path, typer.Option("--store", help=STORE_HELP, metavar="PATH")] = STORE_PATH,
+    store: StoreOption = STORE_PATH,
     resume: Annotated[
         str | None,
         typer.Option(
@@ -798,16 +798,7 @@ def execute_command(
         ),
     ] = 1.0,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the emulator's draws.", metavar="S")] = 0,
-    lanes: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--lanes",
-            "-l",
-            help="Lanes of a role, ROLE=N (scenario files only); repeat for several roles.",
-            metavar="ROLE=N",
-            show_default=False,
-        ),
-    ] = None,
+    lanes: ScenarioLanesOption = None,
     worktrees: Annotated[
         bool, typer.Option("--worktrees", help="Give each lane its own git worktree of this repository.")
     ] = False,
@@ -949,7 +940,7 @@ def execute_command(
 
 @app.command("runs")
 def runs_command(
-    store: Annotated[Path, typer.Option("--store", help=STORE_HELP, metavar="PATH")] = STORE_PATH,
+    store: StoreOption = STORE_PATH,
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
     """List the runs in a run store, newest first: id, status, agent, scenario, makespan and cost.
@@ -1012,7 +1003,7 @@ def runs_command(
 @app.command("export")
 def export_command(
     run: Annotated[str, typer.Argument(help="The run's id (see `cycleplan runs`).", metavar="RUN")],
-    store: Annotated[Path, typer.Option("--store", help=STORE_HELP, metavar="PATH")] = STORE_PATH,
+    store: StoreOption = STORE_PATH,
     format_: Annotated[
         str, typer.Option("--format", "-f", help="jsonl: one event a line, in order.", metavar="FORMAT")
     ] = "jsonl",
@@ -1125,7 +1116,7 @@ def import_claude_code_command(
             metavar="PATH",
         ),
     ],
-    store: Annotated[Path, typer.Option("--store", help=STORE_HELP, metavar="PATH")] = STORE_PATH,
+    store: StoreOption = STORE_PATH,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored run's summary as JSON.")] = False,
 ) -> None:
     """Import Claude Code transcripts: one task per session or subagent, one cycle per user-prompt turn.
@@ -1163,7 +1154,7 @@ def import_one_state_command(
             metavar="MIN",
         ),
     ] = 60.0,
-    store: Annotated[Path, typer.Option("--store", help=STORE_HELP, metavar="PATH")] = STORE_PATH,
+    store: StoreOption = STORE_PATH,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored run's summary as JSON.")] = False,
 ) -> None:
     """Import the ONE platform's cycle state file as a run of the one-100 template.
@@ -1269,7 +1260,7 @@ def calibrate_command(
             show_default=False,
         ),
     ] = None,
-    store: Annotated[Path, typer.Option("--store", help=STORE_HELP, metavar="PATH")] = STORE_PATH,
+    store: StoreOption = STORE_PATH,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fits as JSON.")] = False,
 ) -> None:
     """Fit each role's cycle duration, tokens per cycle and failure rate from runs, against a prior.
@@ -1394,9 +1385,7 @@ def sweep_command(
             "--report", metavar="FILE", help="Write an interactive HTML report.", show_default=False
         ),
     ] = None,
-    plotly_js: Annotated[
-        str, typer.Option("--plotly-js", metavar="HOW", help="embed (works offline) or cdn (small file).")
-    ] = "embed",
+    plotly_js: PlotlyJsOption = "embed",
 ) -> None:
     """Compare lane counts (and planners): speedup, makespan, cost, utilization, and a recommendation.
 
@@ -1504,7 +1493,7 @@ def compare_command(
     seed: Annotated[
         int, typer.Option("--seed", "-s", help="Seed of the simulation without --prediction.", metavar="S")
     ] = 0,
-    store: Annotated[Path, typer.Option("--store", help=STORE_HELP, metavar="PATH")] = STORE_PATH,
+    store: StoreOption = STORE_PATH,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -1522,9 +1511,7 @@ def compare_command(
             show_default=False,
         ),
     ] = None,
-    plotly_js: Annotated[
-        str, typer.Option("--plotly-js", metavar="HOW", help="embed (works offline) or cdn (small file).")
-    ] = "embed",
+    plotly_js: PlotlyJsOption = "embed",
 ) -> None:
     """Hold a run against its prediction: where its makespan, speedup, tokens and cost fall, and why.
 

@@ -81,6 +81,16 @@ def distribution(
     return figure
 
 
+def _p10_p90_bars(summaries: Sequence[Summary]) -> dict[str, object]:
+    """Error bars from each bar's P50 down to its P10 and up to its P90."""
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [s.p90 - s.p50 for s in summaries],
+        "arrayminus": [s.p50 - s.p10 for s in summaries],
+    }
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
@@ -127,12 +137,7 @@ def tokens_and_cost_by_role(prediction: Prediction) -> go.Figure:
         go.Bar(
             x=list(labels),
             y=[s.p50 for s in summaries],
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [s.p90 - s.p50 for s in summaries],
-                "arrayminus": [s.p50 - s.p10 for s in summaries],
-            },
+            error_y=_p10_p90_bars(summaries),
             name="P50 [P10-P90]",
             marker={"color": "#7F7F7F"},
             showlegend=False,
@@ -155,12 +160,7 @@ def utilization_by_lane(prediction: Prediction) -> go.Figure:
         go.Bar(
             x=[safe(lane) for lane in lanes],
             y=[s.p50 for s in summaries],
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [s.p90 - s.p50 for s in summaries],
-                "arrayminus": [s.p50 - s.p10 for s in summaries],
-            },
+            error_y=_p10_p90_bars(summaries),
             marker={"color": [colours[str(prediction.lanes.get(lane))] for lane in lanes]},
             hovertext=[
                 f"{safe(lane)}: P50 {s.p50:.0%} [P10 {s.p10:.0%} - P90 {s.p90:.0%}]"
@@ -187,12 +187,7 @@ def time_lost(prediction: Prediction) -> go.Figure:
         go.Bar(
             x=labels,
             y=[s.p50 for s in summaries],
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [s.p90 - s.p50 for s in summaries],
-                "arrayminus": [s.p50 - s.p10 for s in summaries],
-            },
+            error_y=_p10_p90_bars(summaries),
             marker={"color": ["#56B4E9", "#E69F00", "#009E73", "#CC79A7", CRITICAL]},
             meta={"names": names},
         )
