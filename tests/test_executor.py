@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cycleplan.executor import ExecuteOptions, ExecutionError, RunResult, RunStore, execute
+from cycleplan.executor import ExecutionError, RunResult, RunStore
 from cycleplan.executor import events as ev
-from cycleplan.executor.audit import trace_problems
 from cycleplan.executor.coordination import EventBoard
 from cycleplan.planner import plan
+from executor_support import run_and_audit
 
 from cycleplan.loading import parse_scenario
 from cycleplan.model import Event, Plan
@@ -32,14 +32,7 @@ def _plan(text: str) -> Plan:
 
 
 def _run(the_plan: Plan, tmp_path: Path, **options: Any) -> tuple[RunResult, list[Event]]:
-    settings: dict[str, Any] = {"agent": "command", "retry_backoff_s": 0.0, "workdir": str(tmp_path)}
-    settings.update(options)
-    store = tmp_path / "store" / "runs.db"
-    result = execute(the_plan, ExecuteOptions(**settings), store=store, progress="none")
-    with RunStore(store) as runs:
-        trace = runs.trace(result.run_id)
-    assert trace_problems(the_plan, trace) == []
-    return result, trace
+    return run_and_audit(the_plan, tmp_path, "command", **options)
 
 
 def _ends(trace: list[Event]) -> dict[str, tuple[str, dict[str, Any]]]:

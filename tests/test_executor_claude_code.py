@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cycleplan.executor import ExecuteOptions, ExecutionError, RunResult, RunStore, execute
+from cycleplan.executor import ExecutionError, RunResult
 from cycleplan.executor import events as ev
-from cycleplan.executor.audit import trace_problems
 from cycleplan.executor.claude_code import parse_result
 from cycleplan.planner import plan
+from executor_support import run_and_audit
 
 from cycleplan.loading import parse_scenario
 from cycleplan.model import Event, Plan
@@ -53,14 +53,7 @@ def _plan(text: str = SCENARIO) -> Plan:
 
 
 def _run(the_plan: Plan, tmp_path: Path, **options: Any) -> tuple[RunResult, list[Event]]:
-    settings: dict[str, Any] = {"agent": "claude-code", "retry_backoff_s": 0.0, "workdir": str(tmp_path)}
-    settings.update(options)
-    store = tmp_path / "store" / "runs.db"
-    result = execute(the_plan, ExecuteOptions(**settings), store=store, progress="none")
-    with RunStore(store) as runs:
-        trace = runs.trace(result.run_id)
-    assert trace_problems(the_plan, trace) == []
-    return result, trace
+    return run_and_audit(the_plan, tmp_path, "claude-code", **options)
 
 
 def _calls(log: Path) -> list[dict[str, Any]]:

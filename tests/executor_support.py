@@ -1,0 +1,26 @@
+"""Running a plan in the executor's tests: the run, its stored trace, and the trace audited."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cycleplan.executor import ExecuteOptions, RunResult, RunStore, execute
+from cycleplan.executor.audit import trace_problems
+
+from cycleplan.model import Event, Plan
+
+
+def run_and_audit(
+    the_plan: Plan, tmp_path: Path, agent: str, **options: Any
+) -> tuple[RunResult, list[Event]]:
+    """Execute ``the_plan`` with ``agent`` (no retry backoff, working in ``tmp_path``), read its trace back
+    from the store, and fail the test if the trace breaks any rule of the plan."""
+    settings: dict[str, Any] = {"agent": agent, "retry_backoff_s": 0.0, "workdir": str(tmp_path)}
+    settings.update(options)
+    store = tmp_path / "store" / "runs.db"
+    result = execute(the_plan, ExecuteOptions(**settings), store=store, progress="none")
+    with RunStore(store) as runs:
+        trace = runs.trace(result.run_id)
+    assert trace_problems(the_plan, trace) == []
+    return result, trace
