@@ -73,7 +73,7 @@ def main() -> None:
         show("bytecode cached (as installed):", measure(args.rounds, cached))
     uncached = {key: value for key, value in os.environ.items() if key != "PYTHONPYCACHEPREFIX"}
     uncached["PYTHONDONTWRITEBYTECODE"] = "1"
-    present = any((Path(__file__).resolve().parent.parent / "cycleplan").glob("__pycache__/cli.*.pyc"))
+    present = any((Path(__file__).resolve().parent.parent / "cycleplan").glob("cli/__pycache__/*.pyc"))
     show(
         f"PYTHONDONTWRITEBYTECODE=1 ({'a' if present else 'no'} cycleplan bytecode in the checkout):",
         measure(args.rounds, uncached),

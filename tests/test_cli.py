@@ -8,24 +8,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer.main
 from cycleplan.planner import plan
 from support import SCENARIOS
+from typer._click import Context
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
-from cycleplan.cli import app
+from cycleplan.cli import COMMANDS, app
 from cycleplan.loading import load_plan, load_scenario
 
 runner = CliRunner()
 
 
-def _commands() -> list[str]:
-    import typer.main
-
-    group = typer.main.get_command(app)
-    return sorted(group.commands)  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize("command", _commands())
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_help_has_an_example(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
@@ -43,6 +39,58 @@ def test_help_does_not_import_heavy_libraries() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def _command_modules_loaded(*args: str) -> set[str]:
+    """The command modules (and their shared helpers) that ``cycleplan ARGS`` imports, in a fresh process."""
+    probe = (
+        "import sys, json\n"
+        f"sys.argv = ['cycleplan', *{list(args)!r}]\n"
+        "from cycleplan.cli import COMMANDS, main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "modules = {entry.module for entry in COMMANDS.values()} | {'cycleplan.cli.common'}\n"
+        "print(json.dumps(sorted(modules & set(sys.modules))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    ("args", "loaded"),
+    [
+        ((), set()),
+        (("--help",), set()),
+        (("--version",), set()),
+        (("plan", "--help"), {"cycleplan.cli.scenario", "cycleplan.cli.common"}),
+        (("import", "--help"), {"cycleplan.cli.importing", "cycleplan.cli.common"}),
+    ],
+)
+def test_help_imports_only_the_command_asked_for(args: tuple[str, ...], loaded: set[str]) -> None:
+    assert _command_modules_loaded(*args) == loaded
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_listed_help_is_the_commands_own_short_help(name: str) -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    command = group.get_command(Context(group, info_name="cycleplan"), name)
+    assert command is not None
+    assert command.name == name
+    assert COMMANDS[name].help == command.get_short_help_str(limit=sys.maxsize)
+
+
+def test_help_lists_every_command_in_order() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    listed = [line.split()[0] for line in result.output.split("Commands:\n", 1)[1].splitlines() if line]
+    assert listed == list(COMMANDS)
+
+
+@pytest.mark.parametrize(("typo", "suggestion"), [("plann", "'plan'"), ("simulat", "'simulate'")])
+def test_unknown_command_exits_2_with_a_suggestion(typo: str, suggestion: str) -> None:
+    result = runner.invoke(app, [typo])
+    assert result.exit_code == 2
+    assert f"No such command '{typo}'. Did you mean {suggestion}?" in result.output
 
 
 def test_missing_file_exits_2_without_traceback(cli: str, tmp_path: Path) -> None:

@@ -1,0 +1,131 @@
+"""The ``cycleplan`` command: the root app, the commands it has and where each one lives, and ``main``.
+
+The CLI is the only part of cycleplan that imports typer. Each command lives in the module of its concept
+(``scenario``, ``simulate``, ``execute``, ``importing``, ``calibrate``, ``sweep``, ``compare``; shared
+helpers and options in ``common``) and is imported only when it runs or shows its own help, so that
+``cycleplan --help`` imports none of them (see :mod:`cycleplan.cli.lazy`). Library errors and bad
+options become messages on stderr and exit status 2 in those modules; no traceback reaches the user for
+bad input. Heavy libraries are imported inside the commands that need them.
+
+To add a command: write it on the ``app`` of its module and add a line to :data:`COMMANDS` with its short
+help (the first sentence of its docstring; the tests check that the two agree).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from cycleplan import __version__
+from cycleplan.cli.lazy import LazyCommand, LazyGroup
+
+_SCENARIO = "cycleplan.cli.scenario"
+_SIMULATE = "cycleplan.cli.simulate"
+_EXECUTE = "cycleplan.cli.execute"
+
+COMMANDS: dict[str, LazyCommand] = {
+    "validate": LazyCommand(
+        _SCENARIO, "app", "Check a scenario file and report every problem with its line and field."
+    ),
+    "plan": LazyCommand(
+        _SCENARIO,
+        "app",
+        "Map a scenario's tasks onto lanes: start and finish of every task, critical path, speedup.",
+    ),
+    "schema": LazyCommand(
+        _SCENARIO, "app", "Print the JSON Schema of the scenario format, for editors (YAML language servers)."
+    ),
+    "templates": LazyCommand(
+        _SCENARIO, "app", "List the built-in templates a scenario can name with `template: NAME`."
+    ),
+    "init": LazyCommand(_SCENARIO, "app", "Write a commented starter scenario to edit."),
+    "simulate": LazyCommand(
+        _SIMULATE, "app", "Predict speedup, makespan, tokens, cost and utilization with error bars."
+    ),
+    "report": LazyCommand(
+        _SIMULATE, "app", "Turn a saved prediction or plan into an interactive HTML report."
+    ),
+    "execute": LazyCommand(
+        _EXECUTE,
+        "app",
+        "Run a plan against real agents, durably: every event is committed to the run store first.",
+    ),
+    "runs": LazyCommand(
+        _EXECUTE,
+        "app",
+        "List the runs in a run store, newest first: id, status, agent, scenario, makespan and cost.",
+    ),
+    "export": LazyCommand(
+        _EXECUTE, "app", "Write a run's trace: its events in order, with the ONE platform's field names."
+    ),
+    "calibrate": LazyCommand(
+        "cycleplan.cli.calibrate",
+        "app",
+        "Fit each role's cycle duration, tokens per cycle and failure rate from runs, against a prior.",
+    ),
+    "sweep": LazyCommand(
+        "cycleplan.cli.sweep",
+        "app",
+        "Compare lane counts (and planners): speedup, makespan, cost, utilization, and a recommendation.",
+    ),
+    "compare": LazyCommand(
+        "cycleplan.cli.compare",
+        "app",
+        "Hold a run against its prediction: where its makespan, speedup, tokens and cost fall, and why.",
+    ),
+    "import": LazyCommand(
+        "cycleplan.cli.importing",
+        "app",
+        "Read a run done elsewhere into the run store, as a complete run like an executed one.",
+    ),
+}
+"""Every command of ``cycleplan``, in the order of ``cycleplan --help``: its module, the typer app there
+that holds it, and its short help."""
+
+
+class CycleplanGroup(LazyGroup):
+    """The root group: the commands of :data:`COMMANDS`, each imported when asked for."""
+
+    registry = COMMANDS
+
+
+app = typer.Typer(
+    name="cycleplan",
+    cls=CycleplanGroup,
+    help=(
+        "Plan, predict and run parallel AI-agent work.\n\n"
+        "A scenario (YAML) names roles with lanes and tasks of cycles; `plan` maps them onto lanes, "
+        "`simulate` predicts speedup, tokens and cost with error bars, `execute` runs the plan.\n\n"
+        "Start with:  cycleplan init my-feature && cycleplan plan my-feature.yaml"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cycleplan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    del version
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,306 @@
+"""Runs against real agents: ``execute`` (durably, into the run store), ``runs`` (the store's runs)
+and ``export`` (a run's trace).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from cycleplan.cli.common import (
+    STORE_PATH,
+    ScenarioLanesOption,
+    StoreOption,
+    command_app,
+    emit_json,
+    fail,
+    parse_lanes_option,
+    write_atomically,
+)
+
+app = command_app()
+
+
+@app.command("execute")
+def execute_command(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Scenario YAML file, or a plan written by `plan -o plan.json` (not with --resume).",
+            show_default=False,
+            metavar="FILE|plan.json",
+        ),
+    ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            "-a",
+            help="Who does the work: anthropic (Messages API), claude-code (the CLI, headless), command "
+            "(each task's command), emulated (a local imitation of the API; no network, no cost).",
+            metavar="anthropic|claude-code|command|emulated",
+            show_default=False,
+        ),
+    ] = None,
+    store: StoreOption = STORE_PATH,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            help="Continue a run that was killed: completed tasks are not run again.",
+            metavar="RUN",
+            show_default=False,
+        ),
+    ] = None,
+    time_scale: Annotated[
+        float,
+        typer.Option(
+            "--time-scale",
+            help="With --agent emulated: scenario minutes per real minute (60: a minute lasts a second).",
+            metavar="X",
+        ),
+    ] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the emulator's draws.", metavar="S")] = 0,
+    lanes: ScenarioLanesOption = None,
+    worktrees: Annotated[
+        bool, typer.Option("--worktrees", help="Give each lane its own git worktree of this repository.")
+    ] = False,
+    task_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--task-timeout",
+            help="Fail a task whose work takes longer (scenario minutes; a task's timeout_min wins).",
+            metavar="MIN",
+            show_default=False,
+        ),
+    ] = None,
+    run_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--run-timeout",
+            help="Cancel what is left after this many scenario minutes.",
+            metavar="MIN",
+            show_default=False,
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="max_tokens of each Messages API call.", metavar="N")
+    ] = 4096,
+    claude: Annotated[
+        str, typer.Option("--claude", help="The Claude Code executable (claude-code).", metavar="PATH")
+    ] = "claude",
+    claude_args: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--claude-arg",
+            help="An extra argument for every claude call, e.g. --claude-arg=--permission-mode=acceptEdits.",
+            metavar="ARG",
+            show_default=False,
+        ),
+    ] = None,
+    progress: Annotated[
+        str,
+        typer.Option(
+            "--progress",
+            help="auto (a live table on a terminal, plain lines otherwise), live, plain or none; on stderr.",
+            metavar="MODE",
+        ),
+    ] = "auto",
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print a summary as JSON: run_id, status, makespan_min, speedup, ..."),
+    ] = False,
+) -> None:
+    """Run a plan against real agents, durably: every event is committed to the run store first.
+
+    Lanes run side by side as the plan says; waits and emits go through the store; failed cycles are
+    retried, failures cancel their dependents, races keep their winner. After a crash or `kill -9`,
+    `--resume RUN` finishes the run without redoing completed tasks. Ctrl-C cancels the running agents
+    and exits 130. Exit status: 0 complete, 1 failed or timed out, 2 bad input.
+
+    The anthropic agent reads the key from ANTHROPIC_API_KEY only and never writes it anywhere.
+
+    \b
+    Examples:
+      cycleplan execute scenarios/full-feature.yaml --agent emulated --time-scale 600
+      cycleplan execute plan.json --agent claude-code --worktrees
+      cycleplan execute my.yaml --agent command --json
+      cycleplan execute --resume 20250114-093012-3f9a1c
+    """
+    from cycleplan.executor import AGENTS, ExecuteOptions, ExecutionError
+    from cycleplan.executor import execute as run_plan
+    from cycleplan.executor import resume as resume_run
+    from cycleplan.executor.summary import render_summary
+
+    if progress not in ("auto", "live", "plain", "none"):
+        fail(f"--progress {progress}: choose one of auto, live, plain, none")
+    mode: Literal["auto", "live", "plain", "none"] = progress  # type: ignore[assignment]
+    if resume is not None:
+        if file is not None or agent is not None or lanes:
+            fail(
+                "--resume continues a stored run with its own plan and agent; "
+                "leave out FILE, --agent and --lanes"
+            )
+        try:
+            result = resume_run(resume, store=store, progress=mode)
+        except ExecutionError as exc:
+            fail(str(exc))
+    else:
+        if file is None:
+            fail("FILE is missing: give a scenario or plan.json to run, or --resume RUN")
+        if agent is None:
+            fail(f"--agent is required: one of {', '.join(AGENTS)} (emulated rehearses offline)")
+        if agent not in AGENTS:
+            fail(f"--agent {agent}: choose one of {', '.join(AGENTS)}")
+        if not 0 < time_scale <= 1e7:
+            fail(f"--time-scale {time_scale:g}: must be above 0 and at most 10,000,000")
+        if seed < 0:
+            fail(f"--seed {seed}: must be zero or positive")
+        for name, value in (("--task-timeout", task_timeout), ("--run-timeout", run_timeout)):
+            if value is not None and not value > 0:
+                fail(f"{name} {value:g}: must be above 0 minutes")
+        if max_tokens < 1:
+            fail(f"--max-tokens {max_tokens}: must be at least 1")
+        from cycleplan.loading import LoadError, load_scenario_or_plan
+        from cycleplan.model import Plan
+
+        try:
+            loaded = load_scenario_or_plan(file)
+        except LoadError as exc:
+            fail(*(str(error) for error in exc.errors), f"{len(exc.errors)} problem(s) in {file}")
+        if isinstance(loaded, Plan):
+            if lanes:
+                fail(
+                    "--lanes: changes a scenario's lanes; plan.json is already planned, so pass the scenario"
+                )
+            the_plan = loaded
+        else:
+            from cycleplan.planner import plan
+
+            the_plan = plan(loaded.with_lanes(parse_lanes_option(loaded, lanes)) if lanes else loaded)
+        options = ExecuteOptions(
+            agent=agent,
+            time_scale=time_scale,
+            seed=seed,
+            max_output_tokens=max_tokens,
+            task_timeout_min=task_timeout,
+            run_timeout_min=run_timeout,
+            worktrees=worktrees,
+            claude_executable=claude,
+            claude_args=list(claude_args or []),
+        )
+        try:
+            result = run_plan(the_plan, options, store=store, source=str(file), progress=mode)
+        except ExecutionError as exc:
+            fail(str(exc))
+    if as_json:
+        emit_json(result.summary)
+    else:
+        typer.echo(render_summary(result.summary))
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command("runs")
+def runs_command(
+    store: StoreOption = STORE_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """List the runs in a run store, newest first: id, status, agent, scenario, makespan and cost.
+
+    A run whose executor was killed shows as `stopped`: `cycleplan execute --resume RUN` finishes it.
+
+    \b
+    Example:  cycleplan runs --store .cycleplan/runs.db
+    """
+    import datetime
+
+    from cycleplan.executor import ExecutionError, RunStore, StoreError, is_live
+    from cycleplan.executor.clock import format_minutes
+
+    if not store.exists():
+        fail(f"{store}: no run store here yet (cycleplan execute creates it)")
+    try:
+        runs_store = RunStore(store)
+    except (StoreError, ExecutionError) as exc:
+        fail(str(exc))
+    with runs_store:
+        rows = []
+        for record in runs_store.runs():
+            status = record.status
+            if status == "running" and not is_live(runs_store, record.run_id):
+                status = "stopped"
+            summary = record.summary or {}
+            rows.append(
+                {
+                    "run_id": record.run_id,
+                    "status": status,
+                    "agent": record.agent,
+                    "scenario": record.scenario,
+                    "source": record.source,
+                    "created": datetime.datetime.fromtimestamp(record.created_ms / 1000).isoformat(
+                        timespec="seconds"
+                    ),
+                    "makespan_min": summary.get("makespan_min"),
+                    "cost_usd": summary.get("cost_usd"),
+                }
+            )
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        typer.echo(f"{store}: no runs yet")
+        return
+    typer.echo(
+        f"{'run':<24} {'status':<12} {'agent':<12} {'created':<20} {'makespan':>12} {'cost':>10}  scenario"
+    )
+    for row in rows:
+        makespan = "" if row["makespan_min"] is None else format_minutes(float(row["makespan_min"]))
+        cost = "" if row["cost_usd"] is None else f"${row['cost_usd']:,.4f}"
+        typer.echo(
+            f"{row['run_id']:<24} {row['status']:<12} {row['agent']:<12} {row['created']:<20} "
+            f"{makespan:>12} {cost:>10}  {row['scenario'] or row['source']}"
+        )
+
+
+@app.command("export")
+def export_command(
+    run: Annotated[str, typer.Argument(help="The run's id (see `cycleplan runs`).", metavar="RUN")],
+    store: StoreOption = STORE_PATH,
+    format_: Annotated[
+        str, typer.Option("--format", "-f", help="jsonl: one event a line, in order.", metavar="FORMAT")
+    ] = "jsonl",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write to a file instead of stdout.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Write a run's trace: its events in order, with the ONE platform's field names.
+
+    Times are as recorded (epoch milliseconds; a time-scaled rehearsal's run_started says its scale).
+
+    \b
+    Example:  cycleplan export 20250114-093012-3f9a1c --format jsonl -o trace.jsonl
+    """
+    from cycleplan.executor import RunStore, StoreError, export_jsonl
+
+    if format_ != "jsonl":
+        fail(f"--format {format_}: only jsonl is supported")
+    if not store.exists():
+        fail(f"{store}: no run store here (pass --store PATH)")
+    try:
+        with RunStore(store) as runs_store:
+            lines = list(export_jsonl(runs_store, run))
+    except StoreError as exc:
+        fail(str(exc))
+    text = "".join(line + "\n" for line in lines)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomically(output, text)
+        typer.echo(f"wrote {len(lines)} events to {output}", err=True)

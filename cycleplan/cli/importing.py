@@ -1,0 +1,187 @@
+"""``cycleplan import KIND``: read work done elsewhere (Claude Code transcripts, the ONE platform's
+cycle state) into the run store, or a PSPLIB instance into a scenario; one sub-command per kind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cycleplan.cli.common import STORE_PATH, StoreOption, emit_json, fail, write_atomically
+
+if TYPE_CHECKING:
+    from cycleplan.importers import ImportedRun
+
+app = typer.Typer(
+    name="import",
+    help=(
+        "Read a run done elsewhere into the run store, as a complete run like an executed one.\n\n"
+        "One sub-command per KIND of record: claude-code (Claude Code transcripts) and one-state (the ONE "
+        "platform's cycle state file). Each import synthesises the scenario and plan the work corresponds "
+        "to, so that the run can be compared and calibrated from. Warnings go to stderr; unusable input "
+        "exits 2 and stores nothing.\n\n"
+        "\b\n"
+        "Examples:\n"
+        "  cycleplan import claude-code ~/.claude/projects/-home-me-my-app\n"
+        "  cycleplan import one-state .claude/state/cycle.json --idle-minutes 45"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+"""``cycleplan import KIND``: one command per kind of record; add a kind with ``@app.command``."""
+
+
+def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
+    """Print an import's warnings, write the run, and say what was stored."""
+    from cycleplan.executor.clock import format_minutes
+    from cycleplan.executor.store import StoreError
+    from cycleplan.importers import store_run
+
+    for warning in imported.warnings:
+        where = warning.file
+        if warning.line is not None:
+            where = f"{where}:{warning.line}:{warning.column or 1}"
+        field = f"{warning.field}: " if warning.field else ""
+        typer.echo(f"{where}: warning: {field}{warning.message}", err=True)
+    try:
+        run_id, summary = store_run(imported, store)
+    except StoreError as exc:
+        fail(str(exc), "nothing was imported")
+    if as_json:
+        emit_json(summary | {"warnings": [str(warning) for warning in imported.warnings]})
+        return
+    roles: dict[str, int] = {}
+    for task in imported.scenario.all_tasks():
+        roles[task.role] = roles.get(task.role, 0) + 1
+    cycles = sum(1 for event in imported.trace if event.action == "cycle_completed")
+    lanes = len({event.actor_id for event in imported.trace if event.action == "task_started"})
+    typer.echo(f"imported run {run_id} ({imported.kind}, {imported.status}) from {imported.source}")
+    typer.echo(
+        f"  tasks      {sum(roles.values())} ({', '.join(f'{n} {role}' for role, n in roles.items())}) "
+        f"on {lanes} lane(s); {cycles} cycles"
+    )
+    makespan, work = format_minutes(summary["makespan_min"]), format_minutes(summary["sequential_min"])
+    typer.echo(f"  makespan   {makespan}; work {work}")
+    typer.echo(f"  tokens     {summary['tokens_total']:,}    cost ${summary['cost_usd']:,.4f}")
+    if imported.warnings:
+        typer.echo(f"  warnings   {len(imported.warnings)} (on stderr)")
+    typer.echo(f"  next       cycleplan calibrate {run_id} -o calibrated.yaml")
+
+
+@app.command("claude-code")
+def import_claude_code_command(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A session file (<id>.jsonl, with its <id>/subagents/ beside it), a session folder, a "
+            "subagent file, or a whole project folder under ~/.claude/projects/.",
+            show_default=False,
+            metavar="PATH",
+        ),
+    ],
+    store: StoreOption = STORE_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stored run's summary as JSON.")] = False,
+) -> None:
+    """Import Claude Code transcripts: one task per session or subagent, one cycle per user-prompt turn.
+
+    Sessions and subagents that overlap in time run on parallel lanes. Usage is counted once per API
+    response (message id + request id); internal compaction sessions are marked, not counted as work.
+
+    \b
+    Examples:
+      cycleplan import claude-code ~/.claude/projects/-home-me-my-app
+      cycleplan import claude-code ~/.claude/projects/-home-me-my-app/3f2a...jsonl --json
+    """
+    from cycleplan.importers import TraceImportError, import_claude_code
+
+    try:
+        imported = import_claude_code(path.expanduser())
+    except TraceImportError as exc:
+        fail(*(str(error) for error in exc.errors), "nothing was imported")
+    _store_imported(imported, store, as_json)
+
+
+@app.command("one-state")
+def import_one_state_command(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The ONE cycle state file (.claude/state/cycle.json).", show_default=False, metavar="FILE"
+        ),
+    ],
+    idle_minutes: Annotated[
+        float,
+        typer.Option(
+            "--idle-minutes",
+            help="A gap between two cycles longer than this is idle time, not work.",
+            metavar="MIN",
+        ),
+    ] = 60.0,
+    store: StoreOption = STORE_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stored run's summary as JSON.")] = False,
+) -> None:
+    """Import the ONE platform's cycle state file as a run of the one-100 template.
+
+    Cycles map to one-100's tasks (cycles 11-20 are backend's), done one after the other on one lane.
+    Repeated entries count once; gaps longer than --idle-minutes are flagged as idle, not work; text
+    after the JSON object is ignored with a warning.
+
+    \b
+    Example:  cycleplan import one-state .claude/state/cycle.json
+    """
+    from cycleplan.importers import TraceImportError, import_one_state
+
+    if not 0 < idle_minutes <= 1e6:
+        fail(f"--idle-minutes {idle_minutes:g}: must be above 0")
+    try:
+        imported = import_one_state(path.expanduser(), idle_after_min=idle_minutes)
+    except TraceImportError as exc:
+        fail(*(str(error) for error in exc.errors), "nothing was imported")
+    _store_imported(imported, store, as_json)
+
+
+@app.command("psplib")
+def import_psplib_command(
+    file: Annotated[
+        Path,
+        typer.Argument(help="A PSPLIB single-mode instance (.sm).", show_default=False, metavar="FILE.sm"),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Scenario YAML to write (default: stdout).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Turn a PSPLIB scheduling instance into a scenario: each job a task needing units of the
+    renewable resources, durations in one-minute cycles.
+
+    PSPLIB is the standard benchmark of resource-constrained project scheduling, with proven optima:
+    plan the scenario to see how close the planner gets.
+
+    \b
+    Examples:
+      cycleplan import psplib j301_1.sm -o j301_1.yaml
+      cycleplan import psplib j301_1.sm | cycleplan plan /dev/stdin
+    """
+    from cycleplan.psplib import PsplibError, psplib_to_scenario, scenario_yaml
+
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    try:
+        text = scenario_yaml(psplib_to_scenario(file))
+    except PsplibError as exc:
+        fail(f"{file}: {exc}")
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        write_atomically(output, text)
+        typer.echo(f"wrote {output}; next: cycleplan plan {output}")

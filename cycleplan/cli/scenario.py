@@ -1,0 +1,348 @@
+"""Commands on scenario files: ``validate``, ``plan``, ``schema``, ``templates`` and ``init``.
+
+Also :func:`plan_summary`, the JSON that ``plan --json`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cycleplan.cli.common import (
+    EXIT_BAD_INPUT,
+    PlotlyJsOption,
+    command_app,
+    emit_json,
+    fail,
+    load_scenario_file,
+    parse_lanes_option,
+    plotly_js_mode,
+    write_atomically,
+    write_report,
+)
+
+if TYPE_CHECKING:
+    from cycleplan.model import Plan
+
+app = command_app()
+
+
+@app.command("validate")
+def validate(
+    file: Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False, metavar="FILE")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check a scenario file and report every problem with its line and field.
+
+    Exit status 0 when valid, 2 with one line per problem (FILE:LINE:COL: field: what is wrong).
+
+    \b
+    Example:  cycleplan validate scenarios/course-crud.yaml
+    """
+    from cycleplan.loading import LoadError, load_scenario
+
+    try:
+        scenario = load_scenario(file)
+    except LoadError as exc:
+        if as_json:
+            emit_json(
+                {
+                    "file": str(file),
+                    "valid": False,
+                    "errors": [
+                        {"line": e.line, "column": e.column, "field": e.field, "message": e.message}
+                        for e in exc.errors
+                    ],
+                }
+            )
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(*(str(error) for error in exc.errors), f"{len(exc.errors)} problem(s) in {file}")
+    tasks = scenario.all_tasks()
+    roles = scenario.role_names()
+    lanes = sum(scenario.role(role).lanes for role in roles)
+    if as_json:
+        emit_json(
+            {
+                "file": str(file),
+                "valid": True,
+                "name": scenario.name,
+                "template": scenario.template,
+                "tasks": len(tasks),
+                "roles": len(roles),
+                "lanes": lanes,
+                "cycles": sum(task.cycles for task in tasks),
+            }
+        )
+        return
+    source = f", template {scenario.template}" if scenario.template else ""
+    typer.echo(
+        f"{file}: valid: {len(tasks)} tasks, {sum(t.cycles for t in tasks)} cycles, "
+        f"{len(roles)} roles, {lanes} lanes{source}"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# plan
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    """The JSON that ``plan --json`` prints: the numbers and the lanes, without the scenario."""
+    return {
+        "scenario": plan.scenario.name,
+        "algorithm": plan.algorithm,
+        "rule": plan.rule,
+        "makespan_min": plan.makespan_min,
+        "sequential_min": plan.sequential_min,
+        "speedup": plan.speedup,
+        "lower_bound_min": plan.lower_bound_min,
+        "lower_bounds": plan.lower_bounds,
+        "proven_optimal": plan.proven_optimal,
+        "critical_path": plan.critical_path,
+        "wall_cycles": plan.wall_cycles,
+        "template_cycles": plan.template_cycles,
+        "cycle_map": plan.cycle_map,
+        "claim": None
+        if plan.scenario.claim is None
+        else {
+            "sequential_min": plan.scenario.claim.sequential_min,
+            "parallel_min": plan.scenario.claim.parallel_min,
+            "speedup": plan.scenario.claim.speedup,
+        },
+        "lanes": [lane.model_dump(mode="json") for lane in plan.lanes],
+    }
+
+
+@app.command("plan")
+def plan_command(
+    file: Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False, metavar="FILE")],
+    algorithm: Annotated[
+        str,
+        typer.Option(
+            "--algorithm",
+            "-a",
+            metavar="NAME",
+            help="improve (default: genetic search with forward-backward improvement), list "
+            "(one pass of a priority rule), sequential (one lane), cpsat (exact; the optimal extra).",
+        ),
+    ] = "improve",
+    rule: Annotated[
+        str | None,
+        typer.Option(
+            "--rule",
+            metavar="RULE",
+            help="Priority rule for list: lft (default), lst, est, mts, grpw, spt, lpt.",
+        ),
+    ] = None,
+    lanes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lanes",
+            "-l",
+            help="Lanes of a role, ROLE=N; repeat for several roles.",
+            metavar="ROLE=N",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the plan's numbers and lanes as JSON.")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write the whole plan (with its scenario) as JSON, for `simulate` and `execute`.",
+            show_default=False,
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            metavar="FILE",
+            help="Write an interactive HTML report (Gantt chart).",
+            show_default=False,
+        ),
+    ] = None,
+    plotly_js: PlotlyJsOption = "embed",
+    schedules: Annotated[
+        int | None,
+        typer.Option(
+            "--schedules", metavar="N", help="improve: how many schedules to try.", show_default=False
+        ),
+    ] = None,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit",
+            metavar="SECONDS",
+            help="improve, cpsat: stop searching after this long.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", metavar="S", help="improve: seed of the search.", show_default=False),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", metavar="N", help="cpsat: solver threads (default 8).", show_default=False),
+    ] = None,
+) -> None:
+    """Map a scenario's tasks onto lanes: start and finish of every task, critical path, speedup.
+
+    Times are in expected minutes (each cycle at its role's nominal duration) and in wall cycles.
+
+    \b
+    Examples:
+      cycleplan plan scenarios/course-crud.yaml
+      cycleplan plan scenarios/full-feature.yaml --lanes backend=2 --json
+      cycleplan plan my.yaml -o plan.json --report plan.html
+      cycleplan plan big.yaml --algorithm cpsat --time-limit 30
+    """
+    from cycleplan.planner import ALGORITHMS, OPTIONS, RULES, plan
+    from cycleplan.planner.cpsat import MissingExtraError
+
+    if algorithm not in ALGORITHMS:
+        fail(f"--algorithm {algorithm}: choose one of {', '.join(ALGORITHMS)}")
+    if rule is not None and rule not in RULES:
+        fail(f"--rule {rule}: choose one of {', '.join(RULES)}")
+    for option, value, low in (("--schedules", schedules, 1), ("--workers", workers, 1), ("--seed", seed, 0)):
+        if value is not None and value < low:
+            fail(f"{option} {value}: must be at least {low}")
+    if time_limit is not None and not time_limit > 0:
+        fail(f"--time-limit {time_limit}: must be a positive number of seconds")
+    options = {"schedules": schedules, "time_limit_s": time_limit, "seed": seed, "workers": workers}
+    given = {name: value for name, value in options.items() if value is not None}
+    unsupported = sorted(set(given) - OPTIONS[algorithm])
+    if unsupported:
+        flags = {
+            "schedules": "--schedules",
+            "time_limit_s": "--time-limit",
+            "seed": "--seed",
+            "workers": "--workers",
+        }
+        fail(f"{', '.join(flags[name] for name in unsupported)}: not an option of --algorithm {algorithm}")
+    scenario = load_scenario_file(file)
+    if lanes:
+        scenario = scenario.with_lanes(parse_lanes_option(scenario, lanes))
+    plotly_mode = plotly_js_mode(plotly_js)
+    try:
+        result = plan(scenario, algorithm=algorithm, rule=rule, **given)
+    except MissingExtraError as exc:
+        fail(str(exc))
+    if output is not None:
+        write_atomically(output, result.model_dump_json(indent=1))
+    if report is not None:
+        from cycleplan.report.reports import plan_report
+
+        write_report(report, plan_report(result), plotly_mode)
+    if as_json:
+        emit_json(plan_summary(result))
+        return
+    from cycleplan.render import render_plan
+
+    typer.echo(render_plan(result))
+    for written in (output, report):
+        if written is not None:
+            typer.echo(f"wrote {written}")
+
+
+@app.command("schema")
+def schema(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write to a file instead of stdout.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the scenario format, for editors (YAML language servers).
+
+    \b
+    Example:  cycleplan schema -o cycleplan.schema.json
+    """
+    from cycleplan.model import Scenario
+
+    text = json.dumps(Scenario.model_json_schema(), indent=2)
+    if output is None:
+        typer.echo(text)
+    else:
+        write_atomically(output, text + "\n")
+        typer.echo(f"wrote {output}")
+
+
+@app.command("templates")
+def templates(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the built-in templates a scenario can name with `template: NAME`.
+
+    \b
+    Example:  cycleplan templates
+    """
+    from cycleplan.templates import TEMPLATES
+
+    if as_json:
+        emit_json(
+            [
+                {
+                    "name": t.name,
+                    "cycles": t.cycles,
+                    "tasks": [task.id for task in t.tasks],
+                    "description": t.description,
+                }
+                for t in TEMPLATES.values()
+            ]
+        )
+        return
+    for template in TEMPLATES.values():
+        typer.echo(f"{template.name}  ({template.cycles} cycles, {len(template.tasks)} tasks)")
+        typer.echo(f"  {template.description}")
+        for task in template.tasks:
+            span = task.template_cycles or (0, 0)
+            after = f"  after {', '.join(task.after)}" if task.after else ""
+            sync = "".join(f"  emits {e} after cycle {c}" for e, c in task.emits.items())
+            sync += "".join(f"  waits {e} before cycle {c}" for e, c in task.waits.items())
+            typer.echo(f"    {span[0]:>3}-{span[1]:<3} {task.id:<12} {task.role:<12}{after}{sync}")
+
+
+@app.command("init")
+def init(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Name of the new scenario; written to NAME.yaml.", show_default=False, metavar="NAME"
+        ),
+    ],
+    template: Annotated[
+        str, typer.Option("--template", "-t", help="one-100 or blank.", metavar="NAME")
+    ] = "one-100",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="File to write (default NAME.yaml).", show_default=False
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter scenario to edit.
+
+    \b
+    Examples:
+      cycleplan init my-feature                 # one-100 template with every knob explained
+      cycleplan init api-sprint --template blank
+    """
+    from cycleplan.starter import STARTERS, starter_text
+
+    if template not in STARTERS:
+        fail(f"--template {template}: choose one of {', '.join(STARTERS)}")
+    target = output or Path(f"{name}.yaml")
+    if target.exists() and not force:
+        fail(f"{target}: already exists; choose another name or pass --force to overwrite")
+    write_atomically(target, starter_text(template, name))
+    typer.echo(f"wrote {target}; next: cycleplan plan {target}")
