@@ -14,7 +14,9 @@ prediction and the run it predicts are compared number for number. What a trace 
   ``output_tokens``, and ``cost_usd``), the names of events it publishes, then one of
   ``task_complete``, ``task_failed`` (``error``, ``shouldCancelParallel``) or ``task_cancelled``
   (``reason``: race_lost, dependency_failed, cancel_parallel, stalled).
-- ``run_complete`` last.
+- ``run_complete`` last, when the run is over. An executed run may also hold ``run_resumed``,
+  ``task_resumed`` and ``run_interrupted`` (the executor stopped and picked up again); they mark time,
+  nothing else.
 
 Timestamps are milliseconds; only differences matter. Fields a trace leaves out count as zero. This
 module reads events only: it knows nothing of SimPy, numpy, plans or agents.
@@ -52,6 +54,9 @@ STANDARD_ACTIONS = frozenset(
         "task_failed",
         "task_cancelled",
         "progress_update",
+        "run_resumed",
+        "task_resumed",
+        "run_interrupted",
         "run_complete",
     }
 )

@@ -17,11 +17,15 @@ task_complete         every cycle done
 task_failed           retries exhausted, timed out or the backend refused (``error``,
                       ``shouldCancelParallel``)
 task_cancelled        never ran or was stopped (``reason``: dependency_failed, race_lost,
-                      cancel_parallel, stalled, run_timeout, interrupted; ``cause``: the task)
-run_complete          the run is over (``status``: complete, failed, timeout, interrupted)
+                      cancel_parallel, stalled, run_timeout; ``cause``: the task)
+run_interrupted       Ctrl-C or SIGTERM stopped this executor (``resume``: 0, 1, ...); the tasks it
+                      stopped stay unfinished and ``--resume`` continues them
+run_complete          the run is over (``status``: complete, failed, timeout)
 ====================  ==========================================================================
 
 The key of an event is unique within its run, so re-recording it after a crash stores nothing new.
+Runs stored before ``run_interrupted`` existed may end with ``run_complete`` of status ``interrupted``
+and tasks cancelled with reason ``interrupted``; such a run is over.
 """
 
 from __future__ import annotations
@@ -41,7 +45,11 @@ CYCLE_COMPLETED = "cycle_completed"
 TASK_COMPLETE = "task_complete"
 TASK_FAILED = "task_failed"
 TASK_CANCELLED = "task_cancelled"
+RUN_INTERRUPTED = "run_interrupted"
 RUN_COMPLETE = "run_complete"
+
+INTERRUPTED = "interrupted"
+"""Why an executor stops on Ctrl-C or SIGTERM; what it stops is left unfinished, to be resumed."""
 
 TERMINAL = frozenset({TASK_COMPLETE, TASK_FAILED, TASK_CANCELLED})
 """Actions that end a task."""
@@ -56,6 +64,7 @@ RESERVED = frozenset(
         TASK_COMPLETE,
         TASK_FAILED,
         TASK_CANCELLED,
+        RUN_INTERRUPTED,
         RUN_COMPLETE,
         "progress_update",
     }
@@ -87,7 +96,7 @@ def key_for(event: Event, *, resume: int = 0) -> str:
     meta = event.metadata
     if action in (RUN_STARTED, RUN_COMPLETE):
         return action
-    if action == RUN_RESUMED:
+    if action in (RUN_RESUMED, RUN_INTERRUPTED):
         return f"{action}:{resume}"
     if action in (TASK_STARTED, TASK_COMPLETE, TASK_FAILED, TASK_CANCELLED):
         return f"{action}:{task}"

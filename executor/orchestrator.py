@@ -61,6 +61,10 @@ class TaskRun:
     started: bool = False
     cycles_done: int = 0
     failed_attempts: int = 0
+    """Failed attempts at the next cycle (what its retries count)."""
+    interrupted_attempts: int = 0
+    """Attempts at the next cycle that Ctrl-C stopped in an earlier part of the run (numbered, not
+    counted as failures)."""
     emitted: set[str] = field(default_factory=set)
     previous: dict[str, Any] | None = None
     spent_ms: float = 0.0
@@ -178,6 +182,7 @@ class Orchestrator:
             run.started = done.started
             run.cycles_done = done.cycles_done
             run.failed_attempts = done.failed_attempts
+            run.interrupted_attempts = done.interrupted_attempts
             run.emitted = set(done.emitted)
             run.previous = done.previous
             run.spent_ms = done.spent_ms
@@ -245,12 +250,18 @@ class Orchestrator:
                 task.cancel()
             await asyncio.gather(*watchdogs, *lanes, return_exceptions=True)
         self.status = self._final_status()
-        self.record(ev.RUN_ACTOR, self.run_id, action=ev.RUN_COMPLETE, status=self.status)
+        if self.status == ev.INTERRUPTED:
+            # Not over: what was stopped stays unfinished, and --resume carries on from here.
+            self.record(ev.RUN_ACTOR, self.run_id, action=ev.RUN_INTERRUPTED, resume=self.resume)
+        else:
+            self.record(ev.RUN_ACTOR, self.run_id, action=ev.RUN_COMPLETE, status=self.status)
         return self.status
 
     def _final_status(self) -> str:
-        if self.stopping in ("interrupted", "run_timeout"):
-            return "interrupted" if self.stopping == "interrupted" else "timeout"
+        if self.stopping == ev.INTERRUPTED:
+            return ev.INTERRUPTED
+        if self.stopping == "run_timeout":
+            return "timeout"
         outcomes = [run.outcome for run in self.tasks.values()]
         if any(outcome == "failed" for outcome in outcomes):
             return "failed"
@@ -264,7 +275,8 @@ class Orchestrator:
         return race is not None and any(self.tasks[m].outcome == "complete" for m in self.races[race])
 
     def stop(self, reason: str) -> None:
-        """Cancel everything left (Ctrl-C: ``interrupted``; the run's timeout: ``run_timeout``)."""
+        """Stop everything left: Ctrl-C (``interrupted``) leaves it unfinished for ``--resume``; the run's
+        timeout (``run_timeout``) cancels it."""
         if self.stopping is not None:
             return
         self.stopping = reason
@@ -485,7 +497,7 @@ class Orchestrator:
         task = run.task
         attempts = run.role.failure.max_retries + 1
         while True:
-            attempt = run.failed_attempts + 1
+            attempt = run.failed_attempts + run.interrupted_attempts + 1
             request = CycleRequest(
                 run_id=self.run_id,
                 lane=run.lane,
@@ -509,7 +521,7 @@ class Orchestrator:
                 metadata["timeout"] = True
             self.record(run.lane, task.id, **metadata)
             if outcome.ok and not timed_out:
-                run.failed_attempts = 0
+                run.failed_attempts = run.interrupted_attempts = 0
                 run.previous = metadata
                 return outcome
             run.failed_attempts += 1
@@ -520,7 +532,7 @@ class Orchestrator:
                 self._failed(run, str(error), cycle=cycle, timeout=timed_out)
                 return None
             run.state = "backoff"
-            backoff = min(self.policy.retry_backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
+            backoff = min(self.policy.retry_backoff_s * 2 ** (run.failed_attempts - 1), MAX_BACKOFF_S)
             backoff *= 0.75 + 0.5 * self._rng.random()
             delay = self.clock.real_s(backoff / 60.0)
             if budget_s is not None:
@@ -652,7 +664,8 @@ class Orchestrator:
                     self._cancel(other, "cancel_parallel", run.task.id)
 
     def _cancelled(self, run: TaskRun, reason: str, cause: str | None, **extra: Any) -> None:
-        if run.outcome is not None:
+        if run.outcome is not None or reason == ev.INTERRUPTED:
+            # An interrupted task is not over: --resume continues it from its last committed cycle.
             return
         run.outcome = run.state = "cancelled"
         metadata: dict[str, Any] = {"action": ev.TASK_CANCELLED, "reason": reason, **extra}

@@ -41,6 +41,8 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
         return f"run {event.group_id} resumed ({meta.get('resume')})"
     if action == ev.RUN_COMPLETE:
         return f"run {event.group_id} {meta.get('status')}"
+    if action == ev.RUN_INTERRUPTED:
+        return f"run {event.group_id} interrupted: its unfinished tasks wait for --resume"
     if run is None:
         return None
     where = f"{event.actor_id:<14} {task:<16}"
@@ -60,6 +62,8 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
             )
         )
         head = f"{where} cycle {meta.get('cycle')}/{run.task.cycles}"
+        if meta.get("interrupted"):
+            return f"{head} attempt {meta.get('attempt')} cut short: {meta.get('error', '')}"
         if meta.get("failed"):
             return f"{head} attempt {meta.get('attempt')} failed: {meta.get('error', '')}"
         cost = float(meta.get("cost_usd", 0.0))

@@ -23,7 +23,9 @@ class TaskProgress:
     started: bool = False
     cycles_done: int = 0
     failed_attempts: int = 0
-    """Failed attempts at cycle ``cycles_done + 1``."""
+    """Failed attempts at cycle ``cycles_done + 1`` (what its retries count)."""
+    interrupted_attempts: int = 0
+    """Attempts at cycle ``cycles_done + 1`` that Ctrl-C stopped (numbered, not counted as failures)."""
     emitted: set[str] = field(default_factory=set)
     ended: str | None = None
     """task_complete, task_failed or task_cancelled; None while unfinished."""
@@ -43,6 +45,7 @@ class RunProgress:
     over: bool = False
     """run_complete is in the trace."""
     status: str | None = None
+    """run_complete's status; ``interrupted`` while the last part of the run ended with Ctrl-C."""
     events: int = 0
 
 
@@ -57,6 +60,10 @@ def replay(trace: Iterable[Event], task_ids: Iterable[str]) -> RunProgress:
         meta = event.metadata
         if action == ev.RUN_RESUMED:
             run.resumes = max(run.resumes, int(meta.get("resume", 0)))
+            run.status = None
+            continue
+        if action == ev.RUN_INTERRUPTED:
+            run.status = ev.INTERRUPTED
             continue
         if action == ev.RUN_COMPLETE:
             run.over = True
@@ -74,10 +81,13 @@ def replay(trace: Iterable[Event], task_ids: Iterable[str]) -> RunProgress:
             cycle = int(meta.get("cycle", 0))
             if meta.get("failed"):
                 if cycle == progress.cycles_done + 1:
-                    progress.failed_attempts += 1
+                    if meta.get("interrupted"):
+                        progress.interrupted_attempts += 1
+                    else:
+                        progress.failed_attempts += 1
             elif cycle == progress.cycles_done + 1:
                 progress.cycles_done = cycle
-                progress.failed_attempts = 0
+                progress.failed_attempts = progress.interrupted_attempts = 0
                 progress.previous = dict(meta)
         elif action in ev.TERMINAL:
             progress.ended = action

@@ -2,12 +2,13 @@
 
 :func:`execute` records a new run (its plan and options) in the store, starts the backend, runs the
 :class:`~cycleplan.executor.orchestrator.Orchestrator` and returns a :class:`RunResult`. :func:`resume`
-reads a run's plan, options and events back, stops the agent processes a killed executor left behind,
-and runs what is left: tasks that completed are not run again, a task that was running continues after
-its last completed cycle. One executor process holds a run at a time (a lock file in the run's folder,
-released by the kernel when the process dies, even by ``kill -9``). Ctrl-C (or SIGTERM) cancels the
-running agents, records ``task_cancelled`` for every unfinished task and ends the run as
-``interrupted``. Errors meant for the user are :class:`ExecutionError` with a one-line message.
+reads a run's plan, options and events back, stops the agent processes a killed or interrupted executor
+left behind, and runs what is left: tasks that completed are not run again, a task that was running
+continues after its last completed cycle. One executor process holds a run at a time (a lock file in
+the run's folder, released by the kernel when the process dies, even by ``kill -9``). Ctrl-C (or
+SIGTERM) stops the running agents, records the attempts it cut short and ``run_interrupted``, and leaves
+the run ``interrupted``, not over: ``resume`` continues it as it would a killed run. Errors meant for
+the user are :class:`ExecutionError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ def resume(
     stream: TextIO | None = None,
     faults: Any = None,
 ) -> RunResult:
-    """Continue run ``run_id`` where its events leave it (after ``kill -9``, a crash, a reboot)."""
+    """Continue run ``run_id`` where its events leave it (after Ctrl-C, ``kill -9``, a crash, a
+    reboot)."""
     if not Path(store).exists():
         raise ExecutionError(f"{store}: no run store here (pass --store PATH)")
     with _open(store) as runs:
@@ -189,7 +191,8 @@ def resume(
         options = ExecuteOptions.model_validate(record.options)
         progress_so_far = replay(runs.trace(run_id), [task.id for task in plan.scenario.all_tasks()])
         if progress_so_far.over:
-            if progress_so_far.status == "interrupted":
+            if progress_so_far.status == ev.INTERRUPTED:
+                # Stored before interrupted runs were left open: its tasks were cancelled for good.
                 raise ExecutionError(
                     f"run {run_id} was interrupted (Ctrl-C) and its running tasks were cancelled; "
                     "it cannot be resumed: start a new run"
@@ -343,7 +346,7 @@ async def _orchestrate(
 
     def on_signal(number: int) -> None:
         received.append(number)
-        orchestrator.stop("interrupted")
+        orchestrator.stop(ev.INTERRUPTED)
 
     handled = []
     for number in (signal.SIGINT, signal.SIGTERM):

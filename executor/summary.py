@@ -3,12 +3,17 @@
 The store keeps real times. A rehearsal at ``--time-scale X`` ran X times faster than the scenario's
 clock, so :func:`scenario_trace` stretches its times back (timestamps from the run's start, and the
 ``*_ms`` fields of cycles) before measuring, so that an emulated run's minutes are the scenario's, as the
-simulator's are. The sequential estimate, and so the speedup, counts every attempt's work and handoff
-once, on one lane, without the race members that lost: what one agent doing everything would take.
+simulator's are. It also takes out the time a run stood stopped (Ctrl-C or a killed executor) before
+``--resume`` picked it up: from the last event before each ``run_resumed`` to that event. Work a killed
+executor did after its last recorded event is lost with it and counts as stopped time.
+
+The sequential estimate, and so the speedup, counts every attempt's work and handoff once, on one lane,
+without the race members that lost: what one agent doing everything would take.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,21 +27,40 @@ from cycleplan.model import Event, Plan
 SCALED_FIELDS = ("duration_ms", "sync_wait_ms", "sync_ms", "rate_limit_wait_ms", "latency_ms")
 
 
+def stopped_spans(trace: Sequence[Event]) -> list[tuple[float, float]]:
+    """``(from, to)`` timestamps of each stretch a run stood stopped: from the last event before each
+    ``run_resumed`` to it."""
+    spans: list[tuple[float, float]] = []
+    for previous, event in itertools.pairwise(trace):
+        if event.action == ev.RUN_RESUMED and event.timestamp > previous.timestamp:
+            spans.append((previous.timestamp, event.timestamp))
+    return spans
+
+
 def scenario_trace(trace: Sequence[Event], time_scale: float) -> list[Event]:
-    """``trace`` on the scenario's clock: times since the first event, and cycle times, x ``time_scale``."""
-    if time_scale == 1.0 or not trace:
+    """``trace`` on the scenario's clock: times since the first event, with the stopped stretches taken
+    out, and cycle times, x ``time_scale``."""
+    stopped = stopped_spans(trace)
+    if (time_scale == 1.0 and not stopped) or not trace:
         return list(trace)
     origin = trace[0].timestamp
+
+    def running_ms(timestamp: float) -> float:
+        """Milliseconds the run was going between its start and ``timestamp``."""
+        idle = sum(min(end, timestamp) - begin for begin, end in stopped if begin < timestamp)
+        return timestamp - origin - idle
+
     scaled: list[Event] = []
     for event in trace:
         metadata = dict(event.metadata)
-        for name in SCALED_FIELDS:
-            value = metadata.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                metadata[name] = value * time_scale
+        if time_scale != 1.0:
+            for name in SCALED_FIELDS:
+                value = metadata.get(name)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    metadata[name] = value * time_scale
         scaled.append(
             event.model_copy(
-                update={"timestamp": origin + (event.timestamp - origin) * time_scale, "metadata": metadata}
+                update={"timestamp": origin + running_ms(event.timestamp) * time_scale, "metadata": metadata}
             )
         )
     return scaled
@@ -104,6 +128,9 @@ def run_summary(store: RunStore, run_id: str) -> dict[str, Any]:
             "run_folder": str(store.run_folder(run_id)),
         }
     )
+    landmarks = [e.action for e in trace if e.action in (ev.RUN_INTERRUPTED, ev.RUN_RESUMED, ev.RUN_COMPLETE)]
+    if landmarks and landmarks[-1] == ev.RUN_INTERRUPTED:
+        summary["resume"] = f"cycleplan execute --resume {run_id} --store {store.path}"
     return summary
 
 
@@ -132,4 +159,6 @@ def render_summary(summary: dict[str, Any]) -> str:
                 f"  (a rehearsal at time scale {summary['time_scale']:g}: minutes are the scenario's)"
             )
         lines.append(f"  trace      cycleplan export {summary['run_id']} --format jsonl")
+    if "resume" in summary:
+        lines.append(f"  continue   {summary['resume']}")
     return "\n".join(lines)

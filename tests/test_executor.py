@@ -20,6 +20,7 @@ import pytest
 from cycleplan.executor import ExecutionError, RunResult, RunStore
 from cycleplan.executor import events as ev
 from cycleplan.executor.coordination import EventBoard
+from cycleplan.executor.summary import scenario_trace, stopped_spans
 from cycleplan.planner import plan
 from executor_support import run_and_audit
 
@@ -69,6 +70,30 @@ def test_store_commits_each_key_once_in_sequence(tmp_path: Path) -> None:
         assert [s.seq for s in store.events("r1")] == [1, 2, 3]
         assert store.runs()[0].run_id == "r1"
         assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_time_a_run_stood_stopped_is_taken_out_of_its_clock() -> None:
+    def event(action: str, at_s: float, **meta: Any) -> Event:
+        return ev.make_event("lane-1", "t", "run", 1_000_000 + at_s * 1000, action=action, **meta)
+
+    trace = [
+        event(ev.RUN_STARTED, 0),
+        event(ev.CYCLE_COMPLETED, 10, cycle=1, attempt=1, duration_ms=10_000),
+        event(ev.RUN_INTERRUPTED, 12, resume=0),
+        event(ev.RUN_RESUMED, 100, resume=1),  # stopped 88 s
+        event(ev.CYCLE_COMPLETED, 110, cycle=2, attempt=1, duration_ms=10_000),
+        event(ev.RUN_RESUMED, 200, resume=2),  # killed after the cycle: stopped 90 s
+        event(ev.RUN_COMPLETE, 205, status="complete"),
+    ]
+    assert stopped_spans(trace) == [(1_012_000, 1_100_000), (1_110_000, 1_200_000)]
+    running = [(e.timestamp - 1_000_000) / 1000 for e in scenario_trace(trace, 1.0)]
+    assert running == [0, 10, 12, 12, 22, 22, 27]
+    # At time scale 60 the running clock stretches, stopped time still left out.
+    scaled = scenario_trace(trace, 60.0)
+    assert [(e.timestamp - 1_000_000) / 1000 for e in scaled] == [60 * x for x in running]
+    assert scaled[1].metadata["duration_ms"] == 600_000
+    # Nothing stopped and no scale: the trace as stored.
+    assert scenario_trace(trace[:3], 1.0) == trace[:3]
 
 
 def test_board_waits_for_all_and_races_for_first() -> None:

@@ -171,7 +171,7 @@ def test_kill_9_then_resume_finishes_the_run_with_every_event_once(cli: str, tmp
     assert len(_trace(store)[1]) == len(trace)
 
 
-def test_ctrl_c_cancels_running_agents_and_exits_130(cli: str, tmp_path: Path) -> None:
+def test_ctrl_c_stops_the_agents_exits_130_and_resume_finishes_the_run(cli: str, tmp_path: Path) -> None:
     scenario = _scenario(tmp_path)
     store = tmp_path / "store" / "runs.db"
     process = subprocess.Popen(
@@ -184,31 +184,61 @@ def test_ctrl_c_cancels_running_agents_and_exits_130(cli: str, tmp_path: Path) -
     try:
         _wait_for(lambda: (tmp_path / "long.pid").exists(), "the long task to start", process)
         os.kill(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
+        stdout, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     child = int((tmp_path / "long.pid").read_text())
-    _wait_for(lambda: not _alive(child), "the cancelled agent's child to die")
+    _wait_for(lambda: not _alive(child), "the stopped agent's child to die")
 
     run_id, trace = _trace(store)
-    assert trace_problems(plan(load_scenario(scenario)), trace) == []
-    assert trace[-1].metadata == {"action": ev.RUN_COMPLETE, "status": "interrupted"}
-    ends = [e for e in trace if e.action in ev.TERMINAL]
-    assert len({e.target_id for e in ends}) == len(ends) == 6, "every task ends exactly once"
-    deploy = next(e for e in ends if e.target_id == "deploy")
-    assert deploy.action == ev.TASK_CANCELLED and deploy.metadata["reason"] == "interrupted"
+    the_plan = plan(load_scenario(scenario))
+    assert trace_problems(the_plan, trace) == []
+    assert trace[-1].metadata == {"action": ev.RUN_INTERRUPTED, "resume": 0}
+    assert not any(e.action == ev.RUN_COMPLETE for e in trace), "an interrupted run is not over"
+    # What was stopped is left unfinished, not cancelled: the cut attempt is recorded as such.
+    assert not any(e.target_id == "deploy" and e.action in ev.TERMINAL for e in trace)
+    (cut,) = [e for e in trace if e.target_id == "deploy" and e.action == ev.CYCLE_COMPLETED]
+    assert cut.metadata["interrupted"] is True and cut.metadata["attempt"] == 1
+    assert f"--resume {run_id}" in stdout
     with RunStore(store) as runs:
         assert runs.run(run_id).status == "interrupted"
-    refused = subprocess.run(
-        [cli, "execute", "--resume", run_id, "--store", str(store)],
+    completed_before = {e.target_id for e in trace if e.action == ev.TASK_COMPLETE}
+
+    stopped_s = 1.5
+    time.sleep(stopped_s)
+    resumed = subprocess.run(
+        [cli, "execute", "--resume", run_id, "--store", str(store), "--json", "--progress", "none"],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
+        timeout=120,
         check=False,
     )
-    assert refused.returncode == 2 and "was interrupted" in refused.stderr
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["status"] == "complete" and "resume" not in summary
+    _, trace = _trace(store)
+    assert trace_problems(the_plan, trace) == []
+    ends = {e.target_id: e.action for e in trace if e.action in ev.TERMINAL}
+    assert set(ends.values()) == {ev.TASK_COMPLETE} and len(ends) == 6
+    # The cut attempt is numbered, and the retry that follows it does not count it as a failure.
+    deploy = [e.metadata for e in trace if e.target_id == "deploy" and e.action == ev.CYCLE_COMPLETED]
+    assert [(m["cycle"], m["attempt"], m["failed"]) for m in deploy] == [
+        (1, 1, True),
+        (1, 2, False),
+        (2, 1, False),
+    ]
+    assert summary["failed_cycles"] == 0
+    runs = Counter(tuple(line.split()[:2]) for line in (tmp_path / "work.log").read_text().splitlines())
+    for task in completed_before:
+        cycles = next(t.cycles for t in the_plan.scenario.all_tasks() if t.id == task)
+        assert all(runs[(task, str(c))] == 1 for c in range(1, cycles + 1)), task
+    # The time the run stood stopped is not part of its makespan.
+    span_min = (trace[-1].timestamp - trace[0].timestamp) / 60_000
+    assert summary["makespan_min"] < span_min - 0.9 * stopped_s / 60
 
 
 def test_an_emulated_run_killed_mid_conversation_resumes_it(cli: str, tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def execute_command(
         str | None,
         typer.Option(
             "--resume",
-            help="Continue a run that was killed: completed tasks are not run again.",
+            help="Continue a run stopped by Ctrl-C or killed: completed tasks are not run again.",
             metavar="RUN",
             show_default=False,
         ),
@@ -117,9 +117,10 @@ def execute_command(
     """Run a plan against real agents, durably: every event is committed to the run store first.
 
     Lanes run side by side as the plan says; waits and emits go through the store; failed cycles are
-    retried, failures cancel their dependents, races keep their winner. After a crash or `kill -9`,
-    `--resume RUN` finishes the run without redoing completed tasks. Ctrl-C cancels the running agents
-    and exits 130. Exit status: 0 complete, 1 failed or timed out, 2 bad input.
+    retried, failures cancel their dependents, races keep their winner. Ctrl-C stops the running agents,
+    leaves their tasks unfinished and exits 130; after Ctrl-C, a crash or `kill -9`, `--resume RUN`
+    finishes the run without redoing completed cycles (the time it stood stopped is not counted).
+    Exit status: 0 complete, 1 failed or timed out, 2 bad input, 130 interrupted.
 
     The anthropic agent reads the key from ANTHROPIC_API_KEY only and never writes it anywhere.
 
@@ -211,7 +212,8 @@ def runs_command(
 ) -> None:
     """List the runs in a run store, newest first: id, status, agent, scenario, makespan and cost.
 
-    A run whose executor was killed shows as `stopped`: `cycleplan execute --resume RUN` finishes it.
+    A run stopped by Ctrl-C shows as `interrupted`, one whose executor was killed as `stopped`:
+    `cycleplan execute --resume RUN` finishes either.
 
     \b
     Example:  cycleplan runs --store .cycleplan/runs.db
