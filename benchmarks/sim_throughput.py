@@ -16,6 +16,11 @@ For each, with the same seed and replications:
   sync points) and one per sync handoff, with the same durations, computed beforehand. It keeps no
   records. This is the like-for-like comparison for ``engine only``.
 - ``bare SimPy, per cycle``: the same loop with one timeout per cycle attempt, as a naive model would.
+- ``shared by both engines``: generating the random numbers alone (every task's blocks of draws), and
+  drawing every task's randomness and working out its program, then
+  measuring the records, for the fast engine's batch; both engines run exactly this code. Its time per
+  replication bounds any end-to-end ratio: no engine, however fast, can make ``simulate`` quicker than
+  drawing and measuring, so the printed ceiling is the SimPy end-to-end time over this shared time.
 
 Both engines' makespans are checked to agree to 1e-9 for every replication.
 
@@ -40,8 +45,10 @@ from cycleplan.sim import simulate
 from cycleplan.sim.engine import Batch, Run
 from cycleplan.sim.layout import build_layout
 from cycleplan.sim.programs import Programs
+from cycleplan.sim.records import measure
 from cycleplan.sim.simulation import Simulator
 
+from cycleplan.draws import BLOCK, draw_block
 from cycleplan.model import Plan, Scenario
 
 
@@ -169,6 +176,16 @@ def bench(name: str, planned: Plan, replications: int, fast_replications: int, r
     fast_only, quick_makespans = timed(fast_engine, repeats)
     bare_same, bare_makespans = timed(bare_simpy(simulator, programs, per_cycle=False), repeats)
     bare_cycle, _ = timed(bare_simpy(simulator, programs, per_cycle=True), repeats)
+    drawing, drawn = timed(lambda: simulator.programs(0, fast_replications), repeats)
+    blocks = range(-(-fast_replications // BLOCK))
+    random_only, _ = timed(
+        lambda: [
+            draw_block(s.task, s.role, 0, block, key=s.key) for s in simulator.shapes for block in blocks
+        ],
+        repeats,
+    )
+    fast_records, _, _ = simulator.run_batch(drawn, "fast")
+    measuring, _ = timed(lambda: measure(simulator.parallel, drawn, fast_records), repeats)
     worst = float(np.max(np.abs(np.asarray(slow_makespans) - np.asarray(quick_makespans))))
     worst_bare = float(np.max(np.abs(np.asarray(slow_makespans) - np.asarray(bare_makespans))))
     shared = quick.replications.values["makespan_min"][:replications]
@@ -188,9 +205,16 @@ def bench(name: str, planned: Plan, replications: int, fast_replications: int, r
     print(f"  engine only fast    {rate(fast_only, replications)}")
     print(f"  bare SimPy, same timeouts {rate(bare_same, replications)}")
     print(f"  bare SimPy, per cycle     {rate(bare_cycle, replications)}")
+    print(f"  shared: random numbers alone {rate(random_only, len(blocks) * BLOCK)}")
+    print(f"  shared: drawing and programs {rate(drawing, fast_replications)}")
+    print(f"  shared: measuring            {rate(measuring, fast_replications)}")
     ratio_end = (fast_replications / fast_end) / (replications / simpy_end)
+    ceiling = (simpy_end / replications) / ((drawing + measuring) / fast_replications)
+    floor = (simpy_end / replications) / (random_only / (len(blocks) * BLOCK))
     print(f"  fast / simpy, end to end     {ratio_end:8.1f}x")
     print(f"  fast / simpy, engine only    {simpy_only / fast_only:8.1f}x")
+    print(f"  end-to-end ceiling of any engine over simpy (shared work alone) {ceiling:6.1f}x")
+    print(f"  ... and if programs and measuring cost nothing (random numbers alone) {floor:6.1f}x")
     print(f"  simpy engine / bare, same timeouts   {simpy_only / bare_same:5.2f}x the time")
     print(f"  simpy engine / bare, per cycle       {simpy_only / bare_cycle:5.2f}x the time")
     print(f"  simpy end to end / bare, same timeouts {simpy_end / bare_same:5.2f}x the time")
