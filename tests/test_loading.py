@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from cycleplan import loading
 from cycleplan.checks import closest_name, did_you_mean
 from cycleplan.loading import (
     FileError,
@@ -23,6 +22,7 @@ from cycleplan.loading import (
     parse_scenario,
 )
 from cycleplan.model import Lane, Plan, PlannedTask, Scenario
+from cycleplan.reading import Composer
 
 VALID = """\
 name: checkout
@@ -116,8 +116,8 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
 
 
 def test_both_yaml_parsers_build_the_same_values_and_positions() -> None:
-    fast = loading._Composer(VALID, "s.yaml", fast=True)
-    slow = loading._Composer(VALID, "s.yaml", fast=False)
+    fast = Composer(VALID, "s.yaml", fast=True)
+    slow = Composer(VALID, "s.yaml", fast=False)
     fast.run()
     slow.run()
     assert fast.root == slow.root
