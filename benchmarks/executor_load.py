@@ -34,9 +34,8 @@ from cycleplan.executor.clock import Clock
 from cycleplan.executor.orchestrator import Orchestrator, Policy
 from cycleplan.executor.replay import replay
 from cycleplan.executor.store import RunStore
-from cycleplan.planner import plan
-
 from cycleplan.model import Scenario
+from cycleplan.planner import plan
 
 
 def scenario(lanes: int, tasks_per_lane: int, cycles: int, limited: bool) -> Scenario:

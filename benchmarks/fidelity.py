@@ -42,12 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cycleplan.comparison import Comparison, Fidelity, compare_run, fidelity
 from cycleplan.executor import ExecuteOptions, execute
+from cycleplan.loading import load_scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
-
-from cycleplan.comparison import Comparison, Fidelity, compare_run, fidelity
-from cycleplan.loading import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCENARIOS = [

@@ -40,6 +40,9 @@ from typing import Any
 
 import numpy as np
 import simpy
+
+from cycleplan.draws import BLOCK, draw_block
+from cycleplan.model import Plan, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import simulate
 from cycleplan.sim.engine import Batch, Run
@@ -47,9 +50,6 @@ from cycleplan.sim.layout import build_layout
 from cycleplan.sim.programs import Programs
 from cycleplan.sim.records import measure
 from cycleplan.sim.simulation import Simulator
-
-from cycleplan.draws import BLOCK, draw_block
-from cycleplan.model import Plan, Scenario
 
 
 def random_scenario(tasks: int = 200, seed: int = 42) -> Scenario:

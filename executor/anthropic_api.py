@@ -33,11 +33,11 @@ from cycleplan.executor.backend import (
     Usage,
 )
 from cycleplan.executor.secrets import api_key, redact
-
 from cycleplan.model import Scenario
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
+
     from cycleplan.executor.emulator import Emulator
 
 MAX_RATE_LIMIT_RETRIES = 1_000

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from cycleplan.executor import events as ev
-
 from cycleplan.model import Event, Plan
 
 EPS_MS = 0.5

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from cycleplan.executor.processes import ProcessRegistry
-
     from cycleplan.model import Role, Scenario, Task
 
 AGENTS = ("anthropic", "claude-code", "command", "emulated")

@@ -28,7 +28,6 @@ from cycleplan.executor.backend import (
 from cycleplan.executor.command import tail
 from cycleplan.executor.processes import ProcessRegistry, run_in_group
 from cycleplan.executor.secrets import child_environment
-
 from cycleplan.model import Scenario
 
 

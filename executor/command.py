@@ -17,7 +17,6 @@ import time
 from cycleplan.executor.backend import BackendUnavailableError, CycleOutcome, CycleRequest
 from cycleplan.executor.processes import ProcessRegistry, run_in_group
 from cycleplan.executor.secrets import child_environment
-
 from cycleplan.model import Scenario
 
 STDERR_TAIL_BYTES = 400

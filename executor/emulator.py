@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cycleplan.executor.buckets import Buckets
-
 from cycleplan.draws import Conversation, RequestTokens, TaskDraws, draw_task
+from cycleplan.executor.buckets import Buckets
 from cycleplan.model import Role, Scenario, Task
 
 if TYPE_CHECKING:

@@ -38,7 +38,6 @@ from cycleplan.executor.replay import RunProgress
 from cycleplan.executor.secrets import redact, secret_values
 from cycleplan.executor.slots import PARALLEL, Slots
 from cycleplan.executor.store import RunStore
-
 from cycleplan.metrics import run_header
 from cycleplan.model import Event, Plan, PlannedTask, Role, Task
 from cycleplan.prices import cost_usd, resolve

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from cycleplan.executor import events as ev
 from cycleplan.executor.clock import format_minutes
 from cycleplan.executor.secrets import redact
-
 from cycleplan.model import Event
 
 if TYPE_CHECKING:

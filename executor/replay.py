@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cycleplan.executor import events as ev
-
 from cycleplan.model import Event
 
 

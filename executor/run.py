@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from pydantic import Field
+
 from cycleplan.executor import events as ev
 from cycleplan.executor.backend import AGENTS, BackendOptions, BackendUnavailableError, make_backend
 from cycleplan.executor.clock import Clock
@@ -33,8 +35,6 @@ from cycleplan.executor.processes import ProcessRegistry, kill_orphans
 from cycleplan.executor.replay import replay
 from cycleplan.executor.store import DEFAULT_STORE, RunStore, StoreError
 from cycleplan.executor.summary import run_summary
-from pydantic import Field
-
 from cycleplan.model import Event, Frozen, Plan
 
 Agent = Literal["anthropic", "claude-code", "command", "emulated"]

@@ -20,7 +20,6 @@ from typing import Any
 from cycleplan.executor import events as ev
 from cycleplan.executor.clock import format_minutes
 from cycleplan.executor.store import RunStore
-
 from cycleplan.metrics import MS_PER_MIN, metrics
 from cycleplan.model import Event, Plan
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cycleplan.model import Plan, Scenario
 from cycleplan.planner import cpsat, improve, list_schedule, sequential
 from cycleplan.planner.build import build_plan
 from cycleplan.planner.priority import RULES
 from cycleplan.planner.problem import Problem, Schedule
-
-from cycleplan.model import Plan, Scenario
 
 Algorithm = Callable[..., Schedule]
 """``schedule(problem, rule=None, **options) -> Schedule``; the options each takes are in :data:`OPTIONS`."""

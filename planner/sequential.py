@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from cycleplan.model import Task
 from cycleplan.planner.problem import (
     Durations,
     Placement,
@@ -17,8 +18,6 @@ from cycleplan.planner.problem import (
     topological_order,
     unit_durations,
 )
-
-from cycleplan.model import Task
 
 LANE = ("sequential", 1)
 

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+
 from cycleplan.sim.prediction import Cumulative
 
 POINTS = 128

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 import simpy
-from cycleplan.sim.layout import Layout, Spec, Unit
-from cycleplan.sim.programs import Programs, TaskShape
-from cycleplan.sim.ratelimit import TokenBuckets
 from simpy.events import Initialize
 
 from cycleplan.model import RateLimits
+from cycleplan.sim.layout import Layout, Spec, Unit
+from cycleplan.sim.programs import Programs, TaskShape
+from cycleplan.sim.ratelimit import TokenBuckets
 
 DISPATCH_MODES = ("plan", "dynamic")
 

@@ -25,6 +25,7 @@ import itertools
 
 import numpy as np
 import numpy.typing as npt
+
 from cycleplan.sim.engine import CANCELLED, DONE, RACE_LOST, Shape
 from cycleplan.sim.programs import Programs
 from cycleplan.sim.records import Records

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cycleplan.planner.problem import Problem, topological_order
-
 from cycleplan.model import ModelPrice, Plan, PlannedTask, Role, Task
+from cycleplan.planner.problem import Problem, topological_order
 from cycleplan.prices import PRICES_AS_OF, resolve
 
 SEQUENTIAL_LANE = "sequential"

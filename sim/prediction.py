@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cycleplan.sim.stats import Summary
 from pydantic import Field
 
 from cycleplan.model import Claim, Event, Frozen
+from cycleplan.sim.stats import Summary
 
 SCALARS = (
     "makespan_min",

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from cycleplan.sim.engine import CANCELLED, DONE, FAILED, RACE_LOST, REASONS, Row, Shape
-from cycleplan.sim.programs import Programs, _cost
 
 from cycleplan.metrics import EPS_MS, MS_PER_MIN
 from cycleplan.model import Event
 from cycleplan.prices import cost_usd
+from cycleplan.sim.engine import CANCELLED, DONE, FAILED, RACE_LOST, REASONS, Row, Shape
+from cycleplan.sim.programs import Programs, _cost
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

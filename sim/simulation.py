@@ -19,6 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from cycleplan import __version__
+from cycleplan.draws import BLOCK, TaskDraws, draw_task
+from cycleplan.metrics import WAIT_CAUSES, TraceMetrics, metrics, run_header
+from cycleplan.model import Event, Plan, Scenario
 from cycleplan.sim import fast
 from cycleplan.sim.curves import CumulativeSketch
 from cycleplan.sim.engine import DISPATCH_MODES, Batch, Run, Shape
@@ -34,11 +39,6 @@ from cycleplan.sim.prediction import (
 from cycleplan.sim.programs import Programs, TaskShape, task_shape
 from cycleplan.sim.records import Measures, Records, measure, trace
 from cycleplan.sim.stats import Summary, summarize
-
-from cycleplan import __version__
-from cycleplan.draws import BLOCK, TaskDraws, draw_task
-from cycleplan.metrics import WAIT_CAUSES, TraceMetrics, metrics, run_header
-from cycleplan.model import Event, Plan, Scenario
 
 MAX_REPLICATIONS = 1_000_000
 ENGINES = ("simpy", "fast", "auto")

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from cycleplan.sim.layout import SimulationError
-from cycleplan.sim.stats import Summary, confidence_interval
 from pydantic import Field
 
 from cycleplan.model import Frozen, Scenario
+from cycleplan.sim.layout import SimulationError
+from cycleplan.sim.stats import Summary, confidence_interval
 
 MAX_CONFIGURATIONS = 1_000
 DEFAULT_WITHIN_PERCENT = 10.0

@@ -7,7 +7,6 @@ from typing import Any
 
 from cycleplan.executor import ExecuteOptions, RunResult, RunStore, execute
 from cycleplan.executor.audit import trace_problems
-
 from cycleplan.model import Event, Plan
 
 

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cycleplan.planner import plan
-from cycleplan.sim import run_replication
 from support import ROOT, SCENARIOS, SHARED_DATA
 from typer.testing import CliRunner
 
@@ -28,6 +26,8 @@ from cycleplan.cli import app
 from cycleplan.importers import import_claude_code, import_one_state, store_run
 from cycleplan.loading import load_scenario
 from cycleplan.model import Event, FailureModel, Lognormal, Role, Scenario, Spread, Task, TokenModel
+from cycleplan.planner import plan
+from cycleplan.sim import run_replication
 
 DATA = ROOT / "tests" / "data"
 runner = CliRunner()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import typer.main
-from cycleplan.planner import plan
 from support import SCENARIOS
 from typer._click import Context
 from typer.core import TyperGroup
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 
 from cycleplan.cli import COMMANDS, app
 from cycleplan.loading import load_plan, load_scenario
+from cycleplan.planner import plan
 
 runner = CliRunner()
 

@@ -13,10 +13,6 @@ from pathlib import Path
 import browser
 import numpy as np
 import pytest
-from cycleplan.executor import ExecuteOptions, RunStore, execute
-from cycleplan.planner import plan
-from cycleplan.sim import run_replication, simulate
-from cycleplan.sim.prediction import Percentiles, Prediction
 from support import ROOT, SCENARIOS
 from typer.testing import CliRunner
 
@@ -38,12 +34,16 @@ from cycleplan.comparison import (
     render_comparison,
     summary_json,
 )
+from cycleplan.executor import ExecuteOptions, RunStore, execute
 from cycleplan.importers import import_claude_code, store_run
 from cycleplan.loading import load_scenario, parse_scenario
 from cycleplan.metrics import metrics
 from cycleplan.model import Event, Plan, Scenario
+from cycleplan.planner import plan
 from cycleplan.report.page import write_page
 from cycleplan.report.reports import comparison_report
+from cycleplan.sim import run_replication, simulate
+from cycleplan.sim.prediction import Percentiles, Prediction
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 runner = CliRunner()

@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executor_support import run_and_audit
+
 from cycleplan.executor import ExecutionError, RunResult, RunStore
 from cycleplan.executor import events as ev
 from cycleplan.executor.coordination import EventBoard
 from cycleplan.executor.summary import scenario_trace, stopped_spans
-from cycleplan.planner import plan
-from executor_support import run_and_audit
-
 from cycleplan.loading import parse_scenario
 from cycleplan.model import Event, Plan
+from cycleplan.planner import plan
 
 
 def _plan(text: str) -> Plan:

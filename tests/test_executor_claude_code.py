@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executor_support import run_and_audit
+
 from cycleplan.executor import ExecutionError, RunResult
 from cycleplan.executor import events as ev
 from cycleplan.executor.claude_code import parse_result
-from cycleplan.planner import plan
-from executor_support import run_and_audit
-
 from cycleplan.loading import parse_scenario
 from cycleplan.model import Event, Plan
+from cycleplan.planner import plan
 
 FAKE = Path(__file__).parent / "fakes" / "claude"
 

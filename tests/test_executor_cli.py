@@ -9,11 +9,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from cycleplan.executor import ExecuteOptions, RunStore, execute
-from cycleplan.planner import plan
 
+from cycleplan.executor import ExecuteOptions, RunStore, execute
 from cycleplan.loading import parse_scenario
 from cycleplan.model import Event
+from cycleplan.planner import plan
 
 SCENARIO = """
     name: cli

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+
 from cycleplan.executor import RunStore
 from cycleplan.executor import events as ev
 from cycleplan.executor.audit import trace_problems
-from cycleplan.planner import plan
-
 from cycleplan.loading import load_scenario
 from cycleplan.model import Event
+from cycleplan.planner import plan
 
 DEADLINE_S = 60.0
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from cycleplan.executor import ExecuteOptions, RunStore, execute
 from cycleplan.executor import events as ev
 from cycleplan.executor.audit import trace_problems
-from cycleplan.planner import plan
-
 from cycleplan.model import Scenario
+from cycleplan.planner import plan
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cycleplan.executor import ExecuteOptions, execute
-from cycleplan.planner import plan
-from cycleplan.sim import run_replication, simulate
 
 from cycleplan.comparison import Comparison, compare_run, fidelity
+from cycleplan.executor import ExecuteOptions, execute
 from cycleplan.loading import parse_scenario
 from cycleplan.model import Plan
+from cycleplan.planner import plan
+from cycleplan.sim import run_replication, simulate
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 

@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cycleplan.executor import RunStore, resume, run_summary
-from cycleplan.executor.store import StoreError
 from support import ROOT
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
+from cycleplan.executor import RunStore, resume, run_summary
+from cycleplan.executor.store import StoreError
 from cycleplan.importers import import_claude_code, import_one_state, store_run
 from cycleplan.importers import run as import_run
 from cycleplan.metrics import metrics

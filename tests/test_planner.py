@@ -8,11 +8,11 @@ import itertools
 from typing import Any
 
 import pytest
-from cycleplan.planner import ALGORITHMS, DEFAULT_ALGORITHM, DESCRIPTIONS, RULES, plan
-from cycleplan.planner.problem import Problem
 from schedule_checker import check_plan
 
 from cycleplan.model import Plan, Scenario
+from cycleplan.planner import ALGORITHMS, DEFAULT_ALGORITHM, DESCRIPTIONS, RULES, plan
+from cycleplan.planner.problem import Problem
 
 try:
     import ortools  # noqa: F401

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cycleplan.planner import ALGORITHMS, RULES, plan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schedule_checker import check_plan
 
 from cycleplan.model import Plan, Scenario
+from cycleplan.planner import ALGORITHMS, RULES, plan
 
 ROLE_NAMES = ["backend", "frontend", "quality", "ops"]
 CYCLE_MINUTES = [1.0, 2.0, 2.5, 3.0, 0.7]

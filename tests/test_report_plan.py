@@ -7,13 +7,13 @@ from pathlib import Path
 
 import browser
 import pytest
-from cycleplan.planner import plan
 from support import SCENARIOS
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
 from cycleplan.loading import load_scenario, parse_scenario
 from cycleplan.model import Plan
+from cycleplan.planner import plan
 from cycleplan.report.page import render_page, write_page
 from cycleplan.report.plan_figures import gantt
 from cycleplan.report.reports import plan_report

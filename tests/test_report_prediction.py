@@ -8,17 +8,17 @@ from pathlib import Path
 
 import browser
 import pytest
-from cycleplan.planner import plan
-from cycleplan.sim import simulate
-from cycleplan.sim.prediction import Prediction
 from support import SCENARIOS
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
 from cycleplan.loading import load_scenario
+from cycleplan.planner import plan
 from cycleplan.report import prediction_figures as figures
 from cycleplan.report.page import render_page, write_page
 from cycleplan.report.reports import prediction_report
+from cycleplan.sim import simulate
+from cycleplan.sim.prediction import Prediction
 
 
 @cache

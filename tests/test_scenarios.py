@@ -6,10 +6,10 @@ import json
 import subprocess
 
 import pytest
-from cycleplan.planner import plan
 from support import SCENARIOS
 
 from cycleplan.loading import load_scenario
+from cycleplan.planner import plan
 
 # file -> (sequential minutes, parallel minutes, speedup) as the guide states them
 GUIDE_ROWS = {

@@ -7,11 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cycleplan.sim import Prediction
 from support import SCENARIOS
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
+from cycleplan.sim import Prediction
 
 runner = CliRunner()
 

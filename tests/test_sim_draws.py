@@ -9,11 +9,11 @@ import sys
 from typing import Any
 
 import pytest
-from cycleplan.planner import plan
-from cycleplan.sim import run_replication, simulate
 
 from cycleplan.draws import draw_task, task_key
 from cycleplan.model import Event, Role, Scenario, Task
+from cycleplan.planner import plan
+from cycleplan.sim import run_replication, simulate
 
 
 def scenario(**fields: Any) -> Scenario:

@@ -10,14 +10,14 @@ import math
 from typing import Any
 
 import pytest
-from cycleplan.planner import plan
-from cycleplan.sim import run_replication, simulate
-from cycleplan.sim.stats import confidence_interval
 from support import SCENARIOS
 
 from cycleplan.draws import Z90
 from cycleplan.loading import load_scenario
 from cycleplan.model import Scenario
+from cycleplan.planner import plan
+from cycleplan.sim import run_replication, simulate
+from cycleplan.sim.stats import confidence_interval
 
 GUIDE_SCENARIOS = sorted(path.name for path in SCENARIOS.glob("*.yaml"))
 ONE_100_ROLES = ("director", "backend", "frontend", "integration", "quality", "designer", "ops", "documenter")

@@ -13,10 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cycleplan.planner import plan
-from cycleplan.sim import SimulationError, fast, simulate
-from cycleplan.sim.layout import build_layout
-from cycleplan.sim.simulation import Simulator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import SCENARIOS
@@ -25,6 +21,10 @@ from typer.testing import CliRunner
 from cycleplan.cli import app
 from cycleplan.loading import load_scenario
 from cycleplan.model import Scenario
+from cycleplan.planner import plan
+from cycleplan.sim import SimulationError, fast, simulate
+from cycleplan.sim.layout import build_layout
+from cycleplan.sim.simulation import Simulator
 
 CYCLES = [
     {"median_min": 2, "p90_min": 4},

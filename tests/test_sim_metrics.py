@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cycleplan.planner import plan
-from cycleplan.sim import Prediction, simulate
-from cycleplan.sim.stats import confidence_interval, summarize, t_quantile
 from support import ROOT, SCENARIOS
 
 from cycleplan.loading import load_scenario
 from cycleplan.metrics import metrics, run_header
 from cycleplan.model import Event, Task
+from cycleplan.planner import plan
+from cycleplan.sim import Prediction, simulate
+from cycleplan.sim.stats import confidence_interval, summarize, t_quantile
 
 EPOCH_MS = 1_764_000_000_000.0  # an executed run's timestamps are wall-clock milliseconds
 MIN = 60_000.0

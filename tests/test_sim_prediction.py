@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cycleplan.planner import plan
-from cycleplan.sim import Prediction, run_replication, simulate
-from cycleplan.sim.curves import BINS, POINTS, CumulativeSketch
 from support import SCENARIOS
 
 from cycleplan.loading import load_scenario
 from cycleplan.model import Scenario
+from cycleplan.planner import plan
+from cycleplan.sim import Prediction, run_replication, simulate
+from cycleplan.sim.curves import BINS, POINTS, CumulativeSketch
 
 ONE_100_ROLES = ("director", "backend", "frontend", "integration", "quality", "designer", "ops", "documenter")
 

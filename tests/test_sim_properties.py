@@ -11,13 +11,13 @@ import itertools
 from typing import Any
 
 import pytest
-from cycleplan.planner import plan
-from cycleplan.sim import run_replication
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cycleplan.metrics import STANDARD_ACTIONS, metrics
 from cycleplan.model import Event, Scenario
+from cycleplan.planner import plan
+from cycleplan.sim import run_replication
 
 EPS_MS = 1e-6
 USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+from cycleplan.model import RateLimits, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
 from cycleplan.sim.ratelimit import TokenBuckets
-
-from cycleplan.model import RateLimits, Scenario
 
 
 def scenario(**fields: Any) -> Scenario:

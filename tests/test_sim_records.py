@@ -14,10 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cycleplan.planner import plan
-from cycleplan.sim.layout import build_layout
-from cycleplan.sim.records import Measures, measure, trace
-from cycleplan.sim.simulation import Simulator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import SCENARIOS
@@ -26,6 +22,10 @@ from test_sim_properties import check_trace, scenarios
 from cycleplan.loading import load_scenario
 from cycleplan.metrics import TraceMetrics, metrics
 from cycleplan.model import Scenario
+from cycleplan.planner import plan
+from cycleplan.sim.layout import build_layout
+from cycleplan.sim.records import Measures, measure, trace
+from cycleplan.sim.simulation import Simulator
 
 
 def assert_agree(measured: Measures, column: int, names: list[str], expected: TraceMetrics) -> None:

@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cycleplan.planner import plan
-from cycleplan.sim import SimulationError, simulate
 from pydantic import ValidationError
 
 from cycleplan.draws import Conversation, RequestTokens, draw_task
 from cycleplan.model import ModelPrice, Role, Scenario, Task
+from cycleplan.planner import plan
 from cycleplan.prices import PRICE_TABLE, PRICES_AS_OF, cost_usd, resolve
+from cycleplan.sim import SimulationError, simulate
 
 
 def scenario(**fields: Any) -> Scenario:

@@ -9,6 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support import SCENARIOS
+from typer.testing import CliRunner
+
+from cycleplan.cli import app
+from cycleplan.loading import load_scenario
 from cycleplan.planner import plan
 from cycleplan.sim import simulate
 from cycleplan.sim.sweep import (
@@ -19,11 +24,6 @@ from cycleplan.sim.sweep import (
     parse_lanes,
     sweep,
 )
-from support import SCENARIOS
-from typer.testing import CliRunner
-
-from cycleplan.cli import app
-from cycleplan.loading import load_scenario
 
 runner = CliRunner()
 

@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 import pytest
-from cycleplan.sim.sweep import SweepResult, dask_runner, sweep
 from support import SCENARIOS
 
 from cycleplan.loading import load_scenario
+from cycleplan.sim.sweep import SweepResult, dask_runner, sweep
 
 distributed = pytest.importorskip("distributed", reason="Dask is an extra: pip install 'cycleplan[dask]'")
 
