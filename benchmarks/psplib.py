@@ -10,7 +10,8 @@ elsewhere) and exits with a message when they are absent. For each instance: the
 from the optimum (j30, ``j30opt.sm``) or best known makespan (``jXXhrs.sm``) and from the critical-path
 lower bound, and the algorithm's time (the ``schedule`` call alone, not reading the file). Prints a table
 on stdout; ``--csv FILE`` also writes one row per instance. ``--limit N`` takes every k-th instance so
-that the subset spreads over all parameter classes.
+that the subset spreads over all parameter classes; ``--instances j3013_2,j3029_3`` runs only the named
+ones; ``--verbose`` also prints one line per instance.
 """
 
 from __future__ import annotations
@@ -52,10 +53,15 @@ class Row:
         return (self.makespan - self.critical_path) / self.critical_path
 
 
-def instance_files(folder: Path, limit: int | None) -> list[Path]:
+def instance_files(folder: Path, limit: int | None, names: Sequence[str] = ()) -> list[Path]:
     from cycleplan.psplib import instance_key
 
     files = sorted(folder.glob("*.sm"), key=lambda path: instance_key(path) or (0, 0))
+    if names:
+        missing = set(names) - {path.stem for path in files}
+        if missing:
+            raise SystemExit(f"--instances: not in {folder}: {', '.join(sorted(missing))}")
+        files = [path for path in files if path.stem in set(names)]
     if limit is not None and limit < len(files):
         step = len(files) / limit
         files = [files[int(k * step)] for k in range(limit)]
@@ -68,7 +74,6 @@ def solve_one(
     from cycleplan.planner import ALGORITHMS
     from cycleplan.planner.priority import passes
     from cycleplan.planner.problem import Problem, nominal_durations
-
     from cycleplan.psplib import psplib_to_scenario
 
     scenario = psplib_to_scenario(path)
@@ -112,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--algorithm", default="list")
     parser.add_argument("--rule", default=None)
     parser.add_argument("--limit", type=int, default=None, help="at most N instances, spread over the set")
+    parser.add_argument("--instances", default="", help="only these, by name (j3013_2,j3029_3)")
+    parser.add_argument("--verbose", action="store_true", help="also print one line per instance")
     parser.add_argument("--schedules", type=int, default=None, help="schedule budget (improve)")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds per instance")
     parser.add_argument("--seed", type=int, default=None)
@@ -122,7 +129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
     from cycleplan.planner import ALGORITHMS
-
     from cycleplan.psplib import instance_key, read_known_makespans
 
     folder = args.data / args.instance_set
@@ -143,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed is not None:
         options["seed"] = args.seed
 
-    files = instance_files(folder, args.limit)
+    files = instance_files(folder, args.limit, [name for name in args.instances.split(",") if name])
     jobs = [
         (path, args.algorithm, args.rule, options, known.get(instance_key(path) or (0, 0))) for path in files
     ]
@@ -171,6 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     }
                 )
 
+    if args.verbose:
+        for row in rows:
+            gap = "" if row.known is None else f" (known {row.known})"
+            print(
+                f"{row.instance:<12} makespan {row.makespan:g}{gap} {row.seconds:.2f} s"
+                f" cpu {row.cpu_seconds:.2f} s proven {row.proven_optimal}"
+            )
+        print()
     result = summary(rows)
     reference = "optimum" if args.instance_set == "j30" else "best known"
     label = f"{args.algorithm}" + (f" ({args.rule})" if args.rule else "")

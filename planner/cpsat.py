@@ -10,9 +10,27 @@ bound) and from the critical-path lower bound.
 
 Redundant constraints that do not change the answer but help prove it: heads and tails bound each
 start; chains of dependencies become direct precedences; the time after the makespan fills every
-resource (so cumulative reasoning bounds the makespan); work that must come before, after or between
-activities needs capacity x time (energy); and activities that can never run side by side are grouped
-into no-overlap cliques.
+resource (so cumulative reasoning bounds the makespan); and work that must come before, after or between
+activities needs capacity x time (energy).
+
+The search is clause learning over the bounds of the start times (lazy clause generation): on hard
+instances (PSPLIB j30's tightly resource-constrained classes) the proof of optimality comes from that
+search, not from the LP relaxation, so the parameters give it all the time:
+
+- ``linearization_level`` 0: no LP relaxation. Its bound rises slowly on these instances and each LP
+  solve slows the search.
+- ``use_new_integer_conflict_resolution``: conflict analysis over integer bounds, which learns shorter
+  clauses from the cumulative constraints' explanations; it halves the time to prove the hardest j30
+  instances.
+- ``use_disjunctive_constraint_in_cumulative`` off: no extra no-overlap reasoning for the activities of
+  a cumulative that pairwise cannot overlap. It costs more propagation time than it saves in search, and
+  so would no-overlap constraints over cliques of such activities, which the model does not add.
+- ``shared_tree_num_workers``: the workers split one search tree between them instead of running a
+  portfolio of different strategies, each of which gets a fraction of a core on a small machine.
+
+Timetable edge finding and the overload checker in the cumulative constraints, LP-based workers, a
+search that fixes starts in order, and pairwise minimum delays computed by small solves before the main
+one all made the proofs slower. The time limit covers the whole call, warm start and model included.
 
 Times are integers for CP-SAT: minutes are scaled by the smallest factor that makes every cycle a whole
 number of units. When no small factor does, cycles are rounded, the solution is timed again with the
@@ -26,6 +44,8 @@ optimal (``Schedule.proven_optimal``).
 from __future__ import annotations
 
 import math
+import os
+import time
 from typing import Any
 
 from cycleplan.planner import improve
@@ -48,11 +68,19 @@ ROUNDED_SCALE = 1_000
 WARM_START_SCHEDULES = 500
 TRANSITIVE_LIMIT = 400
 """Up to this many activities, chains of dependencies are also stated as direct precedences."""
-CLIQUES = True
 ENERGY = True
-DEFAULT_WORKERS = 8
-"""CP-SAT runs a portfolio of search strategies, one per worker; proofs need several of them (those that
-raise the lower bound), so it keeps eight even on fewer cores."""
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """Search threads when none are asked for: one per core this process may use, at most
+    :data:`MAX_DEFAULT_WORKERS`. The workers split one search tree between them (see the module
+    docstring), which pays off up to one worker per core and costs time beyond it."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
 
 
 class MissingExtraError(ImportError):
@@ -97,8 +125,9 @@ def schedule(
     workers: int | None = None,
 ) -> Schedule:
     """The shortest schedule CP-SAT finds within ``time_limit_s`` (default 10 s) with ``workers`` search
-    workers (default :data:`DEFAULT_WORKERS`)."""
+    workers (default :func:`default_workers`)."""
     cp_model = _cp_model()
+    began = time.perf_counter()
     warm = improve.schedule(problem, rule, schedules=WARM_START_SCHEDULES)
     if not problem.activities:
         return warm
@@ -272,39 +301,6 @@ def schedule(
                     if len(between) >= 2 and work > capacity * (delay - shortest[index]):
                         model.add(capacity * (start[target] - end[index]) >= work)
 
-    if CLIQUES:
-        # Pairs that can never run side by side (together they need more of some resource than there
-        # is): cover them with cliques, each a no-overlap constraint, whose reasoning is stronger.
-        usage: dict[int, dict[str, int]] = {index: {} for index in order}
-        for resource, pairs in demands.items():
-            for index, amount in pairs:
-                usage[index][resource] = usage[index].get(resource, 0) + amount
-
-        def capacity_of(resource: str) -> int:
-            return (
-                problem.lanes[resource[5:]] if resource.startswith("role:") else problem.capacities[resource]
-            )
-
-        clash: dict[int, set[int]] = {index: set() for index in order}
-        for first in order:
-            for second in order:
-                if first < second and any(
-                    amount + usage[second].get(resource, 0) > capacity_of(resource)
-                    for resource, amount in usage[first].items()
-                ):
-                    clash[first].add(second)
-                    clash[second].add(first)
-        uncovered = {(a, b) for a in clash for b in clash[a] if a < b}
-        while uncovered:
-            a, b = min(uncovered)
-            clique = [a, b]
-            for other in sorted(clash[a] & clash[b], key=lambda i: -len(clash[i])):
-                if all(other in clash[member] for member in clique):
-                    clique.append(other)
-            uncovered -= {(min(x, y), max(x, y)) for x in clique for y in clique if x != y}
-            if len(clique) >= 3:
-                model.add_no_overlap([interval[i] for i in clique])
-
     bound = passes(problem, minutes).critical_path_min
     if exact:
         model.add(makespan >= math.ceil(bound * scale - 1e-6))
@@ -313,8 +309,16 @@ def schedule(
         model.add_hint(start[index], round(placed.start * scale))
 
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
-    solver.parameters.num_workers = DEFAULT_WORKERS if workers is None else workers
+    limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
+    solver.parameters.max_time_in_seconds = max(0.0, limit - (time.perf_counter() - began))
+    threads = default_workers() if workers is None else workers
+    solver.parameters.num_workers = threads
+    # One search tree, split between the workers, instead of a portfolio of different searches.
+    solver.parameters.shared_tree_num_workers = threads if threads > 1 else 0
+    # Clause learning over the constraints' explanations, without the LP relaxation (see the docstring).
+    solver.parameters.linearization_level = 0
+    solver.parameters.use_new_integer_conflict_resolution = True
+    solver.parameters.use_disjunctive_constraint_in_cumulative = False
     # The objective is a makespan: solutions that start every task as early as they may are enough.
     solver.parameters.push_all_tasks_toward_start = True
     status = solver.solve(model)

@@ -190,7 +190,12 @@ def plan_command(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", metavar="N", help="cpsat: solver threads (default 8).", show_default=False),
+        typer.Option(
+            "--workers",
+            metavar="N",
+            help="cpsat: solver threads (default one per core, at most 8).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Map a scenario's tasks onto lanes: start and finish of every task, critical path, speedup.
