@@ -14,6 +14,7 @@ from cycleplan.cli.common import (
     emit_json,
     fail,
     load_scenario_file,
+    output_option,
     write_atomically,
 )
 
@@ -37,13 +38,7 @@ def calibrate_command(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Write the calibrated scenario here (YAML).",
-            metavar="FILE",
-            show_default=False,
-        ),
+        output_option("Write the calibrated scenario here (YAML)."),
     ] = None,
     prior_weight: Annotated[
         float,

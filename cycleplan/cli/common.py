@@ -39,6 +39,16 @@ ScenarioLanesOption = Annotated[
 ]
 
 
+def output_option(help_text: str) -> Any:
+    """``--output``/``-o FILE``, with the command's own words for what it writes there."""
+    return typer.Option("--output", "-o", metavar="FILE", help=help_text, show_default=False)
+
+
+def report_option(help_text: str) -> Any:
+    """``--report FILE``, with the command's own words for what its HTML report shows."""
+    return typer.Option("--report", metavar="FILE", help=help_text, show_default=False)
+
+
 def command_app() -> typer.Typer:
     """The typer app a command module registers its commands on, rendered as the root app renders.
 

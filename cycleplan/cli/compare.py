@@ -15,6 +15,7 @@ from cycleplan.cli.common import (
     emit_json,
     fail,
     plotly_js_mode,
+    report_option,
     write_report,
 )
 
@@ -54,12 +55,7 @@ def compare_command(
     ] = False,
     report: Annotated[
         Path | None,
-        typer.Option(
-            "--report",
-            metavar="FILE",
-            help="Write an interactive HTML report (the actual run drawn over the predicted bands).",
-            show_default=False,
-        ),
+        report_option("Write an interactive HTML report (the actual run drawn over the predicted bands)."),
     ] = None,
     plotly_js: PlotlyJsOption = "embed",
 ) -> None:

@@ -17,6 +17,7 @@ from cycleplan.cli.common import (
     command_app,
     emit_json,
     fail,
+    output_option,
     parse_lanes_option,
     write_atomically,
 )
@@ -277,9 +278,7 @@ def export_command(
     ] = "jsonl",
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output", "-o", metavar="FILE", help="Write to a file instead of stdout.", show_default=False
-        ),
+        output_option("Write to a file instead of stdout."),
     ] = None,
 ) -> None:
     """Write a run's trace: its events in order, with the ONE platform's field names.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cycleplan.cli.common import STORE_PATH, StoreOption, emit_json, fail, write_atomically
+from cycleplan.cli.common import STORE_PATH, StoreOption, emit_json, fail, output_option, write_atomically
 
 if TYPE_CHECKING:
     from cycleplan.importers import ImportedRun
@@ -152,13 +152,7 @@ def import_psplib_command(
     ],
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="FILE",
-            help="Scenario YAML to write (default: stdout).",
-            show_default=False,
-        ),
+        output_option("Scenario YAML to write (default: stdout)."),
     ] = None,
 ) -> None:
     """Turn a PSPLIB scheduling instance into a scenario: each job a task needing units of the

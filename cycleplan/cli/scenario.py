@@ -18,8 +18,10 @@ from cycleplan.cli.common import (
     emit_json,
     fail,
     load_scenario_file,
+    output_option,
     parse_lanes_option,
     plotly_js_mode,
+    report_option,
     write_atomically,
     write_report,
 )
@@ -151,22 +153,11 @@ def plan_command(
     ] = False,
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="FILE",
-            help="Write the whole plan (with its scenario) as JSON, for `simulate` and `execute`.",
-            show_default=False,
-        ),
+        output_option("Write the whole plan (with its scenario) as JSON, for `simulate` and `execute`."),
     ] = None,
     report: Annotated[
         Path | None,
-        typer.Option(
-            "--report",
-            metavar="FILE",
-            help="Write an interactive HTML report (Gantt chart).",
-            show_default=False,
-        ),
+        report_option("Write an interactive HTML report (Gantt chart)."),
     ] = None,
     plotly_js: PlotlyJsOption = "embed",
     schedules: Annotated[
@@ -261,9 +252,7 @@ def plan_command(
 def schema(
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output", "-o", metavar="FILE", help="Write to a file instead of stdout.", show_default=False
-        ),
+        output_option("Write to a file instead of stdout."),
     ] = None,
 ) -> None:
     """Print the JSON Schema of the scenario format, for editors (YAML language servers).
@@ -329,9 +318,7 @@ def init(
     ] = "one-100",
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output", "-o", metavar="FILE", help="File to write (default NAME.yaml).", show_default=False
-        ),
+        output_option("File to write (default NAME.yaml)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:

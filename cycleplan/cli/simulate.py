@@ -19,8 +19,10 @@ from cycleplan.cli.common import (
     command_app,
     emit_json,
     fail,
+    output_option,
     parse_lanes_option,
     plotly_js_mode,
+    report_option,
     write_atomically,
     write_report,
 )
@@ -141,22 +143,11 @@ def simulate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON.")] = False,
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="FILE",
-            help="Write the whole prediction (arrays, summaries, median trace) as JSON.",
-            show_default=False,
-        ),
+        output_option("Write the whole prediction (arrays, summaries, median trace) as JSON."),
     ] = None,
     report: Annotated[
         Path | None,
-        typer.Option(
-            "--report",
-            metavar="FILE",
-            help="Write an interactive HTML report (distributions, costs, utilization, waits, Gantt).",
-            show_default=False,
-        ),
+        report_option("Write an interactive HTML report (distributions, costs, utilization, waits, Gantt)."),
     ] = None,
     plotly_js: PlotlyJsOption = "embed",
     engine: Annotated[
@@ -267,7 +258,7 @@ def report_command(
     ],
     output: Annotated[
         Path,
-        typer.Option("--output", "-o", metavar="FILE", help="The HTML file to write.", show_default=False),
+        output_option("The HTML file to write."),
     ],
     plotly_js: PlotlyJsOption = "embed",
 ) -> None:

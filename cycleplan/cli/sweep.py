@@ -14,6 +14,7 @@ from cycleplan.cli.common import (
     fail,
     load_scenario_file,
     plotly_js_mode,
+    report_option,
     write_report,
 )
 
@@ -84,9 +85,7 @@ def sweep_command(
     ] = False,
     report: Annotated[
         Path | None,
-        typer.Option(
-            "--report", metavar="FILE", help="Write an interactive HTML report.", show_default=False
-        ),
+        report_option("Write an interactive HTML report."),
     ] = None,
     plotly_js: PlotlyJsOption = "embed",
 ) -> None:
