@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,7 +24,7 @@ from cycleplan.executor import RunStore
 from cycleplan.executor import events as ev
 from cycleplan.executor.audit import trace_problems
 from cycleplan.loading import load_scenario
-from cycleplan.model import Event
+from cycleplan.model import Event, Plan
 from cycleplan.planner import plan
 
 DEADLINE_S = 60.0
@@ -63,6 +64,29 @@ def _trace(store: Path) -> tuple[str, list[Event]]:
     with RunStore(store) as runs:
         (record,) = runs.runs()
         return record.run_id, runs.trace(record.run_id)
+
+
+def _resume(cli: str, run_id: str, store: Path, cwd: Path) -> dict[str, Any]:
+    """``cycleplan execute --resume RUN --json``; its summary, after checking that it succeeded."""
+    resumed = subprocess.run(
+        [cli, "execute", "--resume", run_id, "--store", str(store), "--json", "--progress", "none"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    summary: dict[str, Any] = json.loads(resumed.stdout)
+    return summary
+
+
+def _assert_ran_once(tmp_path: Path, the_plan: Plan, tasks: set[str]) -> None:
+    """Each cycle of ``tasks`` ran once: one line per cycle in the scenario's work log."""
+    runs = Counter(tuple(line.split()[:2]) for line in (tmp_path / "work.log").read_text().splitlines())
+    for task in tasks:
+        cycles = next(t.cycles for t in the_plan.scenario.all_tasks() if t.id == task)
+        assert all(runs[(task, str(c))] == 1 for c in range(1, cycles + 1)), task
 
 
 def _scenario(tmp_path: Path) -> Path:
@@ -133,16 +157,7 @@ def test_kill_9_then_resume_finishes_the_run_with_every_event_once(cli: str, tmp
         [cli, "runs", "--store", str(store), "--json"], capture_output=True, text=True, check=True
     )
     assert json.loads(listed.stdout)[0]["status"] == "stopped"
-    resumed = subprocess.run(
-        [cli, "execute", "--resume", run_id, "--store", str(store), "--json", "--progress", "none"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["status"] == "complete"
+    assert _resume(cli, run_id, store, tmp_path)["status"] == "complete"
     assert not _alive(orphan), "the resumed run should stop what the killed executor left running"
 
     _, trace = _trace(store)
@@ -155,11 +170,8 @@ def test_kill_9_then_resume_finishes_the_run_with_every_event_once(cli: str, tmp
     assert sum(e.action == ev.RUN_RESUMED for e in trace) == 1
     assert sum(e.action == ev.RUN_COMPLETE for e in trace) == 1
     assert any(e.action == ev.TASK_RESUMED and e.target_id == "deploy" for e in trace)
-    # No task that had completed before the kill ran again: one line per cycle in the work log.
-    runs = Counter(tuple(line.split()[:2]) for line in (tmp_path / "work.log").read_text().splitlines())
-    for task in completed_before:
-        cycles = next(t.cycles for t in the_plan.scenario.all_tasks() if t.id == task)
-        assert all(runs[(task, str(c))] == 1 for c in range(1, cycles + 1)), task
+    # No task that had completed before the kill ran again.
+    _assert_ran_once(tmp_path, the_plan, completed_before)
     # A second resume has nothing left to do.
     again = subprocess.run(
         [cli, "execute", "--resume", run_id, "--store", str(store), "--json"],
@@ -209,16 +221,7 @@ def test_ctrl_c_stops_the_agents_exits_130_and_resume_finishes_the_run(cli: str,
 
     stopped_s = 1.5
     time.sleep(stopped_s)
-    resumed = subprocess.run(
-        [cli, "execute", "--resume", run_id, "--store", str(store), "--json", "--progress", "none"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    summary = json.loads(resumed.stdout)
+    summary = _resume(cli, run_id, store, tmp_path)
     assert summary["status"] == "complete" and "resume" not in summary
     _, trace = _trace(store)
     assert trace_problems(the_plan, trace) == []
@@ -232,10 +235,7 @@ def test_ctrl_c_stops_the_agents_exits_130_and_resume_finishes_the_run(cli: str,
         (2, 1, False),
     ]
     assert summary["failed_cycles"] == 0
-    runs = Counter(tuple(line.split()[:2]) for line in (tmp_path / "work.log").read_text().splitlines())
-    for task in completed_before:
-        cycles = next(t.cycles for t in the_plan.scenario.all_tasks() if t.id == task)
-        assert all(runs[(task, str(c))] == 1 for c in range(1, cycles + 1)), task
+    _assert_ran_once(tmp_path, the_plan, completed_before)
     # The time the run stood stopped is not part of its makespan.
     span_min = (trace[-1].timestamp - trace[0].timestamp) / 60_000
     assert summary["makespan_min"] < span_min - 0.9 * stopped_s / 60
@@ -283,14 +283,7 @@ def test_an_emulated_run_killed_mid_conversation_resumes_it(cli: str, tmp_path: 
         if process.poll() is None:
             process.kill()
     run_id, before = _trace(store)
-    resumed = subprocess.run(
-        [cli, "execute", "--resume", run_id, "--store", str(store), "--json", "--progress", "none"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    summary = _resume(cli, run_id, store, tmp_path)
     _, trace = _trace(store)
     assert trace_problems(plan(load_scenario(scenario)), trace) == []
     assert trace[: len(before)] == before
@@ -298,9 +291,7 @@ def test_an_emulated_run_killed_mid_conversation_resumes_it(cli: str, tmp_path: 
     assert sorted(cycles) == sorted({(t, c) for t in ("backend", "auth", "frontend") for c in range(1, 13)})
     # The resumed conversation carried on: a late cycle's request held every earlier turn.
     last = json.loads(
-        (
-            Path(json.loads(resumed.stdout)["run_folder"]) / "artifacts" / "auth" / "cycle-012.attempt-1.json"
-        ).read_text()
+        (Path(summary["run_folder"]) / "artifacts" / "auth" / "cycle-012.attempt-1.json").read_text()
     )
     assert last["ok"] and last["prompt"].startswith("Cycle 12 of 12")
     assert last["turns"] == 2 * 11 + 1
