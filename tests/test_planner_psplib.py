@@ -7,7 +7,6 @@ Five j30 instances are copied into tests/data/psplib for the default suite. Test
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -180,14 +179,13 @@ def hundred_tasks(with_waits: bool) -> Scenario:
 
 
 @pytest.mark.parametrize("with_waits", [False, True], ids=["fast-scheduler", "general-scheduler"])
-def test_the_default_plan_of_100_tasks_takes_under_half_a_second(with_waits: bool) -> None:
+def test_the_default_plan_of_100_tasks_is_improve_and_sound(with_waits: bool) -> None:
+    """Its time (under half a second) is measured by benchmarks/plan_time.py, not here."""
     scenario = hundred_tasks(with_waits)
-    began = time.process_time()
     result = plan(scenario)
-    elapsed = time.process_time() - began
     check_plan(scenario, result)
     assert result.algorithm == "improve"
-    assert elapsed < 0.5
+    assert result.makespan_min <= plan(scenario, algorithm="list").makespan_min
 
 
 @pytest.mark.skipif(not HAVE_ORTOOLS, reason="cpsat needs: pip install cycleplan[optimal]")
