@@ -8,6 +8,7 @@ Every helper that meets bad input ends in :func:`fail`: the message goes to stde
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
@@ -126,3 +127,18 @@ def write_report(path: Path, report: Report, plotly_js: Literal["embed", "cdn"])
 def emit_json(data: Any) -> None:
     """Print ``data`` as indented JSON on stdout."""
     typer.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def show_result(
+    as_json: bool, summary: Callable[[], Any], text: Callable[[], str], *written: Path | None
+) -> None:
+    """A command's answer on stdout: ``summary()`` as JSON, or ``text()`` followed by a ``wrote FILE``
+    line for each file it wrote (``None``: not asked for). Both are called only when needed, so that
+    a command imports its renderer only to print text."""
+    if as_json:
+        emit_json(summary())
+        return
+    typer.echo(text())
+    for path in written:
+        if path is not None:
+            typer.echo(f"wrote {path}")

@@ -12,10 +12,10 @@ from cycleplan.cli.common import (
     PlotlyJsOption,
     StoreOption,
     command_app,
-    emit_json,
     fail,
     plotly_js_mode,
     report_option,
+    show_result,
     write_report,
 )
 
@@ -114,9 +114,4 @@ def compare_command(
         from cycleplan.report.reports import comparison_report
 
         write_report(report, comparison_report(comparison), plotly_mode)
-    if as_json:
-        emit_json(summary_json(comparison))
-        return
-    typer.echo(render_comparison(comparison))
-    if report is not None:
-        typer.echo(f"wrote {report}")
+    show_result(as_json, lambda: summary_json(comparison), lambda: render_comparison(comparison), report)

@@ -22,6 +22,7 @@ from cycleplan.cli.common import (
     parse_lanes_option,
     plotly_js_mode,
     report_option,
+    show_result,
     write_atomically,
     write_report,
 )
@@ -237,15 +238,13 @@ def plan_command(
         from cycleplan.report.reports import plan_report
 
         write_report(report, plan_report(result), plotly_mode)
-    if as_json:
-        emit_json(plan_summary(result))
-        return
-    from cycleplan.render import render_plan
 
-    typer.echo(render_plan(result))
-    for written in (output, report):
-        if written is not None:
-            typer.echo(f"wrote {written}")
+    def text() -> str:
+        from cycleplan.render import render_plan
+
+        return render_plan(result)
+
+    show_result(as_json, lambda: plan_summary(result), text, output, report)
 
 
 @app.command("schema")

@@ -17,12 +17,12 @@ from cycleplan.cli.common import (
     PlotlyJsOption,
     ScenarioLanesOption,
     command_app,
-    emit_json,
     fail,
     output_option,
     parse_lanes_option,
     plotly_js_mode,
     report_option,
+    show_result,
     write_atomically,
     write_report,
 )
@@ -235,15 +235,13 @@ def simulate_command(
         from cycleplan.report.reports import prediction_report
 
         write_report(report, prediction_report(prediction, the_plan), plotly_mode)
-    if as_json:
-        emit_json(prediction_summary(prediction))
-        return
-    from cycleplan.render import render_prediction
 
-    typer.echo(render_prediction(prediction))
-    for written in (output, report):
-        if written is not None:
-            typer.echo(f"wrote {written}")
+    def text() -> str:
+        from cycleplan.render import render_prediction
+
+        return render_prediction(prediction)
+
+    show_result(as_json, lambda: prediction_summary(prediction), text, output, report)
 
 
 @app.command("report")
