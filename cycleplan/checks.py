@@ -184,6 +184,15 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                         f"use a cycle from 1 to {task.cycles}",
                     )
                 )
+        for cycle in task.cycle_models:
+            if cycle > task.cycles:
+                problems.append(
+                    Problem(
+                        (*where, "cycle_models", cycle),
+                        f"names cycle {cycle}, but the task has only {task.cycles} cycles; "
+                        f"use a cycle from 1 to {task.cycles}",
+                    )
+                )
         for resource, units in task.requires.items():
             if resource not in scenario.resources:
                 problems.append(
@@ -211,6 +220,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
             )
 
     problems.extend(_race_problems(scenario, tasks, origin))
+    problems.extend(_spawn_problems(tasks, origin))
     if len(seen) == len(scenario.tasks):
         problems.extend(_loop_problems(tasks, emitters, origin))
     return problems
@@ -290,6 +300,82 @@ def _race_problems(scenario: Scenario, tasks: list[Task], origin: dict[str, Path
                         f"({spec.capacity}); race members start together: raise the capacity",
                     )
                 )
+    return problems
+
+
+def _spawn_problems(tasks: list[Task], origin: dict[str, Path]) -> list[Problem]:
+    """Subagents (``spawned_by``) name a parent that exists and reaches the cycle, and take no part in
+    what the scheduler orders: dependencies, events, races, shared resources, further subagents."""
+    problems: list[Problem] = []
+    by_id = {task.id: task for task in tasks}
+    parent_of = {task.id: task.spawned_by.task for task in tasks if task.spawned_by is not None}
+    for task in tasks:
+        where = origin[task.id]
+        for position, dependency in enumerate(task.after):
+            if dependency in parent_of:
+                problems.append(
+                    Problem(
+                        (*where, "after", position),
+                        f"'{dependency}' is a subagent: it returns to the task that spawned it, and nothing "
+                        f"else can come after it; depend on '{parent_of[dependency]}' instead",
+                    )
+                )
+        spawn = task.spawned_by
+        if spawn is None:
+            continue
+        at = (*where, "spawned_by")
+        parent = by_id.get(spawn.task)
+        if spawn.task == task.id:
+            problems.append(Problem((*at, "task"), "a task cannot spawn itself: name its parent task"))
+        elif parent is None:
+            problems.append(
+                Problem(
+                    (*at, "task"),
+                    f"unknown task '{spawn.task}'{did_you_mean(spawn.task, by_id)}; 'spawned_by.task' names "
+                    f"the task whose cycle spawns this subagent ({_known(by_id)})",
+                )
+            )
+        else:
+            if spawn.cycle > parent.cycles:
+                problems.append(
+                    Problem(
+                        (*at, "cycle"),
+                        f"spawned at cycle {spawn.cycle} of '{parent.id}', which has only {parent.cycles} "
+                        f"cycles; use a cycle from 1 to {parent.cycles}",
+                    )
+                )
+            if parent.spawned_by is not None:
+                problems.append(
+                    Problem(
+                        (*at, "task"),
+                        f"'{parent.id}' is a subagent itself, and subagents spawn no subagents; name a task "
+                        "that is not spawned",
+                    )
+                )
+            if parent.race is not None:
+                problems.append(
+                    Problem(
+                        (*at, "task"),
+                        f"'{parent.id}' runs in race group '{parent.race}', which may cancel it at any "
+                        "moment; subagents are spawned only by tasks outside races",
+                    )
+                )
+        for name in ("after", "waits", "emits", "requires"):
+            if getattr(task, name):
+                problems.append(
+                    Problem(
+                        (*where, name),
+                        f"a subagent (spawned_by '{spawn.task}') starts when its parent spawns it and "
+                        f"returns to it; it takes no '{name}': remove it",
+                    )
+                )
+        if task.race is not None:
+            problems.append(
+                Problem(
+                    (*where, "race"),
+                    f"a subagent (spawned_by '{spawn.task}') runs in no race group: remove 'race'",
+                )
+            )
     return problems
 
 

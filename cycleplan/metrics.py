@@ -5,13 +5,15 @@ simulator and the executor both write it in the ONE platform's schema and both m
 prediction and the run it predicts are compared number for number. What a trace must hold:
 
 - ``run_started`` first; its metadata carries ``lanes`` (lane -> role, or None for a lane that takes
-  any role) and ``tasks`` (task id -> ``role``, ``after``, ``waits``, ``race``), as :func:`run_header`
-  writes them.
+  any role) and ``tasks`` (task id -> ``role``, ``after``, ``waits``, ``race``, and for a subagent
+  ``spawned_by`` as ``[parent, cycle]``), as :func:`run_header` writes them.
 - per task on its lane (``actorId``): ``task_started`` (with ``context_tokens``), ``cycle_completed``
   per attempt (``cycle``, ``attempt``, ``failed``, ``duration_ms`` of work, ``sync_wait_ms`` and
   ``sync_ms`` spent on awaited events and their handoff, ``rate_limit_wait_ms``, the Messages API
   usage fields ``input_tokens``, ``cache_creation_input_tokens``, ``cache_read_input_tokens``,
-  ``output_tokens``, and ``cost_usd``), the names of events it publishes, then one of
+  ``output_tokens``, and ``cost_usd``; optionally ``blocked_ms`` spent blocked on the subagents the
+  cycle spawned and ``person_wait_ms`` spent waiting on a person), the names of events it publishes,
+  then one of
   ``task_complete``, ``task_failed`` (``error``, ``shouldCancelParallel``) or ``task_cancelled``
   (``reason``: race_lost, dependency_failed, cancel_parallel, stalled).
 - ``run_complete`` last, when the run is over. An executed run may also hold ``run_resumed``,
@@ -76,6 +78,11 @@ def run_header(lanes: Mapping[str, str | None], tasks: Iterable[Task]) -> dict[s
                 "after": list(task.after),
                 "waits": dict(task.waits),
                 "race": task.race,
+                **(
+                    {"spawned_by": [task.spawned_by.task, task.spawned_by.cycle]}
+                    if task.spawned_by is not None
+                    else {}
+                ),
             }
             for task in tasks
         },
@@ -112,6 +119,15 @@ class TraceMetrics(Frozen):
     tokens_by_role: dict[str, int]
     cost_by_role: dict[str, float]
     waits_min: dict[str, float] = Field(description="Minutes by cause; see WAIT_CAUSES.")
+    blocked_min: float = Field(
+        default=0.0,
+        description="Minutes tasks spent blocked on the subagents they spawned: neither work nor a wait.",
+    )
+    person_wait_min: float = Field(
+        default=0.0,
+        description="Minutes agents spent waiting on a person inside their cycles (answers, approvals, "
+        "permission prompts, idle gaps); imported runs leave them out of the clock, so of the makespan.",
+    )
     failures: int = Field(description="Tasks that failed for good.")
     failed_cycles: int = Field(description="Cycle attempts that failed (and were retried or not).")
     cancellations: int
@@ -159,7 +175,7 @@ def metrics(trace: Sequence[Event]) -> TraceMetrics:
     cost = waste_cost = 0.0
     waste_ms = 0.0
     waste_tokens = 0
-    sync_ms = rate_ms = 0.0
+    sync_ms = rate_ms = blocked_ms = person_ms = 0.0
     failures = failed_cycles = cancellations = 0
     context = 0
     completed = True
@@ -177,6 +193,8 @@ def metrics(trace: Sequence[Event]) -> TraceMetrics:
             busy[event.actor_id] = busy.get(event.actor_id, 0.0) + duration
             sync_ms += float(get("sync_wait_ms") or 0) + float(get("sync_ms") or 0)
             rate_ms += float(get("rate_limit_wait_ms") or 0)
+            blocked_ms += float(get("blocked_ms") or 0)
+            person_ms += float(get("person_wait_ms") or 0)
             fresh = int(get("input_tokens") or 0)
             written = int(get("cache_creation_input_tokens") or 0)
             read = int(get("cache_read_input_tokens") or 0)
@@ -279,6 +297,8 @@ def metrics(trace: Sequence[Event]) -> TraceMetrics:
             "lane": lane_ms / MS_PER_MIN,
             "rate_limit": rate_ms / MS_PER_MIN,
         },
+        blocked_min=blocked_ms / MS_PER_MIN,
+        person_wait_min=person_ms / MS_PER_MIN,
         failures=failures,
         failed_cycles=failed_cycles,
         cancellations=cancellations,
@@ -356,8 +376,8 @@ def _queueing(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: fl
     before = _lane_before(run, origin)
     dependency = lane = 0.0
     for task, start in run.start.items():
-        if task not in tasks_info:
-            continue
+        if task not in tasks_info or tasks_info[task].get("spawned_by") is not None:
+            continue  # a subagent starts when it is spawned: it never waits for a lane or a dependency
         ready = _ready(run, tasks_info, races, task, origin)
         dependency += max(0.0, min(ready, start) - before[task])
         lane += max(0.0, start - ready)
@@ -405,6 +425,8 @@ def _critical(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: fl
                             stack.append(loser_to_winner[other])
                     else:
                         stack.append(other)
+        for child in _last_children(run, tasks_info, task):
+            stack.append(child)
         ends = run.cycle_end.get(task, {})
         for event, cycle in info.get("waits", {}).items():
             if event not in run.emitted:
@@ -414,3 +436,14 @@ def _critical(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: fl
             if emitted_at > reached + EPS_MS:
                 stack.append(emitter)
     return sorted(critical)
+
+
+def _last_children(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], parent: str) -> list[str]:
+    """Of each group of subagents ``parent`` spawned at one cycle, the one that returned last: the parent
+    was blocked until then, so it lies on the parent's path."""
+    groups: dict[int, list[str]] = {}
+    for task, info in tasks_info.items():
+        spawned = info.get("spawned_by")
+        if spawned is not None and spawned[0] == parent and task in run.end and task in run.start:
+            groups.setdefault(int(spawned[1]), []).append(task)
+    return [max(names, key=lambda name: (run.end[name], name)) for names in groups.values()]

@@ -183,6 +183,86 @@ class TokenModel(Frozen):
     output: Spread = Spread(median=800, p90=1_800)
     cache: bool = True
     """Send the context as a cached prefix (cache writes 1.25x, reads 0.1x the base input price)."""
+    cache_ttl: Literal["5m", "1h"] = "5m"
+    """How long a cache entry lives: the 5-minute cache (writes 1.25x input) or the 1-hour cache (writes
+    2x input). Claude Code writes to the 1-hour cache on some plans."""
+
+
+class Compaction(Frozen):
+    """When an agent's context grows past ``threshold_tokens`` it is compacted: one more call reads the
+    whole context and writes a summary of ``summary_tokens`` (output tokens), taking ``minutes``; the
+    context then holds the role's ``context_tokens`` and the summary, and the next call writes the summary
+    to the cache."""
+
+    threshold_tokens: int = Field(ge=1, le=MAX_TOKENS)
+    summary_tokens: Tokens = 15_000
+    minutes: NonNegativeMinutes = 1.0
+
+
+class AgentLoop(Frozen):
+    """A cycle as the loop of Messages API calls a real agent turn makes.
+
+    Each call reads the context cached so far (at 0.1x input), writes what is new since the last call to
+    the cache (``growth``: tool results and the model's own output that stay in the context), and produces
+    ``output``. The context carries over from cycle to cycle of a task and starts from the role's
+    ``context_tokens`` (system prompt, tools, shared specification), which the task's first call writes.
+    ``per_cycle``, ``growth`` and ``output`` are lognormal (median and 90th percentile); ``growth``,
+    ``output`` and ``minutes`` are per call. With ``minutes`` given, a cycle lasts as long as its calls (and
+    any compaction); without, its duration is drawn from the role's ``cycle`` as before. With a loop, a
+    cycle's tokens come from its calls: the token model's ``fresh_input``, ``output`` and
+    ``history_growth`` are not used.
+    """
+
+    per_cycle: Spread
+    """API calls per cycle."""
+    growth: Spread
+    """Tokens each call adds to the context (and writes to the cache)."""
+    output: Spread
+    """Output tokens per call."""
+    minutes: Lognormal | None = None
+    """Minutes per call: the model's latency plus the tools it runs before the next call."""
+    compaction: Compaction | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one_call(self) -> AgentLoop:
+        if self.per_cycle.median < 1:
+            raise ValueError("per_cycle.median must be at least 1: a cycle makes at least one call")
+        return self
+
+
+PosteriorParameter = Literal[
+    "cycle",
+    "tokens.fresh_input",
+    "tokens.output",
+    "calls.per_cycle",
+    "calls.growth",
+    "calls.output",
+    "calls.minutes",
+]
+"""The medians a posterior may leave uncertain: the cycle duration's, each token spread's, each loop's."""
+
+
+class Posterior(Frozen):
+    """How sure a calibration is of a role's medians, so that a prediction from few runs is less sure.
+
+    For each parameter, the natural logarithm of its median is off by ``log_sd`` times a Student t draw
+    with ``dof`` degrees of freedom. ``simulate`` draws one such factor per replication, role and
+    parameter (the posterior predictive): a role fitted from 4 runs gives wider bands than one fitted from
+    400. Written by ``cycleplan calibrate``; leave it out for a model taken as certain.
+    """
+
+    runs: int = Field(ge=1, le=1_000_000)
+    """The runs the fit rests on."""
+    dof: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
+    log_sd: dict[PosteriorParameter, float] = Field(default_factory=dict)
+
+    @field_validator("log_sd")
+    @classmethod
+    def _spreads_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, spread in value.items():
+            if not (0.0 <= spread <= 10.0):
+                raise ValueError(f"{name}: log_sd must be from 0 to 10, got {spread:g}")
+        return value
 
 
 class FailureModel(Frozen):
@@ -221,8 +301,11 @@ class Role(Frozen):
     system_prompt: str = Field(default="", max_length=200_000)
     cycle: CycleDuration = DEFAULT_CYCLE
     tokens: TokenModel = TokenModel()
+    calls: AgentLoop | None = None
+    """Each cycle as a loop of API calls (None: one request per cycle, the token model's own)."""
     failure: FailureModel = FailureModel()
     sync: SyncCost = SyncCost()
+    posterior: Posterior | None = None
 
 
 class Resource(Frozen):
@@ -236,11 +319,25 @@ class Resource(Frozen):
 # Task and template
 
 
+class Spawn(Frozen):
+    """Where a subagent comes from: the task that spawns it, and the cycle at whose start it does."""
+
+    task: Identifier
+    cycle: int = Field(ge=1, le=MAX_CYCLES)
+
+
 class Task(Frozen):
     """One unit of planned work, done by one lane of ``role`` in ``cycles`` agent turns.
 
     ``waits`` maps an event name to the cycle (1-based) that cannot start before the event arrives; the
     lane is held while waiting. ``emits`` maps an event name to the cycle after which it is published.
+
+    A task with ``spawned_by`` is a subagent (fork-join): when its parent reaches the start of cycle
+    ``spawned_by.cycle`` (after that cycle's waits and handoff), the subagent starts at once on a lane of
+    its own, from its own prompt; the parent's lane is blocked (neither working nor waiting) until the last
+    subagent spawned there returns, and then the parent works the cycle. A subagent that fails returns
+    its failure to its parent, which goes on. Subagents take no part in ``after``, events, races or shared
+    resources, and spawn no subagents of their own.
     """
 
     id: Identifier
@@ -259,6 +356,11 @@ class Task(Frozen):
     shell: bool = False
     template_cycles: tuple[int, int] | None = None
     """Where the task sits in its template (first and last template cycle), when it comes from one."""
+    cycle_models: dict[int, str] = Field(default_factory=dict, max_length=MAX_CYCLES)
+    """Cycles that run on another model than the role's (cycle number -> model id), e.g. a turn a skill
+    moved to a smaller model."""
+    spawned_by: Spawn | None = None
+    """This task is a subagent of ``spawned_by.task``, spawned at the start of its ``spawned_by.cycle``."""
     timeout_min: Minutes | None = None
     """The executor fails the task when its attempts (and backoffs) take longer than this, in scenario
     minutes; time held waiting for events does not count. None: no limit."""
@@ -270,6 +372,20 @@ class Task(Frozen):
             if cycle < 1:
                 raise ValueError(f"{event}: cycle numbers start at 1, got {cycle}")
         return value
+
+    @field_validator("cycle_models")
+    @classmethod
+    def _cycle_models_named(cls, value: dict[int, str]) -> dict[int, str]:
+        for cycle, model in value.items():
+            if cycle < 1:
+                raise ValueError(f"cycle numbers start at 1, got {cycle}")
+            if not model or len(model) > 200:
+                raise ValueError(f"cycle {cycle}: a model id has 1 to 200 characters")
+        return value
+
+    def model_of(self, role: Role, cycle: int) -> str:
+        """The model cycle ``cycle`` (1-based) runs on."""
+        return self.cycle_models.get(cycle, role.model)
 
     @field_validator("requires")
     @classmethod
@@ -312,18 +428,33 @@ UsdPerMtok = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
 class ModelPrice(Frozen):
     """What one model's tokens cost, in US dollars per million tokens.
 
-    Cache writes default to 1.25x and cache reads to 0.1x the input price (Anthropic's 5-minute cache).
+    Cache writes default to 1.25x the input price for the 5-minute cache and 2x for the 1-hour cache;
+    cache reads to 0.1x.
     """
 
     input_per_mtok: UsdPerMtok
     output_per_mtok: UsdPerMtok
     cache_write_per_mtok: UsdPerMtok | None = None
+    cache_write_1h_per_mtok: UsdPerMtok | None = None
     cache_read_per_mtok: UsdPerMtok | None = None
 
     @property
     def cache_write(self) -> float:
-        """USD per million cache-write tokens."""
+        """USD per million cache-write tokens (5-minute cache)."""
         return self.input_per_mtok * 1.25 if self.cache_write_per_mtok is None else self.cache_write_per_mtok
+
+    @property
+    def cache_write_1h(self) -> float:
+        """USD per million cache-write tokens of the 1-hour cache (2x input unless given)."""
+        given = self.cache_write_1h_per_mtok
+        return self.input_per_mtok * 2.0 if given is None else given
+
+    def for_ttl(self, ttl: str) -> ModelPrice:
+        """These prices as a role writing to the ``ttl`` cache pays them: its writes at that cache's
+        price."""
+        if ttl == "5m":
+            return self
+        return self.model_copy(update={"cache_write_per_mtok": self.cache_write_1h})
 
     @property
     def cache_read(self) -> float:

@@ -1,8 +1,8 @@
 """What tokens cost: a dated price table per model, the scenario's overrides, and the cost of one cycle.
 
 Prices are US dollars per million tokens, from Anthropic's published model pages as of
-:data:`PRICES_AS_OF`. Cache writes (5-minute cache) cost 1.25x and cache reads 0.1x the input price
-unless a model's entry says otherwise. A scenario's ``prices:`` mapping (model id -> prices) overrides or
+:data:`PRICES_AS_OF`. Cache writes cost 1.25x the input price for the 5-minute cache and 2x for the
+1-hour cache, cache reads 0.1x, unless a model's entry says otherwise. A scenario's ``prices:`` mapping (model id -> prices) overrides or
 extends the table; its validation (no negative prices) lives in :class:`cycleplan.model.ModelPrice`.
 This module knows nothing of simulation or execution: both price their cycles through :func:`cost_usd`.
 """
@@ -75,11 +75,14 @@ def cost_usd(
     cache_write_tokens: float,
     cache_read_tokens: float,
     output_tokens: float,
+    cache_write_1h_tokens: float = 0.0,
 ) -> float:
-    """Dollars for one request's tokens (uncached input, cache writes, cache reads, output)."""
+    """Dollars for one request's tokens: uncached input, cache writes (``cache_write_tokens`` at the
+    5-minute cache's price, ``cache_write_1h_tokens`` at the 1-hour cache's), cache reads, output."""
     return (
         input_tokens * price.input_per_mtok
         + cache_write_tokens * price.cache_write
         + cache_read_tokens * price.cache_read
         + output_tokens * price.output_per_mtok
+        + cache_write_1h_tokens * price.cache_write_1h
     ) / 1e6
