@@ -439,11 +439,15 @@ def _critical(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: fl
 
 
 def _last_children(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], parent: str) -> list[str]:
-    """Of each group of subagents ``parent`` spawned at one cycle, the one that returned last: the parent
-    was blocked until then, so it lies on the parent's path."""
+    """Of each group of subagents ``parent`` spawned at one cycle, those that returned last: the parent
+    was blocked until then, so they lie on the parent's path."""
     groups: dict[int, list[str]] = {}
     for task, info in tasks_info.items():
         spawned = info.get("spawned_by")
         if spawned is not None and spawned[0] == parent and task in run.end and task in run.start:
             groups.setdefault(int(spawned[1]), []).append(task)
-    return [max(names, key=lambda name: (run.end[name], name)) for names in groups.values()]
+    last: list[str] = []
+    for names in groups.values():
+        latest = max(run.end[name] for name in names)
+        last.extend(name for name in names if run.end[name] == latest)
+    return last

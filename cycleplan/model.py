@@ -307,6 +307,14 @@ class Role(Frozen):
     sync: SyncCost = SyncCost()
     posterior: Posterior | None = None
 
+    @property
+    def nominal_cycle_min(self) -> float:
+        """The minutes the planner and ideal mode give one cycle: the loop's median calls at its median
+        minutes per call when the loop times its calls, else the cycle duration's nominal value."""
+        if self.calls is not None and self.calls.minutes is not None:
+            return self.calls.per_cycle.median * self.calls.minutes.median_min
+        return self.cycle.nominal_min
+
 
 class Resource(Frozen):
     """A renewable resource shared by tasks (a staging server, one human reviewer)."""
@@ -536,6 +544,14 @@ class Scenario(Frozen):
         base = get_template(self.template).tasks
         merged = [listed.pop(task.id, task) for task in base]
         return merged + [task for task in self.tasks if task.id in listed]
+
+    def subagents(self) -> dict[str, dict[int, list[Task]]]:
+        """Each task that spawns subagents -> the cycle it spawns them at -> those subagents, in order."""
+        found: dict[str, dict[int, list[Task]]] = {}
+        for task in self.all_tasks():
+            if task.spawned_by is not None:
+                found.setdefault(task.spawned_by.task, {}).setdefault(task.spawned_by.cycle, []).append(task)
+        return found
 
     def role(self, name: str) -> Role:
         """The role called ``name``, or the default role when the scenario does not list it."""

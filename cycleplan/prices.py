@@ -2,9 +2,10 @@
 
 Prices are US dollars per million tokens, from Anthropic's published model pages as of
 :data:`PRICES_AS_OF`. Cache writes cost 1.25x the input price for the 5-minute cache and 2x for the
-1-hour cache, cache reads 0.1x, unless a model's entry says otherwise. A scenario's ``prices:`` mapping (model id -> prices) overrides or
-extends the table; its validation (no negative prices) lives in :class:`cycleplan.model.ModelPrice`.
-This module knows nothing of simulation or execution: both price their cycles through :func:`cost_usd`.
+1-hour cache, cache reads 0.1x, unless a model's entry says otherwise. A scenario's ``prices:`` mapping
+(model id -> prices) overrides or extends the table; its validation (no negative prices) lives in
+:class:`cycleplan.model.ModelPrice`. This module knows nothing of simulation or execution: both price
+their cycles through :func:`cost_usd`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cycleplan.model import Task
 from cycleplan.planner import sequential
 from cycleplan.planner.priority import passes
 from cycleplan.planner.problem import (
@@ -17,12 +18,13 @@ from cycleplan.planner.problem import (
     Placement,
     Problem,
     Schedule,
+    cycle_durations,
     nominal_durations,
-    unit_durations,
 )
 from cycleplan.planner.replay import emit_times
 
 if TYPE_CHECKING:
+    from cycleplan.model import Lane as PlanLane
     from cycleplan.model import Plan
 
 
@@ -120,7 +122,8 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
     from cycleplan.model import Plan, PlannedTask, SyncPoint
 
     scenario = problem.scenario
-    durations = nominal_durations(scenario)
+    # The sequential baseline runs subagents on its one lane, one after the other.
+    durations = nominal_durations(scenario, inline=algorithm == "sequential")
     rows: dict[Lane, list[PlannedTask]] = {lane: [] for lane in schedule.lanes}
     for index, placed in schedule.minutes.items():
         activity = problem.activities[index]
@@ -160,13 +163,23 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
         )
         for lane in schedule.lanes
     ]
+    subagent_lanes = _subagent_lanes(problem, schedule, algorithm == "sequential")
+    if algorithm == "sequential" and subagent_lanes:
+        merged = [*lanes[0].tasks, *(row for lane in subagent_lanes for row in lane.tasks)]
+        lanes[0] = lanes[0].model_copy(
+            update={"tasks": sorted(merged, key=lambda row: (row.start_min, row.finish_min, row.task))}
+        )
+    else:
+        lanes.extend(subagent_lanes)
     makespan = max((p.end for p in schedule.minutes.values()), default=0.0)
-    sequential_min = sequential.makespan(problem, durations)
+    sequential_min = sequential.makespan(problem, nominal_durations(scenario, inline=True))
     bounds = lower_bounds(problem, durations)
     lower_bound = max(bounds.values(), default=0.0)
     proven_optimal = True if makespan <= lower_bound + EPS else schedule.proven_optimal
     in_minutes = emit_times(problem, schedule.minutes, durations)
-    in_cycles_at = emit_times(problem, schedule.cycles, unit_durations)
+    in_cycles_at = emit_times(
+        problem, schedule.cycles, cycle_durations(scenario, inline=algorithm == "sequential")
+    )
     tasks = scenario.all_tasks()
     sync_points = sorted(
         (
@@ -193,10 +206,117 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
         speedup=sequential_min / makespan if makespan > 0 else 1.0,
         lower_bound_min=lower_bound,
         lower_bounds=bounds,
-        critical_path=critical_path(problem, schedule.minutes, durations),
+        critical_path=_with_subagents(problem, critical_path(problem, schedule.minutes, durations)),
         wall_cycles=max((p.end for p in schedule.cycles.values()), default=0.0),
         template_cycles=sum(task.cycles for task in scenario.all_tasks()),
         lanes=lanes,
         proven_optimal=proven_optimal,
         sync_points=sync_points,
     )
+
+
+def cycle_starts(task: Task, start: float, durations: Durations, emitted: dict[str, float]) -> list[float]:
+    """When each of ``task``'s cycles begins if it takes its lane at ``start``: after the events it
+    waits for, before anything else (the subagents it spawns there, then its own work)."""
+    starts: list[float] = []
+    clock = start
+    for number, minutes in enumerate(durations(task), start=1):
+        for event, before in task.waits.items():
+            if before == number:
+                clock = max(clock, emitted[event])
+        starts.append(clock)
+        clock += minutes
+    return starts
+
+
+def _subagent_lanes(problem: Problem, schedule: Schedule, inline: bool) -> list[PlanLane]:
+    """The planned rows of every subagent: spawned when its parent begins the spawning cycle, each on a
+    lane of its own named after its parent's (``backend-1-sub2``: the second subagent spawned there),
+    or, ``inline`` (the sequential baseline), on the parent's lane one after the other."""
+    from cycleplan.model import Lane as PlanLane
+    from cycleplan.model import PlannedTask
+
+    scenario = problem.scenario
+    spawned = scenario.subagents()
+    if not spawned:
+        return []
+    own_minutes = nominal_durations(scenario)
+    views = (
+        (schedule.minutes, nominal_durations(scenario, inline=inline)),
+        (schedule.cycles, cycle_durations(scenario, inline=inline)),
+    )
+    emitted = [emit_times(problem, placements, durations) for placements, durations in views]
+    rows: dict[str, list[PlannedTask]] = {}
+    roles: dict[str, str] = {}
+    for index, placed in schedule.minutes.items():
+        activity = problem.activities[index]
+        for position, parent in enumerate(activity.members):
+            if parent.id not in spawned:
+                continue
+            lane = lane_name(placed.lanes[position])
+            starts = [
+                cycle_starts(parent, view[0][index].start, view[1], events)
+                for view, events in zip(views, emitted, strict=True)
+            ]
+            for cycle, children in sorted(spawned[parent.id].items()):
+                offsets = [0.0, 0.0]
+                for number, child in enumerate(children, start=1):
+                    lengths = (sum(own_minutes(child)), float(child.cycles))
+                    begin = [starts[view][cycle - 1] + offsets[view] for view in (0, 1)]
+                    name = lane if inline else f"{lane}-sub{number}"
+                    roles.setdefault(name, child.role)
+                    rows.setdefault(name, []).append(
+                        PlannedTask(
+                            task=child.id,
+                            role=child.role,
+                            cycles=child.cycles,
+                            start_min=begin[0],
+                            finish_min=begin[0] + lengths[0],
+                            start_cycle=begin[1],
+                            finish_cycle=begin[1] + lengths[1],
+                            lane_start_min=begin[0],
+                            lane_start_cycle=begin[1],
+                        )
+                    )
+                    if inline:
+                        offsets = [offsets[0] + lengths[0], offsets[1] + lengths[1]]
+    if not inline:
+        # Every lane of a spawning role gets the subagent lanes its busiest spawn needs, so that a task
+        # run on another lane than planned (dynamic dispatch) has lanes for its subagents too.
+        widest: dict[str, int] = {}
+        child_role: dict[tuple[str, int], str] = {}
+        role_of = {task.id: task.role for task in scenario.all_tasks()}
+        for parent_id, cycles in spawned.items():
+            role = role_of[parent_id]
+            for children in cycles.values():
+                widest[role] = max(widest.get(role, 0), len(children))
+                for number, child in enumerate(children, start=1):
+                    child_role.setdefault((role, number), child.role)
+        for role_lane in schedule.lanes:
+            for number in range(1, widest.get(role_lane[0], 0) + 1):
+                name = f"{lane_name(role_lane)}-sub{number}"
+                rows.setdefault(name, [])
+                roles.setdefault(name, child_role[(role_lane[0], number)])
+    return [
+        PlanLane(
+            lane=name,
+            role=None if inline else roles[name],
+            tasks=sorted(found, key=lambda row: (row.start_min, row.finish_min, row.task)),
+        )
+        for name, found in sorted(rows.items())
+    ]
+
+
+def _with_subagents(problem: Problem, chain: list[str]) -> list[str]:
+    """The critical path with, after each task on it, the longest subagent of each of its spawns: the
+    parent was blocked until that one returned."""
+    spawned = problem.scenario.subagents()
+    if not spawned:
+        return chain
+    own_minutes = nominal_durations(problem.scenario)
+    out: list[str] = []
+    for task_id in chain:
+        out.append(task_id)
+        for _, children in sorted(spawned.get(task_id, {}).items()):
+            out.append(max(children, key=lambda child: (sum(own_minutes(child)), child.id)).id)
+    return out

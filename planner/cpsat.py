@@ -56,9 +56,9 @@ from cycleplan.planner.problem import (
     Placement,
     Problem,
     Schedule,
+    cycle_durations,
     nominal_durations,
     role_lanes,
-    unit_durations,
 )
 from cycleplan.planner.replay import retime
 
@@ -348,7 +348,7 @@ def schedule(
         return _marked(warm, proven and abs(found - warm_makespan) <= EPS)
     return Schedule(
         minutes=placements,
-        cycles=retime(problem, placements, unit_durations),
+        cycles=retime(problem, placements, cycle_durations(problem.scenario)),
         lanes=role_lanes(problem),
         proven_optimal=proven,
     )

@@ -40,10 +40,10 @@ from cycleplan.planner.problem import (
     Problem,
     Schedule,
     Timeline,
+    cycle_durations,
     nominal_durations,
     role_lanes,
     topological_order,
-    unit_durations,
 )
 from cycleplan.planner.replay import retime
 
@@ -292,5 +292,7 @@ def schedule(
         assert isinstance(search, _TimelineSearch)
         minutes = search.placed(best.order)
     return Schedule(
-        minutes=minutes, cycles=retime(problem, minutes, unit_durations), lanes=role_lanes(problem)
+        minutes=minutes,
+        cycles=retime(problem, minutes, cycle_durations(problem.scenario)),
+        lanes=role_lanes(problem),
     )

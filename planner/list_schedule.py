@@ -11,10 +11,10 @@ from cycleplan.planner.problem import (
     Problem,
     Schedule,
     Timeline,
+    cycle_durations,
     nominal_durations,
     role_lanes,
     topological_order,
-    unit_durations,
 )
 from cycleplan.planner.replay import retime
 
@@ -29,6 +29,6 @@ def schedule(problem: Problem, rule: str | None = None) -> Schedule:
         timeline.place(activity)
     return Schedule(
         minutes=timeline.placed,
-        cycles=retime(problem, timeline.placed, unit_durations),
+        cycles=retime(problem, timeline.placed, cycle_durations(problem.scenario)),
         lanes=role_lanes(problem),
     )

@@ -28,19 +28,48 @@ Durations = Callable[[Task], Sequence[float]]
 """Minutes of each cycle of a task (nominal for planning, 1.0 for wall cycles, draws for simulation)."""
 
 
-def nominal_durations(scenario: Scenario) -> Durations:
-    """Each cycle at its role's nominal duration times the task's multiplier."""
+def _with_subagents(scenario: Scenario, own: Durations, inline: bool) -> Durations:
+    """``own`` durations with each spawning cycle lengthened by the time its parent is blocked: the
+    longest of its subagents (each on a lane of its own), or all of them one after the other
+    (``inline``: one agent doing everything, as in the sequential baseline)."""
+    spawned = scenario.subagents()
+    if not spawned:
+        return own
+    known: dict[str, list[float]] = {}
 
     def durations(task: Task) -> list[float]:
-        minutes = scenario.role(task.role).cycle.nominal_min * task.duration_multiplier
-        return [minutes] * task.cycles
+        found = known.get(task.id)
+        if found is None:
+            found = list(own(task))
+            for cycle, children in spawned.get(task.id, {}).items():
+                lengths = [sum(own(child)) for child in children]
+                found[cycle - 1] += sum(lengths) if inline else max(lengths)
+            known[task.id] = found
+        return found
 
     return durations
 
 
+def nominal_durations(scenario: Scenario, *, inline: bool = False) -> Durations:
+    """Each cycle at its role's nominal duration times the task's multiplier; a cycle that spawns
+    subagents also holds its lane while they run (``inline``: one after the other)."""
+
+    def own(task: Task) -> list[float]:
+        minutes = scenario.role(task.role).nominal_cycle_min * task.duration_multiplier
+        return [minutes] * task.cycles
+
+    return _with_subagents(scenario, own, inline)
+
+
 def unit_durations(task: Task) -> list[float]:
-    """Every cycle one unit long: times come out in wall cycles."""
+    """Every cycle one unit long: times come out in wall cycles (a task's own cycles, subagents aside)."""
     return [1.0] * task.cycles
+
+
+def cycle_durations(scenario: Scenario, *, inline: bool = False) -> Durations:
+    """:func:`unit_durations` with spawning cycles lengthened by their subagents' cycles, as
+    :func:`nominal_durations` does in minutes."""
+    return _with_subagents(scenario, unit_durations, inline)
 
 
 @dataclass(frozen=True)
@@ -75,7 +104,9 @@ class Problem:
 
     @classmethod
     def from_scenario(cls, scenario: Scenario) -> Problem:
-        tasks = scenario.all_tasks()
+        # Subagents are not placed: each runs on a lane of its own from the moment its parent spawns
+        # it, and their time is in their parent's (see nominal_durations).
+        tasks = [task for task in scenario.all_tasks() if task.spawned_by is None]
         groups: dict[str, list[Task]] = {}
         order: list[list[Task]] = []
         for task in tasks:
@@ -99,7 +130,10 @@ class Problem:
         capacities = {f"resource:{name}": spec.capacity for name, spec in scenario.resources.items()}
         if scenario.max_parallel is not None:
             capacities["max_parallel"] = scenario.max_parallel
-        lanes = {role: scenario.role(role).lanes for role in scenario.role_names()}
+        only_subagents = {task.role for task in scenario.all_tasks()} - {task.role for task in tasks}
+        lanes = {
+            role: scenario.role(role).lanes for role in scenario.role_names() if role not in only_subagents
+        }
         _refuse_race_loops(activities)
         return cls(scenario, activities, activity_of, emitter, lanes, capacities)
 

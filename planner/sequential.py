@@ -1,7 +1,8 @@
 """``sequential``: the one-lane baseline, every task after the other in dependency order.
 
 This is what speedups are measured against. A race group is run by its fastest member alone (one agent
-does not race itself); the other members are listed as never run.
+does not race itself); the other members are listed as never run. Subagents run on the one lane too, one
+after the other, while their parent waits (``inline`` durations).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from cycleplan.planner.problem import (
     Placement,
     Problem,
     Schedule,
+    cycle_durations,
     nominal_durations,
     topological_order,
-    unit_durations,
 )
 
 LANE = ("sequential", 1)
@@ -50,7 +51,7 @@ def _run(problem: Problem, durations: Durations, runners: dict[int, Task]) -> di
 
 def schedule(problem: Problem, rule: str | None = None) -> Schedule:
     del rule  # one order only
-    durations = nominal_durations(problem.scenario)
+    durations = nominal_durations(problem.scenario, inline=True)
     # The member to run is chosen once, by nominal minutes, and runs alone in both views.
     runners = _fastest(problem, durations)
     skipped = {
@@ -61,13 +62,13 @@ def schedule(problem: Problem, rule: str | None = None) -> Schedule:
     }
     return Schedule(
         minutes=_run(problem, durations, runners),
-        cycles=_run(problem, unit_durations, runners),
+        cycles=_run(problem, cycle_durations(problem.scenario, inline=True), runners),
         lanes=[LANE],
         skipped=frozenset(skipped),
     )
 
 
 def makespan(problem: Problem, durations: Durations) -> float:
-    """The sequential baseline's length under ``durations``."""
+    """The sequential baseline's length under ``durations`` (inline ones, where subagents run)."""
     placed = _run(problem, durations, _fastest(problem, durations))
     return max((p.end for p in placed.values()), default=0.0)

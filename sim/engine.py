@@ -65,6 +65,8 @@ class Row:
     rate_wait: list[float]
     segment_start: list[list[float]]
     """Per task, when each of its segments began (NaN: never)."""
+    blocked: list[float] = field(default_factory=list)
+    """Minutes each task was blocked on the subagents it spawned."""
     emitted: dict[str, float] = field(default_factory=dict)
     """Event -> when it was published."""
     makespan: float = 0.0
@@ -113,7 +115,8 @@ class Shape:
         self.by_priority = sorted(range(len(self.units)), key=lambda index: self.units[index].priority)
         role_lanes: dict[str | None, list[int]] = {}
         for lane, role in spec.lanes.items():
-            role_lanes.setdefault(role, []).append(self.lane_index[lane])
+            if lane not in spec.subagent_lanes:
+                role_lanes.setdefault(role, []).append(self.lane_index[lane])
         self.lanes_for = [role_lanes.get(role, []) + role_lanes.get(None, []) for role in self.role]
         self.capacities = dict(spec.capacities)
         self.demand = [
@@ -158,6 +161,30 @@ class Shape:
                 emits[cycle - 1] = (*emits[cycle - 1], event)
             self.cycle_waits.append(waits)
             self.cycle_emits.append(emits)
+        self.inline = spec.inline
+        """Subagents run on their parent's lane one after the other (the one-lane baseline)."""
+        self.segment_spawns = [
+            [tuple(self.index[child] for child in segment.spawns) for segment in shape.segments]
+            for shape in shapes
+        ]
+        """Per task and segment: the subagents spawned at its start."""
+        self.cycle_spawns: list[list[tuple[int, ...]]] = [[()] * shape.cycles for shape in shapes]
+        """Per task and cycle: the subagents spawned at its start (for per-attempt work)."""
+        self.subagents = [
+            tuple(child for spawned in per_segment for child in spawned)
+            for per_segment in self.segment_spawns
+        ]
+        self.sub_lane: dict[tuple[int, int], int] = {}
+        """(a lane, n) -> the lane of the n-th subagent (from 0) spawned at once by a task on it."""
+        for lane, position in self.lane_index.items():
+            number = 1
+            while f"{lane}-sub{number}" in self.lane_index:
+                self.sub_lane[(position, number - 1)] = self.lane_index[f"{lane}-sub{number}"]
+                number += 1
+        for position, task_shape in enumerate(shapes):
+            for segment, spawned in zip(task_shape.segments, self.segment_spawns[position], strict=True):
+                if spawned:
+                    self.cycle_spawns[position][segment.first_cycle] = spawned
 
 
 class Batch:
@@ -208,6 +235,7 @@ class Run:
             sync_paid=[0.0] * count,
             rate_wait=[0.0] * count,
             segment_start=[[NAN] * segments for segments in shape.segment_counts],
+            blocked=[0.0] * count,
         )
 
     def _prepare(self) -> None:
@@ -304,6 +332,8 @@ class Run:
                             held = env.now
                             yield env.timeout(segment.sync_min)
                             sync_paid += env.now - held
+                    if segment.spawns:
+                        yield from self._spawn(task, shape.segment_spawns[task][position])
                     starts[position] = env.now
                     yield env.timeout(minutes[position])
                     for event_name in segment.emits:
@@ -519,6 +549,8 @@ class Run:
                         yield env.timeout(segment.sync_min)
                         sync_paid += env.now - held
                         held = -1.0
+                if segment.spawns:
+                    yield from self._spawn(task, self.shape.segment_spawns[task][position])
                 starts[position] = env.now
                 working = position
                 yield env.timeout(minutes[position])
@@ -550,6 +582,7 @@ class Run:
         attempts = self.shape.shapes[task].attempts
         cycle_waits = self.shape.cycle_waits[task]
         cycle_emits = self.shape.cycle_emits[task]
+        cycle_spawns = self.shape.cycle_spawns[task]
         ran = batch.ran[task][row]
         duration = batch.duration[task][row]
         failed = batch.failed[task][row]
@@ -580,6 +613,8 @@ class Run:
                         yield env.timeout(sync_min)
                         sync_paid += env.now - held
                         held = -1.0
+                if cycle_spawns[cycle]:
+                    yield from self._spawn(task, cycle_spawns[cycle])
                 for attempt in range(attempts):
                     slot = cycle * attempts + attempt
                     if not ran[slot]:
@@ -616,6 +651,107 @@ class Run:
             record.rate_wait[task] = rate_wait
             record.stop_segment[task] = working
             self._ended(task, lane, CANCELLED, int(interrupt.cause or 0))
+
+    # ---------------------------------------------------------------------------------------------
+    # Subagents
+
+    def _spawn(self, parent: int, children: tuple[int, ...]) -> Generator[simpy.Event, Any, None]:
+        """Spawn ``children`` and hold the parent, blocked, until the last returns: each on its own lane
+        at once, or (inline) on the parent's lane one after the other. An interruption of the parent
+        cancels the subagents still running."""
+        env = self.env
+        began = env.now
+        try:
+            if self.shape.inline:
+                lane = self.record.lane[parent]
+                for child in children:
+                    yield from self._child(child, lane)
+            else:
+                lane = self.record.lane[parent]
+                sub_lane, planned = self.shape.sub_lane, self.shape.planned_lane
+                running = [
+                    env.process(self._child(child, sub_lane.get((lane, number), planned[child])))
+                    for number, child in enumerate(children)
+                ]
+                try:
+                    yield env.all_of(running)
+                except simpy.Interrupt as interrupt:
+                    for process in running:
+                        if process.is_alive:
+                            process.interrupt(interrupt.cause)
+                    raise
+        finally:
+            self.record.blocked[parent] += env.now - began
+
+    def _child(self, task: int, lane: int) -> Generator[simpy.Event, Any, None]:
+        """One subagent's work from the moment it is spawned: no waits, no dispatch; a failure ends it
+        and returns to its parent. Under rate limits each attempt passes the buckets first."""
+        env = self.env
+        record = self.record
+        batch = self.batch
+        row = self.row
+        record.lane[task] = lane
+        record.taken[task] = env.now
+        starts = record.segment_start[task]
+        working = -1
+        held = -1.0
+        outcome = DONE
+        try:
+            if batch.rate_limited:
+                buckets = self.buckets
+                assert buckets is not None
+                ran, duration = batch.ran[task][row], batch.duration[task][row]
+                counted, output = batch.counted[task][row], batch.output[task][row]
+                for slot in range(len(ran)):
+                    if not ran[slot]:
+                        continue
+                    delay = buckets.reserve(env.now, 1, counted[slot], output[slot])
+                    if delay > 0:
+                        held = env.now
+                        yield env.timeout(delay)
+                        record.rate_wait[task] += env.now - held
+                        held = -1.0
+                    starts[slot] = env.now
+                    working = slot
+                    yield env.timeout(duration[slot])
+                    working = -1
+                if batch.fail_cycle[task][row]:
+                    outcome = FAILED
+            else:
+                minutes = batch.segment_min[task][row]
+                fail_segment = batch.fail_segment[task][row]
+                for position in range(len(minutes)):
+                    starts[position] = env.now
+                    working = position
+                    yield env.timeout(minutes[position])
+                    working = -1
+                    if position == fail_segment:
+                        outcome = FAILED
+                        break
+            self._child_ended(task, outcome, 0)
+        except simpy.Interrupt as interrupt:
+            if held >= 0:
+                record.rate_wait[task] += env.now - held
+            record.stop_segment[task] = working
+            self._child_ended(task, CANCELLED, int(interrupt.cause or 0))
+            if self.shape.inline:
+                raise
+
+    def _child_ended(self, task: int, outcome: int, reason: int) -> None:
+        record = self.record
+        now = self.env.now
+        record.end[task] = now
+        record.status[task] = outcome
+        record.reason[task] = reason
+        if now > record.makespan:
+            record.makespan = now
+
+    def _drop_subagents(self, task: int) -> None:
+        """``task`` ended before spawning some of its subagents: they are cancelled, never to start."""
+        record = self.record
+        for child in self.shape.subagents[task]:
+            if record.status[child] == PENDING and record.lane[child] < 0:
+                self._child_ended(child, CANCELLED, DEPENDENCY_FAILED)
 
     def _fired(self, event: str) -> simpy.Event:
         if event not in self.fired:
@@ -722,6 +858,7 @@ class Run:
                 self._resolve(index, FAILED if outcome == FAILED else CANCELLED)
         if outcome != DONE:
             self._doom_events(task)
+            self._drop_subagents(task)
         self.dispatch()
 
     def _resolve(self, index: int, state: int) -> None:
@@ -758,6 +895,7 @@ class Run:
         self._resolve(index, CANCELLED)
         for task in members:
             self._doom_events(task)
+            self._drop_subagents(task)
 
     def _doom_events(self, task: int) -> None:
         """Events ``task`` will now never publish: whoever waits for them is cancelled."""

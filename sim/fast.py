@@ -8,7 +8,9 @@ that respects every dependency, lane order, awaited event and shared-capacity or
   comes after has ended, every unit planned before it that shares a capacity resource has started, and
   enough capacity is free (the earliest end of a holder that frees it);
 - each member works its segments (:mod:`cycleplan.sim.programs`): before a segment it waits for the
-  awaited events' publication times and pays the sync minutes, then adds the segment's minutes;
+  awaited events' publication times and pays the sync minutes, spawns its subagents there and waits
+  for the last to return (the longest; their sum when they run inline, in the one-lane baseline), then
+  adds the segment's minutes;
 - a unit ends when its (first) member finishes; a race's other members stop then.
 
 Every step is ``max`` and ``+`` (``min`` for races) over numpy arrays of replications, with the same
@@ -162,6 +164,11 @@ def run(shape: Shape, programs: Programs) -> tuple[Records, BoolArray]:
                     moved = clock + segment.sync_min
                     sync_paid = sync_paid + (moved - clock)
                     clock = moved
+                if segment.spawns:
+                    returned = _spawn(shape, programs, records, shape.segment_spawns[task][position], clock)
+                    fallback |= returned[1]
+                    records.blocked[task] = records.blocked[task] + (returned[0] - clock)
+                    clock = returned[0]
                 starts[:, position] = clock
                 begun = clock
                 clock = clock + program.segment_min[:, position]
@@ -202,6 +209,32 @@ def run(shape: Shape, programs: Programs) -> tuple[Records, BoolArray]:
         makespan = np.maximum(makespan, end)
     records.makespan = makespan
     return records, fallback
+
+
+def _spawn(
+    shape: Shape, programs: Programs, records: Records, children: tuple[int, ...], at: FloatArray
+) -> tuple[FloatArray, BoolArray]:
+    """Run ``children`` from ``at``: each on its own lane at once, or (inline) one after the other on
+    the parent's lane. Returns when the last returns, and the replications in which one fails (left
+    to SimPy)."""
+    clock = at
+    returned = at
+    handed = np.zeros(at.shape[0], dtype=bool)
+    for child in children:
+        program = programs.tasks[child]
+        begin = clock if shape.inline else at
+        records.lane[child] = shape.planned_lane[child]
+        records.taken[child] = begin
+        offset = begin
+        for position in range(program.segment_min.shape[1]):
+            records.segment_start[child][:, position] = offset
+            offset = offset + program.segment_min[:, position]
+        records.end[child] = offset
+        records.status[child] = DONE
+        handed |= program.fail_segment >= 0
+        clock = offset
+        returned = np.maximum(returned, offset)
+    return (clock if shape.inline else returned), handed
 
 
 def _capacity(

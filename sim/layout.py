@@ -1,7 +1,8 @@
 """What a simulation runs, worked out once from the Plan and shared by every replication.
 
 Units (a task, or a race group's members, which start together), their dependencies, the events tasks
-wait for and publish, the lanes and their queues in the plan's order, each unit's priority (its planned
+wait for and publish, the subagents tasks spawn (no units: their parent starts them), the lanes and
+their queues in the plan's order, each unit's priority (its planned
 start), capacities (``max_parallel`` and shared resources), prices and the rate limits. The grouping of
 tasks into units is the planner's own (:class:`cycleplan.planner.problem.Problem`), so the simulator and
 the planner read a scenario the same way. Nothing here draws random numbers or keeps a clock.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cycleplan.model import ModelPrice, Plan, PlannedTask, Role, Task
+from cycleplan.model import ModelPrice, Plan, PlannedTask, Role, Scenario, Task
 from cycleplan.planner.problem import Problem, topological_order
 from cycleplan.prices import PRICES_AS_OF, resolve
 
@@ -54,6 +55,11 @@ class Spec:
     lane_of: dict[str, str]
     """The lane each task is planned on."""
     capacities: dict[str, int]
+    inline: bool = False
+    """Subagents run on their parent's lane, one after the other (the one-lane baseline), instead of
+    each on its own lane at once."""
+    subagent_lanes: frozenset[str] = frozenset()
+    """Lanes that only subagents take (``backend-1-sub1``): no unit is dispatched to them."""
 
 
 @dataclass
@@ -66,12 +72,16 @@ class Layout:
     """Each task's role (by task id)."""
     prices: dict[str, ModelPrice]
     """Each task's price (by task id)."""
+    cycle_prices: dict[str, tuple[ModelPrice, ...]]
+    """Each cycle's price, for tasks with ``cycle_models`` (by task id)."""
     unit_of: dict[str, int]
     emitter: dict[str, tuple[str, int]]
     waits_before: dict[str, dict[int, tuple[str, ...]]]
     emits_after: dict[str, dict[int, tuple[str, ...]]]
     waiters: dict[str, tuple[str, ...]]
     """Event -> tasks that wait for it."""
+    spawns: dict[str, dict[int, tuple[str, ...]]]
+    """Task -> cycle (from 1) -> the subagents it spawns at that cycle's start."""
     dependents: dict[int, tuple[int, ...]]
     """Unit -> units that list it in ``after``."""
     demand: dict[str, dict[str, int]]
@@ -98,18 +108,32 @@ class Layout:
             for unit in self.parallel.units
         )
         queue = tuple(units[index].members[0] for index in self.sequential_order)
+        subagents = [child for cycles in self.spawns.values() for group in cycles.values() for child in group]
         return Spec(
             units=units,
             lanes={SEQUENTIAL_LANE: None},
             queues={SEQUENTIAL_LANE: queue},
-            lane_of=dict.fromkeys(queue, SEQUENTIAL_LANE),
+            lane_of=dict.fromkeys([*queue, *subagents], SEQUENTIAL_LANE),
             capacities={},
+            inline=True,
         )
 
 
 def _lane_start(row: PlannedTask) -> float:
     """When the plan has the task take its lane (before its first cycle when it waits first)."""
     return row.start_min if row.lane_start_min is None else row.lane_start_min
+
+
+def _price(model: str, role: Role, scenario: Scenario, field: str) -> ModelPrice:
+    """``model``'s prices as ``role`` pays them (its cache writes at its cache's lifetime)."""
+    price = resolve(model, scenario.prices)
+    if price is None:
+        raise SimulationError(
+            field,
+            f"no price known for model '{model}' (table as of {PRICES_AS_OF}); add it under 'prices:', "
+            f"e.g. prices: {{{model}: {{input_per_mtok: 3, output_per_mtok: 15}}}}",
+        )
+    return price.for_ttl(role.tokens.cache_ttl)
 
 
 def build_layout(plan: Plan) -> Layout:
@@ -120,16 +144,15 @@ def build_layout(plan: Plan) -> Layout:
     roles = {task_id: scenario.role(task.role) for task_id, task in tasks.items()}
 
     prices: dict[str, ModelPrice] = {}
+    cycle_prices: dict[str, tuple[ModelPrice, ...]] = {}
     for task_id, task in tasks.items():
-        model = roles[task_id].model
-        price = resolve(model, scenario.prices)
-        if price is None:
-            raise SimulationError(
-                f"roles.{task.role}.model",
-                f"no price known for model '{model}' (table as of {PRICES_AS_OF}); add it under 'prices:', "
-                f"e.g. prices: {{{model}: {{input_per_mtok: 3, output_per_mtok: 15}}}}",
+        role = roles[task_id]
+        prices[task_id] = _price(role.model, role, scenario, f"roles.{task.role}.model")
+        if task.cycle_models:
+            cycle_prices[task_id] = tuple(
+                _price(task.model_of(role, cycle), role, scenario, f"tasks.{task_id}.cycle_models.{cycle}")
+                for cycle in range(1, task.cycles + 1)
             )
-        prices[task_id] = price
 
     planned = {row.task: (lane.lane, row) for lane, row in plan.planned_tasks()}
     missing = sorted(set(tasks) - set(planned))
@@ -198,8 +221,17 @@ def build_layout(plan: Plan) -> Layout:
             dependents[before_unit].append(unit.index)
 
     lanes = {lane.lane: lane.role for lane in plan.lanes}
+    spawns: dict[str, dict[int, tuple[str, ...]]] = {
+        parent: {cycle: tuple(child.id for child in children) for cycle, children in cycles.items()}
+        for parent, cycles in scenario.subagents().items()
+    }
+    # A subagent is no unit: its parent starts it, so no lane queue holds it.
     queues = {
-        lane.lane: tuple(row.task for row in lane.tasks if row.task not in skipped_tasks)
+        lane.lane: tuple(
+            row.task
+            for row in lane.tasks
+            if row.task not in skipped_tasks and tasks[row.task].spawned_by is None
+        )
         for lane in plan.lanes
     }
     parallel = Spec(
@@ -208,6 +240,9 @@ def build_layout(plan: Plan) -> Layout:
         queues=queues,
         lane_of={task: lane for task, (lane, _) in planned.items()},
         capacities=dict(problem.capacities),
+        subagent_lanes=frozenset(
+            name for name in lanes if any(name.startswith(f"{other}-sub") for other in lanes if other != name)
+        ),
     )
     order = tuple(activity.index for activity in topological_order(problem, lambda a: (a.index,)))
     return Layout(
@@ -215,11 +250,13 @@ def build_layout(plan: Plan) -> Layout:
         tasks=tasks,
         roles=roles,
         prices=prices,
+        cycle_prices=cycle_prices,
         unit_of=dict(problem.activity_of),
         emitter=dict(problem.emitter),
         waits_before=waits_before,
         emits_after=emits_after,
         waiters={event: tuple(names) for event, names in waiters.items()},
+        spawns=spawns,
         dependents={index: tuple(names) for index, names in dependents.items()},
         demand=demand,
         parallel=parallel,

@@ -37,6 +37,7 @@ SCALARS = (
     "waste_min",
     "waste_tokens",
     "waste_cost_usd",
+    "blocked_min",
     "completed",
 )
 """The per-replication quantities with one value each, in :attr:`Replications.values`."""

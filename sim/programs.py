@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cycleplan.draws import BLOCK, DrawBlock, draw_block, drawn_attempts, task_key
+from cycleplan.draws import BLOCK, DrawBlock, LoopState, draw_block, drawn_attempts, loop_cycle, task_key
 from cycleplan.model import ModelPrice, Role, Task
 
 FloatArray = npt.NDArray[np.float64]
@@ -43,6 +43,8 @@ class Segment:
     """Minutes paid after the waits to take the handoff in (sync minutes times events; 0 in ideal mode)."""
     emits: tuple[str, ...]
     """Events published after the segment's last cycle."""
+    spawns: tuple[str, ...] = ()
+    """Subagents spawned at the segment's start (after its waits and handoff), before its work."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class TaskShape:
     """Handoff tokens added to each cycle's requests (per cycle)."""
     context_tokens: int
     key: int
+    cycle_prices: tuple[ModelPrice, ...] | None = None
+    """Each cycle's prices, when some cycle runs on another model than the task's (``cycle_models``)."""
+    compaction_min: float = 0.0
+    """Minutes each compaction adds to its cycle (a timed agent loop's; none in ideal mode)."""
 
     @property
     def cycles(self) -> int:
@@ -73,10 +79,20 @@ class TaskShape:
 
 
 def task_shape(
-    index: int, task: Task, role: Role, price: ModelPrice, *, ideal: bool, per_slot: bool
+    index: int,
+    task: Task,
+    role: Role,
+    price: ModelPrice,
+    *,
+    ideal: bool,
+    per_slot: bool,
+    cycle_prices: tuple[ModelPrice, ...] | None = None,
+    spawns: dict[int, tuple[str, ...]] | None = None,
 ) -> TaskShape:
-    """The static shape of ``task``'s work; ``per_slot`` cuts a segment per slot (rate limits apply)."""
+    """The static shape of ``task``'s work; ``per_slot`` cuts a segment per slot (rate limits apply);
+    ``spawns``: cycle (from 1) -> subagents spawned at its start."""
     attempts = drawn_attempts(role)
+    spawned_at = {cycle - 1: children for cycle, children in (spawns or {}).items()}
     waits_before: dict[int, list[str]] = {}
     for event, cycle in task.waits.items():
         waits_before.setdefault(cycle - 1, []).append(event)
@@ -108,13 +124,14 @@ def task_shape(
                         waits=tuple(waits_before.get(cycle, ())) if first else (),
                         sync_min=sync_cost(cycle) if first else 0.0,
                         emits=(),
+                        spawns=spawned_at.get(cycle, ()) if first else (),
                     )
                 )
     else:
         start = 0
         for cycle in range(task.cycles):
             last = cycle == task.cycles - 1
-            if last or cycle in emits_after or (cycle + 1) in waits_before:
+            if last or cycle in emits_after or (cycle + 1) in waits_before or (cycle + 1) in spawned_at:
                 segments.append(
                     Segment(
                         first_cycle=start,
@@ -124,6 +141,7 @@ def task_shape(
                         waits=tuple(waits_before.get(start, ())),
                         sync_min=sync_cost(start),
                         emits=tuple(emits_after.get(cycle, ())),
+                        spawns=spawned_at.get(start, ()),
                     )
                 )
                 start = cycle + 1
@@ -141,6 +159,10 @@ def task_shape(
         handoff=handoff,
         context_tokens=role.tokens.context_tokens,
         key=task_key(task.id),
+        cycle_prices=cycle_prices,
+        compaction_min=0.0
+        if ideal or role.calls is None or role.calls.minutes is None or role.calls.compaction is None
+        else role.calls.compaction.minutes,
     )
 
 
@@ -170,6 +192,10 @@ class TaskProgram:
     output_tokens: IntArray
     cost_usd: FloatArray
     """``[replication, slot]``: each request's tokens by kind and its cost (0 for slots that never run)."""
+    compactions: IntArray
+    """``[replication, slot]``: compaction calls of each attempt (agent loops only; else 0)."""
+    calls: IntArray
+    """``[replication, slot]``: API calls of each attempt that runs (agent loops only; else 0)."""
 
 
 def _cost(
@@ -185,19 +211,32 @@ def _cost(
     return total
 
 
-def task_program(shape: TaskShape, draws: DrawBlock, rows: slice, *, shortcut: bool = True) -> TaskProgram:
-    """The program of ``shape``'s task for replications ``rows`` of a block of draws (``shortcut``: take
-    the shorter path when no cycle can fail; the tests compare both)."""
-    if shortcut and shape.attempts == 1 and not draws.failed.any():
-        return _sure_program(shape, draws, rows)
-    attempts, cycles = shape.attempts, shape.cycles
-    # [replication, cycle, attempt], so that flattening the last two axes gives slots in running order.
-    minutes = np.ascontiguousarray(draws.duration_min[:, rows, :].transpose(1, 2, 0))
-    fresh = draws.fresh_input[:, rows, :].transpose(1, 2, 0)
-    output = draws.output[:, rows, :].transpose(1, 2, 0)
-    failed = draws.failed[:, rows, :].transpose(1, 2, 0)
-    count = minutes.shape[0]
+def _costs(
+    shape: TaskShape, fresh: IntArray, written: IntArray, read: IntArray, output: IntArray
+) -> FloatArray:
+    """Costs of ``[replication, cycle, ...]`` tokens: at the task's price, or at each cycle's own."""
+    prices = shape.cycle_prices
+    if prices is None:
+        return _cost(shape.price, fresh, written, read, output)
+    axes = (1, len(prices)) + (1,) * (fresh.ndim - 2)
 
+    def per_cycle(name: str) -> FloatArray:
+        return np.array([getattr(price, name) for price in prices]).reshape(axes)
+
+    total: FloatArray = (
+        fresh * per_cycle("input_per_mtok")
+        + written * per_cycle("cache_write")
+        + read * per_cycle("cache_read")
+        + output * per_cycle("output_per_mtok")
+    ) / 1e6
+    return total
+
+
+def _runs(
+    failed: BoolArray, attempts: int, cycles: int
+) -> tuple[BoolArray, IntArray, BoolArray, BoolArray, IntArray]:
+    """From ``[replication, cycle, attempt]`` failure draws: which attempts run, how many each cycle
+    takes, which cycles run out of retries, which replications fail the task, and at which cycle."""
     succeeded: BoolArray = ~failed
     any_success: BoolArray = np.asarray(succeeded.any(axis=2), dtype=bool)
     first_success = np.argmax(succeeded, axis=2)
@@ -207,8 +246,12 @@ def task_program(shape: TaskShape, draws: DrawBlock, rows: slice, *, shortcut: b
     fail_cycle = np.where(fails, np.argmax(exhausted, axis=1), cycles)
     reached = np.arange(cycles)[None, :] <= fail_cycle[:, None]
     ran = (np.arange(attempts)[None, None, :] < tries[:, :, None]) & reached[:, :, None]
+    return ran, tries, exhausted, fails, fail_cycle
 
-    duration = np.where(ran, minutes, 0.0).reshape(count, cycles * attempts)
+
+def _timing(shape: TaskShape, duration: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Each slot's offset in its segment, each segment's minutes, and the whole work's minutes."""
+    count = duration.shape[0]
     offset = np.empty_like(duration)
     segment_min = np.empty((count, len(shape.segments)))
     for position, segment in enumerate(shape.segments):
@@ -216,6 +259,26 @@ def task_program(shape: TaskShape, draws: DrawBlock, rows: slice, *, shortcut: b
         offset[:, segment.first_slot : segment.end_slot] = running
         segment_min[:, position] = running[:, -1]
     length = np.add.accumulate(duration, axis=1)[:, -1] if duration.shape[1] else np.zeros(count)
+    return offset, segment_min, length
+
+
+def task_program(shape: TaskShape, draws: DrawBlock, rows: slice, *, shortcut: bool = True) -> TaskProgram:
+    """The program of ``shape``'s task for replications ``rows`` of a block of draws (``shortcut``: take
+    the shorter path when no cycle can fail; the tests compare both)."""
+    if shape.role.calls is not None:
+        return _loop_program(shape, draws, rows)
+    if shortcut and shape.attempts == 1 and not draws.failed.any():
+        return _sure_program(shape, draws, rows)
+    attempts, cycles = shape.attempts, shape.cycles
+    # [replication, cycle, attempt], so that flattening the last two axes gives slots in running order.
+    minutes = np.ascontiguousarray(draws.duration_min[:, rows, :].transpose(1, 2, 0))
+    fresh = draws.fresh_input[:, rows, :].transpose(1, 2, 0)
+    output = draws.output[:, rows, :].transpose(1, 2, 0)
+    failed = draws.failed[:, rows, :].transpose(1, 2, 0)
+    count = minutes.shape[0]
+    ran, tries, exhausted, fails, fail_cycle = _runs(failed, attempts, cycles)
+    duration = np.where(ran, minutes, 0.0).reshape(count, cycles * attempts)
+    offset, segment_min, length = _timing(shape, duration)
     fail_cycle_out = np.where(fails, fail_cycle, -1)
     last_slot = np.maximum(fail_cycle_out, 0) * attempts + attempts - 1
     fail_segment = np.where(fails, shape.slot_segment[last_slot], -1)
@@ -260,7 +323,9 @@ def task_program(shape: TaskShape, draws: DrawBlock, rows: slice, *, shortcut: b
         cache_write_tokens=written.reshape(flat).astype(np.int64),
         cache_read_tokens=read.reshape(flat).astype(np.int64),
         output_tokens=out.reshape(flat).astype(np.int64),
-        cost_usd=_cost(shape.price, fresh_in, written, read, out).reshape(flat),
+        cost_usd=_costs(shape, fresh_in, written, read, out).reshape(flat),
+        compactions=np.zeros(flat, dtype=np.int64),
+        calls=np.zeros(flat, dtype=np.int64),
     )
 
 
@@ -270,12 +335,7 @@ def _sure_program(shape: TaskShape, draws: DrawBlock, rows: slice) -> TaskProgra
     fresh = draws.fresh_input[0, rows, :]
     output = draws.output[0, rows, :]
     count = duration.shape[0]
-    offset = np.empty_like(duration)
-    segment_min = np.empty((count, len(shape.segments)))
-    for position, segment in enumerate(shape.segments):
-        running = np.add.accumulate(duration[:, segment.first_slot : segment.end_slot], axis=1)
-        offset[:, segment.first_slot : segment.end_slot] = running
-        segment_min[:, position] = running[:, -1]
+    offset, segment_min, length = _timing(shape, duration)
     tokens = shape.role.tokens
     growth = np.rint(tokens.history_growth * (fresh + shape.handoff[None, :] + output)).astype(np.int64)
     prefix = tokens.context_tokens + (np.cumsum(growth, axis=1) - growth)
@@ -295,12 +355,103 @@ def _sure_program(shape: TaskShape, draws: DrawBlock, rows: slice) -> TaskProgra
         segment_min=segment_min,
         fail_segment=np.full(count, -1, dtype=np.int64),
         fail_cycle=np.zeros(count, dtype=np.int64),
-        length_min=np.add.accumulate(duration, axis=1)[:, -1],
+        length_min=length,
         input_tokens=fresh_in,
         cache_write_tokens=written,
         cache_read_tokens=read,
         output_tokens=np.ascontiguousarray(output),
-        cost_usd=_cost(shape.price, fresh_in, written, read, output),
+        cost_usd=_costs(shape, fresh_in, written, read, output),
+        compactions=np.zeros(duration.shape, dtype=np.int64),
+        calls=np.zeros(duration.shape, dtype=np.int64),
+    )
+
+
+def _loop_program(shape: TaskShape, draws: DrawBlock, rows: slice) -> TaskProgram:
+    """:func:`task_program` for a role whose cycles are agent loops: each attempt's calls read and write
+    the conversation as :func:`cycleplan.draws.loop_cycle` bills them, cycle after cycle; a failed
+    attempt's calls are paid and its context dropped (the retry starts from the same state, now cached).
+    Compactions add their minutes to the cycle when the loop times its calls."""
+    loop = shape.role.calls
+    assert loop is not None and draws.loop is not None
+    attempts, cycles = shape.attempts, shape.cycles
+
+    def by_slot(values: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+        return np.ascontiguousarray(values[:, rows, :].transpose(1, 2, 0))
+
+    minutes = by_slot(draws.duration_min).astype(float)
+    failed = by_slot(draws.failed).astype(bool)
+    calls = by_slot(draws.loop.calls).astype(float)
+    growth = by_slot(draws.loop.growth).astype(float)
+    output = by_slot(draws.loop.output).astype(float)
+    count = minutes.shape[0]
+    ran, _, _, fails, fail_cycle = _runs(failed, attempts, cycles)
+
+    compaction = loop.compaction
+    threshold = None if compaction is None else float(compaction.threshold_tokens)
+    summary = 0.0 if compaction is None else float(compaction.summary_tokens)
+    read = np.zeros((count, cycles, attempts))
+    written = np.zeros((count, cycles, attempts))
+    out = np.zeros((count, cycles, attempts))
+    compactions = np.zeros((count, cycles, attempts), dtype=np.int64)
+    state = LoopState.start(shape.context_tokens, count)
+    for cycle in range(cycles):
+        for attempt in range(attempts):
+            running = ran[:, cycle, attempt]
+            if not running.any():
+                continue
+            done = loop_cycle(
+                state,
+                calls[:, cycle, attempt],
+                growth[:, cycle, attempt],
+                output[:, cycle, attempt],
+                context_tokens=shape.context_tokens,
+                threshold=threshold,
+                summary_tokens=summary,
+            )
+            read[:, cycle, attempt] = np.where(running, done.read, 0.0)
+            written[:, cycle, attempt] = np.where(running, done.written, 0.0)
+            out[:, cycle, attempt] = np.where(running, done.output, 0.0)
+            compactions[:, cycle, attempt] = np.where(running, done.compactions, 0)
+            kept = running & ~failed[:, cycle, attempt]
+            state = LoopState(
+                prefix=np.where(kept, done.after.prefix, state.prefix),
+                cached=np.where(kept, done.after.cached, np.where(running, state.prefix, state.cached)),
+            )
+    if shape.compaction_min > 0:
+        minutes = minutes + compactions * shape.compaction_min
+    duration = np.where(ran, minutes, 0.0).reshape(count, cycles * attempts)
+    offset, segment_min, length = _timing(shape, duration)
+    fail_cycle_out = np.where(fails, fail_cycle, -1)
+    last_slot = np.maximum(fail_cycle_out, 0) * attempts + attempts - 1
+    fail_segment = np.where(fails, shape.slot_segment[last_slot], -1)
+
+    handoff = np.where(ran, shape.handoff[None, :, None], 0).astype(np.int64)
+    read_tokens = np.rint(read).astype(np.int64)
+    written_tokens = np.rint(written).astype(np.int64)
+    if shape.role.tokens.cache:
+        fresh_in = handoff
+    else:
+        fresh_in = handoff + read_tokens + written_tokens
+        read_tokens = np.zeros_like(read_tokens)
+        written_tokens = np.zeros_like(written_tokens)
+    out_tokens = np.rint(out).astype(np.int64)
+    flat = (count, cycles * attempts)
+    return TaskProgram(
+        ran=ran.reshape(flat),
+        duration_min=duration,
+        failed=(ran & failed).reshape(flat),
+        offset_min=offset,
+        segment_min=segment_min,
+        fail_segment=fail_segment.astype(np.int64),
+        fail_cycle=np.where(fails, fail_cycle + 1, 0).astype(np.int64),
+        length_min=np.where(fails, np.inf, length),
+        input_tokens=fresh_in.reshape(flat),
+        cache_write_tokens=written_tokens.reshape(flat),
+        cache_read_tokens=read_tokens.reshape(flat),
+        output_tokens=out_tokens.reshape(flat),
+        cost_usd=_costs(shape, fresh_in, written_tokens, read_tokens, out_tokens).reshape(flat),
+        compactions=compactions.reshape(flat),
+        calls=np.where(ran, calls, 0.0).astype(np.int64).reshape(flat),
     )
 
 

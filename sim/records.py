@@ -46,6 +46,8 @@ class Records:
     sync_wait: FloatArray
     sync_paid: FloatArray
     rate_wait: FloatArray
+    blocked: FloatArray
+    """Minutes blocked on the subagents the task spawned."""
     segment_start: list[FloatArray]
     """Per task, ``[replication, segment]``."""
     emitted: FloatArray
@@ -68,6 +70,7 @@ class Records:
             sync_wait=np.zeros((tasks, count)),
             sync_paid=np.zeros((tasks, count)),
             rate_wait=np.zeros((tasks, count)),
+            blocked=np.zeros((tasks, count)),
             segment_start=[np.full((count, len(task.segments)), np.nan) for task in shape.shapes],
             emitted=np.full((len(events), count), np.nan),
             events=events,
@@ -92,6 +95,7 @@ class Records:
         self.sync_wait[:, column] = row.sync_wait
         self.sync_paid[:, column] = row.sync_paid
         self.rate_wait[:, column] = row.rate_wait
+        self.blocked[:, column] = row.blocked
         for task, starts in enumerate(row.segment_start):
             self.segment_start[task][column] = starts
         for position, event in enumerate(self.events):
@@ -135,6 +139,9 @@ class _Static:
     """Per task: (event position, cycle from 1, emitter task)."""
     role_lanes: dict[str, list[int]]
     roles: list[str]
+    subagent: list[bool] = field(default_factory=list)
+    spawn_groups: list[tuple[int, list[int]]] = field(default_factory=list)
+    """(parent, the subagents it spawns at one cycle), for each spawn."""
     order: list[int] = field(default_factory=list)
 
 
@@ -189,6 +196,12 @@ def _static(shape: Shape) -> _Static:
         waits=waits,
         role_lanes=role_lanes,
         roles=sorted({task.role for task in layout.tasks.values()}),
+        subagent=[layout.tasks[name].spawned_by is not None for name in names],
+        spawn_groups=[
+            (index[parent], [index[child] for child in children])
+            for parent, cycles in layout.spawns.items()
+            for children in cycles.values()
+        ],
     )
 
 
@@ -368,6 +381,7 @@ def measure(shape: Shape, programs: Programs, records: Records) -> Measures:
         "waste_min": waste_min,
         "waste_tokens": waste_tokens.astype(np.float64),
         "waste_cost_usd": waste_cost,
+        "blocked_min": records.blocked.sum(axis=0),
         "completed": (
             (status != 0).all(axis=0)
             & ~(status == FAILED).any(axis=0)
@@ -444,6 +458,8 @@ def _queueing(shape: Shape, static: _Static, records: Records) -> tuple[FloatArr
     dependency = np.zeros(count)
     waiting = np.zeros(count)
     for task in range(len(shape.names)):
+        if static.subagent[task]:
+            continue  # a subagent starts when it is spawned: it never waits for a lane or a dependency
         started = lane[task] >= 0
         ready = np.zeros(count)
         for dep in static.after[task]:
@@ -505,6 +521,11 @@ def _critical(
         if static.race_of[other] >= 0:
             push_race(one, static.race_of[other], touching & (status[other] == CANCELLED))
         edges.append((one, other, touching & (status[other] != CANCELLED)))
+
+    for parent, children in static.spawn_groups:
+        group_end = _nanmax(end[children], axis=0)
+        for child in children:
+            edges.append((parent, child, ended[child] & (end[child] == group_end)))
 
     critical &= started
     # Only edges that hold in some replication matter; walking them from the tasks that end latest
@@ -580,7 +601,7 @@ def trace(
             starts = records.segment_start[task][column]
             attempts = task_shape.attempts
             arrival = taken
-            pending_sync = pending_paid = pending_rate = 0.0
+            pending_sync = pending_paid = pending_rate = pending_blocked = 0.0
             seen_segment = -1
             for slot in range(task_shape.slots):
                 complete = bool(happened.complete[column, slot])
@@ -599,6 +620,15 @@ def trace(
                             after_sync = held_until + segment.sync_min
                             pending_paid += after_sync - held_until
                             held_until = after_sync
+                    if segment.spawns:
+                        returned = [
+                            float(records.end[child, column])
+                            for child in shape.segment_spawns[task][segment_index]
+                            if not math.isnan(records.end[child, column])
+                        ]
+                        if returned:
+                            pending_blocked += max(returned) - held_until
+                            held_until = max(returned)
                     pending_rate += begun - held_until
                     seen_segment = segment_index
                 cycle, attempt = divmod(slot, attempts)
@@ -626,9 +656,25 @@ def trace(
                         "cache_creation_input_tokens": written,
                         "cache_read_input_tokens": read,
                         "output_tokens": output,
-                        "cost_usd": cost_usd(task_shape.price, fresh, written, read, output),
+                        "cost_usd": cost_usd(
+                            task_shape.price
+                            if task_shape.cycle_prices is None
+                            else task_shape.cycle_prices[cycle],
+                            fresh,
+                            written,
+                            read,
+                            output,
+                        ),
                     }
                 )
+                if pending_blocked > 0:
+                    metadata["blocked_ms"] = pending_blocked * MS_PER_MIN
+                    pending_blocked = 0.0
+                if role.calls is not None:
+                    metadata["calls"] = int(program.calls[column, slot])
+                    metadata["compaction_calls"] = int(program.compactions[column, slot])
+                if task_shape.task.cycle_models:
+                    metadata["model"] = task_shape.task.model_of(role, cycle + 1)
                 sync_attributed += pending_sync + pending_paid
                 rate_attributed += pending_rate
                 pending_sync = pending_paid = pending_rate = 0.0

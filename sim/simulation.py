@@ -76,7 +76,14 @@ class Simulator:
         per_slot = probe.rate_limits is not None
         self.shapes: list[TaskShape] = [
             task_shape(
-                position, task, layout.roles[task_id], layout.prices[task_id], ideal=ideal, per_slot=per_slot
+                position,
+                task,
+                layout.roles[task_id],
+                layout.prices[task_id],
+                ideal=ideal,
+                per_slot=per_slot,
+                cycle_prices=layout.cycle_prices.get(task_id),
+                spawns=layout.spawns.get(task_id),
             )
             for position, (task_id, task) in enumerate(layout.tasks.items())
         ]

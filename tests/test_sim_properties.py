@@ -47,6 +47,23 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             },
             "tokens": {"context_tokens": draw(st.sampled_from([0, 5000])), "cache": draw(st.booleans())},
         }
+        if draw(st.integers(0, 2)) == 0:
+            # An agent loop: calls per cycle, growth and output per call, timed or not, compacting or not.
+            roles[f"r{index}"]["calls"] = {
+                "per_cycle": draw(
+                    st.sampled_from(
+                        [{"median": 1, "p90": 3}, {"median": 8, "p90": 20}, {"median": 40, "p90": 90}]
+                    )
+                ),
+                "growth": {"median": 900, "p90": 4000},
+                "output": {"median": 150, "p90": 600},
+                "minutes": draw(st.sampled_from([None, {"median_min": 0.1, "p90_min": 0.3}])),
+                "compaction": draw(
+                    st.sampled_from(
+                        [None, {"threshold_tokens": 30_000, "summary_tokens": 4_000, "minutes": 0.5}]
+                    )
+                ),
+            }
     names = sorted(roles)
     tasks: list[dict[str, Any]] = []
     for index in range(draw(st.integers(1, 6))):
@@ -81,6 +98,17 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     for task in tasks:
         if draw(st.integers(0, 3)) == 0 and task["id"] != "rb":  # race members start together
             task["requires"] = {"staging": 1}
+    for parent in [task for task in tasks if "race" not in task]:
+        # Subagents: fork-join at the start of one of the parent's cycles.
+        for number in range(draw(st.integers(0, 2)) if draw(st.integers(0, 2)) == 0 else 0):
+            tasks.append(
+                {
+                    "id": f"{parent['id']}.sub{number}",
+                    "role": draw(st.sampled_from(names)),
+                    "cycles": draw(st.integers(1, 2)),
+                    "spawned_by": {"task": parent["id"], "cycle": draw(st.integers(1, parent["cycles"]))},
+                }
+            )
     has_race = any(task.get("race") for task in tasks)
     cap = draw(st.sampled_from([None, 1, 2, 3]))
     if cap is not None and has_race:
@@ -147,6 +175,8 @@ def check_trace(scenario: Scenario, trace: list[Event]) -> None:
     # Shared capacity: never more tasks at once than max_parallel, never two holding the staging server.
     changes: list[tuple[float, int, int]] = []
     for task, (_, start) in started.items():
+        if tasks[task].spawned_by is not None:
+            continue  # subagents take no shared capacity: their parent holds its own while blocked
         staging = tasks[task].requires.get("staging", 0)
         changes += [(start, 1, staging), (ended[task][1], -1, -staging)]
     running = holding = 0
@@ -164,6 +194,20 @@ def check_trace(scenario: Scenario, trace: list[Event]) -> None:
         return min(winners)
 
     for task_id, (_, start) in started.items():
+        spawn = tasks[task_id].spawned_by
+        if spawn is not None:
+            # Fork-join: spawned when its parent reached the cycle, returned before the parent worked it.
+            parent_start = started[spawn.task][1]
+            reached = (
+                cycle_ends.get((spawn.task, spawn.cycle - 1), parent_start)
+                if spawn.cycle > 1
+                else parent_start
+            )
+            assert start >= reached - EPS_MS, f"{task_id} started before its parent spawned it"
+            if (spawn.task, spawn.cycle) in cycle_starts:
+                assert ended[task_id][1] <= cycle_starts[(spawn.task, spawn.cycle)] + EPS_MS, (
+                    f"{spawn.task} worked cycle {spawn.cycle} before {task_id} returned"
+                )
         for dep in tasks[task_id].after:
             assert resolved(dep) <= start + EPS_MS, f"{task_id} started before {dep} finished"
         for event, cycle in tasks[task_id].waits.items():
@@ -173,7 +217,7 @@ def check_trace(scenario: Scenario, trace: list[Event]) -> None:
 
     measured = metrics(trace)
     assert sum(measured.tokens_by_role.values()) == measured.tokens_total
-    assert sum(measured.cost_by_role.values()) == pytest.approx(measured.cost_usd, abs=1e-12)
+    assert sum(measured.cost_by_role.values()) == pytest.approx(measured.cost_usd, rel=1e-12, abs=1e-12)
     assert measured.tokens_total == (
         measured.input_tokens
         + measured.cache_write_tokens
