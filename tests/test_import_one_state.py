@@ -53,6 +53,17 @@ def test_the_real_file_maps_onto_one_100() -> None:
     assert measured.completed and measured.makespan_min > measured.work_min
 
 
+def test_tokens_the_file_does_not_record_are_absent() -> None:
+    imported = import_one_state(DATA)
+    assert imported.details["tokens_recorded"] is False
+    token_fields = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+    for event in imported.trace:
+        assert not {*token_fields, "cost_usd", "context_tokens"} & set(event.metadata), event.action
+    measured = metrics(imported.trace)
+    assert measured.tokens_total == 0 and measured.cost_usd == 0 and measured.context_tokens == 0
+    assert measured.completed and measured.work_min > 0
+
+
 def test_the_real_file_is_messy_and_tolerated() -> None:
     imported = import_one_state(DATA)
     messages = [str(w) for w in imported.warnings]

@@ -64,9 +64,30 @@ def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
         f"  tasks      {sum(roles.values())} ({', '.join(f'{n} {role}' for role, n in roles.items())}) "
         f"on {lanes} lane(s); {cycles} cycles"
     )
+    details = imported.details
     makespan, work = format_minutes(summary["makespan_min"]), format_minutes(summary["sequential_min"])
-    typer.echo(f"  makespan   {makespan}; work {work}")
-    typer.echo(f"  tokens     {summary['tokens_total']:,}    cost ${summary['cost_usd']:,.4f}")
+    if "wall_min" in details:
+        typer.echo(
+            f"  makespan   {makespan} of agent time (wall {format_minutes(details['wall_min'])}); work {work}"
+        )
+        causes = ", ".join(f"{cause} {format_minutes(m)}" for cause, m in details["person_waits_min"].items())
+        typer.echo(
+            f"  waiting    on a person {format_minutes(details['person_wait_min'])}"
+            + (f" ({causes})" if causes else "")
+            + f"; idle between turns {format_minutes(details['idle_min'])}; "
+            f"blocked on subagents {format_minutes(details['blocked_min'])}"
+        )
+    else:
+        typer.echo(f"  makespan   {makespan}; work {work}")
+    if details.get("tokens_recorded", True):
+        calls = (
+            f"    {details['calls']:,} calls, {details['compaction_calls']} compaction(s)"
+            if "calls" in details
+            else ""
+        )
+        typer.echo(f"  tokens     {summary['tokens_total']:,}    cost ${summary['cost_usd']:,.4f}{calls}")
+    else:
+        typer.echo("  tokens     not recorded by this source")
     if imported.warnings:
         typer.echo(f"  warnings   {len(imported.warnings)} (on stderr)")
     typer.echo(f"  next       cycleplan calibrate {run_id} -o calibrated.yaml")
@@ -88,8 +109,10 @@ def import_claude_code_command(
 ) -> None:
     """Import Claude Code transcripts: one task per session or subagent, one cycle per user-prompt turn.
 
-    Sessions and subagents that overlap in time run on parallel lanes. Usage is counted once per API
-    response (message id + request id); internal compaction sessions are marked, not counted as work.
+    Sessions that overlap run on parallel lanes; a subagent runs beside the session that launched it,
+    which is blocked meanwhile. Usage is counted once per API response (message id + request id),
+    compaction calls included. Time is agent time: waits on the person (questions, plan approvals,
+    refused permissions, long idle gaps) and the time between turns are left out, and shown beside.
 
     \b
     Examples:

@@ -1,24 +1,69 @@
-"""Claude Code transcripts as runs: sessions and subagents become tasks, user-prompt turns become cycles.
+"""Claude Code transcripts as runs: sessions and subagents become tasks, user-prompt turns become cycles,
+and time is counted on the agent clock.
 
 Reads the JSON Lines files Claude Code writes under ``~/.claude/projects/<project>/``: a session file
 ``<id>.jsonl`` with its ``<id>/subagents/agent-<id>.jsonl``, a session folder, one subagent file, or a
 whole project folder (every session in it). How they map onto a run:
 
-- one task per session (role ``main``) and per subagent (role ``subagent``); tasks that overlap in time
-  go on separate lanes of their role, so a project's parallel sessions and a session's subagents run on
-  parallel lanes;
-- one cycle per user-prompt turn: a ``type: user`` record that is a real prompt (typed text, a slash
-  command or a background-task notification; not a tool result, meta text, a compaction summary or an
-  interruption marker) starts a cycle, which ends at the last record before the next prompt. A prompt
-  no API response follows (``/mcp``, ``/compact``, an instant interruption) is no turn of work;
-- usage is counted once per API response: the lines of one streamed response share ``message.id`` and
+Tasks and cycles
+
+- one task per session (role ``main``), one cycle per user-prompt turn: a ``type: user`` record that is a
+  real prompt (typed text, a slash command or a background-task notification; not a tool result, meta
+  text, a compaction summary or an interruption marker) starts a turn, which ends at the last record
+  before the next prompt. A background-task notification resumes the turn before it (the time between
+  the two belongs to nobody). A prompt no API response follows (``/mcp``, ``/compact``, an instant
+  interruption) is no turn of work. Sessions that overlap in agent time go on separate lanes;
+- one task per subagent (role ``subagent``), one cycle per turn of its transcript, spawned by the turn of
+  its session that made the Task tool call launching it (``spawned_by``): the session's Task tool result
+  names the subagent (``toolUseResult.agentId``) and, through its ``tool_use_id``, that call. A subagent
+  whose launch cannot be found (no session transcript, as with a bare ``<id>/subagents/`` folder) stays
+  an independent task, with a warning. A subagent without a transcript file is rebuilt from the
+  ``agent_progress`` copies its session keeps (``partial: true``, with a warning: they may miss calls);
+- each role's model is the most common over its calls; a turn whose calls mostly ran on another model
+  (a skill may move a turn to a smaller one) is listed in its task's ``cycle_models``. A role whose cache
+  writes went mostly to the 1-hour cache gets ``tokens.cache_ttl: 1h``;
+- internal compaction transcripts (``agent-acompact-*``) are no tasks: a compaction call is the agent's
+  own call and counts as work of the turn of its session during which it ran (one typed as ``/compact``
+  between turns: the next turn, whose context it prepared). It is marked with a ``progress_update``
+  (``compaction: true``) and counted in the cycle's ``compaction_calls`` and ``compactions``.
+
+Usage
+
+- counted once per API response: the lines of one streamed response share ``message.id`` and
   ``requestId`` and their usage grows as it streams, so each field's largest value counts, once, even
-  when another file repeats the response;
-- internal compaction sessions (``agent-acompact-*``) are marked (a ``progress_update`` with
-  ``compaction: true`` and their tokens) and not counted as work: the time a turn spent waiting for one
-  is taken out of the turn's duration;
-- a subagent whose transcript file is missing is rebuilt from the ``agent_progress`` records its
-  session keeps of it, with a warning (those copies may miss responses).
+  when another file repeats the response; ``usage.cache_creation`` splits cache writes between the
+  5-minute and the 1-hour cache the same way. Subagent transcripts keep each response's usage as it was
+  when streaming began: the Task result's ``usage`` gives the last one's final figures;
+- each call is priced with its own model: 5-minute cache writes at 1.25x input, 1-hour writes at 2x,
+  cache reads at 0.1x.
+
+Time: the agent clock
+
+Inside a turn (from its prompt to its last record), time is work, blocked, or waiting on a person:
+
+- waiting on a person: (a) an ``AskUserQuestion`` tool call until its result (cause ``question``); (b) an
+  ``ExitPlanMode`` tool call until its result (plan approval, ``plan_approval``); (c) a tool call whose
+  result says the user rejected it ("User rejected tool use", "The user doesn't want to proceed with this
+  tool use"), from the call to the result (``permission``); (d) a gap longer than :data:`IDLE_GAP_S`
+  from a record carrying tool results (the last, when several results come in) to the next assistant
+  record, the whole gap (``idle``). A permission the user granted leaves no mark in a transcript and
+  counts as work;
+- blocked: from a Task tool call until its result the session waits for its subagent (the union when
+  several run at once). Blocking and compaction prevail over a person wait they overlap;
+- the rest is work, compaction calls included.
+
+The trace runs on the agent clock, which advances only while at least one agent works or is blocked on
+its subagents: the stretches in which every agent waits on a person, or no turn is open, are cut out
+(the header says ``clock: agent``), so that :func:`cycleplan.metrics.metrics` measures agent time (its
+``person_wait_min`` and ``blocked_min`` sum the cycles' figures). Each ``cycle_completed`` carries
+``duration_ms`` (the turn's own work: its time on the agent clock less its person waits and blocked
+time), ``wall_ms`` (its wall-clock span), ``person_wait_ms`` and ``person_waits`` (per cause),
+``blocked_ms``, ``calls`` and ``compaction_calls``, and one row per call in ``api_calls`` and
+``compactions``: ``[duration_ms, input_tokens, cache_write_5m, cache_write_1h, cache_read,
+output_tokens]``, a compaction's row with one more number: how many of the turn's calls came before
+it. A call lasts from the previous call's first record (the turn's start for the first call) to its own
+first record, the turn's tail after the last call going to the last call, blocked time and compactions
+left out; a compaction lasts the time the turn spent on it; so the rows add up to ``duration_ms``.
 
 Unreadable lines are skipped with a warning naming FILE:LINE; input with nothing to measure raises
 :class:`~cycleplan.importers.run.TraceImportError`. This module writes nothing.
@@ -26,9 +71,12 @@ Unreadable lines are skipped with a warning naming FILE:LINE; input with nothing
 
 from __future__ import annotations
 
+import bisect
 import datetime
+import itertools
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,11 +90,15 @@ from cycleplan.importers.run import (
     identifier,
 )
 from cycleplan.loading import FileError
-from cycleplan.model import Role, Scenario, Task
+from cycleplan.metrics import MS_PER_MIN
+from cycleplan.model import Role, Scenario, Spawn, Task, TokenModel
 from cycleplan.prices import cost_usd, resolve
 
 KIND = "claude-code"
 USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+"""The Messages API usage fields a cycle carries (cache writes of both caches together)."""
+CACHE_WRITE_1H = "cache_creation_1h_input_tokens"
+"""The share of ``cache_creation_input_tokens`` written to the 1-hour cache."""
 MAX_FILE_BYTES = 1_000_000_000
 """Largest transcript read (Claude Code's own files rarely pass a few megabytes)."""
 MAX_LINE_WARNINGS = 5
@@ -55,7 +107,22 @@ MAX_LINE_WARNINGS = 5
 LOW_OUTPUT_TOKENS = 5
 """A response recording this few output tokens was most likely written before it finished streaming."""
 
+IDLE_GAP_S = 300.0
+"""A gap longer than this (seconds) from a record carrying tool results to the next assistant record is
+time the agent waited on a person (cause ``idle``), not work."""
+
+PERSON_CAUSES = ("question", "plan_approval", "permission", "idle")
+"""Why an agent waited on a person inside a turn, in the order they take precedence."""
+
+TASK_TOOLS = frozenset({"Task", "Agent"})
+"""Tools that launch a subagent and block the session until it returns."""
+_ASKING_TOOLS = {"AskUserQuestion": "question", "ExitPlanMode": "plan_approval"}
+_REJECTED = ("User rejected tool use", "The user doesn't want to proceed with this tool use")
+
 _NOT_PROMPTS = ("<local-command-stdout>", "<local-command-stderr>", "<local-command-caveat>")
+
+Span = tuple[float, float]
+"""A stretch of wall-clock time, (from, to) in milliseconds since the epoch."""
 
 
 @dataclass
@@ -80,6 +147,33 @@ class _Response:
     model: str = ""
     duplicate: bool = False
 
+    def tokens(self) -> list[int]:
+        """``[input, cache_write_5m, cache_write_1h, cache_read, output]``."""
+        usage = self.usage
+        written = usage.get("cache_creation_input_tokens", 0)
+        hour = min(usage.get(CACHE_WRITE_1H, 0), written)
+        return [
+            usage.get("input_tokens", 0),
+            written - hour,
+            hour,
+            usage.get("cache_read_input_tokens", 0),
+            usage.get("output_tokens", 0),
+        ]
+
+
+@dataclass
+class _ToolCall:
+    """One tool call and its result, as a transcript records them."""
+
+    name: str
+    index: int
+    """Position of the assistant record that made the call."""
+    called_ms: float
+    result_ms: float | None = None
+    rejected: bool = False
+    agent_id: str | None = None
+    """The subagent a Task call launched, as its result names it."""
+
 
 @dataclass
 class _Turn:
@@ -87,10 +181,18 @@ class _Turn:
 
     line: int
     kind: str
-    spans: list[tuple[float, float]]
-    """The stretches of time the agent worked (a notification that resumes the turn adds one)."""
+    spans: list[Span]
+    """The stretches of wall-clock time the turn was open (a notification that resumes it adds one)."""
+    segments: list[tuple[int, int]]
+    """The records of each stretch (positions in the transcript, end excluded)."""
     interrupted: bool
     responses: list[_Response]
+    compactions: list[_Compaction] = field(default_factory=list)
+    waits: dict[str, list[Span]] = field(default_factory=dict)
+    """Person waits by cause (disjoint)."""
+    blocked: list[Span] = field(default_factory=list)
+    active: list[Span] = field(default_factory=list)
+    """Agent time: the spans less the person waits."""
 
     @property
     def start_ms(self) -> float:
@@ -99,6 +201,13 @@ class _Turn:
     @property
     def end_ms(self) -> float:
         return self.spans[-1][1]
+
+    @property
+    def compaction_calls(self) -> list[_Response]:
+        return [response for compaction in self.compactions for response in compaction.responses]
+
+    def holds(self, index: int) -> bool:
+        return any(begin <= index < end for begin, end in self.segments)
 
 
 @dataclass
@@ -111,9 +220,19 @@ class _Transcript:
     records: list[_Record]
     final_usage: dict[str, int] | None = None
     """The usage of the subagent's last response as its session's Task result reports it."""
+    partial: bool = False
+    """Rebuilt from its session's copies of its records: calls may be missing."""
     responses: list[_Response] = field(default_factory=list)
     turns: list[_Turn] = field(default_factory=list)
+    tools: list[_ToolCall] = field(default_factory=list)
     task_id: str = ""
+
+
+@dataclass
+class _Compaction:
+    transcript: _Transcript
+    span: Span
+    responses: list[_Response]
 
 
 @dataclass
@@ -121,6 +240,69 @@ class _Source:
     session: str
     main: Path | None
     subagents: list[Path]
+
+
+# --------------------------------------------------------------------------------------------------
+# Stretches of time
+
+
+def _merge(spans: Iterable[Span]) -> list[Span]:
+    """The union of ``spans``, sorted, overlapping and touching stretches joined."""
+    merged: list[Span] = []
+    for begin, end in sorted(span for span in spans if span[1] >= span[0]):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
+    return merged
+
+
+def _minus(spans: list[Span], cut: list[Span]) -> list[Span]:
+    """``spans`` with the time of ``cut`` taken out."""
+    out: list[Span] = []
+    cuts = _merge(cut)
+    for begin, end in _merge(spans):
+        at = begin
+        for cut_begin, cut_end in cuts:
+            if cut_end <= at or cut_begin >= end:
+                continue
+            if cut_begin > at:
+                out.append((at, cut_begin))
+            at = max(at, cut_end)
+        if at < end:
+            out.append((at, end))
+    return out
+
+
+def _within(spans: list[Span], bounds: list[Span]) -> list[Span]:
+    """The time of ``spans`` that lies inside ``bounds``."""
+    return _minus(spans, _minus(_merge(spans), bounds))
+
+
+def _measure(spans: list[Span]) -> float:
+    return sum(end - begin for begin, end in _merge(spans))
+
+
+class _AgentClock:
+    """Wall-clock time to agent time: only the stretches in which some agent works or is blocked count."""
+
+    def __init__(self, active: list[Span], origin: float) -> None:
+        self.spans = _merge(active)
+        self.origin = origin
+        self._starts = [begin for begin, _ in self.spans]
+        self._before: list[float] = []
+        total = 0.0
+        for begin, end in self.spans:
+            self._before.append(total)
+            total += end - begin
+
+    def __call__(self, wall_ms: float) -> float:
+        """``origin`` plus the agent time before ``wall_ms``."""
+        position = bisect.bisect_right(self._starts, wall_ms) - 1
+        if position < 0:
+            return self.origin
+        begin, end = self.spans[position]
+        return self.origin + self._before[position] + min(wall_ms, end) - begin
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,6 +427,12 @@ def _read(path: Path, warnings: list[FileError]) -> list[_Record]:
 # Prompts, responses, turns
 
 
+def _blocks(record: dict[str, Any]) -> list[dict[str, Any]]:
+    message = record.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return [block for block in content if isinstance(block, dict)] if isinstance(content, list) else []
+
+
 def _text(record: dict[str, Any]) -> str | None:
     """The text of a user record's message, or None when it carries tool results or no message."""
     message = record.get("message")
@@ -261,6 +449,10 @@ def _text(record: dict[str, Any]) -> str | None:
     return "\n".join(str(block.get("text", "")) for block in blocks if block.get("type") == "text")
 
 
+def _carries_results(record: dict[str, Any]) -> bool:
+    return record.get("type") == "user" and any(b.get("type") == "tool_result" for b in _blocks(record))
+
+
 def _is_interruption(record: dict[str, Any]) -> bool:
     if record.get("type") != "user":
         return False
@@ -269,7 +461,8 @@ def _is_interruption(record: dict[str, Any]) -> bool:
 
 
 def _is_work(record: dict[str, Any]) -> bool:
-    """Whether a record's time is the agent's: not the user's typing, local commands or compaction."""
+    """Whether a record can end a turn: not the user's typing, a local command or the compaction
+    bookkeeping (the compaction call itself is timed from its own transcript)."""
     kind = record.get("type")
     if kind == "system":
         return record.get("subtype") not in ("compact_boundary", "local_command")
@@ -300,6 +493,26 @@ def prompt_kind(record: dict[str, Any]) -> str | None:
     return "prompt"
 
 
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _usage(usage: dict[str, Any]) -> dict[str, int]:
+    """The usage fields of one line (or one Task result) that hold counts, the 1-hour writes apart."""
+    found = {name: value for name in USAGE_FIELDS if (value := _count(usage.get(name))) is not None}
+    split = usage.get("cache_creation")
+    if isinstance(split, dict):
+        hour, minutes = (
+            _count(split.get("ephemeral_1h_input_tokens")),
+            _count(split.get("ephemeral_5m_input_tokens")),
+        )
+        if hour is not None:
+            found[CACHE_WRITE_1H] = hour
+        if "cache_creation_input_tokens" not in found and (hour is not None or minutes is not None):
+            found["cache_creation_input_tokens"] = (hour or 0) + (minutes or 0)
+    return found
+
+
 def _responses(transcript: _Transcript) -> list[_Response]:
     found: dict[tuple[str, str], _Response] = {}
     for index, record in enumerate(transcript.records):
@@ -318,18 +531,16 @@ def _responses(transcript: _Transcript) -> list[_Response]:
             response.model = str(message.get("model") or "")
         usage = message.get("usage")
         if isinstance(usage, dict):
-            for name in USAGE_FIELDS:
-                value = usage.get(name)
-                if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                    response.usage[name] = max(response.usage.get(name, 0), value)
-                    response.has_usage = True
+            for name, value in _usage(usage).items():
+                response.usage[name] = max(response.usage.get(name, 0), value)
+                response.has_usage = True
     return list(found.values())
 
 
 def _turns(transcript: _Transcript) -> list[_Turn]:
     """The transcript's cycles: each prompt's records up to the next prompt, if an API response is
     among them. A background-task notification is no prompt of the user's: it resumes the turn before
-    it (the time between the two is not work)."""
+    it (the time between the two is nobody's)."""
     records = transcript.records
     starts = [
         i for i, record in enumerate(records) if record.time_ms is not None and prompt_kind(record.data)
@@ -354,11 +565,102 @@ def _turns(transcript: _Transcript) -> list[_Turn]:
         if kind == "notification" and turns:
             last = turns[-1]
             last.spans.append((max(span[0], last.end_ms), max(span[1], last.end_ms)))
+            last.segments.append((begin, end))
             last.responses.extend(inside)
             last.interrupted = last.interrupted or interrupted
             continue
-        turns.append(_Turn(records[begin].line, kind, [span], interrupted, inside))
+        turns.append(_Turn(records[begin].line, kind, [span], [(begin, end)], interrupted, inside))
     return turns
+
+
+# --------------------------------------------------------------------------------------------------
+# Tool calls: subagents launched, questions asked, permissions refused
+
+
+def _result_text(block: dict[str, Any]) -> str:
+    content = block.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def _tool_calls(records: list[_Record]) -> list[_ToolCall]:
+    """Every tool call of a transcript with the time of its result (None when none came)."""
+    calls: dict[str, _ToolCall] = {}
+    for index, record in enumerate(records):
+        data = record.data
+        if record.time_ms is None:
+            continue
+        if data.get("type") == "assistant":
+            for block in _blocks(data):
+                tool_id = block.get("id")
+                if block.get("type") == "tool_use" and isinstance(tool_id, str) and tool_id not in calls:
+                    calls[tool_id] = _ToolCall(str(block.get("name") or ""), index, record.time_ms)
+            continue
+        if not _carries_results(data):
+            continue
+        outcome = data.get("toolUseResult")
+        for block in _blocks(data):
+            call = calls.get(str(block.get("tool_use_id")))
+            if block.get("type") != "tool_result" or call is None or call.result_ms is not None:
+                continue
+            call.result_ms = record.time_ms
+            said = _result_text(block).lstrip()
+            call.rejected = said.startswith(_REJECTED) or (
+                isinstance(outcome, str) and outcome.lstrip().startswith(_REJECTED)
+            )
+            if isinstance(outcome, dict) and isinstance(outcome.get("agentId"), str):
+                call.agent_id = outcome["agentId"]
+    return list(calls.values())
+
+
+def _idle_gaps(records: list[_Record], segment: tuple[int, int]) -> list[Span]:
+    """Gaps longer than :data:`IDLE_GAP_S` from the last record carrying tool results to the next
+    assistant record, within one stretch of a turn."""
+    gaps: list[Span] = []
+    results_at: float | None = None
+    for record in records[segment[0] : segment[1]]:
+        if record.time_ms is None:
+            continue
+        if _carries_results(record.data):
+            results_at = record.time_ms
+        elif record.data.get("type") == "assistant":
+            if results_at is not None and record.time_ms - results_at > IDLE_GAP_S * 1000.0:
+                gaps.append((results_at, record.time_ms))
+            results_at = None
+    return gaps
+
+
+def _time_turn(transcript: _Transcript, turn: _Turn) -> None:
+    """Split a turn's time into person waits, blocked time and the rest (work)."""
+    turn.spans = _merge([*turn.spans, *(c.span for c in turn.compactions)])
+    asked: dict[str, list[Span]] = {cause: [] for cause in PERSON_CAUSES}
+    blocked: list[Span] = []
+    for call in transcript.tools:
+        if call.result_ms is None or not turn.holds(call.index):
+            continue
+        span = (call.called_ms, call.result_ms)
+        if call.name in _ASKING_TOOLS:  # a plan the user turns down reads as a rejected call too
+            asked[_ASKING_TOOLS[call.name]].append(span)
+        elif call.rejected:
+            asked["permission"].append(span)
+        elif call.name in TASK_TOOLS:
+            blocked.append(span)
+    for segment in turn.segments:
+        asked["idle"].extend(_idle_gaps(transcript.records, segment))
+    turn.blocked = _within(_merge(blocked), turn.spans)
+    # Blocked time and compactions are agent time whatever else the records say; among person waits,
+    # the explicit causes come before an idle gap.
+    taken = [*turn.blocked, *(c.span for c in turn.compactions)]
+    turn.waits = {}
+    for cause in PERSON_CAUSES:
+        spans = _minus(_within(_merge(asked[cause]), turn.spans), taken)
+        if spans:
+            turn.waits[cause] = spans
+        taken.extend(spans)
+    turn.active = _minus(turn.spans, [span for spans in turn.waits.values() for span in spans])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -375,12 +677,7 @@ def _task_results(records: list[_Record]) -> dict[str, dict[str, int]]:
             and isinstance(result.get("agentId"), str)
             and isinstance(result.get("usage"), dict)
         ):
-            usage = result["usage"]
-            found[result["agentId"]] = {
-                name: value
-                for name in USAGE_FIELDS
-                if isinstance(value := usage.get(name), int) and value >= 0
-            }
+            found[result["agentId"]] = _usage(result["usage"])
     return found
 
 
@@ -447,7 +744,9 @@ def _transcripts(source: _Source, warnings: list[FileError]) -> list[_Transcript
                 line=records[0].line,
             )
         )
-        found.append(_Transcript(source.main, source.session, "subagent", agent, False, records))
+        found.append(
+            _Transcript(source.main, source.session, "subagent", agent, False, records, partial=True)
+        )
     for transcript in found:
         if transcript.agent_id is not None:
             transcript.final_usage = results.get(transcript.agent_id)
@@ -464,18 +763,8 @@ def _response_cost(response: _Response, unpriced: Counter[str]) -> float:
         if any(response.usage.values()):
             unpriced[response.model or "(no model)"] += 1
         return 0.0
-    usage = response.usage
-    return cost_usd(
-        price,
-        usage.get("input_tokens", 0),
-        usage.get("cache_creation_input_tokens", 0),
-        usage.get("cache_read_input_tokens", 0),
-        usage.get("output_tokens", 0),
-    )
-
-
-def _overlap(start: float, end: float, spans: list[tuple[float, float]]) -> float:
-    return sum(max(0.0, min(end, b) - max(start, a)) for a, b in spans)
+    fresh, minutes, hour, read, output = response.tokens()
+    return cost_usd(price, fresh, minutes, read, output, cache_write_1h_tokens=hour)
 
 
 def import_claude_code(path: str | Path) -> ImportedRun:
@@ -567,22 +856,163 @@ def _responses_into(transcript: _Transcript) -> list[_Response]:
     final = transcript.final_usage
     if final:
         # Subagent transcripts keep each response's usage as it was when streaming began; the Task
-        # result reports the last response's full output, so that one at least is counted right.
+        # result reports the last response's final figures, so that one at least is counted right.
         inputs = USAGE_FIELDS[:3]
         for response in reversed(transcript.responses):
             if all(response.usage.get(name) == final.get(name) for name in inputs):
-                response.usage["output_tokens"] = max(
-                    response.usage.get("output_tokens", 0), final.get("output_tokens", 0)
-                )
+                for name in ("output_tokens", CACHE_WRITE_1H):
+                    if name in final:
+                        response.usage[name] = max(response.usage.get(name, 0), final[name])
                 break
     return transcript.responses
 
 
-def _compaction_span(transcript: _Transcript) -> tuple[float, float] | None:
-    """From the compaction's request (its last prompt) to its last record."""
-    if not transcript.turns:
-        return None
-    return transcript.turns[-1].start_ms, transcript.turns[-1].end_ms
+def _attach_compactions(
+    compactions: list[_Transcript], work: list[_Transcript]
+) -> list[tuple[_Compaction, _Transcript | None, int | None]]:
+    """Each compaction call with the session (and turn number) it belongs to: the turn during which it
+    ran, else (a ``/compact`` typed between turns) the next turn, else the last."""
+    sessions = {t.session: t for t in work if t.role == "main"}
+    attached: list[tuple[_Compaction, _Transcript | None, int | None]] = []
+    for transcript in compactions:
+        if not transcript.turns:
+            continue
+        last = transcript.turns[-1]
+        compaction = _Compaction(transcript, (last.start_ms, last.end_ms), last.responses)
+        owner = sessions.get(transcript.session)
+        if owner is None:
+            attached.append((compaction, None, None))
+            continue
+        end = compaction.span[1]
+        number = next(
+            (n for n, turn in enumerate(owner.turns, start=1) if turn.start_ms <= end <= turn.end_ms), None
+        )
+        if number is None:
+            number = next(
+                (n for n, turn in enumerate(owner.turns, start=1) if turn.start_ms >= end),
+                len(owner.turns),
+            )
+        owner.turns[number - 1].compactions.append(compaction)
+        attached.append((compaction, owner, number))
+    return attached
+
+
+def _spawns(work: list[_Transcript], warnings: list[FileError]) -> dict[str, Spawn]:
+    """Each subagent's launch (its session's task and turn), found through the session's Task result."""
+    launched: dict[tuple[str, str], tuple[_Transcript, int]] = {}
+    for transcript in work:
+        if transcript.role != "main":
+            continue
+        for call in transcript.tools:
+            if call.name in TASK_TOOLS and call.agent_id is not None:
+                number = next((n for n, t in enumerate(transcript.turns, 1) if t.holds(call.index)), None)
+                if number is not None:
+                    launched[(transcript.session, call.agent_id)] = (transcript, number)
+    found: dict[str, Spawn] = {}
+    for transcript in work:
+        if transcript.role != "subagent":
+            continue
+        assert transcript.agent_id is not None
+        parent = launched.get((transcript.session, transcript.agent_id))
+        if parent is None:
+            warnings.append(
+                FileError(
+                    str(transcript.file),
+                    f"subagent {transcript.agent_id} of session {transcript.session}: no Task call of its "
+                    "session names it (is the session transcript missing?); imported as an independent task",
+                )
+            )
+            continue
+        found[transcript.task_id] = Spawn(task=parent[0].task_id, cycle=parent[1])
+    return found
+
+
+def _dominant(responses: Iterable[_Response]) -> str:
+    models = Counter(r.model for r in responses if r.model)
+    return models.most_common(1)[0][0] if models else ""
+
+
+def _lanes(
+    work: list[_Transcript], spawns: dict[str, Spawn], spans: dict[str, tuple[float, float]]
+) -> dict[str, str]:
+    """Each task's lane: sessions on ``main-<n>`` and independent subagents on ``subagent-<n>``, so that
+    tasks overlapping in agent time get separate lanes; a spawned subagent on a lane of its own beside
+    its parent's (``main-1-sub1``), as the planner lays spawned subagents out."""
+    lane_of = assign_lanes({t.task_id: spans[t.task_id] for t in work if t.role == "main"}, "main")
+    alone = {t.task_id: spans[t.task_id] for t in work if t.role == "subagent" and t.task_id not in spawns}
+    lane_of.update(assign_lanes(alone, "subagent"))
+    under: dict[str, dict[str, tuple[float, float]]] = {}
+    for task_id, spawn in spawns.items():
+        under.setdefault(lane_of[spawn.task], {})[task_id] = spans[task_id]
+    for parent_lane, children in under.items():
+        for task_id, lane in assign_lanes(children, "sub").items():
+            lane_of[task_id] = f"{parent_lane}-{lane.replace('-', '')}"
+    return lane_of
+
+
+def _roles(work: list[_Transcript], spans: dict[str, tuple[float, float]]) -> dict[str, Role]:
+    """``main`` and ``subagent``: lanes for the most tasks that overlap, the most common model, and the
+    cache most writes went to."""
+    roles: dict[str, Role] = {}
+    for role, about in (
+        ("main", "Claude Code sessions: one task per session, one cycle per user-prompt turn"),
+        ("subagent", "Claude Code subagents (Task tool): one task per subagent, one cycle per turn"),
+    ):
+        members = [t for t in work if t.role == role]
+        if not members:
+            continue
+        calls = [r for t in members for turn in t.turns for r in turn.responses]
+        written = [
+            r.tokens() for t in members for turn in t.turns for r in [*turn.responses, *turn.compaction_calls]
+        ]
+        hour, minutes = sum(row[2] for row in written), sum(row[1] for row in written)
+        peak = len(set(assign_lanes({t.task_id: spans[t.task_id] for t in members}, role).values()))
+        roles[role] = Role(
+            lanes=peak,
+            model=_dominant(calls) or Role().model,
+            description=about,
+            tokens=TokenModel(cache_ttl="1h" if hour > minutes else "5m"),
+        )
+    return roles
+
+
+def _scenario(
+    root: Path, work: list[_Transcript], spawns: dict[str, Spawn], spans: dict[str, tuple[float, float]]
+) -> Scenario:
+    roles = _roles(work, spans)
+    tasks: list[Task] = []
+    for t in sorted(work, key=lambda t: (spans[t.task_id][0], t.task_id)):
+        model = roles[t.role].model
+        cycle_models = {
+            number: dominant
+            for number, turn in enumerate(t.turns, start=1)
+            if (dominant := _dominant(turn.responses)) and dominant != model
+        }
+        plural = "s" if len(t.turns) != 1 else ""
+        what = (
+            f"Claude Code session {t.session}"
+            if t.role == "main"
+            else f"subagent {t.agent_id} of {t.session}"
+        )
+        tasks.append(
+            Task(
+                id=t.task_id,
+                role=t.role,
+                cycles=len(t.turns),
+                description=f"{what} ({len(t.turns)} turn{plural})",
+                cycle_models=cycle_models,
+                spawned_by=spawns.get(t.task_id),
+            )
+        )
+    sessions = {t.session for t in work}
+    label = min(sessions) if len(sessions) == 1 else root.name
+    return Scenario(
+        name=f"imported claude-code {label}"[:200],
+        description=f"Imported from Claude Code transcripts at {root}: {len(sessions)} session(s), "
+        f"{sum(1 for t in work if t.role == 'subagent')} subagent(s)."[:10_000],
+        roles=roles,
+        tasks=tasks,
+    )
 
 
 def _build(
@@ -600,135 +1030,75 @@ def _build(
     for transcript in work:
         if transcript.role == "subagent":
             transcript.task_id = identifier(f"{transcript.session[:8]}.agent-{transcript.agent_id}", taken)
-
-    spans = {t.task_id: (t.turns[0].start_ms, t.turns[-1].end_ms) for t in work}
-    lane_of: dict[str, str] = {}
-    roles: dict[str, Role] = {}
-    for role, about in (
-        ("main", "Claude Code sessions: one task per session, one cycle per user-prompt turn"),
-        ("subagent", "Claude Code subagents (Task tool): one task per subagent, one cycle per turn"),
-    ):
-        members = [t for t in work if t.role == role]
-        if not members:
-            continue
-        lane_of.update(assign_lanes({t.task_id: spans[t.task_id] for t in members}, role))
-        models = Counter(r.model for t in members for turn in t.turns for r in turn.responses if r.model)
-        used = len({lane_of[t.task_id] for t in members})
-        model = models.most_common(1)[0][0] if models else Role().model
-        roles[role] = Role(lanes=used, model=model, description=about)
-
-    tasks = [
-        Task(
-            id=t.task_id,
-            role=t.role,
-            cycles=len(t.turns),
-            description=(
-                f"Claude Code session {t.session}"
-                if t.role == "main"
-                else f"subagent {t.agent_id} of {t.session}"
-            )
-            + f" ({len(t.turns)} turn{'s' if len(t.turns) != 1 else ''})",
-        )
-        for t in sorted(work, key=lambda t: (spans[t.task_id][0], t.task_id))
-    ]
-    sessions = sorted({t.session for t in work})
-    label = sessions[0] if len(sessions) == 1 else root.name
-    scenario = Scenario(
-        name=f"imported claude-code {label}"[:200],
-        description=f"Imported from Claude Code transcripts at {root}: {len(sessions)} session(s), "
-        f"{sum(1 for t in work if t.role == 'subagent')} subagent(s)."[:10_000],
-        roles=roles,
-        tasks=tasks,
-    )
+    for transcript in work:
+        transcript.tools = _tool_calls(transcript.records)
+    attached = _attach_compactions(compactions, work)
+    for transcript in work:
+        for turn in transcript.turns:
+            _time_turn(transcript, turn)
+    spawns = _spawns(work, warnings)
+    start = min(t.turns[0].start_ms for t in work)
+    end = max(t.turns[-1].end_ms for t in work)
+    clock = _AgentClock([span for t in work for turn in t.turns for span in turn.active], start)
+    spans = {t.task_id: (clock(t.turns[0].start_ms), clock(t.turns[-1].end_ms)) for t in work}
+    lane_of = _lanes(work, spawns, spans)
+    scenario = _scenario(root, work, spawns, spans)
     from cycleplan.planner import plan as make_plan
 
     plan = make_plan(scenario, algorithm="list")
 
-    compaction_spans: dict[str, list[tuple[float, float]]] = {}
-    compaction_notes: list[dict[str, Any]] = []
     builder = TraceBuilder()
-    main_task = {t.session: t for t in work if t.role == "main"}
-    for transcript in compactions:
-        span = _compaction_span(transcript)
-        if span is None:
-            continue
-        compaction_spans.setdefault(transcript.session, []).append(span)
-        usage = _sum_usage([r for turn in transcript.turns for r in turn.responses])
-        note = {
-            "agent_id": transcript.agent_id,
-            "session": transcript.session,
-            "duration_ms": round(span[1] - span[0], 3),
-            **usage,
+    unpriced: Counter[str] = Counter()
+    compaction_notes: list[dict[str, Any]] = []
+    for compaction, owner, number in attached:
+        note: dict[str, Any] = {
+            "agent_id": compaction.transcript.agent_id,
+            "session": compaction.transcript.session,
+            "turn": number,
+            "duration_ms": round(compaction.span[1] - compaction.span[0], 3),
+            **_sum_usage(compaction.responses),
         }
         compaction_notes.append(note)
-        owner = main_task.get(transcript.session)
         if owner is not None:
             builder.add(
                 lane_of[owner.task_id],
                 owner.task_id,
-                span[1],
+                clock(compaction.span[1]),
                 action="progress_update",
                 compaction=True,
                 **{k: v for k, v in note.items() if k != "session"},
             )
 
-    unpriced: Counter[str] = Counter()
-    cycles = 0
+    totals: Counter[str] = Counter()
+    waits_by_cause: Counter[str] = Counter()
     for transcript in work:
         lane = lane_of[transcript.task_id]
-        first = transcript.turns[0].responses[0].usage
-        builder.add(
-            lane,
-            transcript.task_id,
-            transcript.turns[0].start_ms,
-            action="task_started",
-            role=transcript.role,
-            cycles=len(transcript.turns),
-            context_tokens=sum(first.get(name, 0) for name in USAGE_FIELDS[:3]),
-            source=str(transcript.file),
-        )
+        first = transcript.turns[0].responses[0].tokens()
+        started: dict[str, Any] = {
+            "action": "task_started",
+            "role": transcript.role,
+            "cycles": len(transcript.turns),
+            "context_tokens": first[0] + first[1] + first[2] + first[3],
+            "source": str(transcript.file),
+        }
+        if transcript.partial:
+            started["partial"] = True
+        builder.add(lane, transcript.task_id, clock(transcript.turns[0].start_ms), **started)
         previous_end: float | None = None
-        waits = compaction_spans.get(transcript.session, []) if transcript.role == "main" else []
         for number, turn in enumerate(transcript.turns, start=1):
-            wall = turn.end_ms - turn.start_ms
-            worked = sum(end - begin for begin, end in turn.spans)
-            compaction_ms = min(sum(_overlap(begin, end, waits) for begin, end in turn.spans), worked)
-            cost = sum(_response_cost(response, unpriced) for response in turn.responses)
-            models = Counter(r.model for r in turn.responses if r.model)
-            metadata: dict[str, Any] = {
-                "action": "cycle_completed",
-                "cycle": number,
-                "attempt": 1,
-                "failed": False,
-                "started_at": turn.start_ms,
-                "duration_ms": round(worked - compaction_ms, 3),
-                "sync_wait_ms": 0.0,
-                "sync_ms": 0.0,
-                "rate_limit_wait_ms": 0.0,
-                **_sum_usage(turn.responses),
-                "cost_usd": cost,
-                "model": models.most_common(1)[0][0] if models else "",
-                "responses": len(turn.responses),
-                "prompt": turn.kind,
-                "source_line": f"{transcript.file.name}:{turn.line}",
-                "idle_before_ms": 0.0
-                if previous_end is None
-                else round(max(turn.start_ms - previous_end, 0.0), 3),
-            }
-            if compaction_ms > 0:
-                metadata["compaction_ms"] = round(compaction_ms, 3)
-            if wall - worked > 0:
-                metadata["resumed"] = len(turn.spans) - 1
-                metadata["idle_ms"] = round(wall - worked, 3)
-            if turn.interrupted:
-                metadata["user_interrupted"] = True
-            without = sum(1 for r in turn.responses if not r.has_usage)
-            if without:
-                metadata["responses_without_usage"] = without
-            builder.add(lane, transcript.task_id, turn.end_ms, **metadata)
+            metadata = _cycle(transcript, turn, number, clock, previous_end, unpriced)
+            totals.update(
+                {
+                    "calls": metadata["calls"],
+                    "compaction_calls": metadata["compaction_calls"],
+                    "blocked_ms": metadata["blocked_ms"],
+                    "person_wait_ms": metadata["person_wait_ms"],
+                }
+            )
+            waits_by_cause.update(metadata.get("person_waits", {}))
+            builder.add(lane, transcript.task_id, clock(turn.end_ms), **metadata)
             previous_end = turn.end_ms
-            cycles += 1
-        builder.add(lane, transcript.task_id, transcript.turns[-1].end_ms, action="task_complete")
+        builder.add(lane, transcript.task_id, clock(transcript.turns[-1].end_ms), action="task_complete")
 
     for model, count in sorted(unpriced.items()):
         warnings.append(
@@ -739,29 +1109,43 @@ def _build(
             )
         )
     lanes: dict[str, str | None] = {lane.lane: lane.role for lane in plan.lanes}
+    roles_of = {t.task_id: t.role for t in work}
     for task_id, lane_name in lane_of.items():
-        lanes.setdefault(lane_name, next(t.role for t in work if t.task_id == task_id))
-    start = min(span[0] for span in spans.values())
-    end = max(span[1] for span in spans.values())
-    details = {
-        "sessions": len(sessions),
+        lanes.setdefault(lane_name, roles_of[task_id])
+    waited = [span for t in work for turn in t.turns for s in turn.waits.values() for span in s]
+    idle_ms = _measure(_minus([(start, end)], [*clock.spans, *waited]))
+    details: dict[str, Any] = {
+        "sessions": len({t.session for t in work}),
         "subagents": sum(1 for t in work if t.role == "subagent"),
         "compactions": len(compaction_notes),
-        "turns": cycles,
+        "turns": sum(len(t.turns) for t in work),
         "responses": sum(len(turn.responses) for t in work for turn in t.turns),
         "duplicate_responses": duplicates,
         "low_output_responses": low_output,
-        "lanes": {role: spec.lanes for role, spec in roles.items()},
+        "lanes": {role: spec.lanes for role, spec in scenario.roles.items()},
+        "wall_min": round((end - start) / MS_PER_MIN, 4),
+        "agent_min": round((clock(end) - clock(start)) / MS_PER_MIN, 4),
+        "person_wait_min": round(totals["person_wait_ms"] / MS_PER_MIN, 4),
+        "person_waits_min": {
+            cause: round(waits_by_cause[cause] / MS_PER_MIN, 4)
+            for cause in PERSON_CAUSES
+            if waits_by_cause[cause] > 0
+        },
+        "idle_min": round(idle_ms / MS_PER_MIN, 4),
+        "blocked_min": round(totals["blocked_ms"] / MS_PER_MIN, 4),
+        "calls": totals["calls"],
+        "compaction_calls": totals["compaction_calls"],
     }
     trace = builder.trace(
         lanes,
         scenario.all_tasks(),
-        start,
-        end,
+        clock(start),
+        clock(end),
         "complete",
         {
             "agent": IMPORT_AGENT,
             "time_scale": 1.0,
+            "clock": "agent",
             "imported": {
                 "kind": KIND,
                 "source": str(root),
@@ -773,5 +1157,92 @@ def _build(
     return ImportedRun(KIND, str(root), scenario, plan, trace, warnings, "complete", details)
 
 
+def _cycle(
+    transcript: _Transcript,
+    turn: _Turn,
+    number: int,
+    clock: _AgentClock,
+    previous_end: float | None,
+    unpriced: Counter[str],
+) -> dict[str, Any]:
+    """One turn's ``cycle_completed`` metadata."""
+    work = _minus(turn.active, turn.blocked)
+    compacting = [c.span for c in turn.compactions]
+    calling = _minus(work, compacting)
+    # Each call owns the time from the previous call's first record to its own; the last also the tail.
+    responses = sorted(turn.responses, key=lambda r: (r.first_ms, r.index))
+    bounds = [turn.start_ms]
+    for response in responses:
+        bounds.append(max(bounds[-1], response.first_ms))
+    durations = [_measure(_within(calling, [(a, b)])) for a, b in itertools.pairwise(bounds)]
+    durations[-1] += _measure(_within(calling, [(bounds[-1], turn.end_ms)]))
+    api_calls = [[round(ms, 3), *r.tokens()] for ms, r in zip(durations, responses, strict=True)]
+    compaction_rows = [
+        [
+            round(_measure(_within(work, [c.span])) if n == 0 else 0.0, 3),
+            *r.tokens(),
+            sum(1 for call in responses if call.first_ms <= c.span[0]),
+        ]
+        for c in turn.compactions
+        for n, r in enumerate(c.responses)
+    ]
+    every = [*responses, *turn.compaction_calls]
+    waits = {cause: round(_measure(spans), 3) for cause, spans in turn.waits.items()}
+    blocked = _measure(turn.blocked)
+    worked = _measure(work)
+    wall = turn.end_ms - turn.start_ms
+    metadata: dict[str, Any] = {
+        "action": "cycle_completed",
+        "cycle": number,
+        "attempt": 1,
+        "failed": False,
+        "started_at": clock(turn.start_ms),
+        "duration_ms": round(worked, 3),
+        "sync_wait_ms": 0.0,
+        "sync_ms": 0.0,
+        "rate_limit_wait_ms": 0.0,
+        **_sum_usage(every),
+        "cost_usd": sum(_response_cost(response, unpriced) for response in every),
+        "model": _dominant(responses),
+        "responses": len(responses),
+        "calls": len(responses),
+        "compaction_calls": len(compaction_rows),
+        "api_calls": api_calls,
+        "compactions": compaction_rows,
+        "wall_ms": round(wall, 3),
+        "wall_started_at": turn.start_ms,
+        "person_wait_ms": round(sum(waits.values()), 3),
+        "blocked_ms": round(blocked, 3),
+        "prompt": turn.kind,
+        "source_line": f"{transcript.file.name}:{turn.line}",
+        "idle_before_ms": 0.0 if previous_end is None else round(max(turn.start_ms - previous_end, 0.0), 3),
+    }
+    if waits:
+        metadata["person_waits"] = waits
+    if compaction_rows:
+        metadata["compaction_ms"] = round(sum(row[0] for row in compaction_rows), 3)
+    between = wall - _measure(turn.spans)
+    if between > 0:
+        metadata["resumed"] = len(turn.spans) - 1
+        metadata["idle_ms"] = round(between, 3)
+    if turn.interrupted:
+        metadata["user_interrupted"] = True
+    without = sum(1 for r in responses if not r.has_usage)
+    if without:
+        metadata["responses_without_usage"] = without
+    return metadata
+
+
 def _sum_usage(responses: list[_Response]) -> dict[str, int]:
-    return {name: sum(r.usage.get(name, 0) for r in responses) for name in USAGE_FIELDS}
+    fresh = minutes = hour = read = output = 0
+    for response in responses:
+        tokens = response.tokens()
+        fresh, minutes, hour = fresh + tokens[0], minutes + tokens[1], hour + tokens[2]
+        read, output = read + tokens[3], output + tokens[4]
+    return {
+        "input_tokens": fresh,
+        "cache_creation_input_tokens": minutes + hour,
+        CACHE_WRITE_1H: hour,
+        "cache_read_input_tokens": read,
+        "output_tokens": output,
+    }

@@ -13,7 +13,9 @@ completed cycle, one cycle advanced per Claude Code turn. How it maps onto a run
 - the file is real and messy, and that is tolerated: entries repeated for a cycle already recorded
   (the hooks keep advancing "cycle 100" after the feature is complete) count once, the first time;
   text after the JSON object is ignored; both with a warning. Cycles missing from the list share the
-  next entry's gap; tasks the file never reaches are recorded as cancelled (stalled).
+  next entry's gap; tasks the file never reaches are recorded as cancelled (stalled);
+- the file records no tokens, so the run holds none: its events carry no token or cost fields (rather
+  than zeros, which would read as free work) and its details say ``tokens_recorded: false``.
 
 An empty file, one that is not a JSON object, or one with fewer than two timed cycles cannot be
 imported: :class:`~cycleplan.importers.run.TraceImportError` says where and why. This module writes nothing.
@@ -246,9 +248,7 @@ def import_one_state(path: str | Path, idle_after_min: float = DEFAULT_IDLE_AFTE
             status = "interrupted"
             continue
         begun = ends[low - 1] if low > 1 else start_ms
-        builder.add(
-            lane, task.id, begun, action="task_started", role=task.role, cycles=task.cycles, context_tokens=0
-        )
+        builder.add(lane, task.id, begun, action="task_started", role=task.role, cycles=task.cycles)
         for cycle in range(low, min(high, reached) + 1):
             metadata = _cycle(task, cycle, low, ends, gaps, typical, idle, shared)
             imputed += bool(metadata.get("duration_imputed"))
@@ -282,6 +282,7 @@ def import_one_state(path: str | Path, idle_after_min: float = DEFAULT_IDLE_AFTE
         "idle_min": round(sum(gaps[c] - typical for c in idle) / MS_PER_MIN, 3),
         "imputed_cycles": imputed,
         "median_cycle_min": round(typical / MS_PER_MIN, 4),
+        "tokens_recorded": False,
     }
     trace = builder.trace(
         {lane: plan.lanes[0].role},
