@@ -12,8 +12,19 @@ What is fitted, per role, from every cycle attempt the traces hold (executed or 
   is left after its context and history) and output, each a lognormal median/p90 fitted the same way
   on log(1 + tokens). Cycles without recorded usage are left out. Cache writes and reads are shown as
   observed, not fitted: the token model derives them from the context and the history.
-- **failure rate**: failed attempts over attempts, a Beta posterior (Jeffreys prior plus the
-  scenario's rate as ``prior_weight`` pseudo-attempts): its mean, with a 90% interval.
+- **failure rate**: failed attempts over attempts, pooled with the scenario's rate as ``prior_weight``
+  pseudo-attempts: ``(weight x prior + failed) / (weight + attempts)``. No rate is invented: with no
+  failure seen and a prior of 0 it stays 0. Its 90% interval is the Beta posterior's (Jeffreys prior).
+- **agent loops**: roles whose cycles record their API calls get a fitted loop (calls per cycle, growth,
+  output and minutes per call, context, compaction, cache lifetime, and whether durations come from the
+  calls or from a per-cycle distribution): :mod:`cycleplan.loop_fit`.
+- **posterior**: how far each fitted median may be off for the next run, written as the role's
+  ``posterior`` so that ``simulate`` draws it per replication. For a loop role it comes from the runs'
+  differences (:mod:`cycleplan.posterior`); for a cycle duration fitted as above, from the fit's own
+  posterior (the Student t of its log-median).
+
+Runs whose timelines are identical (the same cycles at the same moments: snapshots of one run, such as
+the ONE state files of one feature) are counted once, with a note naming them.
 
 Attempts cut short by a stop (``interrupted``), and durations an importer imputed or found idle, are
 left out of the duration fit. The calibrated scenario is the prior with those values replaced, written
@@ -33,6 +44,7 @@ import numpy as np
 from pydantic import Field
 
 from cycleplan.draws import Z90
+from cycleplan.loop_fit import LoopFit, LoopObservations, fit_loop, observe_cycle
 from cycleplan.metrics import MS_PER_MIN
 from cycleplan.model import (
     MAX_MINUTES,
@@ -123,6 +135,11 @@ class RoleFit(Frozen):
     failure: FailureFit | None
     cache_write: Observed | None
     cache_read: Observed | None
+    loop: LoopFit | None = None
+    cycle_log_sd: float | None = Field(
+        default=None, description="The fitted cycle median's posterior spread (log), its t's dof below."
+    )
+    cycle_dof: float | None = None
     notes: list[str] = Field(default_factory=list)
 
 
@@ -145,6 +162,7 @@ class RoleObservations:
     """What the traces say about one role's cycles."""
 
     durations_min: list[float] = field(default_factory=list)
+    durations_by_run: dict[str, list[float]] = field(default_factory=dict)
     left_out: int = 0
     fresh_input: list[int] = field(default_factory=list)
     output: list[int] = field(default_factory=list)
@@ -152,6 +170,7 @@ class RoleObservations:
     cache_read: list[int] = field(default_factory=list)
     attempts: int = 0
     failed: int = 0
+    loop: LoopObservations = field(default_factory=LoopObservations)
 
 
 def _number(metadata: Mapping[str, Any], key: str) -> float:
@@ -164,8 +183,10 @@ def observe(
     prior: Scenario,
     role_map: Mapping[str, str] | None = None,
     into: dict[str, RoleObservations] | None = None,
+    run: str = "",
 ) -> dict[str, RoleObservations]:
-    """Gather the cycles of ``trace`` by role (renamed through ``role_map``), adding to ``into``.
+    """Gather the cycles of ``trace`` (run ``run``) by role (renamed through ``role_map``), adding to
+    ``into``.
 
     ``prior`` says how each task's durations were stretched (``duration_multiplier``) and whether a
     role's conversation is cached, which decides what counts as fresh input.
@@ -178,6 +199,7 @@ def observe(
     multiplier = {task.id: task.duration_multiplier for task in prior.all_tasks()}
     context: dict[str, int] = {}
     history: dict[str, int] = {}
+    looped: set[str] = set()
     for event in trace:
         task = event.target_id
         meta = event.metadata
@@ -192,11 +214,15 @@ def observe(
         failed = bool(meta.get("failed", False))
         seen.attempts += 1
         seen.failed += failed
+        if not failed:
+            observe_cycle(seen.loop, run, meta, first_of_task=task not in looped)
+            looped.add(task)
         minutes = _number(meta, "duration_ms") / MS_PER_MIN
         if minutes <= 0 or any(meta.get(flag) for flag in _SKIP_DURATION):
             seen.left_out += 1
         else:
             seen.durations_min.append(minutes / multiplier.get(task, 1.0))
+            seen.durations_by_run.setdefault(run, []).append(minutes / multiplier.get(task, 1.0))
         if "output_tokens" not in meta or meta.get("responses_without_usage"):
             continue
         tokens = prior.role(role).tokens
@@ -263,14 +289,19 @@ class LogFit:
         )
 
     def p90(self, offset: float) -> Estimate:
+        with np.errstate(over="ignore"):  # few cycles and no prior: draws far out in the tail are inf
+            return self._p90(offset)
+
+    def _p90(self, offset: float) -> Estimate:
         rng = _rng()
         variance = self.nu * self.sigma**2 / rng.chisquare(self.nu, POSTERIOR_DRAWS)
         mu = self.mu + np.sqrt(variance / self.kappa) * rng.standard_normal(POSTERIOR_DRAWS)
         draws = np.exp(mu + Z90 * np.sqrt(variance)) - offset
         low, high = np.quantile(draws, [0.05, 0.95])
+        finite = draws[np.isfinite(draws)]
         return Estimate(
             value=math.exp(self.mu + Z90 * self.sigma) - offset,
-            sd=float(np.std(draws)),
+            sd=float(np.std(finite)) if len(finite) == len(draws) else math.inf,
             low=float(low),
             high=float(high),
         )
@@ -301,12 +332,16 @@ def fit_log(values: Sequence[float], prior_median: float, prior_p90: float, weig
 
 
 def fit_failure(attempts: int, failed: int, prior: float, weight: float) -> Estimate:
-    """Beta posterior of the per-attempt failure probability: mean and 90% interval."""
+    """The per-attempt failure probability: ``(weight x prior + failed) / (weight + attempts)``, which
+    invents no failures (none seen and a prior of 0 give 0), with the 90% interval and spread of the
+    Beta posterior under a Jeffreys prior."""
     from scipy import stats
 
     law = stats.beta(weight * prior + 0.5 + failed, weight * (1.0 - prior) + 0.5 + attempts - failed)
     low, high = law.ppf([0.05, 0.95])
-    return Estimate(value=float(law.mean()), sd=float(law.std()), low=float(low), high=float(high))
+    total = weight + attempts
+    value = (weight * prior + failed) / total if total > 0 else prior
+    return Estimate(value=float(value), sd=float(law.std()), low=float(min(low, value)), high=float(high))
 
 
 def _observed(values: Sequence[int]) -> Observed | None:
@@ -335,6 +370,8 @@ def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) 
     spec = prior.role(role)
     notes: list[str] = []
     cycle: DurationFit | None = None
+    cycle_log_sd: float | None = None
+    cycle_dof: float | None = None
     if seen.durations_min:
         median, p90 = _median_p90(spec.cycle)
         fit = fit_log(seen.durations_min, median, p90, weight)
@@ -348,6 +385,7 @@ def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) 
             median_min=fit.median(0.0),
             p90_min=fit.p90(0.0),
         )
+        cycle_log_sd, cycle_dof = fit.sigma / math.sqrt(fit.kappa), fit.nu
         if spec.cycle.kind != "lognormal":
             notes.append(
                 f"its {spec.cycle.kind} cycle duration becomes a lognormal with the same median and p90"
@@ -366,6 +404,9 @@ def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) 
             before=spec.failure.probability_per_cycle,
             probability=fit_failure(seen.attempts, seen.failed, spec.failure.probability_per_cycle, weight),
         )
+    loop = fit_loop(seen.loop, spec.calls) if seen.loop else None
+    if loop is not None:
+        notes.extend(loop.notes)
     return RoleFit(
         role=role,
         cycle=cycle,
@@ -374,6 +415,9 @@ def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) 
         failure=failure,
         cache_write=_observed(seen.cache_write),
         cache_read=_observed(seen.cache_read),
+        loop=loop,
+        cycle_log_sd=cycle_log_sd,
+        cycle_dof=cycle_dof,
         notes=notes,
     )
 
@@ -395,8 +439,9 @@ def _spread_data(fit: SpreadFit) -> dict[str, int]:
     return {"median": median, "p90": max(_tokens(fit.p90.value), median)}
 
 
-def apply_fits(data: dict[str, Any], fits: Mapping[str, RoleFit]) -> dict[str, Any]:
-    """Scenario data (as YAML reads it) with the fitted values of each role put in place."""
+def apply_fits(data: dict[str, Any], fits: Mapping[str, RoleFit], runs: Sequence[str] = ()) -> dict[str, Any]:
+    """Scenario data (as YAML reads it) with the fitted values of each role put in place (``runs``: the
+    runs the fits come from)."""
     roles = data.get("roles")
     if not isinstance(roles, dict):
         roles = data["roles"] = {}
@@ -424,7 +469,29 @@ def apply_fits(data: dict[str, Any], fits: Mapping[str, RoleFit]) -> dict[str, A
             if not isinstance(failure, dict):
                 failure = entry["failure"] = {}
             failure["probability_per_cycle"] = round(fit.failure.probability.value, 6)
+        if fit.loop is not None:
+            _apply_loop(entry, fit.loop)
+        elif fit.cycle is not None and fit.cycle_log_sd is not None and fit.cycle_dof is not None:
+            entry["posterior"] = {
+                "runs": max(len(runs), 1),
+                "dof": round(fit.cycle_dof, 6),
+                "log_sd": {"cycle": round(min(fit.cycle_log_sd, 10.0), 6)},
+            }
     return data
+
+
+def _apply_loop(entry: dict[str, Any], loop: LoopFit) -> None:
+    """Put a fitted loop, its context, cache lifetime, duration model and posterior into a role."""
+    entry["calls"] = loop.loop.model_dump(mode="json", exclude_none=True)
+    tokens = entry.get("tokens")
+    if not isinstance(tokens, dict):
+        tokens = entry["tokens"] = {}
+    if loop.context_tokens is not None:
+        tokens["context_tokens"] = loop.context_tokens
+    tokens["cache_ttl"] = loop.cache_ttl
+    if loop.cycle is not None:
+        entry["cycle"] = loop.cycle.model_dump(mode="json")
+    entry["posterior"] = loop.posterior.model_dump(mode="json")
 
 
 def _unshared(value: Any) -> Any:
@@ -454,7 +521,7 @@ def calibrated_yaml(
         data = loaded if isinstance(loaded, dict) else {}
     else:
         data = calibration.scenario.model_dump(mode="json", exclude_defaults=True)
-    apply_fits(data, calibration.roles)
+    apply_fits(data, calibration.roles, calibration.runs)
     header = (
         f"# Calibrated by cycleplan from run(s) {', '.join(calibration.runs)}; the prior counted as "
         f"{calibration.prior_weight:g} cycle(s).\n"
@@ -469,6 +536,45 @@ def calibrated_yaml(
     return text
 
 
+def timeline(trace: Sequence[Event]) -> tuple[tuple[str, str, int, int, float], ...]:
+    """What identifies a run's work: each cycle attempt's task, action, number and end, from its start."""
+    if not trace:
+        return ()
+    origin = trace[0].timestamp
+    return tuple(
+        (
+            event.target_id,
+            event.action,
+            int(_number(event.metadata, "cycle")),
+            int(_number(event.metadata, "attempt")),
+            round(event.timestamp - origin, 3),
+        )
+        for event in trace
+        if event.action == "cycle_completed"
+    )
+
+
+def distinct_runs(
+    traces: Sequence[tuple[str, Sequence[Event]]],
+) -> tuple[list[tuple[str, Sequence[Event]]], list[str]]:
+    """``traces`` with runs whose timelines repeat an earlier run's left out, and a note per one left out:
+    two snapshots of one run are one run's evidence, not two."""
+    kept: list[tuple[str, Sequence[Event]]] = []
+    first: dict[tuple[tuple[str, str, int, int, float], ...], str] = {}
+    notes: list[str] = []
+    for run, trace in traces:
+        key = timeline(trace)
+        if key and key in first:
+            notes.append(
+                f"run {run} has the same timeline as run {first[key]} ({len(key)} cycle(s) at the same "
+                "moments): it is a copy of that run, counted once"
+            )
+            continue
+        first.setdefault(key, run)
+        kept.append((run, trace))
+    return kept, notes
+
+
 def calibrate(
     traces: Sequence[tuple[str, Sequence[Event]]],
     prior: Scenario,
@@ -481,10 +587,10 @@ def calibrate(
     """
     if not prior_weight >= 0 or math.isinf(prior_weight):
         raise CalibrationError(f"the prior weight must be zero or more, got {prior_weight:g}")
+    distinct, notes = distinct_runs(traces)
     seen: dict[str, RoleObservations] = {}
-    for _, trace in traces:
-        observe(trace, prior, role_map, into=seen)
-    notes: list[str] = []
+    for run, trace in distinct:
+        observe(trace, prior, role_map, into=seen, run=run)
     known = set(prior.role_names())
     fits: dict[str, RoleFit] = {}
     for role, observed in seen.items():
@@ -500,10 +606,11 @@ def calibrate(
             "no cycle of these runs belongs to a role of the scenario: nothing to calibrate"
             + ("; " + notes[0] if notes else "")
         )
-    data = apply_fits(prior.model_dump(mode="json", exclude_defaults=True), fits)
+    used = [run for run, _ in distinct]
+    data = apply_fits(prior.model_dump(mode="json", exclude_defaults=True), fits, used)
     scenario = Scenario.model_validate(data)
     return Calibration(
-        runs=[run for run, _ in traces],
+        runs=used,
         prior_weight=prior_weight,
         roles=fits,
         notes=notes,

@@ -53,6 +53,8 @@ leaves every other draw of its tasks as it was."""
 POSTERIOR_STREAM = 2
 """The spawn-key tag of a role's posterior draws, one stream per (seed, block, role)."""
 PARAMETERS: tuple[str, ...] = get_args(PosteriorParameter)
+MAX_LOG_FACTOR = math.log(100.0)
+"""A posterior factor's bound: no median is drawn more than 100 times off."""
 """Every posterior parameter, in the order their Student t draws are laid out."""
 
 
@@ -87,8 +89,10 @@ def posterior_factors(role_name: str, role: Role, seed: int, block: int) -> dict
     sequence = np.random.SeedSequence(seed, spawn_key=(block, task_key(role_name), 0, POSTERIOR_STREAM))
     draws = np.random.Generator(np.random.PCG64(sequence)).standard_t(posterior.dof, (BLOCK, len(PARAMETERS)))
     spreads: dict[str, float] = {str(name): spread for name, spread in posterior.log_sd.items()}
+    # A t of few degrees of freedom has tails without end; no median is taken as more than 100 times
+    # off (a log factor beyond +-ln 100), so one wild draw cannot overflow a replication.
     return {
-        name: np.exp(spreads[name] * draws[:, position])
+        name: np.exp(np.clip(spreads[name] * draws[:, position], -MAX_LOG_FACTOR, MAX_LOG_FACTOR))
         for position, name in enumerate(PARAMETERS)
         if spreads.get(name, 0.0) > 0
     }
@@ -484,6 +488,7 @@ def loop_cycle(
     context_tokens: int,
     threshold: float | None,
     summary_tokens: float,
+    compaction_output: float = 0.0,
 ) -> LoopCycle:
     """The tokens of ``calls`` calls from ``state``, each adding ``growth`` to the context and writing
     ``output`` (both per call), as the Messages API bills them.
@@ -491,9 +496,9 @@ def loop_cycle(
     A call reads what is cached (everything up to the previous call) and writes the rest, so ``k`` calls
     from ``prefix`` P with ``cached`` C read ``C + (k-1)P + g k(k-1)/2`` and write ``P - C + k g``. When
     the context has reached ``threshold`` before a call, the agent compacts first: one call reads the
-    whole context and outputs a summary of ``summary_tokens``; the context is then the role's
-    ``context_tokens`` (still cached) plus the summary (not yet). Everything is worked in closed form, a
-    pass per compaction, so a cycle of 200 calls costs what one of 2 does.
+    whole context and outputs ``compaction_output`` tokens of summary; the context is then the role's
+    ``context_tokens`` (still cached) plus ``summary_tokens`` (not yet). Everything is worked in closed
+    form, a pass per compaction, so a cycle of 200 calls costs what one of 2 does.
     """
     prefix = state.prefix.copy()
     cached = state.cached.copy()
@@ -520,7 +525,7 @@ def loop_cycle(
             break
         compact = (remaining > 0) & (prefix >= threshold)
         read += np.where(compact, prefix, 0.0)
-        summaries += np.where(compact, summary_tokens, 0.0)
+        summaries += np.where(compact, compaction_output, 0.0)
         compactions += compact
         prefix = np.where(compact, context_tokens + summary_tokens, prefix)
         cached = np.where(compact, float(context_tokens), cached)

@@ -15,7 +15,8 @@ prediction and the run it predicts are compared number for number. What a trace 
   cycle spawned and ``person_wait_ms`` spent waiting on a person), the names of events it publishes,
   then one of
   ``task_complete``, ``task_failed`` (``error``, ``shouldCancelParallel``) or ``task_cancelled``
-  (``reason``: race_lost, dependency_failed, cancel_parallel, stalled).
+  (``reason``: race_lost, dependency_failed, cancel_parallel, stalled; with the ``sync_wait_ms``,
+  ``rate_limit_wait_ms`` and ``blocked_ms`` no cycle of the task records).
 - ``run_complete`` last, when the run is over. An executed run may also hold ``run_resumed``,
   ``task_resumed`` and ``run_interrupted`` (the executor stopped and picked up again); they mark time,
   nothing else.
@@ -231,6 +232,7 @@ def metrics(trace: Sequence[Event]) -> TraceMetrics:
             run.status[task] = status[action]
             sync_ms += float(meta.get("sync_wait_ms") or 0)
             rate_ms += float(meta.get("rate_limit_wait_ms") or 0)
+            blocked_ms += float(meta.get("blocked_ms") or 0)
             if action == "task_failed":
                 failures += 1
                 completed = False

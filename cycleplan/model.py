@@ -190,12 +190,13 @@ class TokenModel(Frozen):
 
 class Compaction(Frozen):
     """When an agent's context grows past ``threshold_tokens`` it is compacted: one more call reads the
-    whole context and writes a summary of ``summary_tokens`` (output tokens), taking ``minutes``; the
-    context then holds the role's ``context_tokens`` and the summary, and the next call writes the summary
-    to the cache."""
+    whole context and writes a summary (``output_tokens`` of output), taking ``minutes``; the context
+    then holds the role's ``context_tokens`` and ``summary_tokens`` (the summary and what the agent reads
+    back in), which the next call writes to the cache."""
 
     threshold_tokens: int = Field(ge=1, le=MAX_TOKENS)
     summary_tokens: Tokens = 15_000
+    output_tokens: Tokens = 4_000
     minutes: NonNegativeMinutes = 1.0
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from cycleplan.sim.engine import DISPATCH_MODES
     from cycleplan.sim.layout import SimulationError
     from cycleplan.sim.prediction import Prediction
-    from cycleplan.sim.simulation import ENGINES, ReplicationRun, run_replication, simulate
+    from cycleplan.sim.simulation import ENGINES, ReplicationRun, cycle_minutes, run_replication, simulate
     from cycleplan.sim.stats import Summary
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "ReplicationRun",
     "SimulationError",
     "Summary",
+    "cycle_minutes",
     "run_replication",
     "simulate",
 ]
@@ -46,6 +47,7 @@ _HOMES = {
     "simulate": "cycleplan.sim.simulation",
     "ENGINES": "cycleplan.sim.simulation",
     "run_replication": "cycleplan.sim.simulation",
+    "cycle_minutes": "cycleplan.sim.simulation",
     "ReplicationRun": "cycleplan.sim.simulation",
 }
 

@@ -389,6 +389,7 @@ def _loop_program(shape: TaskShape, draws: DrawBlock, rows: slice) -> TaskProgra
     compaction = loop.compaction
     threshold = None if compaction is None else float(compaction.threshold_tokens)
     summary = 0.0 if compaction is None else float(compaction.summary_tokens)
+    summary_output = 0.0 if compaction is None else float(compaction.output_tokens)
     read = np.zeros((count, cycles, attempts))
     written = np.zeros((count, cycles, attempts))
     out = np.zeros((count, cycles, attempts))
@@ -407,6 +408,7 @@ def _loop_program(shape: TaskShape, draws: DrawBlock, rows: slice) -> TaskProgra
                 context_tokens=shape.context_tokens,
                 threshold=threshold,
                 summary_tokens=summary,
+                compaction_output=summary_output,
             )
             read[:, cycle, attempt] = np.where(running, done.read, 0.0)
             written[:, cycle, attempt] = np.where(running, done.written, 0.0)

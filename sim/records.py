@@ -582,7 +582,7 @@ def trace(
         out: list[tuple[float, Event]] = []
         end_min = float(records.end[task, column])
         taken = float(records.taken[task, column])
-        sync_attributed = rate_attributed = 0.0
+        sync_attributed = rate_attributed = blocked_attributed = 0.0
         if lane_index >= 0:
             out.append(
                 event(
@@ -669,6 +669,7 @@ def trace(
                 )
                 if pending_blocked > 0:
                     metadata["blocked_ms"] = pending_blocked * MS_PER_MIN
+                    blocked_attributed += pending_blocked
                     pending_blocked = 0.0
                 if role.calls is not None:
                     metadata["calls"] = int(program.calls[column, slot])
@@ -716,6 +717,10 @@ def trace(
                 metadata["sync_wait_ms"] = max(held - sync_attributed, 0.0) * MS_PER_MIN
                 rate = float(records.rate_wait[task, column])
                 metadata["rate_limit_wait_ms"] = max(rate - rate_attributed, 0.0) * MS_PER_MIN
+                blocked = float(records.blocked[task, column]) - blocked_attributed
+                if blocked > 0:
+                    # Cancelled while its subagents ran: no cycle of its records that time.
+                    metadata["blocked_ms"] = blocked * MS_PER_MIN
             out.append(event(lane, name, end_min, metadata))
         first = taken if lane_index >= 0 else end_min
         per_task.append((first, out))

@@ -234,6 +234,27 @@ def run_replication(
     return ReplicationRun(replication, draws, events, metrics(events), sequential)
 
 
+def cycle_minutes(
+    plan: Plan, scenario: Scenario | None = None, replications: int = 1000, seed: int = 0
+) -> dict[str, FloatArray]:
+    """Each task's predicted work minutes per cycle, ``[replication, cycle]``: its attempts' minutes
+    (failed ones included; subagents and waits not), on the same draws as ``simulate(plan, scenario,
+    replications, seed)`` (NaN where a cycle never runs)."""
+    _check(replications, seed, "plan")
+    if scenario is not None:
+        plan = plan.model_copy(update={"scenario": scenario})
+    simulator = Simulator(build_layout(plan), seed, "plan", ideal=False)
+    found: dict[str, list[FloatArray]] = {task: [] for task in simulator.layout.tasks}
+    for first in range(0, replications, 4 * BLOCK):
+        programs = simulator.programs(first, min(4 * BLOCK, replications - first))
+        for shape, program in zip(simulator.shapes, programs.tasks, strict=True):
+            count = program.duration_min.shape[0]
+            by_cycle = program.duration_min.reshape(count, shape.cycles, shape.attempts).sum(axis=2)
+            ran = program.ran.reshape(count, shape.cycles, shape.attempts).any(axis=2)
+            found[shape.task.id].append(np.where(ran, by_cycle, np.nan))
+    return {task: np.concatenate(parts) for task, parts in found.items()}
+
+
 def resolve_engine(simulator: Simulator, engine: str) -> str:
     """The engine to use: ``fast`` for ``auto`` when the model allows it; raises for ``fast`` when not."""
     if engine == "simpy":

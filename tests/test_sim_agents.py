@@ -18,15 +18,24 @@ from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
 
 
-def replay(calls: int, growth: float, output: float, context: int, threshold: float | None, summary: float):
-    """The conversation call by call: each call reads what the previous one cached and writes the rest."""
+def replay(
+    calls: int,
+    growth: float,
+    output: float,
+    context: int,
+    threshold: float | None,
+    summary: float,
+    said: float,
+) -> tuple[float, float, float, int, float]:
+    """The conversation call by call: each call reads what the previous one cached and writes the rest;
+    a compaction reads the whole context and says ``said`` tokens of summary."""
     prefix, cached = float(context), 0.0
     read = written = out = 0.0
     compactions = 0
     for _ in range(calls):
         if threshold is not None and prefix >= threshold:
             read += prefix
-            out += summary
+            out += said
             compactions += 1
             prefix, cached = context + summary, float(context)
         read += cached
@@ -40,26 +49,31 @@ def replay(calls: int, growth: float, output: float, context: int, threshold: fl
 @settings(max_examples=200, deadline=None)
 @given(
     calls=st.integers(1, 400),
-    growth=st.floats(0, 8000),
+    growth=st.integers(0, 8000),
     output=st.floats(0, 2000),
     context=st.integers(0, 30_000),
     compacting=st.booleans(),
 )
 def test_the_closed_form_bills_what_the_calls_would(
-    calls: int, growth: float, output: float, context: int, compacting: bool
+    calls: int, growth: int, output: float, context: int, compacting: bool
 ) -> None:
-    threshold = context + 40_000.0 if compacting else None
+    # Whole tokens of growth and a threshold half a token off them: no call lands exactly on it, where
+    # a running sum and a product may round to either side.
+    threshold = context + 40_000.5 if compacting else None
     summary = 9_000.0
     done = loop_cycle(
         LoopState.start(context, 1),
         np.array([float(calls)]),
-        np.array([growth]),
+        np.array([float(growth)]),
         np.array([output]),
         context_tokens=context,
         threshold=threshold,
         summary_tokens=summary,
+        compaction_output=3_500.0,
     )
-    read, written, out, compactions, prefix = replay(calls, growth, output, context, threshold, summary)
+    read, written, out, compactions, prefix = replay(
+        calls, growth, output, context, threshold, summary, 3_500.0
+    )
     assert done.read[0] == pytest.approx(read, rel=1e-9, abs=1e-6)
     assert done.written[0] == pytest.approx(written, rel=1e-9, abs=1e-6)
     assert done.output[0] == pytest.approx(out, rel=1e-9, abs=1e-6)

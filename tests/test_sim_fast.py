@@ -1,6 +1,7 @@
 """The fast engine (the max-plus recursion) against the SimPy engine: fed the same draws, the same times.
 
-Over random plans with sync points, lane order, shared resources, retries and races, every replication
+Over random plans with sync points, lane order, shared resources, retries, races, subagents and agent
+loops, every replication
 the fast engine keeps has the SimPy engine's makespan to 1e-9 (and its other records), and
 ``simulate(engine="fast")`` predicts what ``simulate(engine="simpy")`` predicts. Models the recursion
 cannot express are refused with a reason (``auto`` then picks SimPy).
@@ -88,6 +89,25 @@ def static_scenarios(draw: st.DrawFn) -> Scenario:
     for task in tasks:
         if draw(st.integers(0, 3)) == 0 and task["id"] != "rb":
             task["requires"] = {"staging": 1}
+    for parent in [task for task in tasks if "race" not in task]:
+        # Subagents, some of them failing (their role's failures), spawned at one of the parent's cycles.
+        for number in range(draw(st.integers(1, 2)) if draw(st.integers(0, 3)) == 0 else 0):
+            tasks.append(
+                {
+                    "id": f"{parent['id']}.sub{number}",
+                    "role": draw(st.sampled_from(names)),
+                    "cycles": draw(st.integers(1, 2)),
+                    "spawned_by": {"task": parent["id"], "cycle": draw(st.integers(1, parent["cycles"]))},
+                }
+            )
+    if draw(st.integers(0, 2)) == 0:
+        roles[names[0]]["calls"] = {
+            "per_cycle": {"median": 20, "p90": 60},
+            "growth": {"median": 900, "p90": 4000},
+            "output": {"median": 150, "p90": 600},
+            "minutes": draw(st.sampled_from([None, {"median_min": 0.1, "p90_min": 0.3}])),
+            "compaction": {"threshold_tokens": 20_000, "summary_tokens": 3_000, "minutes": 0.4},
+        }
     has_race = any(task.get("race") for task in tasks)
     cap = draw(st.sampled_from([None, None, 1, 2, 3]))
     if cap is not None and has_race:
@@ -113,7 +133,7 @@ def compare_records(scenario: Scenario, seed: int, replications: int = 12) -> tu
     quick, handed = fast.run(simulator.parallel, programs)
     kept = ~handed
     assert np.allclose(quick.makespan[kept], reference.makespan[kept], rtol=0, atol=1e-9)
-    for name in ("taken", "end", "sync_wait", "sync_paid"):
+    for name in ("taken", "end", "sync_wait", "sync_paid", "blocked"):
         got, want = getattr(quick, name)[:, kept], getattr(reference, name)[:, kept]
         assert np.array_equal(np.isnan(got), np.isnan(want)), name
         assert np.allclose(got, want, rtol=0, atol=1e-9, equal_nan=True), name

@@ -75,6 +75,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "app",
         "Hold a run against its prediction: where its makespan, speedup, tokens and cost fall, and why.",
     ),
+    "backtest": LazyCommand(
+        "cycleplan.cli.backtest",
+        "app",
+        "Predict each run from the others (leave one out): how far can I trust a calibrated prediction?",
+    ),
     "import": LazyCommand(
         "cycleplan.cli.importing",
         "app",

@@ -11,6 +11,7 @@ from cycleplan.render import duration
 from cycleplan.report.page import Headline, Report, standard_facts
 
 if TYPE_CHECKING:
+    from cycleplan.backtest import Backtest
     from cycleplan.comparison import Comparison
     from cycleplan.model import Plan
     from cycleplan.sim.prediction import Prediction
@@ -253,5 +254,73 @@ def comparison_report(comparison: Comparison) -> Report:
         headlines=headlines,
         facts=facts,
         figures=shown,
+        notes=notes,
+    )
+
+
+def backtest_report(result: Backtest) -> Report:
+    """How often predictions calibrated on the other runs covered each run: coverage first, then each
+    quantity's bands and each turn's."""
+    from cycleplan.backtest import QUANTITIES
+    from cycleplan.report.backtest_figures import BandRow, bands
+
+    labels = {
+        "cost_usd": ("cost", "US dollars"),
+        "cache_read_tokens": ("cache reads", "tokens"),
+        "output_tokens": ("output tokens", "tokens"),
+        "makespan_min": ("agent time", "minutes"),
+    }
+    headlines = [
+        Headline(
+            f"{labels[name][0]} inside P10-P90",
+            f"{result.coverage[name]:.0%}",
+            f"median |P50 - actual| {result.median_error[name]:.0%}",
+        )
+        for name in QUANTITIES
+    ]
+    headlines.append(
+        Headline(
+            "turns inside P10-P90",
+            f"{result.coverage['turn_duration']:.0%}",
+            f"median band P90/P10 {result.turn_ratio_median:.1f}",
+        )
+    )
+    figures = [
+        bands(
+            [
+                BandRow(run.run_id, band.actual, band.p10, band.p50, band.p90)
+                for run in result.runs
+                for band in [run.quantities[name]]
+            ],
+            f"{labels[name][0]}: each run against the prediction from the others",
+            labels[name][1],
+            log=name != "makespan_min",
+        )
+        for name in QUANTITIES
+    ]
+    turns = [
+        BandRow(
+            f"{run.run_id[-6:]} {turn.task[:24]} #{turn.cycle}",
+            turn.actual_min,
+            turn.p10_min,
+            turn.p50_min,
+            turn.p90_min,
+        )
+        for run in result.runs
+        for turn in run.turns
+    ]
+    if turns:
+        figures.append(bands(turns, "each turn's agent time against its predicted band", "minutes", log=True))
+    notes = [
+        f"Leave-one-out over {len(result.runs)} {result.kind} runs: each run predicted from its own "
+        "structure (tasks, turns, subagents, models) with the roles calibrated on the other runs. A "
+        "calibrated prediction puts about 80% of actuals inside P10-P90.",
+        *result.notes,
+    ]
+    return Report(
+        title=f"Backtest of {len(result.runs)} runs",
+        headlines=headlines,
+        facts=standard_facts(result.kind, result.seed),
+        figures=figures,
         notes=notes,
     )
