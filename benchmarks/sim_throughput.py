@@ -24,8 +24,18 @@ For each, with the same seed and replications:
 
 Both engines' makespans are checked to agree to 1e-9 for every replication.
 
+Agent loops: the fast engine end to end on one-100 with every role's cycles as loops of 1 call and of
+20 calls (the same growth, output and minutes per call), and the ratio of their times: a loop is billed
+in closed form, so 20 calls should cost little more than 1.
+
+``--against REV``: the fast engine end to end on one-100 (no loops, no subagents: the model every
+existing scenario uses) with this checkout and with revision REV of the repository, each installed in a
+scratch folder and timed in its own process, alternately, ``--rounds`` times; prints both rates and
+their ratio.
+
     .venv/bin/python benchmarks/sim_throughput.py                 # both plans, default sizes
     .venv/bin/python benchmarks/sim_throughput.py -n 2000 --plan one-100
+    .venv/bin/python benchmarks/sim_throughput.py --plan none --loops --against 3f47e06
 """
 
 from __future__ import annotations
@@ -34,8 +44,12 @@ import argparse
 import gc
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -225,6 +239,100 @@ def bench(name: str, planned: Plan, replications: int, fast_replications: int, r
     print(f"  largest makespan difference, bare loop vs simpy: {worst_bare:.1e} min")
 
 
+LOOP = {
+    "growth": {"median": 900, "p90": 4000},
+    "output": {"median": 150, "p90": 600},
+    "minutes": {"median_min": 0.15, "p90_min": 0.5},
+    "compaction": {"threshold_tokens": 160_000, "summary_tokens": 15_000, "minutes": 1.0},
+}
+ROLES = ("director", "backend", "frontend", "integration", "quality", "designer", "ops", "documenter")
+
+
+def loops(replications: int, repeats: int) -> None:
+    """one-100 with every role's cycles as agent loops of 1 and of 20 calls, fast engine end to end."""
+    rates = {}
+    for calls in (1, 20):
+        loop = {**LOOP, "per_cycle": {"median": calls, "p90": calls}}
+        scenario = Scenario.model_validate(
+            {
+                "name": f"one-100, {calls} calls",
+                "template": "one-100",
+                "roles": {r: {"calls": loop} for r in ROLES},
+            }
+        )
+        planned = plan(scenario)
+        seconds, _ = timed(
+            lambda planned=planned: simulate(planned, replications=replications, engine="fast"), repeats
+        )
+        rates[calls] = replications / seconds
+        print(
+            f"  one-100, loops of {calls:>2} call(s) per cycle: {rates[calls]:>10,.0f} replications/s (fast)"
+        )
+    print(f"  20 calls per cycle take {rates[1] / rates[20]:.2f}x the time of 1 (fast engine, end to end)")
+
+
+PROBE = """
+import statistics, sys, time
+from cycleplan.model import Scenario
+from cycleplan.planner import plan
+from cycleplan.sim import simulate
+planned = plan(Scenario(name="one-100", template="one-100"))
+simulate(planned, replications=256, engine="fast")
+times = []
+for _ in range(3):
+    began = time.perf_counter()
+    simulate(planned, replications=int(sys.argv[1]), engine="fast")
+    times.append(time.perf_counter() - began)
+print(int(sys.argv[1]) / statistics.median(times))
+"""
+
+
+def _install(source: Path, target: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(source)],
+        check=True,
+    )  # fmt: skip
+
+
+def against(revision: str, replications: int, rounds: int) -> None:
+    """This checkout against ``revision``: one-100, fast engine end to end, each in its own process."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
+        worktree = ["git", "-C", str(root), "worktree"]
+        subprocess.run(
+            [*worktree, "add", "--detach", str(scratch / "old"), revision], check=True, capture_output=True
+        )
+        try:
+            _install(scratch / "old", scratch / "old-site")
+            _install(root, scratch / "new-site")
+        finally:
+            subprocess.run(
+                [*worktree, "remove", "--force", str(scratch / "old")], check=False, capture_output=True
+            )
+        rates: dict[str, list[float]] = {"new": [], "old": []}
+        for _ in range(rounds):
+            for name in ("old", "new"):
+                done = subprocess.run(
+                    [sys.executable, "-c", PROBE, str(replications)],
+                    env={**os.environ, "PYTHONPATH": str(scratch / f"{name}-site")},
+                    cwd=folder,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                rates[name].append(float(done.stdout.strip()))
+    old, new = statistics.median(rates["old"]), statistics.median(rates["new"])
+    print(
+        f"one-100, fast engine end to end, {replications:,} replications, "
+        f"median of {rounds} alternating rounds:"
+    )
+    print(f"  {revision}: {old:>10,.0f} replications/s   ({', '.join(f'{r:,.0f}' for r in rates['old'])})")
+    print(f"  this checkout: {new:>10,.0f} replications/s   ({', '.join(f'{r:,.0f}' for r in rates['new'])})")
+    print(f"  this checkout takes {old / new:.3f}x the time of {revision}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -232,7 +340,10 @@ def main() -> None:
     parser.add_argument("-n", "--replications", type=int, default=1024, help="SimPy and bare loops")
     parser.add_argument("--fast-replications", type=int, default=20_480, help="end to end, fast engine")
     parser.add_argument("--repeats", type=int, default=3, help="median of this many timings")
-    parser.add_argument("--plan", choices=["one-100", "random-200", "both"], default="both")
+    parser.add_argument("--plan", choices=["one-100", "random-200", "both", "none"], default="both")
+    parser.add_argument("--loops", action="store_true", help="time agent loops of 1 and 20 calls per cycle")
+    parser.add_argument("--against", metavar="REV", help="time one-100 (fast) against revision REV too")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds for --against")
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     if args.plan in ("one-100", "both"):
@@ -242,6 +353,10 @@ def main() -> None:
         random_plan = plan(random_scenario(), algorithm="list")
         bench("random 200-task plan", random_plan, max(args.replications // 4, 64),
               max(args.fast_replications // 10, 256), args.repeats)  # fmt: skip
+    if args.loops:
+        loops(args.fast_replications, args.repeats)
+    if args.against:
+        against(args.against, args.fast_replications, args.rounds)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
