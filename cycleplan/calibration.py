@@ -215,7 +215,9 @@ def observe(
         seen.attempts += 1
         seen.failed += failed
         if not failed:
-            observe_cycle(seen.loop, run, meta, first_of_task=task not in looped)
+            observe_cycle(
+                seen.loop, run, meta, first_of_task=task not in looped, context=context.get(task, 0)
+            )
             looped.add(task)
         minutes = _number(meta, "duration_ms") / MS_PER_MIN
         if minutes <= 0 or any(meta.get(flag) for flag in _SKIP_DURATION):
@@ -668,6 +670,52 @@ def _interval(estimate: Estimate, digits: int) -> str:
     return f"{estimate.low:,.{digits}f} - {estimate.high:,.{digits}f}"
 
 
+def _loop_lines(label: str, fit: LoopFit) -> list[str]:
+    """The fitted agent loop of a role: median and p90 of each part, and how sure each median is."""
+    loop = fit.loop
+    spread: dict[str, float] = {str(name): value for name, value in fit.posterior.log_sd.items()}
+    rows: list[tuple[str, float, float, str, str]] = [
+        ("calls per cycle", loop.per_cycle.median, loop.per_cycle.p90, "calls.per_cycle", "{:,.0f}"),
+        ("growth per call (tok)", loop.growth.median, loop.growth.p90, "calls.growth", "{:,.0f}"),
+        ("output per call (tok)", loop.output.median, loop.output.p90, "calls.output", "{:,.0f}"),
+    ]
+    if loop.minutes is not None:
+        rows.append(
+            ("minutes per call", loop.minutes.median_min, loop.minutes.p90_min, "calls.minutes", "{:.3f}")
+        )
+    if fit.cycle is not None:
+        rows.append(("cycle (min)", fit.cycle.median_min, fit.cycle.p90_min, "cycle", "{:.2f}"))
+    lines = [
+        f"{label:<14} agent loop from {fit.calls:,} calls in {fit.cycles} cycles of {fit.runs} run(s):"
+        f"{'':<4}median        p90   log sd"
+    ]
+    for what, median, p90, name, fmt in rows:
+        sd = spread.get(name)
+        lines.append(
+            f"{'':<14}   {what:<28}{fmt.format(median):>10} {fmt.format(p90):>10}"
+            f"   {'' if sd is None else f'{sd:.2f}'}"
+        )
+    context = "as before" if fit.context_tokens is None else f"{fit.context_tokens:,} tokens"
+    lines.append(f"{'':<14}   context at a task's start: {context}; cache: {fit.cache_ttl}")
+    if loop.compaction is not None:
+        c = loop.compaction
+        lines.append(
+            f"{'':<14}   compaction at {c.threshold_tokens:,} tokens: {c.output_tokens:,} out, "
+            f"{c.summary_tokens:,} back in, {c.minutes:.2f} min"
+        )
+    scores = ", ".join(
+        f"{name} {value:.2f} min"
+        for name, value in (("calls", fit.crps_calls_min), ("per cycle", fit.crps_cycle_min))
+        if value is not None
+    )
+    lines.append(f"{'':<14}   durations from: {fit.durations} (mean CRPS {scores or 'not scored'})")
+    lines.append(
+        f"{'':<14}   posterior: each median's log drawn per replication, "
+        f"Student t with {fit.posterior.dof:g} dof"
+    )
+    return lines
+
+
 def render_calibration(calibration: Calibration) -> str:
     """The before/after table ``cycleplan calibrate`` prints."""
     lines = [
@@ -749,6 +797,8 @@ def render_calibration(calibration: Calibration) -> str:
                     "observed, not fitted",
                 )
                 label = ""
+        if fit.loop is not None:
+            lines.extend(_loop_lines(label, fit.loop))
         for note in fit.notes:
             lines.append(f"{'':<14} note: {note}")
     for note in calibration.notes:

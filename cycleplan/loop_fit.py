@@ -68,6 +68,8 @@ class LoopObservations:
     compaction_minutes: list[float] = field(default_factory=list)
     compaction_output: list[float] = field(default_factory=list)
     summary: list[float] = field(default_factory=list)
+    totals_calls: dict[str, list[float]] = field(default_factory=dict)
+    """The calls behind each per-call mean of cycles that recorded only their totals."""
     written_1h: int = 0
     written: int = 0
     per_call: bool = False
@@ -98,9 +100,10 @@ def _calls(value: Any, width: int = 6) -> list[list[float]]:
 
 
 def observe_cycle(
-    seen: LoopObservations, run: str, metadata: Mapping[str, Any], *, first_of_task: bool
+    seen: LoopObservations, run: str, metadata: Mapping[str, Any], *, first_of_task: bool, context: int = 0
 ) -> None:
-    """Add one completed cycle's calls (``metadata`` of its ``cycle_completed``) to ``seen``."""
+    """Add one completed cycle's calls (``metadata`` of its ``cycle_completed``) to ``seen``; ``context``
+    is what the task loaded at its start (its first cycle's writes hold it besides the calls' growth)."""
     calls = int(_number(metadata, "calls"))
     if calls < 1:
         return
@@ -136,11 +139,13 @@ def observe_cycle(
             previous_read = read
         return
     # Totals only: one mean per call for the cycle.
+    if first_of_task and context > 0:
+        seen.context.append(float(context))
+    written = _number(metadata, "input_tokens") + _number(metadata, "cache_creation_input_tokens")
+    seen.totals_calls.setdefault(run, []).append(float(calls))
     seen.minutes.setdefault(run, []).append(_number(metadata, "duration_ms") / MS_PER_MIN / calls)
     seen.output.setdefault(run, []).append(_number(metadata, "output_tokens") / calls)
-    seen.growth.setdefault(run, []).append(
-        (_number(metadata, "input_tokens") + _number(metadata, "cache_creation_input_tokens")) / calls
-    )
+    seen.growth.setdefault(run, []).append(max(written - (context if first_of_task else 0), 0.0) / calls)
 
 
 class LoopFit(Frozen):
@@ -197,14 +202,15 @@ def _by_calls(
 def fit_loop(seen: LoopObservations, prior: AgentLoop | None) -> LoopFit | None:
     """The role's loop from ``seen`` (None without calls); the ``prior`` loop fills what was not seen."""
     calls_fit = moment_spread(seen.calls)
-    growth_fit = moment_spread(seen.growth)
-    output_fit = moment_spread(seen.output)
-    minutes_fit = moment_spread({run: [v for v in values if v > 0] for run, values in seen.minutes.items()})
+    counts = None if seen.per_call else seen.totals_calls
+    growth_fit = moment_spread(seen.growth, counts)
+    output_fit = moment_spread(seen.output, counts)
+    minutes_fit = moment_spread(seen.minutes, counts)
     if calls_fit is None:
         return None
     notes: list[str] = []
     if not seen.per_call:
-        notes.append("the runs record cycle totals only: per-call spreads are those of cycle means")
+        notes.append("the runs record cycle totals only: per-call spreads come from the cycles' means")
     fallback = prior or AgentLoop(
         per_cycle=Spread(median=1, p90=1), growth=Spread(median=0, p90=0), output=Spread(median=0, p90=0)
     )

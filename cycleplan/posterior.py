@@ -74,20 +74,30 @@ def log_spread(values_by_run: Mapping[str, Sequence[float]]) -> LogSpread | None
     )
 
 
-def moment_spread(values_by_run: Mapping[str, Sequence[float]]) -> LogSpread | None:
+def moment_spread(
+    values_by_run: Mapping[str, Sequence[float]], counts_by_run: Mapping[str, Sequence[float]] | None = None
+) -> LogSpread | None:
     """:func:`log_spread` for quantities summed many at a time (tokens or minutes per call): each run's
     lognormal is matched to its mean and variance (not to its logarithms), so that the median and spread
-    reproduce the mean a sum of many calls converges to, heavy tail included. Zeros are allowed."""
+    reproduce the mean a sum of many calls converges to, heavy tail included. Zeros are allowed.
+
+    With ``counts_by_run``, each value is itself the mean of that many observations (a cycle's mean per
+    call, when only its totals were recorded): the run's mean weighs them by count, and the variance of
+    one observation is that of the means times their counts."""
     medians: list[float] = []
     variances: list[tuple[float, int]] = []
-    for values in values_by_run.values():
+    for run, values in values_by_run.items():
         data = np.asarray(values, dtype=float)
-        mean = float(data.mean()) if len(data) else 0.0
+        if not len(data):
+            continue
+        counts = np.ones(len(data)) if counts_by_run is None else np.asarray(counts_by_run[run], dtype=float)
+        mean = float(np.sum(counts * data) / np.sum(counts))
         if mean <= 0:
             continue
-        spread = math.log1p(float(data.var()) / mean**2)
+        variance = float(np.sum(counts * (data - mean) ** 2) / len(data))
+        spread = math.log1p(variance / mean**2)
         medians.append(math.log(mean) - spread / 2.0)
-        variances.append((spread, len(data)))
+        variances.append((spread, int(np.sum(counts))))
     if not medians:
         return None
     runs = len(medians)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -235,3 +236,95 @@ def test_the_real_data_calibrates(tmp_path: Path) -> None:
         one, _ = store_run(import_one_state(state), store)
         fitted = calibrate_runs(store, [one])
         calibrated_yaml(fitted)
+
+
+# --------------------------------------------------------------------------------------------------
+# Agent loops, posteriors, and what calibration must not invent
+
+LOOP_TRUTH = {"per_cycle": 30, "growth": 1200, "output": 200, "minutes": 0.1}
+LOOP_ROLE = Role.model_validate(
+    {
+        "lanes": 2,
+        "tokens": {"context_tokens": 20_000},
+        "calls": {
+            "per_cycle": {"median": 30, "p90": 60},
+            "growth": {"median": 1200, "p90": 4000},
+            "output": {"median": 200, "p90": 700},
+            "minutes": {"median_min": 0.1, "p90_min": 0.25},
+        },
+    }
+)
+LOOP_SCENARIO = Scenario(
+    roles={"backend": LOOP_ROLE}, tasks=[Task(id=f"t{i}", role="backend", cycles=6) for i in range(3)]
+)
+
+
+def _loop_traces(runs: int) -> list[tuple[str, list[Event]]]:
+    the_plan = plan(LOOP_SCENARIO, algorithm="list")
+    return [(f"run-{r}", run_replication(the_plan, r, seed=8).trace) for r in range(runs)]
+
+
+def test_an_agent_loop_is_recovered_from_the_runs_it_made() -> None:
+    fit = calibrate(_loop_traces(40), WRONG_PRIOR, prior_weight=0).roles["backend"]
+    assert fit.loop is not None and fit.loop.durations == "calls"
+    loop = fit.loop.loop
+    # Cycle totals give each cycle's mean per call; the medians of the calls come back within 20%.
+    assert loop.per_cycle.median == pytest.approx(LOOP_TRUTH["per_cycle"], rel=0.2)
+    assert loop.output.median == pytest.approx(LOOP_TRUTH["output"], rel=0.2)
+    assert loop.minutes is not None and loop.minutes.median_min == pytest.approx(
+        LOOP_TRUTH["minutes"], rel=0.2
+    )
+    # Per-call means of a cycle are what totals show: their mean is right, so growth per call is too.
+    mean_growth = loop.growth.median * math.exp(
+        Lognormal(median_min=1, p90_min=loop.growth.p90 / loop.growth.median).sigma ** 2 / 2
+    )
+    true_mean = 1200 * math.exp(Lognormal(median_min=1, p90_min=4000 / 1200).sigma ** 2 / 2)
+    assert mean_growth == pytest.approx(true_mean, rel=0.2)
+    assert fit.loop.context_tokens == 20_000
+
+
+def test_a_fit_from_few_runs_is_less_sure_than_one_from_many() -> None:
+    few = calibrate(_loop_traces(3), WRONG_PRIOR, prior_weight=0).roles["backend"].loop
+    many = calibrate(_loop_traces(40), WRONG_PRIOR, prior_weight=0).roles["backend"].loop
+    assert few is not None and many is not None
+    assert few.posterior.runs == 3 and many.posterior.runs == 40
+    assert few.posterior.dof < many.posterior.dof
+    for name in ("calls.per_cycle", "calls.output"):
+        assert few.posterior.log_sd[name] > many.posterior.log_sd[name], name
+    # ... and simulate draws each replication's medians from it: wider bands from fewer runs.
+    from cycleplan.sim import simulate
+
+    def band(loop_fit: Any) -> float:
+        scenario = calibrate(_loop_traces(loop_fit), WRONG_PRIOR, prior_weight=0).scenario
+        summary = simulate(plan(scenario, algorithm="list"), replications=400, seed=2).summaries["cost_usd"]
+        return summary.p90 / summary.p10
+
+    assert band(3) > band(40)
+
+
+def test_no_failure_rate_is_invented_and_copies_of_a_run_count_once() -> None:
+    traces = _loop_traces(2)
+    copied = [*traces, ("copy", traces[0][1])]
+    calibration = calibrate(copied, WRONG_PRIOR, prior_weight=5)
+    assert calibration.runs == ["run-0", "run-1"]
+    assert any("run copy has the same timeline as run run-0" in note for note in calibration.notes)
+    failure = calibration.roles["backend"].failure
+    assert failure is not None and failure.failed == 0 and failure.probability.value == 0.0
+    assert calibration.scenario.role("backend").failure.probability_per_cycle == 0.0
+
+
+def test_a_posterior_changes_nothing_when_absent_and_the_same_seed_gives_the_same_numbers() -> None:
+    from cycleplan.sim import simulate
+
+    scenario = calibrate(_loop_traces(3), WRONG_PRIOR, prior_weight=0).scenario
+    assert scenario.role("backend").posterior is not None
+    planned = plan(scenario, algorithm="list")
+    first = simulate(planned, replications=300, seed=5).replications.values["cost_usd"]
+    assert simulate(planned, replications=300, seed=5).replications.values["cost_usd"] == first
+    sure = scenario.model_copy(
+        update={"roles": {"backend": scenario.role("backend").model_copy(update={"posterior": None})}}
+    )
+    assert (
+        simulate(plan(sure, algorithm="list"), replications=300, seed=5).replications.values["cost_usd"]
+        != first
+    )
