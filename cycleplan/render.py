@@ -151,7 +151,8 @@ def render_prediction(prediction: Prediction, critical_shown: int = 6) -> str:
     out += [
         f"tokens read    {mean_tokens('tokens_read')} per run (mean): "
         f"{mean_tokens('input_tokens')} uncached, "
-        f"{mean_tokens('cache_write_tokens')} cache writes (1.25x), {mean_tokens('cache_read_tokens')} "
+        f"{mean_tokens('cache_write_tokens')} cache writes (1.25x, 2x to the 1-hour cache), "
+        f"{mean_tokens('cache_read_tokens')} "
         f"cache reads (0.1x); output {mean_tokens('output_tokens')}",
         f"context        {mean_tokens('context_tokens')} tokens loaded at task starts: each agent loads its "
         "own (parallel agents share none)",
@@ -175,6 +176,8 @@ def render_prediction(prediction: Prediction, critical_shown: int = 6) -> str:
         ["lane", s["waits_min.lane"].mean, "tasks ready but waiting for a lane (or a shared resource)"],
         ["rate limit", s["waits_min.rate_limit"].mean, "lanes held by the organisation's rate limits"],
     ]
+    if "blocked_min" in s and s["blocked_min"].mean > 0:
+        waits.append(["subagents", s["blocked_min"].mean, "lanes blocked on subagents their task spawned"])
     out.append("where the time goes (mean minutes per run)")
     out += [f"  {name:<12} {minutes:>9,.1f}  {meaning}" for name, minutes, meaning in waits]
     by_role = prediction.replications.utilization_by_role
