@@ -609,9 +609,9 @@ def test_claude_codes_turn_durations_bound_the_turns(short: str) -> None:
     counts only the 45.5 min after the notification that resumed its turn, not the 14.4 min before) to
     the stop hooks, and leaves out the time spent waiting for the person's answers and plan approvals
     (4d5611e5's question, 18.9 min; 8463c716's plan approval, 7.6 min) but not subagent time, nor the
-    7.2 min gap before a 28,000-character thinking block in 8463c716 that the importer counts as an idle
-    person wait. So it is at most the turn's wall time less its questions and plan approvals, and equals
-    the time from that last prompt to the record less them within seconds."""
+    7.2 min gap before a 28,000-character thinking block in 8463c716 (which the importer, too, counts
+    as the model's time, not as an idle person). So it is at most the turn's wall time less its questions
+    and plan approvals, and equals the time from that last prompt to the record less them within seconds."""
     session = FULL_SESSIONS[short]
     imported = import_claude_code(FULL / f"{session}.jsonl")
     turns = _cycles(imported, session)
@@ -643,3 +643,13 @@ def test_claude_codes_turn_durations_bound_the_turns(short: str) -> None:
         assert record["durationMs"] == pytest.approx(at - last_prompt_ms - asked, abs=2000)
         checked += 1
     assert checked >= 1
+
+
+@needs_full
+def test_a_long_gap_before_extended_thinking_is_the_models_time() -> None:
+    """8463c716 waits 7.2 min after a tool result for a response opening with 28,000 characters of
+    thinking: the model thought, nobody was idle; the turn's only person wait is its plan approval."""
+    session = FULL_SESSIONS["8463c716"]
+    (turn,) = _cycles(import_claude_code(FULL / f"{session}.jsonl"), session)
+    assert set(turn["person_waits"]) == {"plan_approval"}
+    assert turn["person_waits"]["plan_approval"] == pytest.approx(7.64 * 60_000, rel=0.01)

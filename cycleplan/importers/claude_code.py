@@ -46,8 +46,9 @@ Inside a turn (from its prompt to its last record), time is work, blocked, or wa
   result says the user rejected it ("User rejected tool use", "The user doesn't want to proceed with this
   tool use"), from the call to the result (``permission``); (d) a gap longer than :data:`IDLE_GAP_S`
   from a record carrying tool results (the last, when several results come in) to the next assistant
-  record, the whole gap (``idle``). A permission the user granted leaves no mark in a transcript and
-  counts as work;
+  record, the whole gap (``idle``), unless that record opens with a thinking block (the model was
+  thinking, and writes its thoughts only when done). A permission the user granted leaves no mark in a
+  transcript and counts as work;
 - blocked: from a Task tool call until its result the session waits for its subagent (the union when
   several run at once). Blocking and compaction prevail over a person wait they overlap;
 - the rest is work, compaction calls included.
@@ -616,9 +617,22 @@ def _tool_calls(records: list[_Record]) -> list[_ToolCall]:
     return list(calls.values())
 
 
+def _thinks(record: dict[str, Any]) -> bool:
+    """Whether an assistant record opens with a thinking block: the model spent the time before it."""
+    message = record.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return (
+        isinstance(content, list)
+        and bool(content)
+        and isinstance(content[0], dict)
+        and (content[0].get("type") in ("thinking", "redacted_thinking"))
+    )
+
+
 def _idle_gaps(records: list[_Record], segment: tuple[int, int]) -> list[Span]:
     """Gaps longer than :data:`IDLE_GAP_S` from the last record carrying tool results to the next
-    assistant record, within one stretch of a turn."""
+    assistant record, within one stretch of a turn; not when that record opens with a thinking block
+    (the model thought all that time: extended thinking is written only when it ends)."""
     gaps: list[Span] = []
     results_at: float | None = None
     for record in records[segment[0] : segment[1]]:
@@ -627,7 +641,11 @@ def _idle_gaps(records: list[_Record], segment: tuple[int, int]) -> list[Span]:
         if _carries_results(record.data):
             results_at = record.time_ms
         elif record.data.get("type") == "assistant":
-            if results_at is not None and record.time_ms - results_at > IDLE_GAP_S * 1000.0:
+            if (
+                results_at is not None
+                and record.time_ms - results_at > IDLE_GAP_S * 1000.0
+                and not _thinks(record.data)
+            ):
                 gaps.append((results_at, record.time_ms))
             results_at = None
     return gaps
