@@ -4,9 +4,10 @@
     >>> result = execute(plan, ExecuteOptions(agent="emulated", time_scale=600))
     >>> result.status, result.summary["makespan_min"]
 
-One coroutine per lane follows the plan (:mod:`.orchestrator`); waits and emits go through the run's
-committed events (:mod:`.coordination`); every event is committed to a SQLite run store before anything
-depends on it (:mod:`.store`), so a killed run resumes without redoing completed work (:mod:`.run`).
+One coroutine per lane follows the plan, and subagents run on their own lanes when their parents spawn
+them (:mod:`.orchestrator`); waits and emits go through the run's committed events
+(:mod:`.coordination`); every event is committed to a SQLite run store before anything depends on it
+(:mod:`.store`), so a killed run resumes without redoing completed work (:mod:`.run`).
 Agents sit behind one small async interface (:mod:`.backend`): ``anthropic`` (:mod:`.anthropic_api`),
 ``claude-code`` (:mod:`.claude_code`), ``command`` (:mod:`.command`) and ``emulated``, a loopback server
 that speaks the Messages API (:mod:`.emulator`). A run is measured by :func:`cycleplan.metrics.metrics`,

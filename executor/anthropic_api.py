@@ -1,18 +1,31 @@
-"""The ``anthropic`` and ``emulated`` backends: one cycle is one Messages API call in the task's conversation.
+"""The ``anthropic`` and ``emulated`` backends: one cycle is one agent turn in the task's conversation.
 
-Each task is a conversation with its role's model. The system prompt is the shared specification
-(feature, ontology, acceptance criteria) followed by the role's own prompt, both marked with
-``cache_control`` so that every agent reads the specification from the prompt cache, and the newest user
-turn is marked too so that each cycle reads the conversation so far from the cache. Usage (input, output,
-cache read, cache write), latency and stop reason are recorded per cycle. A cycle whose answer stops with
-``refusal`` failed. 429 and 529 answers are retried after their ``retry-after`` (their waits recorded as
-``rate_limit_wait_ms``), 5xx and connection errors a few times with backoff; other errors fail the
-attempt at once. Every attempt is kept as an artifact (``cycle-003.attempt-1.json``: prompt, answer,
-usage), and the conversation of a resumed task is rebuilt from those files.
+Each task is a conversation with its role's model (a cycle listed in the task's ``cycle_models`` runs on
+that model). The system prompt is the shared specification (feature, ontology, acceptance criteria)
+followed by the role's own prompt, both marked with ``cache_control`` (with the role's ``cache_ttl``) so
+that every agent reads the specification from the prompt cache, and the newest user turn is marked too
+so that each call reads the conversation so far from the cache. For a role without an agent loop a cycle
+is one Messages API call. For a role with one (``calls``) a cycle is a tool loop: the model is offered a
+small ``notes`` tool (it adds to or reads the task's ``notes.md`` artifact); while an answer stops with
+``tool_use`` the backend runs the tool, sends its ``tool_result`` and calls again, and the answer that
+stops otherwise ends the cycle. A real model decides when it is done, so the loop is capped at three
+times the role's ``calls.per_cycle.p90`` calls (a cycle that reaches the cap ends there, recorded with
+``call_cap_reached``); the emulated agent ends its loop itself after the drawn calls. The calls' usage is
+added up into the cycle's, and the cycle records its ``calls`` and ``compaction_calls`` (compactions the
+emulator reports; a real loop never compacts here). Only the cycle's prompt and final text stay in the
+conversation later cycles send, not its tool exchanges.
+
+Usage (input, output, cache read, cache write), latency and stop reason are recorded per cycle. A cycle
+whose answer stops with ``refusal`` failed. 429 and 529 answers are retried after their ``retry-after``
+(their waits recorded as ``rate_limit_wait_ms``), 5xx and connection errors a few times with backoff;
+other errors fail the attempt at once. Every attempt is kept as an artifact (``cycle-003.attempt-1.json``:
+prompt, answer, usage, and for a loop each call's usage), and the conversation of a resumed task is
+rebuilt from those files.
 
 The key comes from ``ANTHROPIC_API_KEY`` only and goes to the SDK only. ``emulated`` is the same
 backend pointed at :class:`cycleplan.executor.emulator.Emulator` on loopback, with requests tagged by
-task, cycle and attempt and the role's sync cost acted out. The SDK is imported when a backend starts.
+task, cycle, attempt and call, and the role's sync cost acted out (:meth:`EmulatedBackend.take_handoff`).
+The SDK is imported when a backend starts.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ import json
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +47,7 @@ from cycleplan.executor.backend import (
     Usage,
 )
 from cycleplan.executor.secrets import api_key, redact
-from cycleplan.model import Scenario
+from cycleplan.model import Role, Scenario
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -49,6 +63,22 @@ TRANSIENT_BACKOFF_S = 1.0
 DEFAULT_RETRY_AFTER_S = 5.0
 """Wait after a 429/529 that names none."""
 REQUEST_TIMEOUT_S = 600.0
+
+CALL_CAP_FACTOR = 3
+"""A real agent loop stops after this many times its role's ``calls.per_cycle.p90`` calls."""
+
+NOTES_TOOL: dict[str, Any] = {
+    "name": "notes",
+    "description": (
+        "Your notes for this task, kept between turns. Pass `text` to add a note; call it without "
+        "`text` to read every note so far."
+    ),
+    "input_schema": {
+        "type": "object",
+        "properties": {"text": {"type": "string", "description": "The note to add."}},
+    },
+}
+"""The tool an agent loop is offered: harmless, and enough for a model to work in steps."""
 
 _SUCCESS = frozenset({"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn"})
 
@@ -149,14 +179,14 @@ class AnthropicBackend:
                 {
                     "type": "text",
                     "text": f"Shared specification:\n{self._scenario.spec}",
-                    "cache_control": {"type": "ephemeral"},
+                    "cache_control": _cache_control(request.role),
                 }
             )
         blocks.append(
             {
                 "type": "text",
                 "text": self._system_prompt(request.role_name, request.role.system_prompt),
-                "cache_control": {"type": "ephemeral"},
+                "cache_control": _cache_control(request.role),
             }
         )
         return blocks
@@ -190,40 +220,40 @@ class AnthropicBackend:
                     break
         return turns
 
-    def _headers(self, request: CycleRequest) -> dict[str, str]:
+    def _headers(self, request: CycleRequest, call: int = 0) -> dict[str, str]:
         if not self._tag_requests:
             return {}
-        return {
+        headers = {
             "x-cycleplan-task": request.task.id,
             "x-cycleplan-cycle": str(request.cycle),
             "x-cycleplan-attempt": str(request.attempt),
         }
+        if call:
+            headers["x-cycleplan-call"] = str(call)
+        return headers
 
-    async def _sync_cost(self, request: CycleRequest) -> float:
-        """Time spent taking awaited events in (acted out by the emulated backend only), in ms."""
-        return 0.0
+    def _call_cap(self, role: Role) -> int | None:
+        """Calls after which an agent loop's cycle ends even if the model wants more (None: no cap)."""
+        assert role.calls is not None
+        return max(role.calls.per_cycle.p90 * CALL_CAP_FACTOR, 1)
 
-    async def run_cycle(self, request: CycleRequest) -> CycleOutcome:
+    async def _send(
+        self,
+        request: CycleRequest,
+        model: str,
+        messages: list[dict[str, Any]],
+        tally: _Tally,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        call: int = 0,
+    ) -> _Reply | _Refused:
+        """One Messages API call, waiting out 429s and 529s and retrying transient errors."""
         from anthropic import APIConnectionError, APIStatusError
 
         client = self._client
         if client is None:
             raise RuntimeError("the backend is not started")
-        started = time.monotonic()
-        sync_ms = await self._sync_cost(request)
-        prompt = cycle_prompt(request)
-        messages = [
-            *self._conversation(request),
-            {
-                "role": "user",
-                "content": [{"type": "text", "text": prompt, "cache_control": {"type": "ephemeral"}}],
-            },
-        ]
-        model = request.role.model
-        rate_limit_wait_s = 0.0
-        rate_limited = 0
-        transient = 0
-        latency_ms = 0.0
+        extra: dict[str, Any] = {} if tools is None else {"tools": tools}
         while True:
             sent = time.monotonic()
             try:
@@ -232,70 +262,62 @@ class AnthropicBackend:
                     max_tokens=self._options.max_output_tokens,
                     system=self._system(request),  # type: ignore[arg-type]
                     messages=messages,  # type: ignore[arg-type]
-                    extra_headers=self._headers(request),
+                    extra_headers=self._headers(request, call),
+                    **extra,
                 )
                 message = await raw.parse()
                 latency_ms = (time.monotonic() - sent) * 1000.0
-                request_id = raw.headers.get("request-id")
-                break
+                return _Reply(message, raw.headers, raw.headers.get("request-id"), latency_ms)
             except APIStatusError as exc:
                 status = exc.status_code
                 if status in (429, 529):
-                    rate_limited += 1
-                    if rate_limited > MAX_RATE_LIMIT_RETRIES:
-                        return self._failure(
-                            request,
-                            started,
-                            f"HTTP {status}: gave up after {rate_limited - 1} retries",
-                            prompt,
-                            sync_ms,
-                            rate_limit_wait_s,
-                        )
+                    tally.rate_limited += 1
+                    if tally.rate_limited > MAX_RATE_LIMIT_RETRIES:
+                        return _Refused(f"HTTP {status}: gave up after {tally.rate_limited - 1} retries")
                     wait = retry_after_s(exc.response.headers)
                     wait = DEFAULT_RETRY_AFTER_S if wait is None else wait
                     # A little jitter keeps agents told the same retry-after from all coming back at once.
                     wait *= 1.0 + 0.2 * self._random.random()
                     await asyncio.sleep(wait)
-                    rate_limit_wait_s += wait
+                    tally.rate_limit_wait_s += wait
                     continue
                 if status >= 500 or status in (408, 409):
-                    transient += 1
-                    if transient > MAX_TRANSIENT_RETRIES:
-                        return self._failure(
-                            request,
-                            started,
-                            f"HTTP {status}: {_message(exc)}",
-                            prompt,
-                            sync_ms,
-                            rate_limit_wait_s,
-                        )
-                    await asyncio.sleep(TRANSIENT_BACKOFF_S * 2 ** (transient - 1) / self._options.time_scale)
-                    continue
-                return self._failure(
-                    request,
-                    started,
-                    f"HTTP {status}: {_message(exc)}",
-                    prompt,
-                    sync_ms,
-                    rate_limit_wait_s,
-                    retryable=False,
-                )
-            except APIConnectionError as exc:
-                transient += 1
-                if transient > MAX_TRANSIENT_RETRIES:
-                    return self._failure(
-                        request, started, f"connection failed: {exc}", prompt, sync_ms, rate_limit_wait_s
+                    tally.transient += 1
+                    if tally.transient > MAX_TRANSIENT_RETRIES:
+                        return _Refused(f"HTTP {status}: {_message(exc)}")
+                    await asyncio.sleep(
+                        TRANSIENT_BACKOFF_S * 2 ** (tally.transient - 1) / self._options.time_scale
                     )
-                await asyncio.sleep(TRANSIENT_BACKOFF_S * 2 ** (transient - 1) / self._options.time_scale)
+                    continue
+                return _Refused(f"HTTP {status}: {_message(exc)}", retryable=False)
+            except APIConnectionError as exc:
+                tally.transient += 1
+                if tally.transient > MAX_TRANSIENT_RETRIES:
+                    return _Refused(f"connection failed: {exc}")
+                await asyncio.sleep(
+                    TRANSIENT_BACKOFF_S * 2 ** (tally.transient - 1) / self._options.time_scale
+                )
 
-        text = "".join(getattr(block, "text", "") for block in message.content)
-        usage = message.usage
-        counted = Usage(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_input_tokens or 0,
-            cache_write_tokens=usage.cache_creation_input_tokens or 0,
-        )
+    async def run_cycle(self, request: CycleRequest) -> CycleOutcome:
+        started = time.monotonic()
+        prompt = cycle_prompt(request)
+        messages = [
+            *self._conversation(request),
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": prompt, "cache_control": _cache_control(request.role)}],
+            },
+        ]
+        model = request.task.model_of(request.role, request.cycle)
+        if request.role.calls is not None:
+            return await self._run_loop(request, started, prompt, model, messages)
+        tally = _Tally()
+        reply = await self._send(request, model, messages, tally)
+        if isinstance(reply, _Refused):
+            return self._failure(request, started, reply, prompt, tally)
+        message = reply.message
+        text = _text(message)
+        counted = _usage(message)
         stop_reason = message.stop_reason
         ok = stop_reason in _SUCCESS
         stem = f"cycle-{request.cycle:03d}.attempt-{request.attempt}"
@@ -311,13 +333,11 @@ class AnthropicBackend:
                 "response": text,
                 "stop_reason": stop_reason,
                 "usage": counted.as_metadata(),
-                "request_id": request_id,
+                "request_id": reply.request_id,
             },
             self._secrets,
         )
-        turns = self._turns.get(request.task.id)
-        if ok and turns is not None and len(turns) == request.cycle - 1:
-            turns.append((prompt, text))
+        self._remember(request, ok, prompt, text)
         return CycleOutcome(
             ok=ok,
             duration_ms=(time.monotonic() - started) * 1000.0,
@@ -326,49 +346,223 @@ class AnthropicBackend:
             stop_reason=stop_reason,
             model=message.model,
             details={
-                "latency_ms": round(latency_ms, 3),
-                "rate_limited": rate_limited,
-                "rate_limit_wait_ms": rate_limit_wait_s * 1000.0,
-                "sync_ms": sync_ms,
-                "transient_errors": transient,
+                "latency_ms": round(reply.latency_ms, 3),
+                "rate_limited": tally.rate_limited,
+                "rate_limit_wait_ms": tally.rate_limit_wait_s * 1000.0,
+                "transient_errors": tally.transient,
                 "artifact": f"{stem}.json",
             },
         )
+
+    async def _run_loop(
+        self,
+        request: CycleRequest,
+        started: float,
+        prompt: str,
+        model: str,
+        messages: list[dict[str, Any]],
+    ) -> CycleOutcome:
+        """One cycle of an agent loop: call, run the tools the answer asks for, call again, until an
+        answer stops for another reason than ``tool_use`` (or the call cap is reached)."""
+        tally = _Tally()
+        cap = self._call_cap(request.role)
+        usage = Usage()
+        latency_ms = 0.0
+        compactions = 0
+        calls: list[dict[str, Any]] = []
+        conversation = list(messages)
+        turns = len(messages)
+        while True:
+            reply = await self._send(
+                request, model, conversation, tally, tools=[NOTES_TOOL], call=len(calls) + 1
+            )
+            if isinstance(reply, _Refused):
+                return self._failure(request, started, reply, prompt, tally, usage=usage, calls=calls)
+            message = reply.message
+            counted = _usage(message)
+            usage = usage.plus(counted)
+            latency_ms += reply.latency_ms
+            compactions += _header_int(reply.headers, "x-cycleplan-compactions")
+            calls.append({"stop_reason": message.stop_reason, "usage": counted.as_metadata()})
+            if message.stop_reason != "tool_use" or (cap is not None and len(calls) >= cap):
+                break
+            results = [
+                await self._use_tool(request, block) for block in message.content if block.type == "tool_use"
+            ]
+            if results:
+                results[-1]["cache_control"] = _cache_control(request.role)
+            # One cache breakpoint on the newest turn: drop the previous tool results' own.
+            for earlier in conversation[turns:]:
+                if earlier["role"] == "user":
+                    for block in earlier["content"]:
+                        block.pop("cache_control", None)
+            conversation.append({"role": "assistant", "content": _blocks(message)})
+            conversation.append({"role": "user", "content": results or [{"type": "text", "text": "Go on."}]})
+        text = _text(message)
+        stop_reason = message.stop_reason
+        ok = stop_reason in _SUCCESS
+        capped = stop_reason == "tool_use"
+        stem = f"cycle-{request.cycle:03d}.attempt-{request.attempt}"
+        _write_json(
+            request.artifacts / f"{stem}.json",
+            {
+                "ok": ok,
+                "cycle": request.cycle,
+                "attempt": request.attempt,
+                "model": message.model,
+                "prompt": prompt,
+                "turns": turns,
+                "response": text,
+                "stop_reason": stop_reason,
+                "usage": usage.as_metadata(),
+                "calls": calls,
+                "compaction_calls": compactions,
+                "request_id": reply.request_id,
+            },
+            self._secrets,
+        )
+        self._remember(request, ok, prompt, text)
+        details: dict[str, Any] = {
+            "latency_ms": round(latency_ms, 3),
+            "rate_limited": tally.rate_limited,
+            "rate_limit_wait_ms": tally.rate_limit_wait_s * 1000.0,
+            "transient_errors": tally.transient,
+            "calls": len(calls),
+            "compaction_calls": compactions,
+            "artifact": f"{stem}.json",
+        }
+        if capped:
+            details["call_cap_reached"] = True
+        return CycleOutcome(
+            ok=ok,
+            duration_ms=(time.monotonic() - started) * 1000.0,
+            usage=usage,
+            error="" if ok else f"the model stopped with {stop_reason}",
+            stop_reason=stop_reason,
+            model=message.model,
+            details=details,
+        )
+
+    async def _use_tool(self, request: CycleRequest, block: Any) -> dict[str, Any]:
+        """Run the tool a ``tool_use`` block asks for; its ``tool_result`` block."""
+        result: dict[str, Any] = {"type": "tool_result", "tool_use_id": block.id}
+        if block.name != NOTES_TOOL["name"]:
+            return {**result, "content": f"no tool is called '{block.name}'", "is_error": True}
+        notes = request.artifacts / "notes.md"
+        given = block.input.get("text") if isinstance(block.input, dict) else None
+        if isinstance(given, str) and given.strip():
+            with notes.open("a", encoding="utf-8") as handle:
+                handle.write(redact(given.strip(), self._secrets) + "\n")
+            return {**result, "content": "noted"}
+        try:
+            kept = notes.read_text(encoding="utf-8")
+        except OSError:
+            kept = ""
+        return {**result, "content": kept or "(no notes yet)"}
+
+    def _remember(self, request: CycleRequest, ok: bool, prompt: str, text: str) -> None:
+        turns = self._turns.get(request.task.id)
+        if ok and turns is not None and len(turns) == request.cycle - 1:
+            turns.append((prompt, text))
 
     def _failure(
         self,
         request: CycleRequest,
         started: float,
-        error: str,
+        refused: _Refused,
         prompt: str,
-        sync_ms: float,
-        rate_limit_wait_s: float,
+        tally: _Tally,
         *,
-        retryable: bool = True,
+        usage: Usage | None = None,
+        calls: list[dict[str, Any]] | None = None,
     ) -> CycleOutcome:
         stem = f"cycle-{request.cycle:03d}.attempt-{request.attempt}"
-        _write_json(
-            request.artifacts / f"{stem}.json",
-            {
-                "ok": False,
-                "cycle": request.cycle,
-                "attempt": request.attempt,
-                "prompt": prompt,
-                "error": error,
-            },
-            self._secrets,
-        )
+        artifact: dict[str, Any] = {
+            "ok": False,
+            "cycle": request.cycle,
+            "attempt": request.attempt,
+            "prompt": prompt,
+            "error": refused.error,
+        }
+        details: dict[str, Any] = {
+            "rate_limit_wait_ms": tally.rate_limit_wait_s * 1000.0,
+            "artifact": f"{stem}.json",
+        }
+        if calls is not None:
+            # The calls answered before the one that failed are paid all the same.
+            artifact["calls"] = calls
+            details["calls"] = len(calls)
+        _write_json(request.artifacts / f"{stem}.json", artifact, self._secrets)
         return CycleOutcome(
             ok=False,
             duration_ms=(time.monotonic() - started) * 1000.0,
-            error=error,
-            retryable=retryable,
-            details={
-                "rate_limit_wait_ms": rate_limit_wait_s * 1000.0,
-                "sync_ms": sync_ms,
-                "artifact": f"{stem}.json",
-            },
+            usage=usage or Usage(),
+            error=refused.error,
+            retryable=refused.retryable,
+            details=details,
         )
+
+
+@dataclass
+class _Tally:
+    """What one attempt waited through and retried, over all its calls."""
+
+    rate_limited: int = 0
+    rate_limit_wait_s: float = 0.0
+    transient: int = 0
+
+
+@dataclass(frozen=True)
+class _Reply:
+    message: Any
+    headers: Any
+    request_id: str | None
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class _Refused:
+    error: str
+    retryable: bool = True
+
+
+def _cache_control(role: Role) -> dict[str, str]:
+    """A cache breakpoint with the role's cache lifetime (the API's default 5 minutes unless 1 hour)."""
+    if role.tokens.cache_ttl == "1h":
+        return {"type": "ephemeral", "ttl": "1h"}
+    return {"type": "ephemeral"}
+
+
+def _usage(message: Any) -> Usage:
+    usage = message.usage
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens or 0,
+        cache_write_tokens=usage.cache_creation_input_tokens or 0,
+    )
+
+
+def _text(message: Any) -> str:
+    return "".join(getattr(block, "text", "") for block in message.content)
+
+
+def _blocks(message: Any) -> list[dict[str, Any]]:
+    """An answer's text and tool calls as content blocks to send back in the conversation."""
+    blocks: list[dict[str, Any]] = []
+    for block in message.content:
+        if block.type == "text" and block.text:
+            blocks.append({"type": "text", "text": block.text})
+        elif block.type == "tool_use":
+            blocks.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
+    return blocks or [{"type": "text", "text": "(working)"}]
+
+
+def _header_int(headers: Any, name: str) -> int:
+    try:
+        return max(int(headers.get(name) or 0), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _message(exc: Any) -> str:
@@ -415,7 +609,12 @@ class EmulatedBackend(AnthropicBackend):
     def context_tokens(self, role_name: str) -> int:
         return self._scenario.role(role_name).tokens.context_tokens
 
-    async def _sync_cost(self, request: CycleRequest) -> float:
+    def _call_cap(self, role: Role) -> int | None:
+        # The emulator ends each loop after the drawn calls, however many: a cap would cut the draws.
+        return None
+
+    async def take_handoff(self, request: CycleRequest) -> float:
+        """Act out the role's sync minutes for each event the cycle takes in (scaled); real ms spent."""
         minutes = request.role.sync.minutes * request.handoffs
         if minutes <= 0:
             return 0.0

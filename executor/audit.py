@@ -11,15 +11,17 @@
   winner), and a task whose dependency never completed never starts;
 - no attempt at cycle *k* starts before the events the task waits for before *k* are committed;
 - a task publishes what it emits after cycle *j* once, after cycle *j* succeeded;
-- a lane never runs two tasks at once; at most one member of a race completes;
-- with ``max_parallel``, never more attempts at once than it allows.
+- a subagent starts only once its parent has reached the cycle that spawns it, and returns before its
+  parent works that cycle;
+- a lane never runs two tasks at once (a parent blocked on subagents that run on its own lane, as on the
+  one-lane baseline, is not running); at most one member of a race completes;
+- with ``max_parallel``, never more attempts at once than it allows (subagents take no slot).
 
 It reads events only (the tests, and anyone auditing a run, call it).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,10 +114,49 @@ def trace_problems(plan: Plan, trace: Sequence[Event]) -> list[str]:
             if not done or trace.index(done[0]) > trace.index(published):
                 problems.append(f"{task_id}: emitted '{name}' before its cycle {after} succeeded")
 
-    problems += _lanes(started, ended)
+    problems += _subagents(tasks, started, ended, attempts)
+    parent_of = {task_id: spec.spawned_by.task for task_id, spec in tasks.items() if spec.spawned_by}
+    problems += _lanes(started, ended, parent_of)
     problems += _races(tasks, ended)
     if plan.scenario.max_parallel is not None:
-        problems += _parallel(plan.scenario.max_parallel, attempts)
+        working = {task: events for task, events in attempts.items() if task not in parent_of}
+        problems += _parallel(plan.scenario.max_parallel, working)
+    return problems
+
+
+def _subagents(
+    tasks: dict[str, Any],
+    started: dict[str, Event],
+    ended: dict[str, Event],
+    attempts: dict[str, list[Event]],
+) -> list[str]:
+    problems: list[str] = []
+    for task_id, spec in tasks.items():
+        spawn = spec.spawned_by
+        if spawn is None or task_id not in started:
+            continue
+        parent = spawn.task
+        begin = started[task_id].timestamp
+        if parent not in started:
+            problems.append(f"{task_id}: started though its parent {parent} never did")
+            continue
+        reached: float | None = started[parent].timestamp
+        if spawn.cycle > 1:
+            done = [
+                e.timestamp
+                for e in attempts.get(parent, [])
+                if int(e.metadata.get("cycle", 0)) == spawn.cycle - 1 and not e.metadata.get("failed")
+            ]
+            reached = min(done) if done else None
+        if reached is None or begin + EPS_MS < reached:
+            problems.append(f"{task_id}: started before its parent {parent} reached cycle {spawn.cycle}")
+        work = [
+            float(e.metadata.get("started_at", e.timestamp))
+            for e in attempts.get(parent, [])
+            if int(e.metadata.get("cycle", 0)) == spawn.cycle
+        ]
+        if work and (task_id not in ended or min(work) + EPS_MS < ended[task_id].timestamp):
+            problems.append(f"{task_id}: its parent {parent} worked cycle {spawn.cycle} before it returned")
     return problems
 
 
@@ -165,7 +206,7 @@ def _dependencies(
     return problems
 
 
-def _lanes(started: dict[str, Event], ended: dict[str, Event]) -> list[str]:
+def _lanes(started: dict[str, Event], ended: dict[str, Event], parent_of: dict[str, str]) -> list[str]:
     problems: list[str] = []
     by_lane: dict[str, list[tuple[float, float, str]]] = {}
     for task, event in started.items():
@@ -173,9 +214,13 @@ def _lanes(started: dict[str, Event], ended: dict[str, Event]) -> list[str]:
         by_lane.setdefault(event.actor_id, []).append((event.timestamp, end, task))
     for lane, spans in by_lane.items():
         spans.sort()
-        for (_, end, first), (begin, _, second) in itertools.pairwise(spans):
-            if begin + EPS_MS < end:
-                problems.append(f"lane {lane} ran {first} and {second} at once")
+        running: list[tuple[float, str]] = []
+        for begin, end, task in spans:
+            running = [(until, other) for until, other in running if begin + EPS_MS < until]
+            for _, other in running:
+                if parent_of.get(task) != other:
+                    problems.append(f"lane {lane} ran {other} and {task} at once")
+            running.append((end, task))
     return problems
 
 

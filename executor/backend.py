@@ -4,8 +4,11 @@ A backend runs one cycle at a time for the orchestrator: :meth:`Backend.run_cycl
 :class:`CycleRequest` and returns a :class:`CycleOutcome` (success or a failed attempt with whatever it
 cost). The orchestrator owns retries, timeouts, cancellation and the store; a backend owns talking to its
 agent and keeping that agent's output as artifacts. A backend must stop its agent when the coroutine
-running a cycle is cancelled. Backends are built by name with :func:`make_backend`, which imports each one
-lazily so that choosing ``command`` never imports the Anthropic SDK.
+running a cycle is cancelled. A backend that acts out the handoff of awaited events (the emulated agent)
+also implements :class:`TakesHandoff`: the orchestrator has it take the handoff in before the cycle's work
+and before the subagents the cycle spawns; for the other agents the handoff is part of their cycle.
+Backends are built by name with :func:`make_backend`, which imports each one lazily so that choosing
+``command`` never imports the Anthropic SDK.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from cycleplan.executor.processes import ProcessRegistry
@@ -42,6 +45,15 @@ class Usage:
     @property
     def total(self) -> int:
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def plus(self, other: Usage) -> Usage:
+        """The tokens of both (a cycle's calls added up)."""
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+        )
 
     def as_metadata(self) -> dict[str, int]:
         """The Messages API's usage field names, as traces carry them."""
@@ -76,7 +88,8 @@ class CycleRequest:
     """Metadata of this task's last completed cycle (None before the first): where a backend finds what
     it needs to continue the task's conversation (a Claude Code session id...), also after a resume."""
     handoffs: int = 0
-    """Awaited events this cycle is the first to take in (what a role's ``sync`` cost is charged for)."""
+    """Awaited events this cycle is the first to take in (what a role's ``sync`` cost is charged for; a
+    backend that :class:`TakesHandoff` has already taken them in when the cycle's attempts run)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,14 @@ class Backend(Protocol):
 
     def context_tokens(self, role_name: str) -> int:
         """Tokens of context a task of ``role_name`` loads when it starts (0 when unknown)."""
+
+
+@runtime_checkable
+class TakesHandoff(Protocol):
+    """A backend that acts out the time a cycle spends taking awaited events in, apart from its work."""
+
+    async def take_handoff(self, request: CycleRequest) -> float:
+        """Take in the ``request.handoffs`` events cycle ``request.cycle`` awaited; real ms spent."""
 
 
 @dataclass(frozen=True)

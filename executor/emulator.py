@@ -5,14 +5,27 @@ drawn tokens as ``usage``, from the same draws the simulator uses (:func:`cyclep
 keyed by seed, task, cycle and attempt, and :class:`cycleplan.draws.Conversation` for context, history
 and caching). A cycle the role's failure model fails is answered with ``stop_reason: "refusal"``: its
 time and tokens are spent and its work is unusable. The scenario's ``rate_limits`` are enforced with
-token buckets: a request they cannot cover gets 429 with ``retry-after`` (real seconds) and the
-``anthropic-ratelimit-*`` headers, which every answer carries. :class:`Faults` adds what tests need:
-server errors (500), overload (529), a storm of 429s, agents that hang.
+token buckets, one take per request: a request they cannot cover gets 429 with ``retry-after`` (real
+seconds) and the ``anthropic-ratelimit-*`` headers, which every answer carries. :class:`Faults` adds what
+tests need: server errors (500), overload (529), a storm of 429s, agents that hang.
+
+A role with an agent loop (``calls``) plays it call by call: an attempt is the drawn number of calls
+``n``; calls 1 to ``n - 1`` are answered with ``stop_reason: "tool_use"`` and a ``tool_use`` block of the
+first tool the request offers, and call ``n`` ends the turn (``end_turn``, or ``refusal`` when the attempt
+fails). Call ``j``'s usage is the difference between the rounded totals of
+:func:`cycleplan.draws.loop_cycle` over ``j`` and over ``j - 1`` calls from the attempt's starting
+conversation, so that the answers of an attempt add up to exactly the simulator's tokens for it,
+compactions (folded into the call they precede) and handoff tokens (on the first call) included; each
+call lasts its share of the attempt's drawn duration, plus the minutes of the compactions it carries.
+``x-cycleplan-calls`` and ``x-cycleplan-compactions`` on each answer say how many calls the attempt makes
+and how many compactions this answer carries.
 
 Requests say which cycle they are with ``x-cycleplan-task``, ``x-cycleplan-cycle`` and
-``x-cycleplan-attempt`` headers (the emulated backend sends them); without them a request is drawn as
-the next cycle of an anonymous task of the role whose model it names. The API key is checked for
-presence only and never kept. Built on aiohttp; binds 127.0.0.1 only.
+``x-cycleplan-attempt`` headers, and which call of a loop with ``x-cycleplan-call`` (the emulated backend
+sends them); a loop request without ``x-cycleplan-call`` is answered as its whole attempt at once.
+Without a task header a request is drawn as the next cycle of an anonymous task of the role whose model
+it names. The API key is checked for presence only and never kept. Built on aiohttp; binds 127.0.0.1
+only.
 """
 
 from __future__ import annotations
@@ -26,7 +39,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cycleplan.draws import Conversation, RequestTokens, TaskDraws, draw_task
+import numpy as np
+
+from cycleplan.draws import Conversation, LoopState, RequestTokens, TaskDraws, draw_task, loop_cycle
 from cycleplan.executor.buckets import Buckets
 from cycleplan.model import Role, Scenario, Task
 
@@ -65,6 +80,28 @@ class EmulatorStats:
         self.responses[status] = self.responses.get(status, 0) + 1
 
 
+@dataclass(frozen=True)
+class LoopAnswer:
+    """Calls ``first`` to ``last`` of one attempt at a cycle of an agent loop, as the emulator answers
+    them."""
+
+    duration_min: float
+    """Scenario minutes these calls take: their share of the attempt's drawn duration, and their
+    compactions'."""
+    failed: bool
+    """The attempt fails (said by its last call)."""
+    ends_turn: bool
+    """These calls include the attempt's last."""
+    calls: int
+    """Calls the attempt makes."""
+    tokens: RequestTokens
+    compactions: int
+    """Compactions folded into these calls."""
+    compaction_output: int
+    """Output tokens of those compactions' summaries (written by calls of their own, so not bound by this
+    request's ``max_tokens``)."""
+
+
 def _error(kind: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
@@ -94,6 +131,7 @@ class Emulator:
         self.buckets = Buckets(scenario.rate_limits)
         self._tasks = {task.id: task for task in scenario.all_tasks()}
         self._draws: dict[str, TaskDraws] = {}
+        self._loop_starts: dict[str, list[LoopState]] = {}
         self._anonymous: dict[str, int] = {}
         self._random = random.Random(self.faults.seed)
         self._started = time.monotonic()
@@ -171,6 +209,98 @@ class Emulator:
         a = min(attempt - 1, last)
         request = conversation.request(draws.fresh_input[a][index], draws.output[a][index], extra)
         return draws.duration_min[a][index], draws.failed[a][index], request
+
+    def _cycle_starts(self, task: Task, role: Role) -> list[LoopState]:
+        """Where ``task``'s agent loop stands at the start of each cycle, along the attempts its draws
+        keep: a kept attempt carries its conversation on; a failed one is paid and its context dropped,
+        the context as it was before it now cached (as the simulator chains them)."""
+        found = self._loop_starts.get(task.id)
+        if found is not None:
+            return found
+        loop = role.calls
+        draws = self.draws(task, role)
+        assert loop is not None and draws.loop is not None
+        state = LoopState.start(role.tokens.context_tokens, 1)
+        starts: list[LoopState] = []
+        for index in range(task.cycles):
+            starts.append(state)
+            for a in range(draws.attempts):
+                if not draws.failed[a][index]:
+                    state = self._loop_totals(task, role, state, a, index, draws.loop.calls[a][index])[1]
+                    break
+                state = LoopState(prefix=state.prefix, cached=state.prefix.copy())
+        self._loop_starts[task.id] = starts
+        return starts
+
+    def _loop_totals(
+        self, task: Task, role: Role, state: LoopState, attempt: int, index: int, calls: int
+    ) -> tuple[tuple[int, int, int, int], LoopState]:
+        """Rounded read, written and output tokens and compactions of the first ``calls`` calls of
+        ``attempt`` (from 0) at cycle ``index`` (from 0) from ``state``, and the state after them."""
+        loop = role.calls
+        loop_draws = self.draws(task, role).loop
+        assert loop is not None and loop_draws is not None
+        if calls <= 0:
+            return (0, 0, 0, 0), state
+        compaction = loop.compaction
+        done = loop_cycle(
+            state,
+            np.array([float(calls)]),
+            np.array([loop_draws.growth[attempt][index]]),
+            np.array([loop_draws.output[attempt][index]]),
+            context_tokens=role.tokens.context_tokens,
+            threshold=None if compaction is None else float(compaction.threshold_tokens),
+            summary_tokens=0.0 if compaction is None else float(compaction.summary_tokens),
+            compaction_output=0.0 if compaction is None else float(compaction.output_tokens),
+        )
+        totals = (
+            int(np.rint(done.read[0])),
+            int(np.rint(done.written[0])),
+            int(np.rint(done.output[0])),
+            int(done.compactions[0]),
+        )
+        return totals, done.after
+
+    def loop_calls(
+        self, task: Task, role: Role, cycle: int, attempt: int, first: int, last: int | None = None
+    ) -> LoopAnswer:
+        """Calls ``first`` to ``last`` (1-based; ``last`` None: to the attempt's end) of ``attempt`` at
+        ``cycle`` (both 1-based) of ``task``, whose role has an agent loop.
+
+        The attempt starts where the draws leave the conversation: after each earlier cycle's kept
+        attempt, with this cycle's earlier attempts (which failed) paid and their context dropped.
+        """
+        loop = role.calls
+        draws = self.draws(task, role)
+        assert loop is not None and draws.loop is not None
+        index = min(cycle, task.cycles) - 1
+        a = min(attempt - 1, draws.attempts - 1)
+        begin = self._cycle_starts(task, role)[index]
+        if a > 0:
+            begin = LoopState(prefix=begin.prefix, cached=begin.prefix.copy())
+        calls = int(draws.loop.calls[a][index])
+        last = calls if last is None else min(last, calls)
+        first = max(min(first, last), 1)
+        before = self._loop_totals(task, role, begin, a, index, first - 1)[0]
+        after = self._loop_totals(task, role, begin, a, index, last)[0]
+        read, written, output, compactions = (now - then for now, then in zip(after, before, strict=True))
+        handoff = role.sync.handoff_tokens * self._handoffs(task, cycle) if first == 1 else 0
+        if role.tokens.cache:
+            tokens = RequestTokens(handoff, written, read, output)
+        else:
+            tokens = RequestTokens(handoff + read + written, 0, 0, output)
+        compaction = loop.compaction
+        compaction_min = 0.0 if compaction is None or loop.minutes is None else compaction.minutes
+        duration = draws.duration_min[a][index] * (last - first + 1) / calls + compactions * compaction_min
+        return LoopAnswer(
+            duration_min=duration,
+            failed=draws.failed[a][index],
+            ends_turn=last == calls,
+            calls=calls,
+            tokens=tokens,
+            compactions=compactions,
+            compaction_output=0 if compaction is None else compactions * compaction.output_tokens,
+        )
 
     @staticmethod
     def _handoffs(task: Task, cycle: int) -> int:
@@ -259,8 +389,15 @@ class Emulator:
         if roll < faults.server_error_rate + faults.overloaded_rate:
             return self._retry(529, "overloaded_error", "overloaded (emulated)", faults.storm_retry_after_s)
 
-        duration_min, failed, tokens = self.cycle(task, role, cycle, attempt)
-        output = min(tokens.output_tokens, int(body["max_tokens"]))
+        call = _positive(request.headers.get("x-cycleplan-call"), 0)
+        loop: LoopAnswer | None = None
+        if role.calls is not None:
+            loop = self.loop_calls(task, role, cycle, attempt, max(call, 1), call or None)
+            duration_min, failed, tokens = loop.duration_min, loop.failed, loop.tokens
+        else:
+            duration_min, failed, tokens = self.cycle(task, role, cycle, attempt)
+        summaries = 0 if loop is None else loop.compaction_output
+        output = min(tokens.output_tokens - summaries, int(body["max_tokens"])) + summaries
         wait_min = self.buckets.take(self.now_min(), 1, tokens.counted_input, output)
         if wait_min > 0:
             return self._retry(
@@ -270,19 +407,30 @@ class Emulator:
                 wait_min * 60.0 / self.time_scale,
             )
         await asyncio.sleep(duration_min * 60.0 / self.time_scale)
-        if failed:
+        text = f"Emulated {role.model} turn: task {task.id}, cycle {cycle}, attempt {attempt}."
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        if loop is not None and not loop.ends_turn:
+            stop_reason = "tool_use"
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_emulated_{self.stats.requests:08d}",
+                    "name": _tool_name(body),
+                    "input": {},
+                }
+            )
+        elif failed:
             stop_reason = "refusal"
         elif output < tokens.output_tokens:
             stop_reason = "max_tokens"
         else:
             stop_reason = "end_turn"
-        text = f"Emulated {role.model} turn: task {task.id}, cycle {cycle}, attempt {attempt}."
         message = {
             "id": f"msg_emulated_{self.stats.requests:08d}",
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": text}],
+            "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": {
@@ -292,7 +440,19 @@ class Emulator:
                 "output_tokens": output,
             },
         }
-        return self._answer(200, message, {"x-cycleplan-duration-min": f"{duration_min:.6f}"})
+        headers = {"x-cycleplan-duration-min": f"{duration_min:.6f}"}
+        if loop is not None:
+            headers["x-cycleplan-calls"] = str(loop.calls)
+            headers["x-cycleplan-compactions"] = str(loop.compactions)
+        return self._answer(200, message, headers)
+
+
+def _tool_name(body: dict[str, Any]) -> str:
+    """The first tool the request offers (the one an emulated agent calls), else ``workspace``."""
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools and isinstance(tools[0], dict) and tools[0].get("name"):
+        return str(tools[0]["name"])
+    return "workspace"
 
 
 def _positive(text: str | None, default: int) -> int:

@@ -7,11 +7,14 @@ run-wide events), ``groupId`` the run id, ``timestamp`` in epoch milliseconds, a
 ====================  ==========================================================================
 run_started           the run begins (agent, time_scale, lanes, tasks)
 run_resumed           ``--resume`` picks the run up again (``resume``: 1, 2, ...)
-task_started          a lane starts a task (role, cycles, planned start)
+task_started          a lane starts a task (role, cycles, planned start); a subagent's lane when
+                      its parent spawns it
 task_resumed          a resumed run continues a task that was running (``cycle``: the next one)
 cycle_completed       an attempt at a cycle ended (cycle, attempt, failed, started_at, duration_ms,
                       sync_wait_ms, sync_ms, rate_limit_wait_ms, the Messages API usage fields,
-                      cost_usd; error when failed; interrupted when it was stopped)
+                      cost_usd; error when failed; interrupted when it was stopped; on the first
+                      attempt at a cycle that spawns subagents, blocked_ms; for an agent loop,
+                      calls and compaction_calls)
 <event name>          a task's ``emits`` after its cycle (``schema_ready``...; ``cycle``)
 task_complete         every cycle done
 task_failed           retries exhausted, timed out or the backend refused (``error``,

@@ -15,9 +15,21 @@ lane until every event it ``waits`` for before *k* is committed (the seed's ``wa
 - the run's timeout (``run_timeout``), Ctrl-C (``interrupted``) and a plan whose lanes block each
   other forever (``stalled``) cancel what is left.
 
-Resources and ``max_parallel`` are held while a task works, not while it waits for an event. Every event
-goes through :meth:`Orchestrator.record`, which commits it to the store before anything may react to it.
-This module never imports a concrete backend, the terminal or the simulator.
+Subagents (fork-join). A task whose cycle *k* spawns subagents starts them when it reaches *k*, after
+that cycle's waits and handoff: each on its planned lane (``<parent lane>-sub<n>``; subagents that share
+a lane, as on the one-lane baseline's, run there one after the other), with no dependencies, events or
+slots. The parent holds its lane, blocked, until the last returns, records that time as ``blocked_ms``
+on cycle *k*, and then works the cycle. A subagent that fails returns its failure and the parent goes on;
+``cancel_parallel`` does not reach subagents, nor does a subagent's failure set it off. A parent that ends
+before spawning cancels the subagents it has not spawned (``dependency_failed``); a parent cancelled
+while blocked cancels its running subagents with its own reason first. Subagent lanes have no coroutine of
+their own: they run what their parents spawn. A resumed parent spawns again only the subagents that had
+not ended, and counts the time it was blocked before the stop.
+
+Resources and ``max_parallel`` are held while a task works (or is blocked on its subagents), not while
+it waits for an event. Every event goes through :meth:`Orchestrator.record`, which commits it to the
+store before anything may react to it. This module never imports a concrete backend, the terminal or the
+simulator.
 """
 
 from __future__ import annotations
@@ -31,13 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from cycleplan.executor import events as ev
-from cycleplan.executor.backend import Backend, CycleOutcome, CycleRequest
+from cycleplan.executor.backend import Backend, CycleOutcome, CycleRequest, TakesHandoff
 from cycleplan.executor.clock import Clock
 from cycleplan.executor.coordination import EventBoard
 from cycleplan.executor.replay import RunProgress
 from cycleplan.executor.secrets import redact, secret_values
 from cycleplan.executor.slots import PARALLEL, Slots
 from cycleplan.executor.store import RunStore
+from cycleplan.executor.summary import stopped_spans
 from cycleplan.metrics import run_header
 from cycleplan.model import Event, Plan, PlannedTask, Role, Task
 from cycleplan.prices import cost_usd, resolve
@@ -78,7 +91,8 @@ class TaskRun:
     cost_usd: float = 0.0
     cycle: int = 0
     state: str = "pending"
-    """pending, blocked (dependencies), waiting (an event), running, backoff, or how it ended."""
+    """pending, blocked (dependencies), waiting (an event), handoff (taking events in), subagents
+    (blocked on those it spawned), running, backoff, or how it ended."""
     attempt_started: float | None = None
     attempt_started_ms: float = 0.0
     """Epoch milliseconds when the current (or last) attempt started."""
@@ -88,6 +102,34 @@ class TaskRun:
     held: bool = False
     """Holds its slots (resources, max_parallel) right now."""
     artifacts: Path | None = None
+    reason: str | None = None
+    """Why it was cancelled, when an earlier part of the run cancelled it."""
+    blocked_since: float | None = None
+    """Monotonic time it began to be blocked on the subagents it spawned (None: it is not)."""
+
+    @property
+    def subagent(self) -> bool:
+        return self.task.spawned_by is not None
+
+
+@dataclass(frozen=True)
+class CycleStart:
+    """What happened before a cycle's first attempt, recorded with it: real ms held for its events,
+    taking them in, and blocked on the subagents it spawned (None: it spawns none)."""
+
+    sync_wait_ms: float = 0.0
+    sync_ms: float = 0.0
+    blocked_ms: float | None = None
+
+    def as_metadata(self) -> dict[str, float]:
+        shown = {"sync_wait_ms": round(self.sync_wait_ms, 3), "sync_ms": round(self.sync_ms, 3)}
+        if self.blocked_ms is not None:
+            shown["blocked_ms"] = round(self.blocked_ms, 3)
+        return shown
+
+
+AFTER_FIRST = CycleStart()
+"""What the retries of a cycle carry: the first attempt recorded its waits."""
 
 
 @dataclass
@@ -155,13 +197,28 @@ class Orchestrator:
         self.tasks: dict[str, TaskRun] = {}
         self.lanes: dict[str, LaneView] = {}
         self._queues: dict[str, list[str]] = {}
+        """The tasks each lane with a coroutine of its own runs, in order (subagents are spawned)."""
         for lane in plan.lanes:
-            self.lanes[lane.lane] = LaneView(lane.lane, lane.role, total=len(lane.tasks))
-            self._queues[lane.lane] = []
+            view = self.lanes[lane.lane] = LaneView(lane.lane, lane.role, total=len(lane.tasks))
+            queue: list[str] = []
             for planned in lane.tasks:
                 task = tasks[planned.task]
-                self.tasks[task.id] = self._task_run(task, lane.lane, planned, progress)
-                self._queues[lane.lane].append(task.id)
+                run = self.tasks[task.id] = self._task_run(task, lane.lane, planned, progress)
+                if task.spawned_by is None:
+                    queue.append(task.id)
+                elif run.outcome is not None:
+                    view.done += 1
+            if queue or len(lane.tasks) == 0:
+                self._queues[lane.lane] = queue
+            else:
+                view.finished = view.done >= view.total
+        self.children: dict[str, dict[int, list[str]]] = {
+            parent: {cycle: [child.id for child in children] for cycle, children in cycles.items()}
+            for parent, cycles in self.scenario.subagents().items()
+        }
+        """Each task that spawns subagents -> the cycle it spawns them at -> their ids, in order."""
+        self._earlier: list[Event] = []
+        """The events of the earlier parts of this run (a resumed run's)."""
         self.races: dict[str, list[str]] = {}
         for task in tasks.values():
             if task.race is not None:
@@ -171,8 +228,8 @@ class Orchestrator:
         if self.scenario.max_parallel is not None:
             capacities[PARALLEL] = self.scenario.max_parallel
         self.slots = Slots(capacities)
-        self._blocked: dict[str, asyncio.Future[Any] | None] = dict.fromkeys(self.lanes)
-        self._lanes_left = set(self.lanes)
+        self._blocked: dict[str, asyncio.Future[Any] | None] = dict.fromkeys(self._queues)
+        self._lanes_left = set(self._queues)
 
     def _task_run(self, task: Task, lane: str, planned: PlannedTask, progress: RunProgress) -> TaskRun:
         run = TaskRun(task, self.scenario.role(task.role), lane, (planned.start_min, task.id))
@@ -188,6 +245,7 @@ class Orchestrator:
             run.tokens = done.tokens
             run.cost_usd = done.cost_usd
             run.cycle = done.cycles_done
+            run.reason = done.reason
             if done.ended is not None:
                 run.outcome = {
                     ev.TASK_COMPLETE: "complete",
@@ -202,6 +260,7 @@ class Orchestrator:
 
     def publish_stored(self, trace: list[Event]) -> None:
         """Make the events of an earlier part of this run visible to the waits of this one."""
+        self._earlier = list(trace)
         for event in trace:
             self.board.publish(event)
 
@@ -238,10 +297,11 @@ class Orchestrator:
         else:
             header = run_header({lane.lane: lane.role for lane in self.plan.lanes}, self.scenario.all_tasks())
             self.record(ev.RUN_ACTOR, self.run_id, **header, **self.header)
+        self._settle_orphans()
         watchdogs = [asyncio.create_task(self._watch_stalls())]
         if self.policy.run_timeout_min is not None:
             watchdogs.append(asyncio.create_task(self._run_timeout(self.policy.run_timeout_min)))
-        lanes = [asyncio.create_task(self._lane(name), name=f"lane {name}") for name in self.lanes]
+        lanes = [asyncio.create_task(self._lane(name), name=f"lane {name}") for name in self._queues]
         try:
             await asyncio.gather(*lanes)
         finally:
@@ -350,6 +410,10 @@ class Orchestrator:
 
     async def _task(self, run: TaskRun) -> None:
         task = run.task
+        if run.subagent:
+            # Spawned by its parent: no dependencies, races or slots stand in its way.
+            await self._work(run, {})
+            return
         run.state = "blocked"
         for dependency in task.after:
             ok, cause = await self._dependency(run, dependency)
@@ -445,7 +509,10 @@ class Orchestrator:
                 waited_ms, handoffs = await self._before_cycle(run, cycle, demand)
                 if waited_ms is None:
                     return
-                outcome = await self._cycle(run, cycle, waited_ms, handoffs, budget_s, artifacts)
+                sync_ms = await self._take_handoff(run, cycle, handoffs, artifacts)
+                blocked_ms = await self._spawn(run, cycle)
+                start = CycleStart(waited_ms, sync_ms, blocked_ms)
+                outcome = await self._cycle(run, cycle, start, handoffs, budget_s, artifacts)
                 if outcome is None:
                     return
                 run.cycles_done = cycle
@@ -453,6 +520,122 @@ class Orchestrator:
             self._complete(run)
         finally:
             run.working = False
+
+    # ----------------------------------------------------------------------------------------------
+    # subagents
+
+    async def _spawn(self, run: TaskRun, cycle: int) -> float | None:
+        """Start the subagents ``run`` spawns at ``cycle`` and hold it, blocked, until the last returns.
+
+        Real ms blocked (with what an earlier part of the run spent blocked on them), or None when the
+        cycle spawns nothing. Cancelled while blocked, it cancels the subagents still running with its own
+        reason, waits for them to stop, and re-raises.
+        """
+        names = self.children.get(run.task.id, {}).get(cycle)
+        if not names:
+            return None
+        children = [self.tasks[name] for name in names]
+        earlier_ms = self._blocked_before(run, cycle, children)
+        due = [child for child in children if child.outcome is None and child.cancel is None]
+        if not due:
+            return earlier_ms
+        run.state = "subagents"
+        began = run.blocked_since = time.monotonic()
+        by_lane: dict[str, list[TaskRun]] = {}
+        for child in due:
+            by_lane.setdefault(child.lane, []).append(child)
+        groups = [
+            asyncio.create_task(self._subagents_on(lane, group), name=f"subagents {lane}")
+            for lane, group in by_lane.items()
+        ]
+        try:
+            await asyncio.wait(groups)
+        except asyncio.CancelledError:
+            reason, cause = run.cancel if run.cancel is not None else (ev.INTERRUPTED, None)
+            for child in due:
+                self._cancel(child, reason, cause)
+            await _settle(groups)
+            raise
+        run.blocked_since = None
+        return earlier_ms + (time.monotonic() - began) * 1000.0
+
+    async def _subagents_on(self, lane: str, children: list[TaskRun]) -> None:
+        """Run ``children`` on ``lane`` one after the other (usually one: a lane of its own)."""
+        view = self.lanes[lane]
+        for child in children:
+            if child.outcome is not None or child.cancel is not None:
+                continue  # stopped before its turn: its parent's ending settles it
+            shown = view.task
+            view.task = child
+            view.finished = False
+            child.handle = asyncio.create_task(self._guarded(child), name=f"task {child.task.id}")
+            try:
+                await child.handle
+            except asyncio.CancelledError:
+                this = asyncio.current_task()
+                if child.cancel is None or (this is not None and this.cancelling()):
+                    raise
+                # Cancelled before its coroutine began, so _guarded could not record it.
+                self._cancelled(child, *child.cancel)
+            finally:
+                if view.task is child:
+                    view.task = shown
+
+    def _blocked_before(self, run: TaskRun, cycle: int, children: list[TaskRun]) -> float:
+        """Real ms ``run`` was blocked on ``children`` (spawned at ``cycle``) in earlier parts of this run
+        and recorded nowhere yet: from their first start to the last's end, or to the stop, less the time
+        the run stood stopped."""
+        if not self._earlier:
+            return 0.0
+        names = {child.task.id for child in children}
+        started: list[float] = []
+        ended: dict[str, float] = {}
+        for event in self._earlier:
+            if event.target_id == run.task.id and event.action == ev.CYCLE_COMPLETED:
+                if int(event.metadata.get("cycle", 0)) == cycle:
+                    return 0.0  # its first attempt at the cycle recorded the blocked time
+            elif event.target_id in names:
+                if event.action == ev.TASK_STARTED:
+                    started.append(event.timestamp)
+                elif event.action in ev.TERMINAL:
+                    ended[event.target_id] = event.timestamp
+        if not started:
+            return 0.0
+        begin = min(started)
+        until = max(ended.values()) if len(ended) == len(names) else self._earlier[-1].timestamp
+        idle = sum(
+            max(min(end, until) - max(start, begin), 0.0) for start, end in stopped_spans(self._earlier)
+        )
+        return max(until - begin - idle, 0.0)
+
+    def _drop_subagents(self, run: TaskRun, reason: str, cause: str | None) -> None:
+        """``run`` has ended: cancel its subagents that are not running. Those never started are
+        cancelled as ``dependency_failed``; those an earlier part of the run had started (and stopped)
+        with ``run``'s own reason."""
+        for cycles in self.children.get(run.task.id, {}).values():
+            for name in cycles:
+                child = self.tasks[name]
+                if child.outcome is not None or (child.handle is not None and not child.handle.done()):
+                    continue
+                if child.started and reason != "dependency_failed":
+                    self._cancelled(child, reason, cause)
+                else:
+                    self._cancelled(child, "dependency_failed", run.task.id)
+
+    def _settle_orphans(self) -> None:
+        """Subagents of parents an earlier part of the run ended, left unfinished by a stop between the
+        two: settle them as their parent's ending would have."""
+        for parent in self.children:
+            run = self.tasks[parent]
+            if run.outcome in ("failed", "cancelled"):
+                reason = run.reason if run.outcome == "cancelled" and run.reason else "dependency_failed"
+                self._drop_subagents(run, reason, parent)
+
+    def _subagent_ended(self, run: TaskRun) -> None:
+        view = self.lanes[run.lane]
+        view.done += 1
+        if run.lane not in self._queues:
+            view.finished = view.done >= view.total
 
     def _emit_due(self, run: TaskRun) -> None:
         """Publish what the task emits after the cycles it has done, if not yet published."""
@@ -483,38 +666,54 @@ class Orchestrator:
             await self._acquire(run, demand)
         return (time.monotonic() - started) * 1000.0, len(needed)
 
+    def _request(self, run: TaskRun, cycle: int, handoffs: int, artifacts: Path) -> CycleRequest:
+        """The request for the next attempt at ``cycle``."""
+        task = run.task
+        return CycleRequest(
+            run_id=self.run_id,
+            lane=run.lane,
+            task=task,
+            role_name=task.role,
+            role=run.role,
+            cycle=cycle,
+            attempt=run.failed_attempts + run.interrupted_attempts + 1,
+            spec=self.scenario.spec,
+            artifacts=artifacts,
+            workdir=self.workdirs.get(run.lane, Path.cwd()),
+            previous=run.previous,
+            handoffs=handoffs,
+        )
+
+    async def _take_handoff(self, run: TaskRun, cycle: int, handoffs: int, artifacts: Path) -> float:
+        """Have a backend that acts out handoffs take cycle ``cycle``'s events in; real ms spent (they
+        count toward the task's timeout, as its attempts do)."""
+        if handoffs == 0 or not isinstance(self.backend, TakesHandoff):
+            return 0.0
+        run.state = "handoff"
+        spent = await self.backend.take_handoff(self._request(run, cycle, handoffs, artifacts))
+        run.spent_ms += spent
+        return spent
+
     async def _cycle(
         self,
         run: TaskRun,
         cycle: int,
-        waited_ms: float,
+        start: CycleStart,
         handoffs: int,
         budget_s: float | None,
         artifacts: Path,
     ) -> CycleOutcome | None:
-        """Attempts at one cycle until one succeeds; None when the task failed."""
+        """Attempts at one cycle until one succeeds; None when the task failed. The first attempt
+        recorded carries ``start``."""
         task = run.task
         attempts = run.role.failure.max_retries + 1
         while True:
-            attempt = run.failed_attempts + run.interrupted_attempts + 1
-            request = CycleRequest(
-                run_id=self.run_id,
-                lane=run.lane,
-                task=task,
-                role_name=task.role,
-                role=run.role,
-                cycle=cycle,
-                attempt=attempt,
-                spec=self.scenario.spec,
-                artifacts=artifacts,
-                workdir=self.workdirs.get(run.lane, Path.cwd()),
-                previous=run.previous,
-                handoffs=handoffs,
-            )
+            request = self._request(run, cycle, handoffs, artifacts)
             run.state = "running"
             remaining = None if budget_s is None else budget_s - run.spent_ms / 1000.0
-            outcome, timed_out = await self._attempt(run, request, remaining)
-            metadata = self._cycle_metadata(run, request, outcome, waited_ms if attempt == 1 else 0.0)
+            outcome, timed_out = await self._attempt(run, request, remaining, start)
+            metadata = self._cycle_metadata(run, request, outcome, start)
+            start = AFTER_FIRST
             if timed_out:
                 metadata["error"] = f"timed out after {self._timeout_min(task):g} scenario minutes"
                 metadata["timeout"] = True
@@ -543,7 +742,7 @@ class Orchestrator:
         return task.timeout_min if task.timeout_min is not None else (self.policy.task_timeout_min or 0.0)
 
     async def _attempt(
-        self, run: TaskRun, request: CycleRequest, remaining_s: float | None
+        self, run: TaskRun, request: CycleRequest, remaining_s: float | None, start: CycleStart
     ) -> tuple[CycleOutcome, bool]:
         started = time.monotonic()
         run.attempt_started = started
@@ -574,6 +773,7 @@ class Orchestrator:
                 failed=True,
                 interrupted=True,
                 duration_ms=round(elapsed, 3),
+                **start.as_metadata(),
                 error=f"stopped: {reason}",
             )
             raise
@@ -589,19 +789,20 @@ class Orchestrator:
         return outcome, timed_out
 
     def _cycle_metadata(
-        self, run: TaskRun, request: CycleRequest, outcome: CycleOutcome, waited_ms: float
+        self, run: TaskRun, request: CycleRequest, outcome: CycleOutcome, start: CycleStart
     ) -> dict[str, Any]:
         usage = outcome.usage
-        model = outcome.model or run.role.model
+        model = outcome.model or run.task.model_of(run.role, request.cycle)
         if outcome.cost_usd is not None:
             cost = outcome.cost_usd
         else:
+            # The cycle's model, its cache writes at the role's cache lifetime, as the API bills them.
             price = resolve(model, self.scenario.prices)
             cost = (
                 0.0
                 if price is None
                 else cost_usd(
-                    price,
+                    price.for_ttl(run.role.tokens.cache_ttl),
                     usage.input_tokens,
                     usage.cache_write_tokens,
                     usage.cache_read_tokens,
@@ -611,7 +812,6 @@ class Orchestrator:
         run.tokens += usage.total
         run.cost_usd += cost
         details = dict(outcome.details)
-        sync_ms = float(details.pop("sync_ms", 0.0))
         rate_limit_wait_ms = float(details.pop("rate_limit_wait_ms", 0.0))
         metadata: dict[str, Any] = {
             **details,
@@ -620,9 +820,8 @@ class Orchestrator:
             "attempt": request.attempt,
             "started_at": run.attempt_started_ms,
             "failed": not outcome.ok,
-            "duration_ms": round(max(outcome.duration_ms - sync_ms - rate_limit_wait_ms, 0.0), 3),
-            "sync_wait_ms": round(waited_ms, 3),
-            "sync_ms": round(sync_ms, 3),
+            "duration_ms": round(max(outcome.duration_ms - rate_limit_wait_ms, 0.0), 3),
+            **start.as_metadata(),
             "rate_limit_wait_ms": round(rate_limit_wait_ms, 3),
             **usage.as_metadata(),
             "cost_usd": cost,
@@ -640,6 +839,8 @@ class Orchestrator:
     def _complete(self, run: TaskRun) -> None:
         run.outcome = run.state = "complete"
         self.record(run.lane, run.task.id, action=ev.TASK_COMPLETE, tokens=run.tokens, cost_usd=run.cost_usd)
+        if run.subagent:
+            self._subagent_ended(run)
         race = run.task.race
         if race is not None:
             for member in self.races[race]:
@@ -648,7 +849,9 @@ class Orchestrator:
 
     def _failed(self, run: TaskRun, error: str, **extra: Any) -> None:
         run.outcome = run.state = "failed"
-        cancel_parallel = run.role.failure.cancel_parallel
+        # A subagent's failure returns to its parent; it cancels nothing, and nothing cancels subagents
+        # as siblings.
+        cancel_parallel = run.role.failure.cancel_parallel and not run.subagent
         self.record(
             run.lane,
             run.task.id,
@@ -657,9 +860,17 @@ class Orchestrator:
             shouldCancelParallel=cancel_parallel,
             **extra,
         )
+        if run.subagent:
+            self._subagent_ended(run)
+        self._drop_subagents(run, "dependency_failed", run.task.id)
         if cancel_parallel:
             for other in self.tasks.values():
-                if other is not run and other.working and other.task.role == run.task.role:
+                if (
+                    other is not run
+                    and other.working
+                    and not other.subagent
+                    and other.task.role == run.task.role
+                ):
                     self._cancel(other, "cancel_parallel", run.task.id)
 
     def _cancelled(self, run: TaskRun, reason: str, cause: str | None, **extra: Any) -> None:
@@ -672,9 +883,26 @@ class Orchestrator:
             # Held for an event that never came: lane time the trace counts as a sync wait.
             metadata["sync_wait_ms"] = round((time.monotonic() - run.waiting_since) * 1000.0, 3)
             run.waiting_since = None
+        if run.blocked_since is not None:
+            # Cancelled while its subagents ran: no cycle records that time, so its ending does.
+            metadata["blocked_ms"] = round((time.monotonic() - run.blocked_since) * 1000.0, 3)
+            run.blocked_since = None
         if cause is not None:
             metadata["cause"] = cause
         self.record(run.lane, run.task.id, **metadata)
+        if run.subagent:
+            self._subagent_ended(run)
+        self._drop_subagents(run, reason, cause)
+
+
+async def _settle(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait until ``tasks`` are done, even through cancellations of the waiter (the caller re-raises)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            pending = {task for task in pending if not task.done()}
 
 
 def _ended_among(tasks: frozenset[str]) -> Callable[[Event], bool]:

@@ -1,10 +1,11 @@
 """Progress while a run goes: a live table per lane on a terminal, plain lines otherwise, and the run's log.
 
-:class:`LiveView` redraws (with rich) one row per lane: its task, cycle k/n, state, time on the task,
-tokens and cost, and a footer with the run's totals. :class:`PlainLines` writes one line per task-level
-event and per cycle for pipes and CI logs. :class:`RunLog` appends the same lines to the run's
-``log.txt``. All three read the orchestrator's state and its events; none changes anything. Times shown
-are scenario minutes (real minutes, unless the run is a time-scaled rehearsal).
+:class:`LiveView` redraws (with rich) one row per lane, subagent lanes among them: its task, cycle k/n,
+state (``subagents`` while a task is blocked on those it spawned), time on the task, tokens and cost, and
+a footer with the run's totals. :class:`PlainLines` writes one line per task-level event and per cycle
+for pipes and CI logs. :class:`RunLog` appends the same lines to the run's ``log.txt``. All three read the
+orchestrator's state and its events; none changes anything. Times shown are scenario minutes (real
+minutes, unless the run is a time-scaled rehearsal).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
         return None
     where = f"{event.actor_id:<14} {task:<16}"
     if action == ev.TASK_STARTED:
-        return f"{where} started ({run.task.cycles} cycles)"
+        spawn = run.task.spawned_by
+        by = "" if spawn is None else f"; spawned by {spawn.task} at its cycle {spawn.cycle}"
+        return f"{where} started ({run.task.cycles} cycles{by})"
     if action == ev.TASK_RESUMED:
         return f"{where} resumed at cycle {meta.get('cycle')}"
     if action == ev.CYCLE_COMPLETED:
@@ -66,7 +69,12 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
         if meta.get("failed"):
             return f"{head} attempt {meta.get('attempt')} failed: {meta.get('error', '')}"
         cost = float(meta.get("cost_usd", 0.0))
-        return f"{head} done ({format_minutes(minutes)}, {tokens:,} tokens, ${cost:.4f})"
+        calls = f"{meta['calls']} calls, " if meta.get("calls") else ""
+        blocked = ""
+        if meta.get("blocked_ms"):
+            waited = orchestrator.clock.scenario_min(float(meta["blocked_ms"]))
+            blocked = f" after {format_minutes(waited)} blocked on subagents"
+        return f"{head} done ({format_minutes(minutes)}, {calls}{tokens:,} tokens, ${cost:.4f}){blocked}"
     if action == ev.TASK_COMPLETE:
         return f"{where} complete (${run.cost_usd:.4f})"
     if action == ev.TASK_FAILED:

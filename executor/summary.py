@@ -8,7 +8,7 @@ simulator's are. It also takes out the time a run stood stopped (Ctrl-C or a kil
 executor did after its last recorded event is lost with it and counts as stopped time.
 
 The sequential estimate, and so the speedup, counts every attempt's work and handoff once, on one lane,
-without the race members that lost: what one agent doing everything would take.
+subagents' included and race members that lost left out: what one agent doing everything would take.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from cycleplan.executor.store import RunStore
 from cycleplan.metrics import MS_PER_MIN, metrics
 from cycleplan.model import Event, Plan
 
-SCALED_FIELDS = ("duration_ms", "sync_wait_ms", "sync_ms", "rate_limit_wait_ms", "latency_ms")
+SCALED_FIELDS = ("duration_ms", "sync_wait_ms", "sync_ms", "rate_limit_wait_ms", "latency_ms", "blocked_ms")
 
 
 def stopped_spans(trace: Sequence[Event]) -> list[tuple[float, float]]:
@@ -122,6 +122,7 @@ def run_summary(store: RunStore, run_id: str) -> dict[str, Any]:
             "failed_cycles": measured.failed_cycles,
             "utilization": measured.utilization,
             "waits_min": measured.waits_min,
+            "blocked_min": measured.blocked_min,
             "waste_min": measured.waste_min,
             "critical": measured.critical,
             "run_folder": str(store.run_folder(run_id)),

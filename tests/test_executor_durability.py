@@ -1,7 +1,8 @@
 """Durability, through the real command line: ``kill -9`` then ``--resume``, and Ctrl-C.
 
 The executor runs as a subprocess; the tests read its store while it works, kill it, resume it, and
-check afterwards that every event is there exactly once and that no completed task ran twice.
+check afterwards that every event is there exactly once and that no completed task ran twice, also
+when the run is stopped while a parent is blocked on its subagents.
 """
 
 from __future__ import annotations
@@ -344,3 +345,160 @@ def test_a_run_cut_short_after_any_event_resumes_to_a_sound_trace(tmp_path: Path
         assert result.status == "complete", cut
         ended = {e.target_id: e.action for e in trace if e.action in ev.TERMINAL}
         assert len(ended) == 5, cut
+
+
+BLOCKED_SESSION = """
+name: blocked
+spec: "Feature: course search."
+roles:
+  main: {cycle: {kind: fixed, value_min: 1}}
+  explorer:
+    calls:
+      per_cycle: {median: 3, p90: 3}
+      growth: {median: 1000, p90: 1000}
+      output: {median: 100, p90: 100}
+      minutes: {median_min: 1, p90_min: 1}
+  other: {cycle: {kind: fixed, value_min: 1}}
+tasks:
+  - {id: session, role: main, cycles: 3}
+  - {id: quick, role: explorer, cycles: 1, spawned_by: {task: session, cycle: 2}}
+  - {id: long, role: explorer, cycles: 3, spawned_by: {task: session, cycle: 2}}
+  - {id: side, role: other, cycles: 2}
+"""
+
+
+def test_ctrl_c_while_a_parent_is_blocked_then_resume_runs_nothing_twice(cli: str, tmp_path: Path) -> None:
+    scenario = tmp_path / "blocked.yaml"
+    scenario.write_text(BLOCKED_SESSION)
+    store = tmp_path / "store" / "runs.db"
+    command = [
+        cli,
+        "execute",
+        str(scenario),
+        "--agent",
+        "emulated",
+        "--time-scale",
+        "200",
+        "--store",
+        str(store),
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(
+            lambda: {("quick", ev.TASK_COMPLETE), ("long", ev.CYCLE_COMPLETED)} <= set(_stored(store)),
+            "one subagent back and the other one cycle in",
+            process,
+        )
+        os.kill(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    run_id, before = _trace(store)
+    the_plan = plan(load_scenario(scenario))
+    assert trace_problems(the_plan, before) == []
+    assert before[-1].action == ev.RUN_INTERRUPTED
+    # Stopped while blocked: session had not begun its second cycle, long had not returned.
+    assert not any(e.target_id == "session" and e.metadata.get("cycle") == 2 for e in before)
+    assert not any(e.target_id == "long" and e.action in ev.TERMINAL for e in before)
+
+    summary = _resume(cli, run_id, store, tmp_path)
+    assert summary["status"] == "complete"
+    _, trace = _trace(store)
+    assert trace_problems(the_plan, trace) == []
+    assert trace[: len(before)] == before
+    # Every cycle succeeded once; nothing that succeeded before the stop was attempted again after it.
+    succeeded = Counter(
+        (e.target_id, e.metadata["cycle"])
+        for e in trace
+        if e.action == ev.CYCLE_COMPLETED and not e.metadata["failed"]
+    )
+    tasks = {t.id: t.cycles for t in the_plan.scenario.all_tasks()}
+    assert succeeded == Counter(
+        {(task, c): 1 for task, cycles in tasks.items() for c in range(1, cycles + 1)}
+    )
+    done_before = {
+        (e.target_id, e.metadata["cycle"])
+        for e in before
+        if e.action == ev.CYCLE_COMPLETED and not e.metadata["failed"]
+    }
+    after = trace[len(before) :]
+    assert not any(
+        e.action == ev.CYCLE_COMPLETED and (e.target_id, e.metadata["cycle"]) in done_before for e in after
+    )
+    ended_before = {e.target_id for e in before if e.action in ev.TERMINAL}
+    assert "quick" in ended_before
+    assert not any(e.target_id in ended_before for e in after)
+    assert {e.target_id for e in after if e.action == ev.TASK_RESUMED} >= {"session", "long"}
+    # The parent's blocked time counts the part before the stop as well.
+    stopped_at = before[-1].timestamp
+    spawned_at = min(
+        e.timestamp for e in before if e.action == ev.TASK_STARTED and e.target_id in ("quick", "long")
+    )
+    (second,) = [
+        e.metadata
+        for e in after
+        if e.target_id == "session" and e.action == ev.CYCLE_COMPLETED and e.metadata["cycle"] == 2
+    ]
+    assert second["blocked_ms"] >= stopped_at - spawned_at
+
+
+def test_a_run_with_subagents_cut_short_after_any_event_resumes_to_a_sound_trace(tmp_path: Path) -> None:
+    """Every point a crash could stop a parent and its subagents at: keep the events up to it, resume,
+    audit; subagents that had ended are not spawned again."""
+    from cycleplan.executor import ExecuteOptions, execute, resume
+
+    scenario = tmp_path / "cut.yaml"
+    scenario.write_text(
+        textwrap.dedent(
+            """
+            roles: {main: {lanes: 1}, helper: {lanes: 1}}
+            tasks:
+              - {id: lead, role: main, cycles: 3, command: ["true"]}
+              - {id: first, role: helper, cycles: 1, spawned_by: {task: lead, cycle: 1}, command: ["true"]}
+              - {id: left, role: helper, cycles: 2, spawned_by: {task: lead, cycle: 3}, command: ["true"]}
+              - {id: right, role: helper, cycles: 1, spawned_by: {task: lead, cycle: 3}, command: ["true"]}
+              - {id: next, role: main, cycles: 1, after: [lead], command: ["true"]}
+            """
+        )
+    )
+    the_plan = plan(load_scenario(scenario))
+    whole = tmp_path / "whole.db"
+    options = ExecuteOptions(agent="command", retry_backoff_s=0, workdir=str(tmp_path))
+    first = execute(the_plan, options, store=whole, progress="none")
+    assert first.status == "complete"
+    with RunStore(whole) as runs:
+        record = runs.run(first.run_id)
+        stored = runs.events(first.run_id)
+    for cut in range(1, len(stored)):
+        store = tmp_path / f"cut-{cut}" / "runs.db"
+        with RunStore(store) as runs:
+            runs.create_run(
+                record.run_id,
+                agent=record.agent,
+                source=record.source,
+                scenario=record.scenario,
+                options=record.options,
+                plan_json=record.plan_json,
+            )
+            for event in stored[:cut]:
+                runs.append(record.run_id, event.key, event.event)
+        result = resume(record.run_id, store=store, progress="none")
+        with RunStore(store) as runs:
+            trace = runs.trace(record.run_id)
+        assert trace_problems(the_plan, trace) == [], cut
+        assert trace[:cut] == [event.event for event in stored[:cut]], cut
+        assert result.status == "complete", cut
+        ended = {e.target_id: e.action for e in trace if e.action in ev.TERMINAL}
+        assert set(ended.values()) == {ev.TASK_COMPLETE} and len(ended) == 5, cut
+        started = Counter(e.target_id for e in trace if e.action == ev.TASK_STARTED)
+        assert set(started.values()) == {1}, cut
+        blocked = {
+            e.metadata["cycle"]: e.metadata.get("blocked_ms")
+            for e in trace
+            if e.action == ev.CYCLE_COMPLETED and e.target_id == "lead" and not e.metadata["failed"]
+        }
+        assert blocked[2] is None and blocked[1] is not None and blocked[3] is not None, cut
