@@ -507,6 +507,7 @@ def loop_cycle(
     written = np.zeros_like(prefix)
     summaries = np.zeros_like(prefix)
     compactions = np.zeros(prefix.shape, dtype=np.int64)
+    just_compacted = np.zeros(prefix.shape, dtype=bool)
     while True:
         if threshold is None:
             k = remaining
@@ -515,6 +516,9 @@ def loop_cycle(
             grows = growth > 1e-6
             room = np.where(grows, np.ceil((threshold - prefix) / np.where(grows, growth, 1.0)), np.inf)
             k = np.where(prefix < threshold, np.minimum(remaining, np.maximum(room, 1.0)), 0.0)
+            # Right after a compaction there is room for a call (a Role keeps its summary below the
+            # threshold), so every pass makes progress.
+            k = np.where(just_compacted & (remaining > 0), np.maximum(k, 1.0), k)
         some = k > 0
         read += np.where(some, cached + (k - 1.0) * prefix + growth * (k - 1.0) * k / 2.0, 0.0)
         written += np.where(some, prefix - cached + k * growth, 0.0)
@@ -524,6 +528,7 @@ def loop_cycle(
         if threshold is None or not (remaining > 0).any():
             break
         compact = (remaining > 0) & (prefix >= threshold)
+        just_compacted = compact
         read += np.where(compact, prefix, 0.0)
         summaries += np.where(compact, compaction_output, 0.0)
         compactions += compact

@@ -294,7 +294,9 @@ DEFAULT_MODEL = "claude-sonnet-4-5"
 
 
 class Role(Frozen):
-    """A kind of agent: how many lanes it has, its model, and how its cycles behave."""
+    """A kind of agent: how many lanes it has, its model, and how its cycles behave: their duration, the
+    tokens they move (as one request, or as an agent loop of calls), their failures, what consuming an
+    event costs them, and how sure a calibration is of all that (``posterior``)."""
 
     lanes: int = Field(default=1, ge=1, le=MAX_LANES)
     model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=200)
@@ -307,6 +309,20 @@ class Role(Frozen):
     failure: FailureModel = FailureModel()
     sync: SyncCost = SyncCost()
     posterior: Posterior | None = None
+
+    @model_validator(mode="after")
+    def _compaction_leaves_room(self) -> Role:
+        compaction = None if self.calls is None else self.calls.compaction
+        if compaction is None:
+            return self
+        after = self.tokens.context_tokens + compaction.summary_tokens
+        if after >= compaction.threshold_tokens:
+            raise ValueError(
+                f"calls.compaction.threshold_tokens ({compaction.threshold_tokens:,}) must be above "
+                f"tokens.context_tokens + summary_tokens ({after:,}): a compacted context would have to "
+                "compact again at once"
+            )
+        return self
 
     @property
     def nominal_cycle_min(self) -> float:
