@@ -79,11 +79,14 @@ TOKEN_KINDS = ("input_tokens", "cache_write_tokens", "cache_read_tokens", "outpu
 
 _KIND_KNOB = {
     "input_tokens": "tokens.fresh_input (or, with caching off, the history re-sent each cycle)",
-    "cache_write_tokens": "tokens.history_growth (history written to the cache each cycle)",
-    "cache_read_tokens": "tokens.history_growth or tokens.context_tokens (re-read every cycle)",
-    "output_tokens": "tokens.output",
+    "cache_write_tokens": "calls.growth with an agent loop, else tokens.history_growth (history written "
+    "to the cache each cycle)",
+    "cache_read_tokens": "calls.per_cycle or calls.growth with an agent loop (every call re-reads the "
+    "context), else tokens.history_growth or tokens.context_tokens (re-read every cycle)",
+    "output_tokens": "calls.output with an agent loop, else tokens.output",
 }
-"""The part of a role's token model each kind of token depends on most."""
+"""The part of a role's token model each kind of token depends on most (a cycle as one request, or as
+an agent loop of calls: see ``Role.calls``)."""
 
 _WAIT_WORDS = {
     "rate_limit": "rate-limit waits",
