@@ -227,11 +227,12 @@ def _loop_block(
     cycle, 4]``: calls, growth, output, minutes)."""
     shape = (count, BLOCK, task.cycles)
     if ideal:
-        per_call = loop.minutes.median_min if loop.minutes is not None else 0.0
+        # The median number of calls, each at the mean per call (what many calls average out to).
+        per_call = loop.minutes.mean_min if loop.minutes is not None else 0.0
         return LoopBlock(
             calls=np.full(shape, loop.per_cycle.median, dtype=np.int64),
-            growth=np.full(shape, float(loop.growth.median)),
-            output=np.full(shape, float(loop.output.median)),
+            growth=np.full(shape, loop.growth.mean),
+            output=np.full(shape, loop.output.mean),
             minutes=np.full(shape, per_call * task.duration_multiplier),
         )
     ones = np.ones(BLOCK)

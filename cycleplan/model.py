@@ -81,6 +81,11 @@ class Lognormal(Frozen):
     def nominal_min(self) -> float:
         return self.median_min
 
+    @property
+    def mean_min(self) -> float:
+        """The mean: the median times exp(sigma^2 / 2)."""
+        return self.median_min * math.exp(self.sigma**2 / 2.0)
+
 
 class Gamma(Frozen):
     """Gamma cycle duration given by its mean (minutes) and coefficient of variation."""
@@ -160,6 +165,13 @@ class Spread(Frozen):
 
     median: Tokens
     p90: Tokens
+
+    @property
+    def mean(self) -> float:
+        """The lognormal's mean: the median times exp(sigma^2 / 2)."""
+        if self.median == 0:
+            return 0.0
+        return self.median * math.exp((math.log(self.p90 / self.median) / 1.2815515655446004) ** 2 / 2.0)
 
     @model_validator(mode="after")
     def _p90_not_below_median(self) -> Spread:
@@ -326,10 +338,11 @@ class Role(Frozen):
 
     @property
     def nominal_cycle_min(self) -> float:
-        """The minutes the planner and ideal mode give one cycle: the loop's median calls at its median
-        minutes per call when the loop times its calls, else the cycle duration's nominal value."""
+        """The minutes the planner and ideal mode give one cycle: the loop's median calls at its mean
+        minutes per call (a cycle's many calls average out) when the loop times its calls, else the cycle
+        duration's nominal value."""
         if self.calls is not None and self.calls.minutes is not None:
-            return self.calls.per_cycle.median * self.calls.minutes.median_min
+            return self.calls.per_cycle.median * self.calls.minutes.mean_min
         return self.cycle.nominal_min
 
 

@@ -6,6 +6,9 @@ headline percentiles (readable, to see what moved) and a SHA-256 digest of every
 regenerate the file only when a change is meant to move the numbers:
 
     .venv/bin/python tests/golden_predictions.py > tests/golden/predictions.json
+
+A new example scenario gets its own entry added beside the others, which stay as they were recorded
+(each names the quantities it holds, so quantities added later are not held to them).
 """
 
 from __future__ import annotations
