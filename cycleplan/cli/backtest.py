@@ -61,7 +61,7 @@ def backtest_command(
     Runs must be of one kind (imported Claude Code sessions, or runs executed with one agent); runs
     whose timelines are identical (snapshots of one run) count once.
 
-    \\b
+    \b
     Examples:
       cycleplan import claude-code ~/.claude/projects/-home-me-app/SESSION.jsonl   # once per session
       cycleplan backtest RUN1 RUN2 RUN3 RUN4 RUN5
