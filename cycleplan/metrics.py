@@ -6,7 +6,8 @@ prediction and the run it predicts are compared number for number. What a trace 
 
 - ``run_started`` first; its metadata carries ``lanes`` (lane -> role, or None for a lane that takes
   any role) and ``tasks`` (task id -> ``role``, ``after``, ``waits``, ``race``, and for a subagent
-  ``spawned_by`` as ``[parent, cycle]``), as :func:`run_header` writes them.
+  ``spawned_by`` as ``[parent, cycle]``), as :func:`run_header` writes them; an imported task may carry
+  ``released``, the timestamp before which it could not start (a session its person started later).
 - per task on its lane (``actorId``): ``task_started`` (with ``context_tokens``), ``cycle_completed``
   per attempt (``cycle``, ``attempt``, ``failed``, ``duration_ms`` of work, ``sync_wait_ms`` and
   ``sync_ms`` spent on awaited events and their handoff, ``rate_limit_wait_ms``, the Messages API
@@ -381,6 +382,11 @@ def _queueing(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: fl
         if task not in tasks_info or tasks_info[task].get("spawned_by") is not None:
             continue  # a subagent starts when it is spawned: it never waits for a lane or a dependency
         ready = _ready(run, tasks_info, races, task, origin)
+        released = tasks_info[task].get("released")
+        if isinstance(released, int | float):
+            # Not there to start before then (a session its person began later): no wait of anyone's.
+            before[task] = max(before[task], min(float(released), start))
+            ready = max(ready, float(released))
         dependency += max(0.0, min(ready, start) - before[task])
         lane += max(0.0, start - ready)
     return dependency, lane

@@ -653,3 +653,14 @@ def test_a_long_gap_before_extended_thinking_is_the_models_time() -> None:
     (turn,) = _cycles(import_claude_code(FULL / f"{session}.jsonl"), session)
     assert set(turn["person_waits"]) == {"plan_approval"}
     assert turn["person_waits"]["plan_approval"] == pytest.approx(7.64 * 60_000, rel=0.01)
+
+
+def test_sessions_started_later_waited_for_no_lane() -> None:
+    """A project folder's sessions start when their person starts them: the time before is nobody's
+    wait, neither for a lane nor for a dependency (each session carries its ``released`` moment)."""
+    imported = import_claude_code(DATA)
+    header = imported.trace[0].metadata["tasks"]
+    sessions = [task for task, info in header.items() if "spawned_by" not in info]
+    assert len(sessions) >= 3 and all("released" in header[task] for task in sessions)
+    waits = metrics(imported.trace).waits_min
+    assert waits["lane"] == 0.0 and waits["dependency"] == 0.0

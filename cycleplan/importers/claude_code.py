@@ -1172,6 +1172,16 @@ def _build(
             },
         },
     )
+    # A session was ready when its person started it, not at the run's start: waiting for that is no
+    # wait for a lane (metrics read ``released``).
+    header = dict(trace[0].metadata)
+    header["tasks"] = {
+        task_id: {**info, "released": spans[task_id][0]}
+        if task_id in spans and "spawned_by" not in info
+        else info
+        for task_id, info in header["tasks"].items()
+    }
+    trace[0] = trace[0].model_copy(update={"metadata": header})
     return ImportedRun(KIND, str(root), scenario, plan, trace, warnings, "complete", details)
 
 
