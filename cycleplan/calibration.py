@@ -35,6 +35,7 @@ runs, plans or simulates anything.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,14 @@ class Observed(Frozen):
     p90: float
 
 
+class FanOut(Frozen):
+    """How many subagents of one role a role's cycles spawned, and how long those ran."""
+
+    subagents: int
+    per_cycle: float = Field(description="Subagents per completed cycle of the spawning role.")
+    cycles_median: float = Field(description="The subagents' median number of cycles.")
+
+
 class RoleFit(Frozen):
     """Everything calibrated for one role; None where the traces held nothing to fit."""
 
@@ -136,6 +145,11 @@ class RoleFit(Frozen):
     cache_write: Observed | None
     cache_read: Observed | None
     loop: LoopFit | None = None
+    fan_out: dict[str, FanOut] = Field(
+        default_factory=dict,
+        description="Subagents the role's tasks spawned, by their role: observed, not fitted (a scenario "
+        "states its subagents).",
+    )
     cycle_log_sd: float | None = Field(
         default=None, description="The fitted cycle median's posterior spread (log), its t's dof below."
     )
@@ -171,6 +185,10 @@ class RoleObservations:
     attempts: int = 0
     failed: int = 0
     loop: LoopObservations = field(default_factory=LoopObservations)
+    cycles: int = 0
+    """Cycles completed (the first attempt that did not fail of each)."""
+    spawned: dict[str, list[int]] = field(default_factory=dict)
+    """Subagents this role's tasks spawned, by the subagents' role: each one's cycles."""
 
 
 def _number(metadata: Mapping[str, Any], key: str) -> float:
@@ -196,6 +214,21 @@ def observe(
         raise CalibrationError("a trace starts with a run_started event")
     tasks_info: dict[str, Any] = dict(trace[0].metadata.get("tasks", {}))
     renames = dict(role_map or {})
+    cycles_of = Counter(
+        event.target_id
+        for event in trace
+        if event.action == "cycle_completed"
+        and not event.metadata.get("failed")
+        and not event.metadata.get("interrupted")
+    )
+    for task, info in tasks_info.items():
+        spawned = info.get("spawned_by")
+        if isinstance(spawned, list) and spawned and spawned[0] in tasks_info:
+            parent_role = str(tasks_info[spawned[0]].get("role", ""))
+            child_role = str(info.get("role", ""))
+            found.setdefault(renames.get(parent_role, parent_role), RoleObservations()).spawned.setdefault(
+                renames.get(child_role, child_role), []
+            ).append(cycles_of.get(task, 0))
     multiplier = {task.id: task.duration_multiplier for task in prior.all_tasks()}
     context: dict[str, int] = {}
     history: dict[str, int] = {}
@@ -215,6 +248,7 @@ def observe(
         seen.attempts += 1
         seen.failed += failed
         if not failed:
+            seen.cycles += 1
             observe_cycle(
                 seen.loop, run, meta, first_of_task=task not in looped, context=context.get(task, 0)
             )
@@ -409,6 +443,14 @@ def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) 
     loop = fit_loop(seen.loop, spec.calls) if seen.loop else None
     if loop is not None:
         notes.extend(loop.notes)
+    fan_out = {
+        child: FanOut(
+            subagents=len(cycles),
+            per_cycle=len(cycles) / seen.cycles if seen.cycles else 0.0,
+            cycles_median=float(np.median(cycles)),
+        )
+        for child, cycles in seen.spawned.items()
+    }
     return RoleFit(
         role=role,
         cycle=cycle,
@@ -418,6 +460,7 @@ def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) 
         cache_write=_observed(seen.cache_write),
         cache_read=_observed(seen.cache_read),
         loop=loop,
+        fan_out=fan_out,
         cycle_log_sd=cycle_log_sd,
         cycle_dof=cycle_dof,
         notes=notes,
@@ -799,6 +842,11 @@ def render_calibration(calibration: Calibration) -> str:
                 label = ""
         if fit.loop is not None:
             lines.extend(_loop_lines(label, fit.loop))
+        for child, fan in fit.fan_out.items():
+            lines.append(
+                f"{'':<14}   spawned {fan.subagents} '{child}' subagent(s), {fan.per_cycle:.2f} per cycle, "
+                f"median {fan.cycles_median:g} cycle(s) each (observed: a scenario states its subagents)"
+            )
         for note in fit.notes:
             lines.append(f"{'':<14} note: {note}")
     for note in calibration.notes:

@@ -328,3 +328,12 @@ def test_a_posterior_changes_nothing_when_absent_and_the_same_seed_gives_the_sam
         simulate(plan(sure, algorithm="list"), replications=300, seed=5).replications.values["cost_usd"]
         != first
     )
+
+
+@pytest.mark.skipif(not (DATA / "claude-code").is_dir(), reason="tests/data/claude-code is missing")
+def test_subagent_fan_out_is_reported_per_spawning_role() -> None:
+    imported = import_claude_code(DATA / "claude-code" / "258c7280-ae70-4798-800f-63464d01a85d.jsonl")
+    fit = calibrate([("session", imported.trace)], imported.scenario, prior_weight=0).roles["main"]
+    assert set(fit.fan_out) == {"subagent"}
+    fan = fit.fan_out["subagent"]
+    assert fan.subagents == 1 and fan.per_cycle == pytest.approx(1 / 2) and fan.cycles_median == 1
