@@ -132,6 +132,8 @@ class Emulator:
         self._tasks = {task.id: task for task in scenario.all_tasks()}
         self._draws: dict[str, TaskDraws] = {}
         self._loop_starts: dict[str, list[LoopState]] = {}
+        self._attempt_began: dict[tuple[str, int, int], float] = {}
+        """When the first call of each attempt of an agent loop arrived (monotonic seconds)."""
         self._anonymous: dict[str, int] = {}
         self._random = random.Random(self.faults.seed)
         self._started = time.monotonic()
@@ -321,6 +323,25 @@ class Emulator:
         anonymous = Task(id=f"anonymous-{role_name}", role=role_name, cycles=1_000)
         return anonymous, self.scenario.role(role_name), min(count, 1_000), 1
 
+    def _pause_s(
+        self, task: Task, role: Role, cycle: int, attempt: int, call: int, duration_min: float
+    ) -> float:
+        """Real seconds to wait before answering. Call ``j`` of an agent loop's attempt is answered when
+        calls 1 to ``j`` have lasted their share of the attempt since its first call arrived, so that
+        the round trips between calls (real time, stretched by the time scale) come out of the shares
+        instead of on top of them; anything else waits its own duration."""
+        if role.calls is None or call < 1:
+            return duration_min * 60.0 / self.time_scale
+        key = (task.id, cycle, attempt)
+        now = time.monotonic()
+        if call == 1:
+            self._attempt_began[key] = now
+        began = self._attempt_began.get(key)
+        if began is None:  # its first call went to an earlier emulator (a resumed run)
+            return duration_min * 60.0 / self.time_scale
+        so_far = self.loop_calls(task, role, cycle, attempt, 1, call).duration_min
+        return max(began + so_far * 60.0 / self.time_scale - now, 0.0)
+
     # ----------------------------------------------------------------------------------------------
     # HTTP
 
@@ -406,7 +427,7 @@ class Emulator:
                 "this request would exceed your organization's rate limit (emulated)",
                 wait_min * 60.0 / self.time_scale,
             )
-        await asyncio.sleep(duration_min * 60.0 / self.time_scale)
+        await asyncio.sleep(self._pause_s(task, role, cycle, attempt, call, duration_min))
         text = f"Emulated {role.model} turn: task {task.id}, cycle {cycle}, attempt {attempt}."
         content: list[dict[str, Any]] = [{"type": "text", "text": text}]
         if loop is not None and not loop.ends_turn:
