@@ -106,7 +106,7 @@ def show(result: Backtest, names: dict[str, str], raw: dict[str, dict[str, float
         f"real fidelity: {len(result.runs)} Claude Code sessions, each predicted from the other "
         f"{len(result.runs) - 1} ({result.replications:,} replications, seed {result.seed}; {seconds:.1f} s)",
         "",
-        f"{'session':<9} {'quantity':<18} {'actual':>9} {'P10':>9} {'P50':>9} {'P90':>9} {'pct':>5}  in  "
+        f"{'session':<9} {'quantity':<22} {'actual':>9} {'P10':>9} {'P50':>9} {'P90':>9} {'pct':>5}  in  "
         f"{'raw recount':>11}",
     ]
     for run in result.runs:
@@ -115,7 +115,7 @@ def show(result: Backtest, names: dict[str, str], raw: dict[str, dict[str, float
             band = run.quantities[name]
             recounted = raw[session].get(name)
             lines.append(
-                f"{session:<9} {name + ' (' + units[name] + ')':<18} {value(name, band.actual):>9} "
+                f"{session:<9} {name + ' (' + units[name] + ')':<22} {value(name, band.actual):>9} "
                 f"{value(name, band.p10):>9} {value(name, band.p50):>9} {value(name, band.p90):>9} "
                 f"{band.percentile:>5.0f}  {'yes' if band.inside else 'NO ':<3} "
                 f"{'' if recounted is None else value(name, recounted):>11}"
@@ -124,7 +124,7 @@ def show(result: Backtest, names: dict[str, str], raw: dict[str, dict[str, float
         turns = ", ".join(
             f"{turn.actual_min:.1f} [{turn.p10_min:.1f}-{turn.p90_min:.1f}]" for turn in run.turns
         )
-        lines.append(f"{session:<9} turns (min)        {inside}/{len(run.turns)} inside: {turns}")
+        lines.append(f"{session:<9} turns (min)            {inside}/{len(run.turns)} inside: {turns}")
     cost = [run.quantities["cost_usd"] for run in result.runs]
     reads = [run.quantities["cache_read_tokens"] for run in result.runs]
     within = sum(0.5 <= band.p50 / band.actual <= 2.0 for band in reads)
