@@ -37,7 +37,22 @@ from cycleplan.model import Event, Frozen, Task
 
 MS_PER_MIN = 60_000.0
 EPS_MS = 1e-6
-"""Two times closer than this (a nanosecond) are the same instant."""
+"""Two times closer than this (a nanosecond) are the same instant, in a simulated trace."""
+REAL_INSTANT_MS = 50.0
+"""Two moments of a real run (executed or imported) closer than this, in real milliseconds, are the same
+instant for the critical path: an executor starts a task a fraction of a millisecond to a few after what
+it waited for has ended (the store commits the ending first). A rehearsal's trace is on the scenario's
+clock, so the tolerance there is this times its time scale."""
+
+
+def instant_ms(header: Mapping[str, Any]) -> float:
+    """How close two timestamps of a trace with ``header`` (its ``run_started`` metadata) must be to be
+    the same instant: :data:`REAL_INSTANT_MS` times the time scale for a real run (its header carries a
+    ``time_scale``), :data:`EPS_MS` for a simulated one."""
+    scale = header.get("time_scale")
+    if isinstance(scale, int | float) and not isinstance(scale, bool) and scale > 0:
+        return REAL_INSTANT_MS * float(scale)
+    return EPS_MS
 
 WAIT_CAUSES = ("dependency", "sync", "lane", "rate_limit")
 """Where time goes besides work:
@@ -309,7 +324,7 @@ def metrics(trace: Sequence[Event]) -> TraceMetrics:
         waste_tokens=waste_tokens,
         waste_cost_usd=waste_cost,
         completed=completed,
-        critical=_critical(run, tasks_info, origin),
+        critical=_critical(run, tasks_info, origin, instant_ms(header)),
         tasks=spans,
     )
 
@@ -392,11 +407,14 @@ def _queueing(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: fl
     return dependency, lane
 
 
-def _critical(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: float) -> list[str]:
+def _critical(
+    run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: float, instant: float = EPS_MS
+) -> list[str]:
     """Tasks with zero slack: walk back from the last to finish through whatever held each one up.
 
     A task is held up at its start by a dependency or by the task before it on its lane that ended at
-    that instant, and inside by an awaited event published after it reached the waiting cycle.
+    that instant (``instant``: how close two times must be to be one, see :func:`instant_ms`), and inside
+    by an awaited event published after it reached the waiting cycle.
     """
     finished = [task for task in run.end if run.status[task] != "cancelled" and task in run.start]
     if not finished:
@@ -412,7 +430,7 @@ def _critical(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: fl
     for task, lane in run.lane.items():
         by_lane.setdefault(lane, []).append(task)
 
-    stack = [task for task in finished if abs(run.end[task] - last) <= EPS_MS]
+    stack = [task for task in finished if abs(run.end[task] - last) <= instant]
     critical: set[str] = set()
     while stack:
         task = stack.pop()
@@ -421,13 +439,13 @@ def _critical(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: fl
         critical.add(task)
         start = run.start[task]
         info = tasks_info.get(task, {})
-        if start - origin > EPS_MS:
+        if start - origin > instant:
             for dep in info.get("after", []):
                 resolved = _resolved(run, tasks_info, races, dep)
-                if resolved is not None and abs(resolved[0] - start) <= EPS_MS:
+                if resolved is not None and abs(resolved[0] - start) <= instant:
                     stack.append(resolved[1])
             for other in by_lane.get(run.lane[task], []):
-                if other != task and other in run.end and abs(run.end[other] - start) <= EPS_MS:
+                if other != task and other in run.end and abs(run.end[other] - start) <= instant:
                     if run.status[other] == "cancelled":
                         if other in loser_to_winner:
                             stack.append(loser_to_winner[other])
@@ -441,7 +459,7 @@ def _critical(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]], origin: fl
                 continue
             reached = ends.get(int(cycle) - 1, start) if int(cycle) > 1 else start
             emitted_at, emitter = run.emitted[event]
-            if emitted_at > reached + EPS_MS:
+            if emitted_at > reached + instant:
                 stack.append(emitter)
     return sorted(critical)
 

@@ -70,13 +70,21 @@ def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
         typer.echo(
             f"  makespan   {makespan} of agent time (wall {format_minutes(details['wall_min'])}); work {work}"
         )
-        causes = ", ".join(f"{cause} {format_minutes(m)}" for cause, m in details["person_waits_min"].items())
-        typer.echo(
-            f"  waiting    on a person {format_minutes(details['person_wait_min'])}"
-            + (f" ({causes})" if causes else "")
-            + f"; idle between turns {format_minutes(details['idle_min'])}; "
-            f"blocked on subagents {format_minutes(details['blocked_min'])}"
-        )
+        if "person_waits_min" in details:
+            causes = ", ".join(
+                f"{cause} {format_minutes(m)}" for cause, m in details["person_waits_min"].items()
+            )
+            typer.echo(
+                f"  waiting    on a person {format_minutes(details['person_wait_min'])}"
+                + (f" ({causes})" if causes else "")
+                + f"; idle between turns {format_minutes(details['idle_min'])}; "
+                f"blocked on subagents {format_minutes(details['blocked_min'])}"
+            )
+        else:
+            typer.echo(
+                f"  idle       {format_minutes(details.get('idle_min', 0.0))} in "
+                f"{details.get('idle_cycles', 0)} gap(s), out of the makespan"
+            )
     else:
         typer.echo(f"  makespan   {makespan}; work {work}")
     if details.get("tokens_recorded", True):

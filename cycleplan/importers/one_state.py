@@ -10,6 +10,9 @@ completed cycle, one cycle advanced per Claude Code turn. How it maps onto a run
 - a cycle's duration is the time since the previous cycle's entry; the first cycle, which has none,
   and every cycle after an idle gap longer than ``idle_after_min`` (flagged ``idle``, the gap kept as
   ``idle_ms``, not work) get the median of the other cycles (flagged ``duration_imputed``);
+- the trace runs on the agent clock (``clock: agent`` in its header): an idle gap's excess over the
+  median cycle is cut out, so that the run's makespan and each task's duration are the agent's time; the
+  wall time is kept as ``wall_min`` in the details;
 - the file is real and messy, and that is tolerated: entries repeated for a cycle already recorded
   (the hooks keep advancing "cycle 100" after the feature is complete) count once, the first time;
   text after the JSON object is ignored; both with a warning. Cycles missing from the list share the
@@ -223,6 +226,14 @@ def import_one_state(path: str | Path, idle_after_min: float = DEFAULT_IDLE_AFTE
     for cycle in range(recorded[0] - 1, 0, -1):
         ends[cycle] = ends[cycle + 1] - typical
     start_ms = ends[1] - typical
+    wall_ms = ends[reached] - start_ms
+    # The agent clock: an idle gap counts as the median cycle it was given, the rest of it is cut out,
+    # so that makespan and durations are the agent's time (the wall time goes in the details).
+    wall_ends = {0: start_ms, **ends}
+    clock = start_ms
+    for cycle in range(1, reached + 1):
+        clock += typical if cycle in idle else wall_ends[cycle] - wall_ends[cycle - 1]
+        ends[cycle] = clock
 
     scenario = Scenario(
         name=f"imported one-state {state.get('feature_name') or file.stem}"[:200],
@@ -280,6 +291,8 @@ def import_one_state(path: str | Path, idle_after_min: float = DEFAULT_IDLE_AFTE
         "idle_cycles": len(idle),
         "idle_after_min": idle_after_min,
         "idle_min": round(sum(gaps[c] - typical for c in idle) / MS_PER_MIN, 3),
+        "wall_min": round(wall_ms / MS_PER_MIN, 3),
+        "agent_min": round((ends[reached] - start_ms) / MS_PER_MIN, 3),
         "imputed_cycles": imputed,
         "median_cycle_min": round(typical / MS_PER_MIN, 4),
         "tokens_recorded": False,
@@ -290,7 +303,12 @@ def import_one_state(path: str | Path, idle_after_min: float = DEFAULT_IDLE_AFTE
         start_ms,
         ends[reached],
         status,
-        {"agent": IMPORT_AGENT, "time_scale": 1.0, "imported": {"kind": KIND, "source": name, **details}},
+        {
+            "agent": IMPORT_AGENT,
+            "time_scale": 1.0,
+            "clock": "agent",
+            "imported": {"kind": KIND, "source": name, **details},
+        },
     )
     return ImportedRun(KIND, name, scenario, plan, trace, warnings, status, details)
 
