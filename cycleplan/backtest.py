@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from cycleplan.bands import percentile_of
 from cycleplan.calibration import CalibrationError, calibrate, distinct_runs
-from cycleplan.comparison import percentile_of
 from cycleplan.metrics import MS_PER_MIN, metrics
 from cycleplan.model import Event, Frozen, Plan
 

@@ -16,21 +16,17 @@ import pytest
 from support import ROOT, SCENARIOS
 from typer.testing import CliRunner
 
+from cycleplan.bands import HEADLINE, crps, percentile_of, place, place_in_band
 from cycleplan.cli import app
 from cycleplan.comparison import (
-    HEADLINE,
     SPEEDUP_DEFINITION,
     Comparison,
     ComparisonError,
     compare,
     compare_run,
-    crps,
     cumulative_actual,
     fidelity,
     first_cycle_starts,
-    percentile_of,
-    place,
-    place_in_band,
     render_comparison,
     summary_json,
 )
@@ -485,7 +481,8 @@ def test_the_report_page_opens_offline_without_errors(tmp_path: Path) -> None:
 
 def test_a_run_long_across_the_board_is_said_to_be_so() -> None:
     """Every task a little long, none outside its band, the whole work outside: the work is the cause."""
-    from cycleplan.comparison import TaskComparison, _lengthened
+    from cycleplan.bands import TaskComparison
+    from cycleplan.verdict import _lengthened
 
     band = Percentiles(p10=50, p50=60, p90=75)
     rows = [

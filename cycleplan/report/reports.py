@@ -168,7 +168,8 @@ def comparison_report(comparison: Comparison) -> Report:
     """An actual run against its prediction: the run's numbers with their percentiles, the verdict, the
     actual Gantt over each task's predicted band, each number on its predicted distribution, and
     cumulative tokens and cost against their bands."""
-    from cycleplan.comparison import HEADLINE, LABELS, SPEEDUP_DEFINITION, percentile_text, show
+    from cycleplan.bands import HEADLINE, LABELS, percentile_text, show
+    from cycleplan.comparison import SPEEDUP_DEFINITION
     from cycleplan.metrics import TaskSpan
     from cycleplan.report import compare_figures as figures
 
