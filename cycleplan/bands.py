@@ -54,6 +54,11 @@ narrower than 1% of its median, and :func:`compare` gives minutes at least 1% of
 makespan (the executor's own overhead is of that order)."""
 
 
+INSIDE = (10.0, 90.0)
+"""A value is inside its band when its percentile is from P10 to P90, both included: the one definition
+the text, the JSON and the report use."""
+
+
 class Placement(Frozen):
     """Where one actual number falls in its predicted distribution."""
 
@@ -62,17 +67,33 @@ class Placement(Frozen):
     p50: float
     p90: float
     percentile: float = Field(
-        description="Share of replications at or below the actual (mid-rank for ties), 0-100; for tasks, "
-        "read off a split normal through P10, P50 and P90."
+        description="Share of replications at or below the actual (mid-rank for ties), 0-100; read off a "
+        "split normal through P10, P50 and P90 for tasks, and for bands narrower than their unit's "
+        "smallest spread (a fixed model), widened to it first so that an executor's overhead is no miss."
     )
     score: float = Field(
         description="Signed distance from P50 in split-normal units: +-1.28 is the edge of the P10-P90 band."
     )
-    inside: bool = Field(
-        description="P10 <= actual <= P90; a band narrower than its smallest spread (a fixed model) is "
-        "widened to it first, so that the executor's overhead does not count as a miss."
+    inside: bool | None = Field(
+        description="The percentile is from 10 to 90, both included; None when the quantity is not judged "
+        "(the run did not finish, or did not record it)."
     )
+    recorded: bool = Field(default=True, description="False: the run did not record this quantity.")
     mean: float | None = Field(default=None, description="The predicted mean, where samples are kept.")
+
+    @property
+    def outside(self) -> bool:
+        """Judged and outside its band."""
+        return self.inside is False
+
+    def unjudged(self, recorded: bool = True) -> Placement:
+        """The same placement, not judged (``recorded``: whether the run recorded it at all)."""
+        return self.model_copy(update={"inside": None, "recorded": recorded})
+
+
+def is_inside(percentile: float) -> bool:
+    """:data:`INSIDE`: from P10 to P90, both included."""
+    return INSIDE[0] <= percentile <= INSIDE[1]
 
 
 class TaskComparison(Frozen):
@@ -83,11 +104,22 @@ class TaskComparison(Frozen):
     role: str
     lane: str = Field(description="The lane the plan puts it on.")
     actual_lane: str | None
-    status: str = Field(description="complete, failed, cancelled, or not run.")
+    status: str = Field(
+        description="complete, failed, cancelled, partly run (started, not ended), or not run."
+    )
     ran_share: float = Field(description="Share of replications in which the task worked.")
     start: Placement | None
     finish: Placement | None
     duration: Placement | None
+
+    @property
+    def outside(self) -> dict[str, bool]:
+        """Per placed quantity (start, finish, duration): whether it is outside its band."""
+        return {
+            part: placement.outside
+            for part in ("start", "finish", "duration")
+            if (placement := getattr(self, part)) is not None
+        }
 
 
 class Deviation(Frozen):
@@ -147,15 +179,21 @@ def place(
     ``floor`` overrides the unit's smallest spread."""
     data = np.asarray(samples, dtype=float)
     p10, p50, p90 = (float(x) for x in np.percentile(data, [10, 50, 90]))
-    score = _score(actual, p10, p50, p90, FLOOR.get(unit, 0.0) if floor is None else floor)
+    smallest = FLOOR.get(unit, 0.0) if floor is None else floor
+    score = _score(actual, p10, p50, p90, smallest)
+    if max(p90 - p50, p50 - p10) / Z90 < max(abs(p50) * 0.01, smallest):
+        # A band narrower than its smallest spread: read off the widened split normal, as tasks are.
+        percentile = 100.0 * _normal_cdf(score)
+    else:
+        percentile = percentile_of(data, actual)
     return Placement(
         actual=actual,
         p10=p10,
         p50=p50,
         p90=p90,
-        percentile=percentile_of(data, actual),
+        percentile=percentile,
         score=score,
-        inside=abs(score) <= Z90,
+        inside=is_inside(percentile),
         mean=float(data.mean()),
     )
 
@@ -164,14 +202,15 @@ def place_in_band(band: Percentiles, actual: float, unit: str, floor: float | No
     """Place ``actual`` against three predicted percentiles (no samples): its percentile is read off the
     split normal through them."""
     score = _score(actual, band.p10, band.p50, band.p90, FLOOR.get(unit, 0.0) if floor is None else floor)
+    percentile = 100.0 * _normal_cdf(score)
     return Placement(
         actual=actual,
         p10=band.p10,
         p50=band.p50,
         p90=band.p90,
-        percentile=100.0 * _normal_cdf(score),
+        percentile=percentile,
         score=score,
-        inside=abs(score) <= Z90,
+        inside=is_inside(percentile),
     )
 
 
@@ -197,17 +236,22 @@ def show(value: float, unit: str) -> str:
 
 
 def percentile_text(placement: Placement) -> str:
-    """``P97``; one decimal when rounding would land on the band's edge."""
+    """``P97``; to a tenth, rounded away from the band, when rounding would land on or inside its edge
+    (``P9.9`` is outside, ``P10`` never is)."""
     value = placement.percentile
-    text = f"P{value:.0f}"
-    if round(value) in (10, 90) and not placement.inside:
-        text = f"P{value:.1f}"
-    return text
+    if placement.outside:
+        if value < INSIDE[0] and round(value) >= INSIDE[0]:
+            return f"P{math.floor(value * 10) / 10:.1f}"
+        if value > INSIDE[1] and round(value) <= INSIDE[1]:
+            return f"P{math.ceil(value * 10) / 10:.1f}"
+    return f"P{value:.0f}"
 
 
 def position(placement: Placement) -> str:
-    """``above P90 (P97)``, ``below P10 (P3)`` or ``at P45``."""
+    """``above P90 (P97)``, ``below P10 (P3)``, ``at P45``, or ``not judged``."""
+    if placement.inside is None:
+        return "not judged" if placement.recorded else "not recorded"
     if placement.inside:
         return f"at {percentile_text(placement)}"
-    side = "above P90" if placement.actual > placement.p90 else "below P10"
+    side = "above P90" if placement.percentile > INSIDE[1] else "below P10"
     return f"{side} ({percentile_text(placement)})"

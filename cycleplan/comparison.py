@@ -58,7 +58,7 @@ from cycleplan.bands import (
 from cycleplan.metrics import MS_PER_MIN, TraceMetrics, metrics
 from cycleplan.model import Event, Frozen, Plan
 from cycleplan.sim.prediction import Percentiles, Prediction
-from cycleplan.verdict import _verdict
+from cycleplan.verdict import CostByKind, RunState, Verdict, build_verdict
 
 SPEEDUP_DEFINITION = (
     "speedup = one-lane baseline / makespan. A run's one-lane baseline is not observed: it is the run's "
@@ -108,8 +108,11 @@ class Comparison(Frozen):
     waits_min: dict[str, Placement]
     tasks: list[TaskComparison]
     deviations: list[Deviation] = Field(description="Every detail, furthest from its band first.")
-    inside: bool = Field(description="Makespan, speedup, tokens, cost and utilization all inside P10-P90.")
-    verdict: str
+    inside: bool = Field(
+        description="The run finished and its makespan, speedup, tokens, cost and utilization (those it "
+        "recorded) are all inside P10-P90."
+    )
+    verdict: Verdict
     makespan_crps_min: float = Field(description="CRPS of the predicted makespan against the actual.")
     prediction: Prediction = Field(exclude=True)
     cumulative: CumulativeActual = Field(exclude=True)
@@ -245,10 +248,25 @@ def compare(
         cause: place(samples, measured.waits_min.get(cause, 0.0), "min", minute)
         for cause, samples in prediction.replications.waits_min.items()
     }
-    tasks = _tasks(plan, measured, first_cycle_starts(trace), prediction, minute)
+    tasks = _tasks(plan, trace, measured, first_cycle_starts(trace), prediction, minute)
+    state = run_state(trace, measured, status)
+    costs = _cost_by_kind(trace, plan, run_level) if state.tokens_recorded else None
+    if not state.tokens_recorded:
+        for name in ("tokens_total", "cost_usd", *TOKEN_KINDS):
+            run_level[name] = run_level[name].unjudged(recorded=False)
+        tokens_by_role = {role: p.unjudged(recorded=False) for role, p in tokens_by_role.items()}
+        cost_by_role = {role: p.unjudged(recorded=False) for role, p in cost_by_role.items()}
+    if not state.complete:
+        # A part of a run is not a run: none of its totals is judged against a whole run's prediction.
+        run_level = {name: p.unjudged(p.recorded) for name, p in run_level.items()}
+        tokens_by_role = {role: p.unjudged(p.recorded) for role, p in tokens_by_role.items()}
+        cost_by_role = {role: p.unjudged(p.recorded) for role, p in cost_by_role.items()}
+        waits = {cause: p.unjudged() for cause, p in waits.items()}
     deviations = _deviations(run_level, tokens_by_role, cost_by_role, waits, tasks)
-    inside = all(run_level[name].inside for name in HEADLINE)
-    verdict = _verdict(run_level, tokens_by_role, cost_by_role, waits, tasks, measured, deviations)
+    inside = state.complete and all(run_level[name].inside is not False for name in HEADLINE)
+    verdict = build_verdict(
+        run_id, run_level, tokens_by_role, cost_by_role, waits, tasks, measured.critical, state, costs
+    )
     return Comparison(
         run_id=run_id,
         scenario=plan.scenario.name,
@@ -279,6 +297,77 @@ def compare(
     )
 
 
+USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+
+
+def run_state(trace: Sequence[Event], measured: TraceMetrics, status: str = "") -> RunState:
+    """How far the run got: finished (every task complete, race losers aside, and the run not stopped,
+    running or failed), how many tasks finished, ran part way or never started, and whether it recorded
+    tokens at all."""
+    header_tasks = trace[0].metadata.get("tasks", {}) if trace else {}
+    started = {event.target_id for event in trace if event.action == "task_started"}
+    ended = {
+        event.target_id: event
+        for event in trace
+        if event.action in ("task_complete", "task_failed", "task_cancelled")
+    }
+    finished = sum(1 for event in ended.values() if event.action == "task_complete")
+    losers = sum(
+        1
+        for event in ended.values()
+        if event.action == "task_cancelled" and event.metadata.get("reason") == "race_lost"
+    )
+    total = len(header_tasks) or len(started | set(ended))
+    not_run = sum(1 for task in header_tasks if task not in started and task not in ended)
+    cycles = [event for event in trace if event.action == "cycle_completed"]
+    return RunState(
+        status=status or ("complete" if measured.completed else "incomplete"),
+        complete=measured.completed
+        and status not in ("interrupted", "running", "failed", "timeout", "cancelled"),
+        finished=finished + losers,
+        partly=max(total - finished - losers - not_run, 0),
+        not_run=not_run,
+        total=total,
+        tokens_recorded=any(name in event.metadata for event in cycles for name in USAGE),
+    )
+
+
+def _cost_by_kind(trace: Sequence[Event], plan: Plan, run_level: Mapping[str, Placement]) -> CostByKind:
+    """What each kind of token cost the run (its tokens at the prices of the model each cycle ran on),
+    and what the predicted median of that kind would have cost at what the run paid per token of it."""
+    from cycleplan.prices import resolve
+
+    scenario = plan.scenario
+    tasks = {task.id: task for task in scenario.all_tasks()}
+    paid = dict.fromkeys(TOKEN_KINDS, 0.0)
+    for event in trace:
+        if event.action != "cycle_completed":
+            continue
+        meta = event.metadata
+        task = tasks.get(event.target_id)
+        role = scenario.role(task.role) if task is not None else None
+        model = str(meta.get("model") or (role.model if role is not None else ""))
+        price = resolve(model, scenario.prices)
+        if price is None:
+            continue
+        if role is not None:
+            price = price.for_ttl(role.tokens.cache_ttl)
+        hour = float(meta.get("cache_creation_1h_input_tokens") or 0)
+        written = float(meta.get("cache_creation_input_tokens") or 0)
+        paid["input_tokens"] += float(meta.get("input_tokens") or 0) * price.input_per_mtok / 1e6
+        paid["cache_write_tokens"] += (
+            (written - hour) * price.cache_write + hour * price.cache_write_1h
+        ) / 1e6
+        paid["cache_read_tokens"] += float(meta.get("cache_read_input_tokens") or 0) * price.cache_read / 1e6
+        paid["output_tokens"] += float(meta.get("output_tokens") or 0) * price.output_per_mtok / 1e6
+    predicted = {}
+    for kind in TOKEN_KINDS:
+        placed = run_level[kind]
+        per_token = paid[kind] / placed.actual if placed.actual > 0 else 0.0
+        predicted[kind] = placed.p50 * per_token
+    return CostByKind(actual_usd=paid, predicted_usd=predicted)
+
+
 def _names(names: Sequence[str], shown: int = 5) -> str:
     listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
     return f"task{'s' if len(names) > 1 else ''} {listed}"
@@ -286,12 +375,14 @@ def _names(names: Sequence[str], shown: int = 5) -> str:
 
 def _tasks(
     plan: Plan,
+    trace: Sequence[Event],
     measured: TraceMetrics,
     starts: Mapping[str, float],
     prediction: Prediction,
     minute: float,
 ) -> list[TaskComparison]:
     planned_lane = {row.task: lane.lane for lane, row in plan.planned_tasks()}
+    started = {event.target_id: event.actor_id for event in trace if event.action == "task_started"}
     rows: list[TaskComparison] = []
     for task in plan.scenario.all_tasks():
         predicted = prediction.tasks.get(task.id)
@@ -309,8 +400,8 @@ def _tasks(
                 task=task.id,
                 role=task.role,
                 lane=predicted.lane if predicted is not None else planned_lane.get(task.id, ""),
-                actual_lane=span.lane if span is not None else None,
-                status=span.status if span is not None else "not run",
+                actual_lane=span.lane if span is not None else started.get(task.id),
+                status=span.status if span is not None else "partly run" if task.id in started else "not run",
                 ran_share=predicted.ran if predicted is not None else 0.0,
                 start=placed(predicted.start if predicted else None, start),
                 finish=placed(predicted.finish if predicted else None, finish),
@@ -514,7 +605,13 @@ def render_comparison(comparison: Comparison) -> str:
     out += _table(task_rows)
     out += [
         "",
-        f"verdict   {c.verdict}",
+        f"verdict   {c.verdict.headline}",
+        # Each finding once: the headline opens with the first when it is the run's.
+        *(
+            f"          - {finding.text}"
+            for finding in c.verdict.findings
+            if not c.verdict.headline.startswith(finding.text)
+        ),
         f"CRPS      makespan {c.makespan_crps_min:.2f} min",
         f"note      {SPEEDUP_DEFINITION}",
     ]
@@ -522,13 +619,15 @@ def render_comparison(comparison: Comparison) -> str:
 
 
 def _mark(placement: Placement) -> str:
+    if placement.inside is None:
+        return "not recorded" if not placement.recorded else "not judged"
     return percentile_text(placement) + ("" if placement.inside else " !")
 
 
 def _cell(placement: Placement | None) -> str:
     if placement is None:
         return "-"
-    flag = "" if placement.inside else " !"
+    flag = " !" if placement.outside else ""
     return f"{_minutes(placement.actual)} [{_minutes(placement.p10)}-{_minutes(placement.p90)}]{flag}"
 
 
@@ -547,5 +646,9 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def summary_json(comparison: Comparison) -> dict[str, Any]:
-    """What ``compare --json`` prints: everything but the prediction's arrays and the actual's curve."""
-    return comparison.model_dump(mode="json")
+    """What ``compare --json`` prints: everything but the prediction's arrays and the actual's curve, the
+    verdict as data (``headline``, ``notice``, ``findings``) and each task's ``outside`` per quantity."""
+    data = comparison.model_dump(mode="json")
+    for row, task in zip(data["tasks"], comparison.tasks, strict=True):
+        row["outside"] = task.outside
+    return data

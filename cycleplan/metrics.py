@@ -54,6 +54,7 @@ def instant_ms(header: Mapping[str, Any]) -> float:
         return REAL_INSTANT_MS * float(scale)
     return EPS_MS
 
+
 WAIT_CAUSES = ("dependency", "sync", "lane", "rate_limit")
 """Where time goes besides work:
 

@@ -143,10 +143,16 @@ def render_summary(summary: dict[str, Any]) -> str:
         planned = format_minutes(summary["planned_makespan_min"])
         one_lane = format_minutes(summary["sequential_min"])
         lines.append(f"  makespan   {makespan} (plan {planned})")
-        lines.append(
-            f"  speedup    {'-' if speedup is None else f'{speedup:.2f}x'} "
-            f"(plan {summary['planned_speedup']:.2f}x; one lane would take {one_lane})"
-        )
+        if summary.get("status") == "complete":
+            lines.append(
+                f"  speedup    {'-' if speedup is None else f'{speedup:.2f}x'} "
+                f"(plan {summary['planned_speedup']:.2f}x; one lane would take {one_lane})"
+            )
+        else:
+            # A run that stopped or failed part way did not do the work its speedup would be about.
+            lines.append(
+                f"  speedup    not measured: the run did not finish (plan {summary['planned_speedup']:.2f}x)"
+            )
         lines.append(f"  tokens     {summary['tokens_total']:,}    cost ${summary['cost_usd']:,.4f}")
         tasks = summary["tasks"]
         lines.append(

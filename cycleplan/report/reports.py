@@ -178,7 +178,10 @@ def comparison_report(comparison: Comparison) -> Report:
     for name in HEADLINE:
         label, unit = LABELS[name]
         placed = comparison.placement(name)
-        where = "inside" if placed.inside else "outside"
+        where = {True: "inside", False: "outside", None: "not judged against"}[placed.inside]
+        if not placed.recorded:
+            headlines.append(Headline(f"{label} (actual)", "not recorded", "the run did not record it"))
+            continue
         headlines.append(
             Headline(
                 f"{label} (actual)",
@@ -244,7 +247,12 @@ def comparison_report(comparison: Comparison) -> Report:
         facts["time scale"] = f"{comparison.time_scale:g}"
     facts["prediction"] = f"{comparison.prediction_source}, {comparison.replications:,} replications"
     notes = [
-        f"Verdict: {comparison.verdict}",
+        f"Verdict: {comparison.verdict.headline}",
+        *(
+            f"- {finding.text}"
+            for finding in comparison.verdict.findings
+            if not comparison.verdict.headline.startswith(finding.text)
+        ),
         f"Makespan CRPS {comparison.makespan_crps_min:.2f} min (0 for a prediction that put all its weight "
         "on the actual). Percentiles are the share of replications at or below the actual; a task's is read "
         "off its predicted P10, P50 and P90. A task's start is when its first cycle began.",
