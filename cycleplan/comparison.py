@@ -581,15 +581,11 @@ def render_comparison(comparison: Comparison) -> str:
     for name in (*HEADLINE, "sequential_min"):
         label, unit = LABELS[name]
         p = c.placement(name)
-        rows.append(
-            [label, show(p.actual, unit), show(p.p10, unit), show(p.p50, unit), show(p.p90, unit), _mark(p)]
-        )
+        rows.append(_row(label, p, unit))
     for role, p in c.tokens_by_role.items():
-        rows.append(
-            [f"  tokens {role}", *(show(x, "tokens") for x in (p.actual, p.p10, p.p50, p.p90)), _mark(p)]
-        )
+        rows.append(_row(f"  tokens {role}", p, "tokens"))
     for role, p in c.cost_by_role.items():
-        rows.append([f"  cost {role}", *(show(x, "usd") for x in (p.actual, p.p10, p.p50, p.p90)), _mark(p)])
+        rows.append(_row(f"  cost {role}", p, "usd"))
     out += _table(rows)
     out += ["", "tasks: actual against predicted P10-P90, minutes since the run's start (! outside the band)"]
     task_rows = [["task", "lane", "status", "start", "finish", "duration"]]
@@ -616,6 +612,17 @@ def render_comparison(comparison: Comparison) -> str:
         f"note      {SPEEDUP_DEFINITION}",
     ]
     return "\n".join(out)
+
+
+def _row(label: str, placement: Placement, unit: str) -> list[str]:
+    """A table row: the actual (``-`` when the run did not record it), P10, P50, P90 and the mark."""
+    actual = show(placement.actual, unit) if placement.recorded else "-"
+    return [
+        label,
+        actual,
+        *(show(x, unit) for x in (placement.p10, placement.p50, placement.p90)),
+        _mark(placement),
+    ]
 
 
 def _mark(placement: Placement) -> str:
