@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from cycleplan.model import Scenario
 
 ROLE = "job"
@@ -84,12 +86,16 @@ def parse_instance(text: str, name: str = "instance") -> Instance:
         while row < len(lines) and not lines[row].startswith("*"):
             values = _ints(lines[row])
             if values:
+                if any(value < 0 for value in values):
+                    raise PsplibError(f"line {row + 1}: job {values[0]} has a negative duration or request")
                 durations[values[0]] = values[2]
                 requests[values[0]] = tuple(values[3:])
             row += 1
 
         row = _section(lines, "RESOURCEAVAILABILITIES") + 2
         capacities = tuple(_ints(lines[row]))
+        if any(capacity < 0 for capacity in capacities):
+            raise PsplibError(f"line {row + 1}: a resource has a negative capacity")
     except (IndexError, ValueError) as exc:
         if isinstance(exc, PsplibError):
             raise PsplibError(f"{name}: {exc}") from None
@@ -169,17 +175,31 @@ def instance_to_scenario(instance: Instance) -> Scenario:
         },
         "tasks": tasks,
     }
-    return Scenario.model_validate(data)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise PsplibError(
+            f"{instance.name}: not a scenario cycleplan can plan ({where}: {first['msg']}; "
+            f"{exc.error_count()} problem(s) in all)"
+        ) from None
+
+
+MAX_FILE_BYTES = 20_000_000
+"""The largest ``.sm`` file read (PSPLIB's largest, j120, are under 10 kB)."""
 
 
 def read_instance(path: str | Path) -> Instance:
-    """Read a ``.sm`` file."""
+    """Read a ``.sm`` file: a regular file of at most :data:`MAX_FILE_BYTES`."""
+    from cycleplan.importers.run import TraceImportError, read_file
+
     source = Path(path)
     try:
-        text = source.read_text(encoding="latin-1")
-    except OSError as exc:
-        raise PsplibError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    return parse_instance(text, source.stem)
+        data = read_file(source, MAX_FILE_BYTES, "give a PSPLIB single-mode instance (.sm file)")
+    except TraceImportError as exc:
+        raise PsplibError(str(exc.errors[0])) from None
+    return parse_instance(data.decode("latin-1"), source.stem)
 
 
 def psplib_to_scenario(path: str | Path) -> Scenario:

@@ -199,12 +199,11 @@ def import_psplib_command(
     """
     from cycleplan.psplib import PsplibError, psplib_to_scenario, scenario_yaml
 
-    if not file.is_file():
-        fail(f"{file}: no such file")
     try:
         text = scenario_yaml(psplib_to_scenario(file))
     except PsplibError as exc:
-        fail(f"{file}: {exc}")
+        message = str(exc)
+        fail(message if message.startswith(str(file)) else f"{file}: {message}")
     if output is None:
         typer.echo(text, nl=False)
     else:

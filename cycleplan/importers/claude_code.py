@@ -89,6 +89,8 @@ from cycleplan.importers.run import (
     TraceImportError,
     assign_lanes,
     identifier,
+    parse_json,
+    read_file,
 )
 from cycleplan.loading import FileError
 from cycleplan.metrics import MS_PER_MIN
@@ -104,6 +106,14 @@ MAX_FILE_BYTES = 1_000_000_000
 """Largest transcript read (Claude Code's own files rarely pass a few megabytes)."""
 MAX_LINE_WARNINGS = 5
 """Unreadable lines reported one by one per file; the rest are counted in one more warning."""
+
+_WHAT = (
+    "give a session file (<id>.jsonl), a session folder (with subagents/) or a project folder under "
+    "~/.claude/projects/"
+)
+
+MAX_MODEL_CHARS = 200
+"""Longest model id kept (a scenario's limit)."""
 
 LOW_OUTPUT_TOKENS = 5
 """A response recording this few output tokens was most likely written before it finished streaming."""
@@ -319,6 +329,10 @@ def _discover(path: Path) -> list[_Source]:
     """The sessions under ``path``: a session file, session folder, subagent file or project folder."""
     if not path.exists():
         raise TraceImportError([FileError(str(path), "no such file or folder; check the path")])
+    if not path.is_dir() and not path.is_file():
+        raise TraceImportError(
+            [FileError(str(path), f"is not a regular file (a device, a pipe or a socket); {_WHAT}")]
+        )
     if path.is_file():
         if path.parent.name == "subagents":
             return [_Source(path.parent.parent.name, None, [path])]
@@ -367,15 +381,7 @@ def _time_ms(value: object) -> float | None:
 
 def _read(path: Path, warnings: list[FileError]) -> list[_Record]:
     name = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise TraceImportError(
-                [FileError(name, f"is {size:,} bytes, more than a transcript holds; check the path")]
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TraceImportError([FileError(name, f"cannot be read: {exc.strerror or exc}")]) from None
+    data = read_file(path, MAX_FILE_BYTES, _WHAT)
     lines = data.split(b"\n")
     records: list[_Record] = []
     bad: list[FileError] = []
@@ -384,14 +390,16 @@ def _read(path: Path, warnings: list[FileError]) -> list[_Record]:
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
+            value = parse_json(raw)
         except ValueError as exc:
             if number == len(lines):
                 message = (
                     "truncated JSON record: the file ends mid-line (was it still being written?); skipped"
                 )
             else:
-                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or "not UTF-8 text"
+                if isinstance(exc, UnicodeDecodeError):
+                    reason = "not UTF-8 text"
                 message = f"not a JSON record ({reason}); skipped"
             bad.append(FileError(name, message, line=number))
             continue
@@ -529,7 +537,8 @@ def _responses(transcript: _Transcript) -> list[_Response]:
         response = found.get(key)
         if response is None:
             response = found[key] = _Response(key, transcript.file, record.line, index, record.time_ms)
-            response.model = str(message.get("model") or "")
+            # A model id is a short name; a longer one is no model any price table knows.
+            response.model = str(message.get("model") or "")[:MAX_MODEL_CHARS]
         usage = message.get("usage")
         if isinstance(usage, dict):
             for name, value in _usage(usage).items():

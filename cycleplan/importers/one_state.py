@@ -32,7 +32,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from cycleplan.importers.run import IMPORT_AGENT, ImportedRun, TraceBuilder, TraceImportError
+from cycleplan.importers.run import (
+    IMPORT_AGENT,
+    ImportedRun,
+    TraceBuilder,
+    TraceImportError,
+    mended,
+    read_file,
+)
 from cycleplan.loading import FileError
 from cycleplan.metrics import MS_PER_MIN
 from cycleplan.model import Scenario, Task
@@ -57,18 +64,7 @@ def _line_column(text: str, index: int) -> tuple[int, int]:
 
 def _read(path: Path, warnings: list[FileError]) -> dict[str, Any]:
     name = str(path)
-    try:
-        if path.is_dir():
-            raise TraceImportError(
-                [FileError(name, "is a folder; give the cycle state file (cycle.json) inside it")]
-            )
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise TraceImportError([FileError(name, f"is larger than {MAX_FILE_BYTES:,} bytes; {_HINT}")])
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise TraceImportError([FileError(name, "no such file; check the path")]) from None
-    except OSError as exc:
-        raise TraceImportError([FileError(name, f"cannot be read: {exc.strerror or exc}")]) from None
+    raw = read_file(path, MAX_FILE_BYTES, "give the cycle state file (.claude/state/cycle.json)")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -78,10 +74,13 @@ def _read(path: Path, warnings: list[FileError]) -> dict[str, Any]:
     begin = len(text) - len(text.lstrip())
     try:
         state, end = json.JSONDecoder().raw_decode(text, begin)
+    except RecursionError:
+        raise TraceImportError([FileError(name, f"is nested too deeply to read; {_HINT}")]) from None
     except json.JSONDecodeError as exc:
         raise TraceImportError(
             [FileError(name, f"not valid JSON: {exc.msg}; {_HINT}", line=exc.lineno, column=exc.colno)]
         ) from None
+    state = mended(state)
     trailing = text[end:].strip()
     if trailing:
         line, column = _line_column(text, end + (len(text[end:]) - len(text[end:].lstrip())))

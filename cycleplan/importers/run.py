@@ -12,8 +12,10 @@ module reads no foreign format.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +56,84 @@ class ImportedRun:
     """How the run ended: complete, or interrupted when the records stop before the work does."""
     details: dict[str, Any] = field(default_factory=dict)
     """What the importer counted (sessions, turns, idle gaps...), kept in the run's summary."""
+
+
+def read_file(path: Path, limit: int, hint: str) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` of them; anything else (no such file,
+    a folder, a device such as /dev/zero, a pipe that would never end, a socket, a file too large) is
+    refused with one line that says what to give instead (``hint``)."""
+    name = str(path)
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        raise TraceImportError([FileError(name, "no such file or folder; check the path")]) from None
+    except OSError as exc:
+        raise TraceImportError([FileError(name, f"cannot be read: {exc.strerror or exc}")]) from None
+    if stat.S_ISDIR(found.st_mode):
+        raise TraceImportError([FileError(name, f"is a folder; {hint}")])
+    if not stat.S_ISREG(found.st_mode):
+        raise TraceImportError(
+            [FileError(name, f"is not a regular file (a device, a pipe or a socket); {hint}")]
+        )
+    if found.st_size > limit:
+        raise TraceImportError(
+            [FileError(name, f"is {found.st_size:,} bytes, more than the {limit:,} read; {hint}")]
+        )
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(limit + 1)
+    except OSError as exc:
+        raise TraceImportError([FileError(name, f"cannot be read: {exc.strerror or exc}")]) from None
+    if len(data) > limit:
+        raise TraceImportError(
+            [FileError(name, f"grew past the {limit:,} bytes read while it was read; {hint}")]
+        )
+    return data
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` that says ``ValueError`` for nesting too deep to read (not ``RecursionError``),
+    and replaces lone surrogates (``"\\ud800"``, no character of any text) in every string by U+FFFD."""
+    # Bytes are UTF-8 or nothing (json.loads would let encoded surrogates through).
+    probe = text if isinstance(text, str) else text.decode("utf-8")
+    try:
+        value = json.loads(probe)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+    if _SURROGATE_ESCAPE.search(probe):
+        value = mended(value)
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def mended(value: Any) -> Any:
+    """Parsed JSON ``value`` with lone surrogates in its strings (keys too) replaced by U+FFFD, walked
+    without recursion; containers are mended in place."""
+
+    def fix(text: str) -> str:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+    if isinstance(value, str):
+        return fix(value)
+    root: list[Any] = [value]
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in list(node):
+                item = node.pop(key)
+                node[fix(key) if isinstance(key, str) else key] = fix(item) if isinstance(item, str) else item
+                if isinstance(item, dict | list):
+                    stack.append(item)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, str):
+                    node[index] = fix(item)
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+    return root[0]
 
 
 def identifier(text: str, taken: set[str]) -> str:
