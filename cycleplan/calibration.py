@@ -49,6 +49,7 @@ from cycleplan.loop_fit import LoopFit, LoopObservations, fit_loop, observe_cycl
 from cycleplan.metrics import MS_PER_MIN
 from cycleplan.model import (
     MAX_MINUTES,
+    MAX_SPREAD,
     MAX_TOKENS,
     CycleDuration,
     Empirical,
@@ -479,9 +480,16 @@ def _tokens(value: float) -> int:
     return int(min(max(round(value), 0), MAX_TOKENS))
 
 
+def _bounded_p90(p90: float, median: float) -> float:
+    """``p90`` kept between the median and ``MAX_SPREAD`` times it, so the written scenario loads."""
+    if median <= 0:
+        return max(p90, median)
+    return min(max(p90, median), MAX_SPREAD * median)
+
+
 def _spread_data(fit: SpreadFit) -> dict[str, int]:
     median = _tokens(fit.median.value)
-    return {"median": median, "p90": max(_tokens(fit.p90.value), median)}
+    return {"median": median, "p90": int(_bounded_p90(_tokens(fit.p90.value), median))}
 
 
 def apply_fits(data: dict[str, Any], fits: Mapping[str, RoleFit], runs: Sequence[str] = ()) -> dict[str, Any]:
@@ -499,7 +507,7 @@ def apply_fits(data: dict[str, Any], fits: Mapping[str, RoleFit], runs: Sequence
             entry["cycle"] = {
                 "kind": "lognormal",
                 "median_min": median,
-                "p90_min": max(_minutes(fit.cycle.p90_min.value), median),
+                "p90_min": _bounded_p90(_minutes(fit.cycle.p90_min.value), median),
             }
         if fit.fresh_input is not None or fit.output is not None:
             tokens = entry.get("tokens")

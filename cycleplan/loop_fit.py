@@ -39,6 +39,7 @@ from pydantic import Field
 from cycleplan.draws import Z90, mean_of_calls
 from cycleplan.metrics import MS_PER_MIN
 from cycleplan.model import (
+    MAX_SPREAD,
     MAX_TOKENS,
     AgentLoop,
     Compaction,
@@ -173,12 +174,14 @@ def _tokens(value: float) -> int:
 
 def _spread(fit: LogSpread, floor: int = 0) -> Spread:
     median = max(_tokens(fit.median), floor)
-    return Spread(median=median, p90=max(_tokens(fit.median * math.exp(Z90 * fit.sigma)), median))
+    p90 = max(_tokens(fit.median * math.exp(Z90 * fit.sigma)), median)
+    return Spread(median=median, p90=min(p90, MAX_SPREAD * median) if median > 0 else p90)
 
 
 def _minutes(fit: LogSpread) -> Lognormal:
     median = max(round(fit.median, 6), 1e-6)
-    return Lognormal(median_min=median, p90_min=max(round(fit.median * math.exp(Z90 * fit.sigma), 6), median))
+    p90 = max(round(fit.median * math.exp(Z90 * fit.sigma), 6), median)
+    return Lognormal(median_min=median, p90_min=min(p90, MAX_SPREAD * median))
 
 
 def crps(samples: np.ndarray[Any, np.dtype[np.float64]], actual: float) -> float:

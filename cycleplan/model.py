@@ -29,6 +29,8 @@ MAX_CYCLES = 10_000
 MAX_LANES = 1_000
 MAX_MINUTES = 1e7
 MAX_TOKENS = 10_000_000
+MAX_SPREAD = 1_000
+"""A lognormal's 90th percentile is at most this many times its median (its draws stay finite)."""
 
 Identifier = Annotated[
     str,
@@ -69,6 +71,12 @@ class Lognormal(Frozen):
             raise ValueError(
                 f"p90_min ({self.p90_min:g}) is below median_min ({self.median_min:g}); "
                 "the 90th percentile must be at least the median"
+            )
+        if self.p90_min > MAX_SPREAD * self.median_min:
+            raise ValueError(
+                f"p90_min ({self.p90_min:g}) is more than {MAX_SPREAD:,} times median_min "
+                f"({self.median_min:g}): its draws would overflow; cycles that differ that much are "
+                "different work: split the role, or give the durations as samples (kind: empirical)"
             )
         return self
 
@@ -177,6 +185,11 @@ class Spread(Frozen):
     def _p90_not_below_median(self) -> Spread:
         if self.p90 < self.median:
             raise ValueError(f"p90 ({self.p90}) is below median ({self.median})")
+        if self.median > 0 and self.p90 > MAX_SPREAD * self.median:
+            raise ValueError(
+                f"p90 ({self.p90:,}) is more than {MAX_SPREAD:,} times the median ({self.median:,}): its "
+                "draws would overflow; raise the median"
+            )
         return self
 
 
