@@ -167,6 +167,14 @@ def test_init_writes_a_scenario_that_plans(tmp_path: Path, template: str) -> Non
     assert "--force" in again.output
 
 
+def test_init_given_a_yaml_file_writes_that_file(tmp_path: Path) -> None:
+    target = tmp_path / "x.yaml"
+    result = runner.invoke(app, ["init", str(target)])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "x.yaml.yaml").exists()
+    assert load_scenario(target).name == "x"
+
+
 def test_init_rejects_unknown_template(tmp_path: Path) -> None:
     result = runner.invoke(app, ["init", "x", "--template", "nope", "-o", str(tmp_path / "x.yaml")])
     assert result.exit_code == 2

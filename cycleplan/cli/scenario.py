@@ -309,7 +309,9 @@ def init(
     name: Annotated[
         str,
         typer.Argument(
-            help="Name of the new scenario; written to NAME.yaml.", show_default=False, metavar="NAME"
+            help="Name of the new scenario; written to NAME.yaml (a NAME ending in .yaml is the file itself).",
+            show_default=False,
+            metavar="NAME",
         ),
     ],
     template: Annotated[
@@ -332,7 +334,11 @@ def init(
 
     if template not in STARTERS:
         fail(f"--template {template}: choose one of {', '.join(STARTERS)}")
-    target = output or Path(f"{name}.yaml")
+    given = Path(name)
+    if given.suffix in (".yaml", ".yml"):
+        name, target = given.stem, output or given
+    else:
+        target = output or Path(f"{name}.yaml")
     if target.exists() and not force:
         fail(f"{target}: already exists; choose another name or pass --force to overwrite")
     write_atomically(target, starter_text(template, name))
