@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import Field
 
-from cycleplan.model import Event, Frozen, Task
+from cycleplan.model import STANDARD_ACTIONS, Event, Frozen, Task
 
 MS_PER_MIN = 60_000.0
 EPS_MS = 1e-6
@@ -65,22 +65,6 @@ WAIT_CAUSES = ("dependency", "sync", "lane", "rate_limit")
 - ``rate_limit``: a lane was held while the organisation's rate limits let the request through.
 """
 
-STANDARD_ACTIONS = frozenset(
-    {
-        "run_started",
-        "task_started",
-        "cycle_completed",
-        "task_complete",
-        "task_failed",
-        "task_cancelled",
-        "progress_update",
-        "run_resumed",
-        "task_resumed",
-        "run_interrupted",
-        "run_complete",
-    }
-)
-"""Actions with a fixed meaning; any other action is the name of an event a task published."""
 
 TOKEN_KINDS = ("input_tokens", "cache_write_tokens", "cache_read_tokens", "output_tokens")
 

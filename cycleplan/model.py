@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -32,11 +33,43 @@ MAX_TOKENS = 10_000_000
 MAX_SPREAD = 1_000
 """A lognormal's 90th percentile is at most this many times its median (its draws stay finite)."""
 
+
+def _usable_name(name: str) -> str:
+    """Refuse names that match the pattern but no backend can use as a git branch or a folder."""
+    if ".." in name:
+        raise ValueError(f"{name!r}: a name may not contain '..' (it is a git branch and a folder name)")
+    if name.endswith("."):
+        raise ValueError(f"{name!r}: a name may not end with '.' (it is a git branch and a folder name)")
+    if name.lower().endswith(".lock"):
+        raise ValueError(f"{name!r}: a name may not end with '.lock' (git refuses such branch names)")
+    return name
+
+
 Identifier = Annotated[
     str,
     Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+    AfterValidator(_usable_name),
 ]
-"""Names of roles, tasks, events, resources and race groups: letters, digits, ``_ . -``."""
+"""Names of roles, tasks, events, resources and race groups: letters, digits, ``_ . -``, usable as a
+lane's git branch (``cycleplan/<run>/<lane>``) and folder name by every backend."""
+
+STANDARD_ACTIONS = frozenset(
+    {
+        "run_started",
+        "task_started",
+        "cycle_completed",
+        "task_complete",
+        "task_failed",
+        "task_cancelled",
+        "progress_update",
+        "run_resumed",
+        "task_resumed",
+        "run_interrupted",
+        "run_complete",
+    }
+)
+"""Event actions with a fixed meaning; any other action is the name of an event a task published, so no
+task may emit (or wait for) an event by one of these names."""
 
 Minutes = Annotated[float, Field(gt=0, le=MAX_MINUTES, allow_inf_nan=False)]
 NonNegativeMinutes = Annotated[float, Field(ge=0, le=MAX_MINUTES, allow_inf_nan=False)]
@@ -420,6 +453,10 @@ class Task(Frozen):
     @classmethod
     def _cycle_numbers_positive(cls, value: dict[str, int]) -> dict[str, int]:
         for event, cycle in value.items():
+            if event in STANDARD_ACTIONS:
+                raise ValueError(
+                    f"{event}: the executor records its own events under this name; rename the event"
+                )
             if cycle < 1:
                 raise ValueError(f"{event}: cycle numbers start at 1, got {cycle}")
         return value

@@ -26,6 +26,7 @@ from cycleplan.executor.summary import scenario_trace, stopped_spans
 from cycleplan.loading import parse_scenario
 from cycleplan.model import Event, Plan
 from cycleplan.planner import plan
+from cycleplan.reading import LoadError
 
 
 def _plan(text: str) -> Plan:
@@ -395,13 +396,13 @@ def test_time_scale_is_for_rehearsals_only(tmp_path: Path) -> None:
         _run(_plan(COURSE), tmp_path, time_scale=10)
 
 
-def test_executor_events_cannot_be_emitted_by_tasks(tmp_path: Path) -> None:
-    the_plan = _plan(
-        "roles: {ops: {}}\n"
-        'tasks: [{id: a, role: ops, cycles: 1, emits: {task_complete: 1}, command: ["true"]}]'
-    )
-    with pytest.raises(ExecutionError, match="task_complete cannot be emitted"):
-        _run(the_plan, tmp_path)
+def test_executor_events_cannot_be_emitted_by_tasks() -> None:
+    """Refused where every scenario and plan is read, so `validate` and `execute` agree."""
+    with pytest.raises(LoadError, match="task_complete: the executor records its own events"):
+        _plan(
+            "roles: {ops: {}}\n"
+            'tasks: [{id: a, role: ops, cycles: 1, emits: {task_complete: 1}, command: ["true"]}]'
+        )
 
 
 def test_exported_trace_is_the_stored_events_in_the_seed_schema(tmp_path: Path) -> None:

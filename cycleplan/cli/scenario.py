@@ -309,7 +309,7 @@ def init(
     name: Annotated[
         str,
         typer.Argument(
-            help="Name of the new scenario; written to NAME.yaml (a NAME ending in .yaml is the file itself).",
+            help="Name of the new scenario; written to NAME.yaml (a NAME ending in .yaml names the file).",
             show_default=False,
             metavar="NAME",
         ),

@@ -138,9 +138,11 @@ def mended(value: Any) -> Any:
 
 def identifier(text: str, taken: set[str]) -> str:
     """``text`` as a task or role id (letters, digits, ``_ . -``, at most 80), unique among ``taken``."""
-    name = _NOT_IN_NAMES.sub("_", text).strip("_.-")[:72] or "task"
+    name = re.sub(r"\.{2,}", ".", _NOT_IN_NAMES.sub("_", text))[:72].strip("_.-") or "task"
     if not name[0].isalnum():
         name = f"t{name}"
+    if name.lower().endswith(".lock"):
+        name = f"{name[:-5]}_lock"
     unique, number = name, 2
     while unique in taken:
         unique = f"{name}-{number}"
