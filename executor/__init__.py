@@ -9,10 +9,12 @@ them (:mod:`.orchestrator`); waits and emits go through the run's committed even
 (:mod:`.coordination`); every event is committed to a SQLite run store before anything depends on it
 (:mod:`.store`), so a killed run resumes without redoing completed work (:mod:`.run`).
 Agents sit behind one small async interface (:mod:`.backend`): ``anthropic`` (:mod:`.anthropic_api`),
-``claude-code`` (:mod:`.claude_code`), ``command`` (:mod:`.command`) and ``emulated``, a loopback server
-that speaks the Messages API (:mod:`.emulator`). A run is measured by :func:`cycleplan.metrics.metrics`,
-as simulations are (:mod:`.summary`), and :func:`.audit.trace_problems` checks that a trace kept its
-plan's promises. Never imports the simulator.
+``claude-code`` (on the official SDK, :mod:`.claude_sdk`, else the headless CLI, :mod:`.claude_code`),
+``command`` (:mod:`.command`) and ``emulated``, a loopback server that speaks the Messages API
+(:mod:`.emulator`), which also bills any real client from the requests it sends (:mod:`.billing`), so
+that ``claude-code --emulator`` rehearses with the real Claude Code offline. A run is measured by
+:func:`cycleplan.metrics.metrics`, as simulations are (:mod:`.summary`), and
+:func:`.audit.trace_problems` checks that a trace kept its plan's promises. Never imports the simulator.
 """
 
 from __future__ import annotations

@@ -590,13 +590,16 @@ class EmulatedBackend(AnthropicBackend):
         return os.environ.get(self._options.api_key_env, "").strip() or self.PLACEHOLDER_KEY
 
     async def start(self) -> None:
+        from cycleplan.executor.billing import LEDGER_FILE
         from cycleplan.executor.emulator import Emulator
 
+        folder = self._options.run_folder
         self.emulator = Emulator(
             self._scenario,
             seed=self._options.seed,
             time_scale=self._options.time_scale,
             faults=self._options.emulator_faults,
+            ledger=None if folder is None else folder / LEDGER_FILE,
         )
         self._base_url = await self.emulator.start()
         await super().start()

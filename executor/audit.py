@@ -12,7 +12,8 @@
 - no attempt at cycle *k* starts before the events the task waits for before *k* are committed;
 - a task publishes what it emits after cycle *j* once, after cycle *j* succeeded;
 - a subagent starts only once its parent has reached the cycle that spawns it, and returns before its
-  parent works that cycle;
+  parent works that cycle (or, for a subagent the parent's agent spawned within its cycle, the parent's
+  cycle recorded ``spawned_within``: before that cycle ends);
 - a lane never runs two tasks at once (a parent blocked on subagents that run on its own lane, as on the
   one-lane baseline, is not running); at most one member of a race completes;
 - with ``max_parallel``, never more attempts at once than it allows (subagents take no slot).
@@ -150,11 +151,15 @@ def _subagents(
             reached = min(done) if done else None
         if reached is None or begin + EPS_MS < reached:
             problems.append(f"{task_id}: started before its parent {parent} reached cycle {spawn.cycle}")
-        work = [
-            float(e.metadata.get("started_at", e.timestamp))
-            for e in attempts.get(parent, [])
-            if int(e.metadata.get("cycle", 0)) == spawn.cycle
-        ]
+        at_cycle = [e for e in attempts.get(parent, []) if int(e.metadata.get("cycle", 0)) == spawn.cycle]
+        if any(e.metadata.get("spawned_within") for e in at_cycle):
+            done = [e.timestamp for e in at_cycle if not e.metadata.get("failed")]
+            if done and (task_id not in ended or min(done) + EPS_MS < ended[task_id].timestamp):
+                problems.append(
+                    f"{task_id}: its parent {parent} ended cycle {spawn.cycle} before it returned"
+                )
+            continue
+        work = [float(e.metadata.get("started_at", e.timestamp)) for e in at_cycle]
         if work and (task_id not in ended or min(work) + EPS_MS < ended[task_id].timestamp):
             problems.append(f"{task_id}: its parent {parent} worked cycle {spawn.cycle} before it returned")
     return problems

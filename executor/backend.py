@@ -6,9 +6,13 @@ cost). The orchestrator owns retries, timeouts, cancellation and the store; a ba
 agent and keeping that agent's output as artifacts. A backend must stop its agent when the coroutine
 running a cycle is cancelled. A backend that acts out the handoff of awaited events (the emulated agent)
 also implements :class:`TakesHandoff`: the orchestrator has it take the handoff in before the cycle's work
-and before the subagents the cycle spawns; for the other agents the handoff is part of their cycle.
-Backends are built by name with :func:`make_backend`, which imports each one lazily so that choosing
-``command`` never imports the Anthropic SDK.
+and before the subagents the cycle spawns; for the other agents the handoff is part of their cycle. A
+backend whose agent spawns a cycle's subagents itself, within the cycle (Claude Code through its Agent
+tool), implements :class:`SpawnsSubagents`: the orchestrator then does not start them but hands their ids
+to the cycle (:attr:`CycleRequest.subagents`) and records what the backend reports while the cycle runs
+(:class:`CycleEvents`: each subagent's start and end, each tool the agents use). Backends are built by
+name with :func:`make_backend`, which imports each one lazily so that choosing ``command`` never imports
+the Anthropic SDK.
 """
 
 from __future__ import annotations
@@ -90,6 +94,11 @@ class CycleRequest:
     handoffs: int = 0
     """Awaited events this cycle is the first to take in (what a role's ``sync`` cost is charged for; a
     backend that :class:`TakesHandoff` has already taken them in when the cycle's attempts run)."""
+    subagents: tuple[str, ...] = ()
+    """For a backend that :class:`SpawnsSubagents`: the subagents this cycle is planned to spawn and that
+    have not ended yet, in plan order."""
+    events: CycleEvents | None = None
+    """Where a backend reports what happens within the cycle as it happens (None: nobody listens)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,37 @@ class Backend(Protocol):
         """Tokens of context a task of ``role_name`` loads when it starts (0 when unknown)."""
 
 
+class CycleEvents(Protocol):
+    """What a backend reports while a cycle runs; the orchestrator records each report as an event at
+    once. Times are epoch milliseconds."""
+
+    def tool_used(
+        self,
+        tool: str,
+        *,
+        tool_use_id: str,
+        started_ms: float,
+        duration_ms: float,
+        failed: bool = False,
+        subagent: str | None = None,
+    ) -> None:
+        """A tool call ended (``subagent``: the subagent task that made it; None: the cycle's own agent)."""
+
+    def subagent_started(self, task_id: str) -> None:
+        """The agent spawned the planned subagent ``task_id``."""
+
+    def subagent_ended(self, task_id: str, outcome: CycleOutcome) -> None:
+        """Subagent ``task_id`` returned to the agent, with what its work gave and cost."""
+
+
+@runtime_checkable
+class SpawnsSubagents(Protocol):
+    """A backend whose agent spawns the cycle's planned subagents itself (see the module docstring)."""
+
+    def spawns_subagents(self) -> bool:
+        """Whether this backend, as configured, spawns subagents within cycles."""
+
+
 @runtime_checkable
 class TakesHandoff(Protocol):
     """A backend that acts out the time a cycle spends taking awaited events in, apart from its work."""
@@ -150,6 +190,13 @@ class BackendOptions:
     claude_args: tuple[str, ...] = ()
     emulator_faults: Any = None
     """An :class:`cycleplan.executor.emulator.Faults` for the emulated backend (tests inject faults)."""
+    emulator: bool = False
+    """claude-code: talk to a loopback emulator of the Messages API instead of the real one."""
+    claude_client: str = "auto"
+    """claude-code: ``sdk`` (the claude-agent-sdk package), ``cli`` (the headless CLI on PATH), or
+    ``auto`` (the SDK when it is installed)."""
+    run_folder: Path | None = None
+    """The run's folder (the emulator's ledger, Claude Code's home in a rehearsal)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -173,7 +220,11 @@ def make_backend(
 
         return EmulatedBackend(scenario, options)
     if agent == "claude-code":
-        from cycleplan.executor.claude_code import ClaudeCodeBackend
+        from cycleplan.executor.claude_code import ClaudeCodeBackend, sdk_installed
 
+        if options.claude_client == "sdk" or (options.claude_client == "auto" and sdk_installed()):
+            from cycleplan.executor.claude_sdk import ClaudeSdkBackend
+
+            return ClaudeSdkBackend(scenario, options)
         return ClaudeCodeBackend(scenario, options, processes)
     raise BackendUnavailableError(f"unknown agent '{agent}'; choose one of {', '.join(AGENTS)}")

@@ -1,21 +1,29 @@
 """The ``claude-code`` backend: each cycle is one headless Claude Code turn, resuming the task's session.
 
-A cycle runs ``claude -p PROMPT --output-format json --model MODEL --append-system-prompt TEXT`` (plus
-``--resume SESSION`` from the second cycle on, with the session id the previous cycle's result named)
-in the lane's working directory, in a process group of its own. The CLI's result object (``type``
-"result", ``subtype``, ``is_error``, ``result``, ``session_id``, ``duration_ms``, ``total_cost_usd``,
-``usage``) decides success and gives the cycle's duration, cost and tokens. Its standard output and
-error are the cycle's artifacts. Claude Code gets the environment with the API key (it needs it) and the
-``CYCLEPLAN_*`` variables the command backend sets.
+With the claude extra installed (``pip install 'cycleplan[claude]'``) the backend runs on the official
+SDK (:mod:`.claude_sdk`); this module is the fallback that drives a ``claude`` on PATH (or ``--claude
+PATH``) in headless mode, and holds what both share: the system prompt, the environment, and the
+rehearsal (:class:`Rehearsal`: the loopback emulator, Claude Code's home in the run's folder, the
+variables that keep Claude Code quiet and offline).
+
+In headless mode a cycle runs ``claude -p PROMPT --output-format json --model MODEL
+--append-system-prompt TEXT`` (plus ``--resume SESSION`` from the second cycle on, with the session id
+the previous cycle's result named) in the lane's working directory, in a process group of its own. The
+CLI's result object (``type`` "result", ``subtype``, ``is_error``, ``result``, ``session_id``,
+``duration_ms``, ``total_cost_usd``, ``usage``) decides success and gives the cycle's duration, cost
+and tokens (a resumed session's ``total_cost_usd`` is its running total: the turn costs the difference).
+Its standard output and error are the cycle's artifacts. Claude Code gets the environment with the API
+key (it needs it) and the ``CYCLEPLAN_*`` variables the command backend sets.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cycleplan.executor.anthropic_api import cycle_prompt
 from cycleplan.executor.backend import (
@@ -25,10 +33,168 @@ from cycleplan.executor.backend import (
     CycleRequest,
     Usage,
 )
+from cycleplan.executor.billing import LEDGER_FILE
 from cycleplan.executor.command import tail
 from cycleplan.executor.processes import ProcessRegistry, run_in_group
 from cycleplan.executor.secrets import child_environment
 from cycleplan.model import Scenario
+
+if TYPE_CHECKING:
+    from cycleplan.executor.emulator import Emulator
+
+AGENT_TOOLS = ("Agent", "Task")
+"""Claude Code's tool for spawning subagents (named Task in older versions)."""
+READ_ONLY_TOOLS = ("Read", "Glob", "Grep", "LS")
+"""Tools allowed without asking: they read, never change anything."""
+QUIET_ENVIRONMENT = {
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+    "DISABLE_BUG_COMMAND": "1",
+}
+"""What keeps a rehearsing Claude Code from reaching anything but the emulator: no telemetry, update
+checks, error reports or other non-essential traffic."""
+CLAUDE_HOME = "claude"
+"""Claude Code's configuration folder in a rehearsal, in the run's folder (its transcripts are under
+``projects/``)."""
+PLACEHOLDER_KEY = "emulated-key"
+
+
+def sdk_installed() -> bool:
+    """Whether the claude extra (the claude-agent-sdk package) is installed."""
+    return importlib.util.find_spec("claude_agent_sdk") is not None
+
+
+def system_prompt(scenario: Scenario, request: CycleRequest) -> str:
+    """What is appended to Claude Code's own system prompt: the shared specification and the role's
+    prompt."""
+    parts = []
+    if scenario.spec:
+        parts.append(f"Shared specification:\n{scenario.spec}")
+    parts.append(
+        request.role.system_prompt
+        or f"You are the {request.role_name} agent of a team building one feature in parallel."
+    )
+    return "\n\n".join(parts)
+
+
+def cycleplan_environment(request: CycleRequest) -> dict[str, str]:
+    """The ``CYCLEPLAN_*`` variables an agent process learns where it is from."""
+    return {
+        "CYCLEPLAN_RUN_ID": request.run_id,
+        "CYCLEPLAN_TASK": request.task.id,
+        "CYCLEPLAN_LANE": request.lane,
+        "CYCLEPLAN_ROLE": request.role_name,
+        "CYCLEPLAN_CYCLE": str(request.cycle),
+        "CYCLEPLAN_CYCLES": str(request.task.cycles),
+        "CYCLEPLAN_ATTEMPT": str(request.attempt),
+        "CYCLEPLAN_ARTIFACTS": str(request.artifacts),
+    }
+
+
+def cli_flags(arguments: tuple[str, ...] | list[str]) -> dict[str, str | None]:
+    """``--claude-arg`` items (``--flag``, ``--flag=value`` or ``--flag value``) as the SDK's
+    ``extra_args`` (flag name without dashes -> value, None for a bare flag)."""
+    flags: dict[str, str | None] = {}
+    items = list(arguments)
+    index = 0
+    while index < len(items):
+        item = items[index]
+        index += 1
+        if not item.startswith("-"):
+            continue
+        name, equals, value = item.lstrip("-").partition("=")
+        if equals:
+            flags[name] = value
+        elif index < len(items) and not items[index].startswith("-"):
+            flags[name] = items[index]
+            index += 1
+        else:
+            flags[name] = None
+    return flags
+
+
+class Rehearsal:
+    """Claude Code against the loopback emulator: no key, no network, no cost.
+
+    The emulator (:class:`cycleplan.executor.emulator.Emulator`) bills each request from what Claude Code
+    sends and drives its agent loop from the scenario's draws; each cycle's requests are tagged with the
+    cycle (``ANTHROPIC_CUSTOM_HEADERS``) so that the emulator plays the simulator's draws for it and spawns
+    its planned subagents. Claude Code's home is ``<run folder>/claude``, so its transcripts stay with the
+    run; the emulator's ledger is ``<run folder>/emulator.jsonl``. The model aliases Claude Code resolves
+    for subagents (haiku, sonnet, opus) name the scenario's own models.
+    """
+
+    def __init__(self, scenario: Scenario, options: BackendOptions, *, spawns: bool = True) -> None:
+        self.scenario = scenario
+        self.options = options
+        self.spawns = spawns
+        """Whether Claude Code is to spawn the planned subagents (else the orchestrator runs them)."""
+        folder = options.run_folder or Path.cwd()
+        self.home = folder / CLAUDE_HOME
+        self.ledger = folder / LEDGER_FILE
+        self.emulator: Emulator | None = None
+
+    async def start(self) -> None:
+        from cycleplan.executor.emulator import Emulator
+
+        (self.home / "tmp").mkdir(parents=True, exist_ok=True)
+        self.emulator = Emulator(
+            self.scenario,
+            seed=self.options.seed,
+            time_scale=self.options.time_scale,
+            faults=self.options.emulator_faults,
+            ledger=self.ledger,
+        )
+        await self.emulator.start()
+
+    async def close(self) -> None:
+        if self.emulator is not None:
+            await self.emulator.close()
+            self.emulator = None
+
+    def environment(self, request: CycleRequest) -> dict[str, str]:
+        """What Claude Code's environment gets for one cycle of a rehearsal."""
+        from cycleplan.executor.emulator import SPAWN_HEADER, TURN_HEADER
+
+        assert self.emulator is not None, "the rehearsal has not started"
+        headers = [f"{TURN_HEADER}: {request.task.id}:{request.cycle}:{request.attempt}"]
+        if not self.spawns:
+            headers.append(f"{SPAWN_HEADER}: no")
+        env = {
+            **QUIET_ENVIRONMENT,
+            "ANTHROPIC_BASE_URL": self.emulator.url,
+            "ANTHROPIC_API_KEY": PLACEHOLDER_KEY,
+            "CLAUDE_CONFIG_DIR": str(self.home),
+            "CLAUDE_CODE_TMPDIR": str(self.home / "tmp"),
+            "ANTHROPIC_CUSTOM_HEADERS": "\n".join(headers),
+        }
+        for family in ("haiku", "sonnet", "opus"):
+            model = next(
+                (
+                    self.scenario.role(name).model
+                    for name in self.scenario.role_names()
+                    if family in self.scenario.role(name).model
+                ),
+                None,
+            )
+            if model is not None:
+                env[f"ANTHROPIC_DEFAULT_{family.upper()}_MODEL"] = model
+        return env
+
+
+def transcripts_folder(run_folder: Path, workdir: Path | None = None) -> Path:
+    """Where a rehearsal's Claude Code transcripts are: the project folder of ``workdir`` when it exists
+    (Claude Code names it after the path, every character that is not a letter or digit a dash), else the
+    folder of all projects."""
+    projects = run_folder / CLAUDE_HOME / "projects"
+    if workdir is not None:
+        slug = "".join(c if c.isalnum() else "-" for c in str(workdir))
+        if (projects / slug).is_dir():
+            return projects / slug
+    found = [path for path in projects.iterdir() if path.is_dir()] if projects.is_dir() else []
+    return found[0] if len(found) == 1 else projects
 
 
 def parse_result(text: str) -> dict[str, Any] | None:
@@ -75,6 +241,12 @@ class ClaudeCodeBackend:
         self._options = options
         self._processes = processes
         self._executable = options.claude_executable
+        self._totals: dict[str, float] = {}
+        """Session id -> the running total cost it last reported."""
+        # Headless, Claude Code reports no subagents: the orchestrator runs the planned ones itself.
+        self.rehearsal: Rehearsal | None = (
+            Rehearsal(scenario, options, spawns=False) if options.emulator else None
+        )
 
     async def start(self) -> None:
         found = shutil.which(self._options.claude_executable)
@@ -84,22 +256,34 @@ class ClaudeCodeBackend:
                 "is not on PATH (install it with: npm install -g @anthropic-ai/claude-code)"
             )
         self._executable = found
+        if self.rehearsal is not None:
+            await self.rehearsal.start()
 
     async def close(self) -> None:
-        return None
+        if self.rehearsal is not None:
+            await self.rehearsal.close()
 
     def context_tokens(self, role_name: str) -> int:
         return 0
 
+    def _turn_cost(self, data: dict[str, Any], request: CycleRequest) -> float | None:
+        """The turn's own cost: a resumed session's ``total_cost_usd`` is its running total, so what the
+        session had reported before is taken off (kept as ``reported_cost_usd``)."""
+        total = data.get("total_cost_usd", data.get("cost_usd"))
+        if not isinstance(total, int | float) or isinstance(total, bool):
+            return None
+        session = data.get("session_id")
+        previous = request.previous or {}
+        before = self._totals.get(str(session))
+        if before is None and previous.get("session_id") == session:
+            reported = previous.get("reported_cost_usd")
+            before = float(reported) if isinstance(reported, int | float) else None
+        if isinstance(session, str):
+            self._totals[session] = float(total)
+        return max(float(total) - (before or 0.0), 0.0)
+
     def _system_prompt(self, request: CycleRequest) -> str:
-        parts = []
-        if self._scenario.spec:
-            parts.append(f"Shared specification:\n{self._scenario.spec}")
-        parts.append(
-            request.role.system_prompt
-            or f"You are the {request.role_name} agent of a team building one feature in parallel."
-        )
-        return "\n\n".join(parts)
+        return system_prompt(self._scenario, request)
 
     def argv(self, request: CycleRequest) -> list[str]:
         """The command line of one cycle."""
@@ -117,25 +301,18 @@ class ClaudeCodeBackend:
         session = (request.previous or {}).get("session_id")
         if isinstance(session, str) and session:
             argv += ["--resume", session]
+        if self.rehearsal is not None:
+            argv += ["--allowedTools", ",".join(READ_ONLY_TOOLS)]
         return argv + list(self._options.claude_args)
 
     async def run_cycle(self, request: CycleRequest) -> CycleOutcome:
         stem = f"cycle-{request.cycle:03d}.attempt-{request.attempt}"
         stdout = request.artifacts / f"{stem}.json"
         stderr = request.artifacts / f"{stem}.stderr"
-        env = child_environment(
-            {
-                "CYCLEPLAN_RUN_ID": request.run_id,
-                "CYCLEPLAN_TASK": request.task.id,
-                "CYCLEPLAN_LANE": request.lane,
-                "CYCLEPLAN_ROLE": request.role_name,
-                "CYCLEPLAN_CYCLE": str(request.cycle),
-                "CYCLEPLAN_CYCLES": str(request.task.cycles),
-                "CYCLEPLAN_ATTEMPT": str(request.attempt),
-                "CYCLEPLAN_ARTIFACTS": str(request.artifacts),
-            },
-            keep_secrets=True,
-        )
+        extra = cycleplan_environment(request)
+        if self.rehearsal is not None:
+            extra.update(self.rehearsal.environment(request))
+        env = child_environment(extra, keep_secrets=True)
         started = time.monotonic()
         try:
             status = await run_in_group(
@@ -155,9 +332,11 @@ class ClaudeCodeBackend:
                 retryable=False,
             )
         measured_ms = (time.monotonic() - started) * 1000.0
-        return self._outcome(status, stdout, stderr, measured_ms)
+        return self._outcome(status, stdout, stderr, measured_ms, request)
 
-    def _outcome(self, status: int, stdout: Path, stderr: Path, measured_ms: float) -> CycleOutcome:
+    def _outcome(
+        self, status: int, stdout: Path, stderr: Path, measured_ms: float, request: CycleRequest
+    ) -> CycleOutcome:
         try:
             text = stdout.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -176,10 +355,12 @@ class ClaudeCodeBackend:
         for name in ("session_id", "subtype", "num_turns", "duration_api_ms"):
             if data.get(name) is not None:
                 details[name] = data[name]
+        if isinstance(data.get("total_cost_usd"), int | float):
+            details["reported_cost_usd"] = data["total_cost_usd"]
         is_error = bool(data.get("is_error")) or data.get("subtype", "success") != "success"
         ok = status == 0 and not is_error
         duration = data.get("duration_ms")
-        cost = data.get("total_cost_usd", data.get("cost_usd"))
+        cost = self._turn_cost(data, request)
         error = ""
         if not ok:
             result = data.get("result") or data.get("error") or ""
@@ -190,7 +371,7 @@ class ClaudeCodeBackend:
             ok=ok,
             duration_ms=float(duration) if isinstance(duration, int | float) else measured_ms,
             usage=_usage(data),
-            cost_usd=float(cost) if isinstance(cost, int | float) else None,
+            cost_usd=cost,
             error=error,
             stop_reason=data.get("stop_reason") if isinstance(data.get("stop_reason"), str) else None,
             details=details,

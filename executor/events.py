@@ -14,13 +14,17 @@ cycle_completed       an attempt at a cycle ended (cycle, attempt, failed, start
                       sync_wait_ms, sync_ms, rate_limit_wait_ms, the Messages API usage fields,
                       cost_usd; error when failed; interrupted when it was stopped; on the first
                       attempt at a cycle that spawns subagents, blocked_ms; for an agent loop,
-                      calls and compaction_calls)
+                      calls and compaction_calls; from claude-code, api_calls, and with
+                      spawned_within the subagents ran within the cycle)
 <event name>          a task's ``emits`` after its cycle (``schema_ready``...; ``cycle``)
 task_complete         every cycle done
 task_failed           retries exhausted, timed out or the backend refused (``error``,
                       ``shouldCancelParallel``)
 task_cancelled        never ran or was stopped (``reason``: dependency_failed, race_lost,
-                      cancel_parallel, stalled, run_timeout; ``cause``: the task)
+                      cancel_parallel, stalled, run_timeout, not_spawned; ``cause``: the task)
+progress_update       what an agent did within a cycle, as its backend reported it: a tool call
+                      (cycle, attempt, ``tool``, ``tool_use_id``, ``started_at``, ``duration_ms``;
+                      ``failed`` when it did)
 run_interrupted       Ctrl-C or SIGTERM stopped this executor (``resume``: 0, 1, ...); the tasks it
                       stopped stay unfinished and ``--resume`` continues them
 run_complete          the run is over (``status``: complete, failed, timeout)
@@ -50,6 +54,7 @@ TASK_FAILED = "task_failed"
 TASK_CANCELLED = "task_cancelled"
 RUN_INTERRUPTED = "run_interrupted"
 RUN_COMPLETE = "run_complete"
+PROGRESS_UPDATE = "progress_update"
 
 INTERRUPTED = "interrupted"
 """Why an executor stops on Ctrl-C or SIGTERM; what it stops is left unfinished, to be resumed."""
@@ -69,7 +74,7 @@ RESERVED = frozenset(
         TASK_CANCELLED,
         RUN_INTERRUPTED,
         RUN_COMPLETE,
-        "progress_update",
+        PROGRESS_UPDATE,
     }
 )
 """Actions a scenario's own emitted events may not be called."""
@@ -107,4 +112,6 @@ def key_for(event: Event, *, resume: int = 0) -> str:
         return f"{action}:{task}:{resume}"
     if action == CYCLE_COMPLETED:
         return f"{action}:{task}:{meta['cycle']}:{meta['attempt']}"
+    if action == PROGRESS_UPDATE:
+        return f"{action}:{task}:{meta.get('cycle')}:{meta.get('attempt')}:{meta.get('tool_use_id')}"
     return f"emit:{task}:{action}"

@@ -26,6 +26,15 @@ while blocked cancels its running subagents with its own reason first. Subagent 
 their own: they run what their parents spawn. A resumed parent spawns again only the subagents that had
 not ended, and counts the time it was blocked before the stop.
 
+A backend whose agent spawns subagents itself (:class:`~cycleplan.executor.backend.SpawnsSubagents`:
+Claude Code through its Agent tool) is handed the cycle's planned subagents instead, and reports them
+while the cycle runs: a subagent starts on its lane when the agent spawns it and completes (or fails)
+when it returns, all its cycles in that one turn (its first cycle carries the turn, the others are
+recorded ``folded``); the parent's cycle records the time it was blocked on them (``blocked_ms``, with
+``spawned_within``). A planned subagent the agent did not spawn by the end of the cycle is cancelled
+(``not_spawned``). Each tool call the backend reports is a ``progress_update`` (``tool``, ``started_at``,
+``duration_ms``) of the task whose agent made it.
+
 Resources and ``max_parallel`` are held while a task works (or is blocked on its subagents), not while
 it waits for an event. Every event goes through :meth:`Orchestrator.record`, which commits it to the
 store before anything may react to it. This module never imports a concrete backend, the terminal or the
@@ -43,7 +52,14 @@ from pathlib import Path
 from typing import Any
 
 from cycleplan.executor import events as ev
-from cycleplan.executor.backend import Backend, CycleOutcome, CycleRequest, TakesHandoff
+from cycleplan.executor.backend import (
+    Backend,
+    CycleOutcome,
+    CycleRequest,
+    SpawnsSubagents,
+    TakesHandoff,
+    Usage,
+)
 from cycleplan.executor.clock import Clock
 from cycleplan.executor.coordination import EventBoard
 from cycleplan.executor.replay import RunProgress
@@ -230,6 +246,8 @@ class Orchestrator:
         self.slots = Slots(capacities)
         self._blocked: dict[str, asyncio.Future[Any] | None] = dict.fromkeys(self._queues)
         self._lanes_left = set(self._queues)
+        self.spawns_within = isinstance(backend, SpawnsSubagents) and backend.spawns_subagents()
+        """The backend's agent spawns subagents itself, within the cycle (see the module docstring)."""
 
     def _task_run(self, task: Task, lane: str, planned: PlannedTask, progress: RunProgress) -> TaskRun:
         run = TaskRun(task, self.scenario.role(task.role), lane, (planned.start_min, task.id))
@@ -510,7 +528,7 @@ class Orchestrator:
                 if waited_ms is None:
                     return
                 sync_ms = await self._take_handoff(run, cycle, handoffs, artifacts)
-                blocked_ms = await self._spawn(run, cycle)
+                blocked_ms = None if self.spawns_within else await self._spawn(run, cycle)
                 start = CycleStart(waited_ms, sync_ms, blocked_ms)
                 outcome = await self._cycle(run, cycle, start, handoffs, budget_s, artifacts)
                 if outcome is None:
@@ -608,6 +626,101 @@ class Orchestrator:
         )
         return max(until - begin - idle, 0.0)
 
+    # ----------------------------------------------------------------------------------------------
+    # subagents a backend's agent spawns itself
+
+    def subagent_began(self, parent: TaskRun, child: TaskRun) -> None:
+        """The parent's agent spawned ``child``: it starts on its lane now."""
+        if child.outcome is not None or child.working:
+            return
+        view = self.lanes[child.lane]
+        view.task = child
+        view.finished = False
+        child.working = True
+        child.state = "running"
+        child.cycle = child.cycles_done + 1
+        child.task_started = child.attempt_started = time.monotonic()
+        child.attempt_started_ms = self.clock.now_ms()
+        child.artifacts = self.run_folder / "artifacts" / child.task.id
+        parent.state = "subagents"
+        if not child.started:
+            child.started = True
+            self.record(
+                child.lane,
+                child.task.id,
+                action=ev.TASK_STARTED,
+                role=child.task.role,
+                model=child.role.model,
+                cycles=child.task.cycles,
+                context_tokens=self.backend.context_tokens(child.task.role),
+                planned_start_min=child.priority[0],
+                spawned_within=True,
+            )
+        else:
+            self.record(child.lane, child.task.id, action=ev.TASK_RESUMED, cycle=child.cycles_done + 1)
+
+    def subagent_returned(self, parent: TaskRun, child: TaskRun, outcome: CycleOutcome) -> None:
+        """``child`` returned to its parent's agent: its cycles, then its ending."""
+        if child.outcome is not None:
+            return
+        if not child.working:
+            self.subagent_began(parent, child)
+        child.working = False
+        artifacts = child.artifacts or self.run_folder / "artifacts" / child.task.id
+        first = child.cycles_done + 1
+        request = self._request_for(child, first, artifacts)
+        metadata = self._cycle_metadata(child, request, outcome, AFTER_FIRST)
+        child.spent_ms += outcome.duration_ms
+        self.record(child.lane, child.task.id, **metadata)
+        if not outcome.ok:
+            self._failed(child, str(metadata.get("error") or "failed"), cycle=first)
+        else:
+            for folded in range(first + 1, child.task.cycles + 1):
+                self.record(
+                    child.lane,
+                    child.task.id,
+                    action=ev.CYCLE_COMPLETED,
+                    cycle=folded,
+                    attempt=1,
+                    started_at=child.attempt_started_ms,
+                    failed=False,
+                    duration_ms=0.0,
+                    folded=True,
+                    **Usage().as_metadata(),
+                    cost_usd=0.0,
+                )
+            child.cycles_done = child.task.cycles
+            self._complete(child)
+        if all(
+            self.tasks[name].outcome is not None or not self.tasks[name].working
+            for names in self.children.get(parent.task.id, {}).values()
+            for name in names
+        ):
+            parent.state = "running"
+
+    def _request_for(self, run: TaskRun, cycle: int, artifacts: Path) -> CycleRequest:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        return CycleRequest(
+            run_id=self.run_id,
+            lane=run.lane,
+            task=run.task,
+            role_name=run.task.role,
+            role=run.role,
+            cycle=cycle,
+            attempt=run.failed_attempts + run.interrupted_attempts + 1,
+            spec=self.scenario.spec,
+            artifacts=artifacts,
+            workdir=self.workdirs.get(run.lane, Path.cwd()),
+            previous=run.previous,
+        )
+
+    def _not_spawned(self, parent: TaskRun, names: tuple[str, ...]) -> None:
+        """The parent's cycle is done: planned subagents its agent never spawned will not run."""
+        for name in names:
+            child = self.tasks[name]
+            if child.outcome is None and not child.working:
+                self._cancelled(child, "not_spawned", parent.task.id)
+
     def _drop_subagents(self, run: TaskRun, reason: str, cause: str | None) -> None:
         """``run`` has ended: cancel its subagents that are not running. Those never started are
         cancelled as ``dependency_failed``; those an earlier part of the run had started (and stopped)
@@ -617,6 +730,8 @@ class Orchestrator:
                 child = self.tasks[name]
                 if child.outcome is not None or (child.handle is not None and not child.handle.done()):
                     continue
+                if child.working:  # spawned within the parent's cycle, which is over
+                    child.working = False
                 if child.started and reason != "dependency_failed":
                     self._cancelled(child, reason, cause)
                 else:
@@ -669,6 +784,13 @@ class Orchestrator:
     def _request(self, run: TaskRun, cycle: int, handoffs: int, artifacts: Path) -> CycleRequest:
         """The request for the next attempt at ``cycle``."""
         task = run.task
+        attempt = run.failed_attempts + run.interrupted_attempts + 1
+        subagents: tuple[str, ...] = ()
+        events: _Reporter | None = None
+        if self.spawns_within:
+            names = self.children.get(task.id, {}).get(cycle, [])
+            subagents = tuple(name for name in names if self.tasks[name].outcome is None)
+            events = _Reporter(self, run, cycle, attempt)
         return CycleRequest(
             run_id=self.run_id,
             lane=run.lane,
@@ -676,12 +798,14 @@ class Orchestrator:
             role_name=task.role,
             role=run.role,
             cycle=cycle,
-            attempt=run.failed_attempts + run.interrupted_attempts + 1,
+            attempt=attempt,
             spec=self.scenario.spec,
             artifacts=artifacts,
             workdir=self.workdirs.get(run.lane, Path.cwd()),
             previous=run.previous,
             handoffs=handoffs,
+            subagents=subagents,
+            events=events,
         )
 
     async def _take_handoff(self, run: TaskRun, cycle: int, handoffs: int, artifacts: Path) -> float:
@@ -721,6 +845,8 @@ class Orchestrator:
             if outcome.ok and not timed_out:
                 run.failed_attempts = run.interrupted_attempts = 0
                 run.previous = metadata
+                if request.subagents:
+                    self._not_spawned(run, request.subagents)
                 return outcome
             run.failed_attempts += 1
             if timed_out or not outcome.retryable or run.failed_attempts >= attempts:
@@ -910,3 +1036,52 @@ def _ended_among(tasks: frozenset[str]) -> Callable[[Event], bool]:
         return event.target_id in tasks and event.action in ev.TERMINAL
 
     return ended
+
+
+class _Reporter:
+    """What a backend reports during one attempt at one cycle, recorded by the orchestrator at once
+    (:class:`~cycleplan.executor.backend.CycleEvents`)."""
+
+    def __init__(self, orchestrator: Orchestrator, run: TaskRun, cycle: int, attempt: int) -> None:
+        self.orchestrator = orchestrator
+        self.run = run
+        self.cycle = cycle
+        self.attempt = attempt
+
+    def tool_used(
+        self,
+        tool: str,
+        *,
+        tool_use_id: str,
+        started_ms: float,
+        duration_ms: float,
+        failed: bool = False,
+        subagent: str | None = None,
+    ) -> None:
+        orchestrator = self.orchestrator
+        child = orchestrator.tasks.get(subagent or "")
+        run, cycle, attempt = self.run, self.cycle, self.attempt
+        if child is not None and child.outcome is None:
+            run, cycle, attempt = child, child.cycles_done + 1, child.failed_attempts + 1
+        orchestrator.record(
+            run.lane,
+            run.task.id,
+            action=ev.PROGRESS_UPDATE,
+            cycle=cycle,
+            attempt=attempt,
+            tool=tool,
+            tool_use_id=tool_use_id,
+            started_at=round(started_ms, 3),
+            duration_ms=round(duration_ms, 3),
+            **({"failed": True} if failed else {}),
+        )
+
+    def subagent_started(self, task_id: str) -> None:
+        child = self.orchestrator.tasks.get(task_id)
+        if child is not None:
+            self.orchestrator.subagent_began(self.run, child)
+
+    def subagent_ended(self, task_id: str, outcome: CycleOutcome) -> None:
+        child = self.orchestrator.tasks.get(task_id)
+        if child is not None:
+            self.orchestrator.subagent_returned(self.run, child, outcome)

@@ -67,6 +67,12 @@ class ExecuteOptions(Frozen):
     """Where agents work (default: the directory ``execute`` was started in)."""
     claude_executable: str = "claude"
     claude_args: list[str] = Field(default_factory=list)
+    claude_client: Literal["auto", "sdk", "cli"] = "auto"
+    """claude-code: the official SDK (``sdk``, the claude extra), the headless CLI on PATH (``cli``), or
+    the SDK when it is installed (``auto``)."""
+    emulator: bool = False
+    """claude-code: rehearse against the loopback emulator (no key, no network, no cost), Claude Code's
+    home and transcripts in the run's folder."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +128,15 @@ def is_live(store: RunStore, run_id: str) -> bool:
 def _check(plan: Plan, options: ExecuteOptions) -> None:
     if options.agent not in AGENTS:
         raise ExecutionError(f"unknown agent '{options.agent}'; choose one of {', '.join(AGENTS)}")
-    if options.time_scale != 1.0 and options.agent != "emulated":
-        raise ExecutionError("--time-scale is for rehearsals: use it with --agent emulated")
+    if options.emulator and options.agent != "claude-code":
+        raise ExecutionError(
+            "--emulator is for --agent claude-code (--agent emulated already runs against the emulator)"
+        )
+    rehearsal = options.agent == "emulated" or options.emulator
+    if options.time_scale != 1.0 and not rehearsal:
+        raise ExecutionError(
+            "--time-scale is for rehearsals: use it with --agent emulated or --agent claude-code --emulator"
+        )
     reserved = sorted(
         {event for task in plan.scenario.all_tasks() for event in task.emits if event in ev.RESERVED}
     )
@@ -197,11 +210,29 @@ def resume(
                     f"run {run_id} was interrupted (Ctrl-C) and its running tasks were cancelled; "
                     "it cannot be resumed: start a new run"
                 )
-            summary = run_summary(runs, run_id)
+            summary = with_files(run_summary(runs, run_id), options, runs.run_folder(run_id))
             return RunResult(run_id, str(progress_so_far.status), summary)
         return asyncio.run(
             _drive(runs, run_id, plan, options, new=None, progress=progress, stream=stream, faults=faults)
         )
+
+
+def with_files(summary: dict[str, Any], options: ExecuteOptions, folder: Path) -> dict[str, Any]:
+    """``summary`` with where a rehearsal kept its files: the emulator's ledger (``emulator_ledger``) and,
+    for claude-code, Claude Code's transcripts (``transcripts``, for ``cycleplan import claude-code``)."""
+    from cycleplan.executor.billing import LEDGER_FILE
+
+    if options.agent == "emulated":
+        return summary | {"emulator_ledger": str(folder / LEDGER_FILE)}
+    if options.agent != "claude-code" or not options.emulator:
+        return summary
+    from cycleplan.executor.claude_code import transcripts_folder
+
+    workdir = Path(options.workdir) if options.workdir and not options.worktrees else None
+    return summary | {
+        "transcripts": str(transcripts_folder(folder, workdir)),
+        "emulator_ledger": str(folder / LEDGER_FILE),
+    }
 
 
 @contextlib.contextmanager
@@ -248,6 +279,9 @@ async def _drive(
                 claude_executable=options.claude_executable,
                 claude_args=tuple(options.claude_args),
                 emulator_faults=faults,
+                emulator=options.emulator,
+                claude_client=options.claude_client,
+                run_folder=folder,
             ),
             registry,
         )
@@ -325,7 +359,12 @@ async def _orchestrate(
         progress=so_far,
         run_folder=folder,
         workdirs={lane.lane: workdirs.get(lane.lane, workdir) for lane in plan.lanes},
-        header={"agent": options.agent, "time_scale": options.time_scale, "seed": options.seed},
+        header={
+            "agent": options.agent,
+            "time_scale": options.time_scale,
+            "seed": options.seed,
+            **({"emulator": True} if options.emulator else {}),
+        },
     )
     orchestrator.publish_stored(trace)
     log = RunLog(orchestrator, folder / "log.txt")
@@ -363,6 +402,6 @@ async def _orchestrate(
         for number in handled:
             loop.remove_signal_handler(number)
         log.close()
-    summary = run_summary(store, run_id) | {"status": status}
+    summary = with_files(run_summary(store, run_id), options, folder) | {"status": status}
     store.set_status(run_id, status, summary)
     return RunResult(run_id, status, summary, received[0] if received else None)

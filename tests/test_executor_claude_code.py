@@ -53,7 +53,8 @@ def _plan(text: str = SCENARIO) -> Plan:
 
 
 def _run(the_plan: Plan, tmp_path: Path, **options: Any) -> tuple[RunResult, list[Event]]:
-    return run_and_audit(the_plan, tmp_path, "claude-code", **options)
+    # The headless CLI on PATH, even where the claude extra (the SDK) is installed.
+    return run_and_audit(the_plan, tmp_path, "claude-code", claude_client="cli", **options)
 
 
 def _calls(log: Path) -> list[dict[str, Any]]:
@@ -92,6 +93,8 @@ def test_each_cycle_is_one_headless_turn_resuming_the_session(fake_claude: Path,
         2000,
     )
     assert cycles[1].metadata["cache_read_input_tokens"] == 2000
+    # A resumed session reports its running total; the turn costs the difference.
+    assert cycles[1].metadata["reported_cost_usd"] == 0.025 and cycles[1].metadata["cost_usd"] == 0.0125
     assert result.summary["cost_usd"] == pytest.approx(0.0125 * 5)
     artifact = Path(result.summary["run_folder"]) / "artifacts" / "backend" / "cycle-001.attempt-1.json"
     assert json.loads(artifact.read_text())["session_id"] == session

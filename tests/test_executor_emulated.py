@@ -248,8 +248,9 @@ def test_the_sdk_sends_the_spec_as_a_cached_prefix_and_keeps_the_conversation(
     assert "schema_ready" in body["messages"][-1]["content"][0]["text"]
     # Untagged requests reach the real API; the emulator is told the cycle only by the emulated agent.
     assert requests[0]["headers"] == {}
+    # Untagged, it is billed from what it sends: its newest turn is marked, so all of it is cached.
     usage = outcomes[1].usage
-    assert usage.input_tokens > 0 and usage.output_tokens > 0
+    assert usage.input_tokens + usage.cache_write_tokens > 0 and usage.output_tokens > 0
     assert (tmp_path / "cycle-002.attempt-1.json").exists()
 
 

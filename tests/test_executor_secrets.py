@@ -53,7 +53,7 @@ def test_a_dummy_key_is_absent_from_everything_a_run_leaves(
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(textwrap.dedent(LEAKY if agent == "command" else SCENARIO))
     store = tmp_path / "store" / "runs.db"
-    options = ["--time-scale", "20000"] if agent == "emulated" else []
+    options = {"emulated": ["--time-scale", "20000"], "claude-code": ["--claude", "claude"]}.get(agent, [])
     command = [cli, "execute", str(scenario), "--agent", agent, "--store", str(store), "--json"]
     done = subprocess.run(
         [*command, "--progress", "plain", *options],

@@ -138,6 +138,17 @@ def test_a_project_folder_puts_overlapping_work_on_parallel_lanes() -> None:
     assert imported.plan.scenario == imported.scenario
 
 
+def test_a_folder_of_project_folders_imports_every_project(tmp_path: Path) -> None:
+    projects = tmp_path / "projects"
+    for name in ("-work-lane-1", "-work-lane-2"):
+        (projects / name).mkdir(parents=True)
+    shutil.copy(DATA / f"{SESSION}.jsonl", projects / "-work-lane-1")
+    shutil.copytree(DATA / SESSION, projects / "-work-lane-1" / SESSION)
+    shutil.copy(DATA / "subagent.jsonl", projects / "-work-lane-2")
+    imported = import_claude_code(projects)
+    assert imported.details["sessions"] == 2 and imported.details["subagents"] >= 2
+
+
 @pytest.mark.parametrize(
     ("record", "kind"),
     [

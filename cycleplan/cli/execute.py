@@ -40,8 +40,8 @@ def execute_command(
         typer.Option(
             "--agent",
             "-a",
-            help="Who does the work: anthropic (Messages API), claude-code (the CLI, headless), command "
-            "(each task's command), emulated (a local imitation of the API; no network, no cost).",
+            help="Who does the work: anthropic (Messages API), claude-code (Claude Code, a turn per cycle), "
+            "command (each task's command), emulated (a local imitation of the API; no network, no cost).",
             metavar="anthropic|claude-code|command|emulated",
             show_default=False,
         ),
@@ -56,11 +56,20 @@ def execute_command(
             show_default=False,
         ),
     ] = None,
+    emulator: Annotated[
+        bool,
+        typer.Option(
+            "--emulator",
+            help="With --agent claude-code: rehearse against the local emulator of the API (no key, no "
+            "network, no cost); Claude Code's transcripts are kept in the run's folder.",
+        ),
+    ] = False,
     time_scale: Annotated[
         float,
         typer.Option(
             "--time-scale",
-            help="With --agent emulated: scenario minutes per real minute (60: a minute lasts a second).",
+            help="In a rehearsal (--agent emulated, or claude-code --emulator): scenario minutes per real "
+            "minute (60: a minute lasts a second).",
             metavar="X",
         ),
     ] = 1.0,
@@ -91,8 +100,14 @@ def execute_command(
         int, typer.Option("--max-tokens", help="max_tokens of each Messages API call.", metavar="N")
     ] = 4096,
     claude: Annotated[
-        str, typer.Option("--claude", help="The Claude Code executable (claude-code).", metavar="PATH")
-    ] = "claude",
+        str | None,
+        typer.Option(
+            "--claude",
+            help="claude-code: drive this Claude Code executable in headless mode instead of the SDK's.",
+            metavar="PATH",
+            show_default=False,
+        ),
+    ] = None,
     claude_args: Annotated[
         list[str] | None,
         typer.Option(
@@ -124,10 +139,13 @@ def execute_command(
     Exit status: 0 complete, 1 failed or timed out, 2 bad input, 130 interrupted.
 
     The anthropic agent reads the key from ANTHROPIC_API_KEY only and never writes it anywhere.
+    claude-code runs on the claude-agent-sdk package (pip install 'cycleplan[claude]'), else on the
+    claude found on PATH; with --emulator it rehearses offline, and --json names its transcripts.
 
     \b
     Examples:
       cycleplan execute scenarios/full-feature.yaml --agent emulated --time-scale 600
+      cycleplan execute scenarios/agent-session.yaml --agent claude-code --emulator --time-scale 60
       cycleplan execute plan.json --agent claude-code --worktrees
       cycleplan execute my.yaml --agent command --json
       cycleplan execute --resume 20250114-093012-3f9a1c
@@ -191,8 +209,10 @@ def execute_command(
             task_timeout_min=task_timeout,
             run_timeout_min=run_timeout,
             worktrees=worktrees,
-            claude_executable=claude,
+            claude_executable=claude or "claude",
             claude_args=list(claude_args or []),
+            claude_client="auto" if claude is None else "cli",
+            emulator=emulator,
         )
         try:
             result = run_plan(the_plan, options, store=store, source=str(file), progress=mode)

@@ -3,7 +3,8 @@ and time is counted on the agent clock.
 
 Reads the JSON Lines files Claude Code writes under ``~/.claude/projects/<project>/``: a session file
 ``<id>.jsonl`` with its ``<id>/subagents/agent-<id>.jsonl``, a session folder, one subagent file, or a
-whole project folder (every session in it). How they map onto a run:
+whole project folder (every session in it), or a folder of project folders (``projects/`` itself: the
+transcripts of a run whose lanes worked in worktrees). How they map onto a run:
 
 Tasks and cycles
 
@@ -326,7 +327,8 @@ def _subagent_files(session_folder: Path) -> list[Path]:
 
 
 def _discover(path: Path) -> list[_Source]:
-    """The sessions under ``path``: a session file, session folder, subagent file or project folder."""
+    """The sessions under ``path``: a session file, session folder, subagent file, project folder, or a
+    folder of project folders."""
     if not path.exists():
         raise TraceImportError([FileError(str(path), "no such file or folder; check the path")])
     if not path.is_dir() and not path.is_file():
@@ -350,6 +352,11 @@ def _discover(path: Path) -> list[_Source]:
     for folder in sorted(entry for entry in path.iterdir() if entry.is_dir()):
         if (folder / "subagents").is_dir() and not (path / f"{folder.name}.jsonl").is_file():
             sources.append(_Source(folder.name, None, _subagent_files(folder)))
+    if not sources:
+        # The projects folder itself (a run whose lanes worked in worktrees: one project each).
+        for folder in sorted(entry for entry in path.iterdir() if entry.is_dir()):
+            if any(folder.glob("*.jsonl")):
+                sources += _discover(folder)
     if not sources:
         raise TraceImportError(
             [
