@@ -14,6 +14,11 @@ measurement.
 
     .venv/bin/python benchmarks/executor_load.py            # both, 100 lanes
     .venv/bin/python benchmarks/executor_load.py --lanes 200 --tasks-per-lane 5
+    .venv/bin/python benchmarks/executor_load.py --against 8071fee     # bookkeeping, both, one run
+
+``--against REV``: ``bookkeeping`` with this checkout and with revision REV of the repository (each
+installed in a scratch folder, each running its own revision's measure in a fresh process), alternately,
+``--rounds`` times; prints both medians and their ratio.
 """
 
 from __future__ import annotations
@@ -21,13 +26,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from revisions import installed
 
 from cycleplan.executor.backend import CycleOutcome, CycleRequest, Usage
 from cycleplan.executor.clock import Clock
@@ -142,6 +151,30 @@ def emulated(lanes: int, tasks_per_lane: int, cycles: int, time_scale: float) ->
     }
 
 
+def against(revision: str, lanes: int, tasks_per_lane: int, cycles: int, rounds: int) -> None:
+    """Microseconds per event of ``bookkeeping`` here and at ``revision``, alternating, fresh processes."""
+    figures: dict[str, list[float]] = {"old": [], "new": []}
+    sizes = ["--lanes", str(lanes), "--tasks-per-lane", str(tasks_per_lane), "--cycles", str(cycles)]
+    with installed(revision) as sides:
+        scripts = {"old": sides.old_source / "benchmarks" / "executor_load.py", "new": Path(__file__)}
+        for _ in range(rounds):
+            for name, site in (("old", sides.old_site), ("new", sides.new_site)):
+                done = subprocess.run(
+                    [sys.executable, str(scripts[name]), "--only", "bookkeeping", *sizes],
+                    env={**os.environ, "PYTHONPATH": str(site)},
+                    cwd=sides.scratch,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                figures[name].append(json.loads(done.stdout)["us_per_event"])
+    old, new = statistics.median(figures["old"]), statistics.median(figures["new"])
+    print(f"bookkeeping, {lanes} lanes, median of {rounds} alternating rounds (microseconds per event):")
+    print(f"  {revision}: {old:>8.1f}   ({', '.join(f'{f:.1f}' for f in figures['old'])})")
+    print(f"  this checkout: {new:>8.1f}   ({', '.join(f'{f:.1f}' for f in figures['new'])})")
+    print(f"  this checkout takes {new / old:.2f}x the time per event of {revision}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lanes", type=int, default=100)
@@ -149,7 +182,12 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=4)
     parser.add_argument("--time-scale", type=float, default=2_000.0)
     parser.add_argument("--only", choices=["bookkeeping", "emulated"])
+    parser.add_argument("--against", metavar="REV", help="time bookkeeping against revision REV too")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds for --against")
     args = parser.parse_args()
+    if args.against:
+        against(args.against, args.lanes, args.tasks_per_lane, args.cycles, args.rounds)
+        return
     if args.only == "bookkeeping":
         print(json.dumps(bookkeeping(args.lanes, args.tasks_per_lane, args.cycles)))
         return

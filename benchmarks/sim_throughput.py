@@ -46,14 +46,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Generator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import simpy
+from revisions import installed
 
 from cycleplan.draws import BLOCK, draw_block
 from cycleplan.model import Plan, Scenario
@@ -287,37 +286,16 @@ print(int(sys.argv[1]) / statistics.median(times))
 """
 
 
-def _install(source: Path, target: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(source)],
-        check=True,
-    )  # fmt: skip
-
-
 def against(revision: str, replications: int, rounds: int) -> None:
     """This checkout against ``revision``: one-100, fast engine end to end, each in its own process."""
-    root = Path(__file__).resolve().parent.parent
-    with tempfile.TemporaryDirectory() as folder:
-        scratch = Path(folder)
-        worktree = ["git", "-C", str(root), "worktree"]
-        subprocess.run(
-            [*worktree, "add", "--detach", str(scratch / "old"), revision], check=True, capture_output=True
-        )
-        try:
-            _install(scratch / "old", scratch / "old-site")
-            _install(root, scratch / "new-site")
-        finally:
-            subprocess.run(
-                [*worktree, "remove", "--force", str(scratch / "old")], check=False, capture_output=True
-            )
-        rates: dict[str, list[float]] = {"new": [], "old": []}
+    rates: dict[str, list[float]] = {"new": [], "old": []}
+    with installed(revision) as sides:
         for _ in range(rounds):
-            for name in ("old", "new"):
+            for name, site in (("old", sides.old_site), ("new", sides.new_site)):
                 done = subprocess.run(
                     [sys.executable, "-c", PROBE, str(replications)],
-                    env={**os.environ, "PYTHONPATH": str(scratch / f"{name}-site")},
-                    cwd=folder,
+                    env={**os.environ, "PYTHONPATH": str(site)},
+                    cwd=sides.scratch,
                     check=True,
                     capture_output=True,
                     text=True,
