@@ -1,8 +1,11 @@
-"""Cross-reference checks of a scenario: what pydantic's field-by-field validation cannot see.
+"""Cross-reference checks of a scenario and of a plan: what pydantic's field-by-field validation cannot
+see.
 
-Each problem carries the path of the field it is about in the scenario file (``tasks.3.after.0``), so
-that the loader can point at the file's line. Called from :class:`cycleplan.model.Scenario`'s validator;
-nothing else should need to call it. Knows the model's shapes, nothing about files or YAML.
+Each problem carries the path of the field it is about in the file (``tasks.3.after.0`` in a scenario,
+``lanes.2.tasks.0.task`` in a plan), so that the loader can point at the file's line. Called from the
+validators of :class:`cycleplan.model.Scenario` and :class:`cycleplan.model.Plan`, so that a plan the
+simulator would refuse is refused wherever it is read (``simulate``, ``execute``, a resumed run); nothing
+else should need to call it. Knows the model's shapes, nothing about files or YAML.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cycleplan.model import Scenario, Task
+    from cycleplan.model import Plan, Scenario, Task
 
 Path = tuple[str | int, ...]
 
@@ -56,6 +59,67 @@ def _known(names: Iterable[str]) -> str:
         return "none are defined"
     shown = ", ".join(listed[:12]) + (", ..." if len(listed) > 12 else "")
     return f"known: {shown}"
+
+
+def plan_problems(plan: Plan) -> list[Problem]:
+    """Every way ``plan`` is not a placement of its own scenario: each task on exactly one lane, with the
+    task's role and cycles; lanes named once each."""
+    tasks = {task.id: task for task in plan.scenario.all_tasks()}
+    problems: list[Problem] = []
+    placed: dict[str, Path] = {}
+    lanes: dict[str, int] = {}
+    for index, lane in enumerate(plan.lanes):
+        if lane.lane in lanes:
+            problems.append(
+                Problem(("lanes", index, "lane"), f"lane '{lane.lane}' is also lanes.{lanes[lane.lane]}")
+            )
+        lanes.setdefault(lane.lane, index)
+        for row, planned in enumerate(lane.tasks):
+            path: Path = ("lanes", index, "tasks", row)
+            task = tasks.get(planned.task)
+            if task is None:
+                problems.append(
+                    Problem(
+                        (*path, "task"),
+                        f"'{planned.task}' is no task of the plan's scenario"
+                        f"{did_you_mean(planned.task, tasks)}; {_known(tasks)}",
+                    )
+                )
+                continue
+            if planned.task in placed:
+                problems.append(
+                    Problem(
+                        (*path, "task"),
+                        f"'{planned.task}' is already placed at {_dotted(placed[planned.task])}",
+                    )
+                )
+                continue
+            placed[planned.task] = path
+            if planned.role != task.role:
+                problems.append(
+                    Problem(
+                        (*path, "role"),
+                        f"'{planned.task}' is a task of role '{task.role}', not '{planned.role}'",
+                    )
+                )
+            if planned.cycles != task.cycles:
+                problems.append(
+                    Problem(
+                        (*path, "cycles"),
+                        f"'{planned.task}' has {task.cycles} cycles in the scenario, not {planned.cycles}",
+                    )
+                )
+    unplaced = [name for name in tasks if name not in placed]
+    if unplaced:
+        shown = ", ".join(unplaced[:12]) + (", ..." if len(unplaced) > 12 else "")
+        problems.append(
+            Problem(
+                ("lanes",),
+                f"task(s) {shown} are on no lane; a plan places every task of its scenario: plan the "
+                "scenario again with 'cycleplan plan FILE -o plan.json'",
+            )
+        )
+    return problems
 
 
 def scenario_problems(scenario: Scenario) -> list[Problem]:

@@ -694,10 +694,18 @@ class SyncPoint(Frozen):
     """Tasks that wait for it."""
 
 
+LaneName = Annotated[
+    str,
+    Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+    AfterValidator(_usable_name),
+]
+"""A lane's name (``<role>-<n>``, ``<lane>-sub<n>``): a name as :data:`Identifier`, a little longer."""
+
+
 class Lane(Frozen):
     """One agent instance and the tasks it runs, in order."""
 
-    lane: str
+    lane: LaneName
     role: str | None
     tasks: list[PlannedTask]
 
@@ -723,6 +731,15 @@ class Plan(Frozen):
     proven_optimal: bool | None = None
     """True when no plan can have a shorter makespan (an exact algorithm proved it, or the makespan meets
     a lower bound); False when an exact algorithm stopped before proving it; None when unknown."""
+
+    @model_validator(mode="after")
+    def _places_its_scenario(self) -> Plan:
+        from cycleplan.checks import ScenarioProblems, plan_problems
+
+        problems = plan_problems(self)
+        if problems:
+            raise ScenarioProblems(problems)
+        return self
 
     def planned_tasks(self) -> Iterator[tuple[Lane, PlannedTask]]:
         for lane in self.lanes:

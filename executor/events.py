@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cycleplan.model import Event
+from cycleplan.model import STANDARD_ACTIONS, Event
 
 RUN_ACTOR = "cycleplan"
 """``actorId`` of run-wide events."""
@@ -62,21 +62,7 @@ INTERRUPTED = "interrupted"
 TERMINAL = frozenset({TASK_COMPLETE, TASK_FAILED, TASK_CANCELLED})
 """Actions that end a task."""
 
-RESERVED = frozenset(
-    {
-        RUN_STARTED,
-        RUN_RESUMED,
-        TASK_STARTED,
-        TASK_RESUMED,
-        CYCLE_COMPLETED,
-        TASK_COMPLETE,
-        TASK_FAILED,
-        TASK_CANCELLED,
-        RUN_INTERRUPTED,
-        RUN_COMPLETE,
-        PROGRESS_UPDATE,
-    }
-)
+RESERVED = STANDARD_ACTIONS
 """Actions a scenario's own emitted events may not be called."""
 
 

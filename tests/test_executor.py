@@ -405,6 +405,15 @@ def test_executor_events_cannot_be_emitted_by_tasks() -> None:
         )
 
 
+def test_every_action_the_executor_records_is_one_no_task_may_emit() -> None:
+    recorded = {
+        value
+        for name, value in vars(ev).items()
+        if name.isupper() and isinstance(value, str) and name not in ("RUN_ACTOR", "INTERRUPTED")
+    }
+    assert recorded == ev.RESERVED
+
+
 def test_exported_trace_is_the_stored_events_in_the_seed_schema(tmp_path: Path) -> None:
     from cycleplan.executor import export_jsonl
 

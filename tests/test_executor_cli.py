@@ -94,6 +94,37 @@ def test_a_plan_json_and_lanes_are_accepted(cli: str, scenario: Path, tmp_path: 
 
 
 @pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("lane", "lanes.0.lane: '../../escaped' is not a valid name"),
+        ("unplaced", "task(s) frontend are on no lane"),
+    ],
+)
+def test_execute_refuses_a_plan_simulate_refuses(
+    cli: str, scenario: Path, tmp_path: Path, edit: str, message: str
+) -> None:
+    """A hand-edited plan.json: a lane named to climb out of the repository, or a task on no lane."""
+    plan_file = tmp_path / "plan.json"
+    assert _cycleplan(cli, "plan", str(scenario), "-o", str(plan_file), cwd=tmp_path).returncode == 0
+    data = json.loads(plan_file.read_text())
+    if edit == "lane":
+        data["lanes"][0]["lane"] = "../../escaped"
+    else:
+        data["lanes"][1]["tasks"] = []
+    plan_file.write_text(json.dumps(data, indent=1))
+    for command in (
+        ["simulate", str(plan_file), "-n", "10"],
+        ["execute", str(plan_file), "--agent", "command"],
+    ):
+        done = _cycleplan(cli, *command, "--json", cwd=tmp_path, env={"QA_STATUS": "0"})
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        assert message in done.stderr
+    assert not (tmp_path / ".cycleplan").exists()  # no run was created
+    assert not (tmp_path.parent / "escaped").exists()
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["execute", "{scenario}"], "--agent is required"),

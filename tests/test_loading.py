@@ -357,6 +357,58 @@ def test_plan_validation_errors_point_into_the_json(tmp_path: Path) -> None:
     assert cycles.line is not None and '"cycles": 0' in lines[cycles.line - 1]
 
 
+def _edited(data: dict[str, object], edit: str) -> None:
+    lanes = data["lanes"]
+    assert isinstance(lanes, list)
+    if edit == "unplaced":
+        lanes[0]["tasks"] = []
+    elif edit == "unknown":
+        lanes[0]["tasks"][0]["task"] = "shema"
+    elif edit == "twice":
+        lanes[1]["tasks"].append(lanes[0]["tasks"][0])
+    elif edit == "lane-escapes":
+        lanes[0]["lane"] = "../../.."
+    elif edit == "lane-twice":
+        lanes[1]["lane"] = lanes[0]["lane"]
+    elif edit == "wrong-role":
+        lanes[0]["tasks"][0]["role"] = "frontend"
+    elif edit == "wrong-cycles":
+        lanes[0]["tasks"][0]["cycles"] = 30
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "fragment"),
+    [
+        ("unplaced", "lanes", "task(s) schema are on no lane"),
+        (
+            "unknown",
+            "lanes.0.tasks.0.task",
+            "'shema' is no task of the plan's scenario (did you mean 'schema'?)",
+        ),
+        ("twice", "lanes.1.tasks.1.task", "'schema' is already placed at lanes.0.tasks.0"),
+        ("lane-escapes", "lanes.0.lane", "'../../..' is not a valid name"),
+        ("lane-twice", "lanes.1.lane", "is also lanes.0"),
+        ("wrong-role", "lanes.0.tasks.0.role", "'schema' is a task of role 'backend', not 'frontend'"),
+        ("wrong-cycles", "lanes.0.tasks.0.cycles", "'schema' has 3 cycles in the scenario, not 30"),
+    ],
+)
+def test_a_hand_edited_plan_must_place_its_scenario(
+    tmp_path: Path, edit: str, field: str, fragment: str
+) -> None:
+    """What `simulate` refused (or never saw) is refused wherever a plan is read: `execute` included."""
+    data = json.loads(a_plan_json())
+    _edited(data, edit)
+    path = tmp_path / "plan.json"
+    text = json.dumps(data, indent=1)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LoadError) as caught:
+        load_plan(path)
+    by_field = {e.field: e for e in caught.value.errors}
+    assert field in by_field, caught.value
+    assert fragment in by_field[field].message
+    assert by_field[field].line is not None
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
