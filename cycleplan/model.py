@@ -461,6 +461,14 @@ class Task(Frozen):
                 raise ValueError(f"{event}: cycle numbers start at 1, got {cycle}")
         return value
 
+    @field_validator("command")
+    @classmethod
+    def _command_runnable(cls, value: list[str] | None) -> list[str] | None:
+        for index, argument in enumerate(value or []):
+            if "\x00" in argument:
+                raise ValueError(f"argument {index} holds a NUL character, which no command can be given")
+        return value
+
     @field_validator("cycle_models")
     @classmethod
     def _cycle_models_named(cls, value: dict[int, str]) -> dict[int, str]:

@@ -3,9 +3,10 @@
 :class:`LiveView` redraws (with rich) one row per lane, subagent lanes among them: its task, cycle k/n,
 state (``subagents`` while a task is blocked on those it spawned), time on the task, tokens and cost, and
 a footer with the run's totals. :class:`PlainLines` writes one line per task-level event and per cycle
-for pipes and CI logs. :class:`RunLog` appends the same lines to the run's ``log.txt``. All three read the
-orchestrator's state and its events; none changes anything. Times shown are scenario minutes (real
-minutes, unless the run is a time-scaled rehearsal).
+for pipes and CI logs. :class:`RunLog` appends the same lines to the run's ``log.txt``. Every line is
+redacted of secrets and made printable (an agent's error may carry escape sequences) before it is shown
+or logged. All three read the orchestrator's state and its events; none changes anything. Times shown are
+scenario minutes (real minutes, unless the run is a time-scaled rehearsal).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from cycleplan.executor import events as ev
 from cycleplan.executor.clock import format_minutes
 from cycleplan.executor.secrets import redact
 from cycleplan.model import Event
+from cycleplan.printable import printable
 
 if TYPE_CHECKING:
     from cycleplan.executor.orchestrator import Orchestrator
@@ -108,7 +110,7 @@ class PlainLines(_Lines):
         line = describe(event, self.orchestrator)
         if line is not None:
             with contextlib.suppress(OSError, ValueError):
-                self.stream.write(f"{self.stamp()} {redact(line)}\n")
+                self.stream.write(f"{self.stamp()} {printable(redact(line))}\n")
                 self.stream.flush()
 
 
@@ -123,7 +125,7 @@ class RunLog(_Lines):
     def __call__(self, event: Event) -> None:
         line = describe(event, self.orchestrator)
         if line is not None:
-            self._handle.write(f"{self.stamp()} {redact(line)}\n")
+            self._handle.write(f"{self.stamp()} {printable(redact(line))}\n")
             self._handle.flush()
 
     def close(self) -> None:
@@ -146,7 +148,7 @@ class LiveView:
         if event.action in (ev.TASK_FAILED, ev.RUN_RESUMED):
             line = describe(event, self.orchestrator)
             if line and self._live is not None:
-                self._live.console.print(redact(line))
+                self._live.console.print(printable(redact(line)), markup=False, highlight=False)
 
     def _table(self) -> Any:
         from rich.console import Group

@@ -15,6 +15,7 @@ from cycleplan.cli.common import (
     fail,
     load_scenario_file,
     output_option,
+    say,
     write_atomically,
 )
 
@@ -101,8 +102,8 @@ def calibrate_command(
             }
         )
     else:
-        typer.echo(render_calibration(calibration))
+        say(render_calibration(calibration))
     if output is not None and text is not None:
         write_atomically(output, text)
         kept = " (the original's comments are not kept)" if scenario is not None else ""
-        typer.echo(f"wrote {output}{kept}", err=as_json)
+        say(f"wrote {output}{kept}", err=as_json)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 
+from cycleplan.printable import printable
+
 if TYPE_CHECKING:
     from cycleplan.model import Scenario
     from cycleplan.report.page import Report
@@ -58,10 +60,17 @@ def command_app() -> typer.Typer:
     return typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
+def say(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print ``text`` on stdout (stderr with ``err``) as :func:`typer.echo` does, made printable first:
+    names, messages and outputs from scenarios, transcripts and agents may carry escape sequences, and
+    none of them may reach the terminal (:mod:`cycleplan.printable`)."""
+    typer.echo(printable(text), err=err, nl=nl)
+
+
 def fail(*lines: str) -> NoReturn:
     """Print each line on stderr and exit with status 2 (bad input)."""
     for line in lines:
-        typer.echo(line, err=True)
+        say(line, err=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -126,7 +135,7 @@ def write_report(path: Path, report: Report, plotly_js: Literal["embed", "cdn"])
 
 def emit_json(data: Any) -> None:
     """Print ``data`` as indented JSON on stdout."""
-    typer.echo(json.dumps(data, indent=2, sort_keys=False))
+    say(json.dumps(data, indent=2, sort_keys=False))
 
 
 def show_result(
@@ -138,7 +147,7 @@ def show_result(
     if as_json:
         emit_json(summary())
         return
-    typer.echo(text())
+    say(text())
     for path in written:
         if path is not None:
-            typer.echo(f"wrote {path}")
+            say(f"wrote {path}")

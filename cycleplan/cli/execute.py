@@ -19,6 +19,7 @@ from cycleplan.cli.common import (
     fail,
     output_option,
     parse_lanes_option,
+    say,
     write_atomically,
 )
 
@@ -221,7 +222,7 @@ def execute_command(
     if as_json:
         emit_json(result.summary)
     else:
-        typer.echo(render_summary(result.summary))
+        say(render_summary(result.summary))
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -275,15 +276,13 @@ def runs_command(
         emit_json(rows)
         return
     if not rows:
-        typer.echo(f"{store}: no runs yet")
+        say(f"{store}: no runs yet")
         return
-    typer.echo(
-        f"{'run':<24} {'status':<12} {'agent':<12} {'created':<20} {'makespan':>12} {'cost':>10}  scenario"
-    )
+    say(f"{'run':<24} {'status':<12} {'agent':<12} {'created':<20} {'makespan':>12} {'cost':>10}  scenario")
     for row in rows:
         makespan = "" if row["makespan_min"] is None else format_minutes(float(row["makespan_min"]))
         cost = "" if row["cost_usd"] is None else f"${row['cost_usd']:,.4f}"
-        typer.echo(
+        say(
             f"{row['run_id']:<24} {row['status']:<12} {row['agent']:<12} {row['created']:<20} "
             f"{makespan:>12} {cost:>10}  {row['scenario'] or row['source']}"
         )
@@ -324,4 +323,4 @@ def export_command(
         sys.stdout.write(text)
     else:
         write_atomically(output, text)
-        typer.echo(f"wrote {len(lines)} events to {output}", err=True)
+        say(f"wrote {len(lines)} events to {output}", err=True)

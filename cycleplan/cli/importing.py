@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cycleplan.cli.common import STORE_PATH, StoreOption, emit_json, fail, output_option, write_atomically
+from cycleplan.cli.common import (
+    STORE_PATH,
+    StoreOption,
+    emit_json,
+    fail,
+    output_option,
+    say,
+    write_atomically,
+)
 
 if TYPE_CHECKING:
     from cycleplan.importers import ImportedRun
@@ -46,7 +54,7 @@ def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
         if warning.line is not None:
             where = f"{where}:{warning.line}:{warning.column or 1}"
         field = f"{warning.field}: " if warning.field else ""
-        typer.echo(f"{where}: warning: {field}{warning.message}", err=True)
+        say(f"{where}: warning: {field}{warning.message}", err=True)
     try:
         run_id, summary = store_run(imported, store)
     except StoreError as exc:
@@ -59,46 +67,46 @@ def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
         roles[task.role] = roles.get(task.role, 0) + 1
     cycles = sum(1 for event in imported.trace if event.action == "cycle_completed")
     lanes = len({event.actor_id for event in imported.trace if event.action == "task_started"})
-    typer.echo(f"imported run {run_id} ({imported.kind}, {imported.status}) from {imported.source}")
-    typer.echo(
+    say(f"imported run {run_id} ({imported.kind}, {imported.status}) from {imported.source}")
+    say(
         f"  tasks      {sum(roles.values())} ({', '.join(f'{n} {role}' for role, n in roles.items())}) "
         f"on {lanes} lane(s); {cycles} cycles"
     )
     details = imported.details
     makespan, work = format_minutes(summary["makespan_min"]), format_minutes(summary["sequential_min"])
     if "wall_min" in details:
-        typer.echo(
+        say(
             f"  makespan   {makespan} of agent time (wall {format_minutes(details['wall_min'])}); work {work}"
         )
         if "person_waits_min" in details:
             causes = ", ".join(
                 f"{cause} {format_minutes(m)}" for cause, m in details["person_waits_min"].items()
             )
-            typer.echo(
+            say(
                 f"  waiting    on a person {format_minutes(details['person_wait_min'])}"
                 + (f" ({causes})" if causes else "")
                 + f"; idle between turns {format_minutes(details['idle_min'])}; "
                 f"blocked on subagents {format_minutes(details['blocked_min'])}"
             )
         else:
-            typer.echo(
+            say(
                 f"  idle       {format_minutes(details.get('idle_min', 0.0))} in "
                 f"{details.get('idle_cycles', 0)} gap(s), out of the makespan"
             )
     else:
-        typer.echo(f"  makespan   {makespan}; work {work}")
+        say(f"  makespan   {makespan}; work {work}")
     if details.get("tokens_recorded", True):
         calls = (
             f"    {details['calls']:,} calls, {details['compaction_calls']} compaction(s)"
             if "calls" in details
             else ""
         )
-        typer.echo(f"  tokens     {summary['tokens_total']:,}    cost ${summary['cost_usd']:,.4f}{calls}")
+        say(f"  tokens     {summary['tokens_total']:,}    cost ${summary['cost_usd']:,.4f}{calls}")
     else:
-        typer.echo("  tokens     not recorded by this source")
+        say("  tokens     not recorded by this source")
     if imported.warnings:
-        typer.echo(f"  warnings   {len(imported.warnings)} (on stderr)")
-    typer.echo(f"  next       cycleplan calibrate {run_id} -o calibrated.yaml")
+        say(f"  warnings   {len(imported.warnings)} (on stderr)")
+    say(f"  next       cycleplan calibrate {run_id} -o calibrated.yaml")
 
 
 @app.command("claude-code")
@@ -205,7 +213,7 @@ def import_psplib_command(
         message = str(exc)
         fail(message if message.startswith(str(file)) else f"{file}: {message}")
     if output is None:
-        typer.echo(text, nl=False)
+        say(text, nl=False)
     else:
         write_atomically(output, text)
-        typer.echo(f"wrote {output}; next: cycleplan plan {output}")
+        say(f"wrote {output}; next: cycleplan plan {output}")

@@ -22,6 +22,7 @@ from cycleplan.cli.common import (
     parse_lanes_option,
     plotly_js_mode,
     report_option,
+    say,
     show_result,
     write_atomically,
     write_report,
@@ -81,7 +82,7 @@ def validate(
         )
         return
     source = f", template {scenario.template}" if scenario.template else ""
-    typer.echo(
+    say(
         f"{file}: valid: {len(tasks)} tasks, {sum(t.cycles for t in tasks)} cycles, "
         f"{len(roles)} roles, {lanes} lanes{source}"
     )
@@ -263,10 +264,10 @@ def schema(
 
     text = json.dumps(Scenario.model_json_schema(), indent=2)
     if output is None:
-        typer.echo(text)
+        say(text)
     else:
         write_atomically(output, text + "\n")
-        typer.echo(f"wrote {output}")
+        say(f"wrote {output}")
 
 
 @app.command("templates")
@@ -294,14 +295,14 @@ def templates(
         )
         return
     for template in TEMPLATES.values():
-        typer.echo(f"{template.name}  ({template.cycles} cycles, {len(template.tasks)} tasks)")
-        typer.echo(f"  {template.description}")
+        say(f"{template.name}  ({template.cycles} cycles, {len(template.tasks)} tasks)")
+        say(f"  {template.description}")
         for task in template.tasks:
             span = task.template_cycles or (0, 0)
             after = f"  after {', '.join(task.after)}" if task.after else ""
             sync = "".join(f"  emits {e} after cycle {c}" for e, c in task.emits.items())
             sync += "".join(f"  waits {e} before cycle {c}" for e, c in task.waits.items())
-            typer.echo(f"    {span[0]:>3}-{span[1]:<3} {task.id:<12} {task.role:<12}{after}{sync}")
+            say(f"    {span[0]:>3}-{span[1]:<3} {task.id:<12} {task.role:<12}{after}{sync}")
 
 
 @app.command("init")
@@ -342,4 +343,4 @@ def init(
     if target.exists() and not force:
         fail(f"{target}: already exists; choose another name or pass --force to overwrite")
     write_atomically(target, starter_text(template, name))
-    typer.echo(f"wrote {target}; next: cycleplan plan {target}")
+    say(f"wrote {target}; next: cycleplan plan {target}")

@@ -22,6 +22,7 @@ from cycleplan.cli.common import (
     parse_lanes_option,
     plotly_js_mode,
     report_option,
+    say,
     show_result,
     write_atomically,
     write_report,
@@ -300,4 +301,4 @@ def report_command(
         except LoadError as exc:
             fail(*(str(error) for error in exc.errors))
     write_report(output, built, plotly_mode)
-    typer.echo(f"wrote {output}")
+    say(f"wrote {output}")

@@ -15,6 +15,7 @@ from cycleplan.cli.common import (
     load_scenario_file,
     plotly_js_mode,
     report_option,
+    say,
     write_report,
 )
 
@@ -164,6 +165,6 @@ def sweep_command(
             configuration.pop("runtime_s")
         emit_json(data)
         return
-    typer.echo(render_sweep(result))
+    say(render_sweep(result))
     if report is not None:
-        typer.echo(f"\nwrote {report}")
+        say(f"\nwrote {report}")
