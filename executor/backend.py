@@ -197,6 +197,9 @@ class BackendOptions:
     ``auto`` (the SDK when it is installed)."""
     run_folder: Path | None = None
     """The run's folder (the emulator's ledger, Claude Code's home in a rehearsal)."""
+    pass_env: tuple[str, ...] = ()
+    """Variables of the executor's environment that agent processes get beyond the allowed ones
+    (:mod:`.secrets`); ``execute --pass-env NAME``."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -210,7 +213,7 @@ def make_backend(
     if agent == "command":
         from cycleplan.executor.command import CommandBackend
 
-        return CommandBackend(scenario, processes)
+        return CommandBackend(scenario, processes, options.pass_env)
     if agent == "anthropic":
         from cycleplan.executor.anthropic_api import AnthropicBackend
 

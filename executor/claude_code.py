@@ -12,8 +12,9 @@ the previous cycle's result named) in the lane's working directory, in a process
 CLI's result object (``type`` "result", ``subtype``, ``is_error``, ``result``, ``session_id``,
 ``duration_ms``, ``total_cost_usd``, ``usage``) decides success and gives the cycle's duration, cost
 and tokens (a resumed session's ``total_cost_usd`` is its running total: the turn costs the difference).
-Its standard output and error are the cycle's artifacts. Claude Code gets the environment with the API
-key (it needs it) and the ``CYCLEPLAN_*`` variables the command backend sets.
+Its standard output and error are the cycle's artifacts. Claude Code gets the allowed environment with
+the ``ANTHROPIC_*`` and ``CLAUDE_*`` variables (it needs the key; :mod:`.secrets`) and the ``CYCLEPLAN_*``
+variables the command backend sets.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def cycleplan_environment(request: CycleRequest) -> dict[str, str]:
         "CYCLEPLAN_CYCLE": str(request.cycle),
         "CYCLEPLAN_CYCLES": str(request.task.cycles),
         "CYCLEPLAN_ATTEMPT": str(request.attempt),
-        "CYCLEPLAN_ARTIFACTS": str(request.artifacts),
+        "CYCLEPLAN_ARTIFACTS": str(request.artifacts.resolve()),
     }
 
 
@@ -312,7 +313,7 @@ class ClaudeCodeBackend:
         extra = cycleplan_environment(request)
         if self.rehearsal is not None:
             extra.update(self.rehearsal.environment(request))
-        env = child_environment(extra, keep_secrets=True)
+        env = child_environment(extra, keep_secrets=True, passed=self._options.pass_env)
         started = time.monotonic()
         try:
             status = await run_in_group(

@@ -60,7 +60,7 @@ from cycleplan.executor.claude_code import (
     cycleplan_environment,
     system_prompt,
 )
-from cycleplan.executor.secrets import redact, secret_values
+from cycleplan.executor.secrets import hidden_environment, redact, secret_values
 from cycleplan.model import Scenario
 from cycleplan.prices import cost_usd, resolve
 
@@ -456,9 +456,10 @@ class ClaudeSdkBackend:
         """The SDK's options for one cycle."""
         from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 
-        env = cycleplan_environment(request)
+        extra = cycleplan_environment(request)
         if self.rehearsal is not None:
-            env.update(self.rehearsal.environment(request))
+            extra.update(self.rehearsal.environment(request))
+        env = hidden_environment(extra, passed=self._options.pass_env)
         session = (request.previous or {}).get("session_id")
         hooks: dict[Any, list[HookMatcher]] = {
             name: [HookMatcher(hooks=[turn.hook])]

@@ -4,7 +4,9 @@ The command is an argument list run without a shell, unless the task says ``shel
 POSIX ``sh -c``, the first item is the shell text and the others become ``$0``, ``$1``... The command
 learns where it is from its environment: ``CYCLEPLAN_RUN_ID``, ``CYCLEPLAN_TASK``, ``CYCLEPLAN_LANE``,
 ``CYCLEPLAN_ROLE``, ``CYCLEPLAN_CYCLE``, ``CYCLEPLAN_CYCLES``, ``CYCLEPLAN_ATTEMPT`` and
-``CYCLEPLAN_ARTIFACTS`` (a folder it may write to). The Anthropic API key is not passed on. Its standard
+``CYCLEPLAN_ARTIFACTS`` (a folder it may write to, as an absolute path). Of the executor's own environment
+it gets only the allowed variables (``PATH``, ``HOME``, the locale... see :mod:`.secrets`) and those named
+with ``execute --pass-env NAME``; the Anthropic API key is not passed on unless so named. Its standard
 output and error are kept as artifacts (``cycle-003.attempt-1.stdout`` / ``.stderr``). Cancelling a
 cycle stops the command's whole process group.
 """
@@ -45,9 +47,12 @@ class CommandBackend:
 
     name = "command"
 
-    def __init__(self, scenario: Scenario, processes: ProcessRegistry) -> None:
+    def __init__(
+        self, scenario: Scenario, processes: ProcessRegistry, pass_env: tuple[str, ...] = ()
+    ) -> None:
         self._scenario = scenario
         self._processes = processes
+        self._pass_env = pass_env
 
     async def start(self) -> None:
         missing = [task.id for task in self._scenario.all_tasks() if not task.command]
@@ -76,8 +81,9 @@ class CommandBackend:
                 "CYCLEPLAN_CYCLE": str(request.cycle),
                 "CYCLEPLAN_CYCLES": str(task.cycles),
                 "CYCLEPLAN_ATTEMPT": str(request.attempt),
-                "CYCLEPLAN_ARTIFACTS": str(request.artifacts),
-            }
+                "CYCLEPLAN_ARTIFACTS": str(request.artifacts.resolve()),
+            },
+            passed=self._pass_env,
         )
         stem = artifact_stem(request)
         stdout = request.artifacts / f"{stem}.stdout"

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
+import re
 import signal
 import sys
 import time
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cycleplan.executor import events as ev
 from cycleplan.executor.backend import AGENTS, BackendOptions, BackendUnavailableError, make_backend
@@ -33,9 +35,11 @@ from cycleplan.executor.clock import Clock
 from cycleplan.executor.orchestrator import Orchestrator, Policy
 from cycleplan.executor.processes import ProcessRegistry, kill_orphans
 from cycleplan.executor.replay import replay
+from cycleplan.executor.secrets import redact, secret_values
 from cycleplan.executor.store import DEFAULT_STORE, RunStore, StoreError
 from cycleplan.executor.summary import run_summary
 from cycleplan.model import Event, Frozen, Plan
+from cycleplan.redaction import find_secret
 
 Agent = Literal["anthropic", "claude-code", "command", "emulated"]
 Progress = Literal["auto", "live", "plain", "none"]
@@ -73,6 +77,37 @@ class ExecuteOptions(Frozen):
     emulator: bool = False
     """claude-code: rehearse against the loopback emulator (no key, no network, no cost), Claude Code's
     home and transcripts in the run's folder."""
+    pass_env: list[str] = Field(default_factory=list, max_length=1_000)
+    """Variables of the executor's environment agent processes get beyond the allowed ones
+    (:mod:`cycleplan.executor.secrets`), by name; their values are never stored."""
+
+    @field_validator("pass_env")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,255}", name):
+                raise ValueError(
+                    f"--pass-env {name!r}: give a variable's name (letters, digits, '_'), not its value"
+                )
+        return value
+
+    @field_validator("claude_args")
+    @classmethod
+    def _no_secrets(cls, value: list[str]) -> list[str]:
+        live = secret_values()
+        for argument in value:
+            kind = find_secret(argument) or ("the API key" if any(key in argument for key in live) else None)
+            flag = argument.split("=", 1)[0].lower()
+            if kind is None and any(
+                word in flag for word in ("api-key", "apikey", "token", "secret", "password")
+            ):
+                kind = "a credential"
+            if kind is not None:
+                raise ValueError(
+                    f"--claude-arg holds {kind}, and the run's options are stored: give Claude Code its key "
+                    "through ANTHROPIC_API_KEY (or name another variable with --pass-env)"
+                )
+        return value
 
 
 @dataclass(frozen=True)
@@ -282,6 +317,7 @@ async def _drive(
                 emulator=options.emulator,
                 claude_client=options.claude_client,
                 run_folder=folder,
+                pass_env=tuple(options.pass_env),
             ),
             registry,
         )
@@ -293,9 +329,9 @@ async def _drive(
                     run_id,
                     agent=options.agent,
                     source=source,
-                    scenario=plan.scenario.name,
-                    options=options.model_dump(mode="json"),
-                    plan_json=plan.model_dump_json(),
+                    scenario=redact(plan.scenario.name),
+                    options=json.loads(redact(options.model_dump_json())),
+                    plan_json=redact(plan.model_dump_json()),
                 )
                 if on_start is not None:
                     on_start(run_id)

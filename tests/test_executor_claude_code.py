@@ -43,7 +43,7 @@ def fake_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     target.chmod(0o755)
     monkeypatch.setenv("PATH", f"{folder}:{Path('/usr/bin')}:{Path('/bin')}")
     log = tmp_path / "calls.jsonl"
-    monkeypatch.setenv("FAKE_CLAUDE_LOG", str(log))
+    monkeypatch.setenv("CLAUDE_FAKE_LOG", str(log))
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-claude-tests")
     return log
 
@@ -103,7 +103,7 @@ def test_each_cycle_is_one_headless_turn_resuming_the_session(fake_claude: Path,
 def test_an_error_result_fails_the_attempt_and_its_cost_counts(
     fake_claude: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAKE_CLAUDE_FAIL", "backend:2:1,frontend:1")
+    monkeypatch.setenv("CLAUDE_FAKE_FAIL", "backend:2:1,frontend:1")
     result, trace = _run(_plan(), tmp_path)
     ends = {e.target_id: e for e in trace if e.action in ev.TERMINAL}
     # backend: cycle 2 fails once, the retry (resuming the same session) succeeds.
@@ -126,7 +126,7 @@ def test_an_error_result_fails_the_attempt_and_its_cost_counts(
 def test_output_that_is_not_a_result_fails_the_attempt(
     fake_claude: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAKE_CLAUDE_GARBAGE", "frontend:1")
+    monkeypatch.setenv("CLAUDE_FAKE_GARBAGE", "frontend:1")
     _, trace = _run(_plan(), tmp_path)
     end = next(e for e in trace if e.target_id == "frontend" and e.action in ev.TERMINAL)
     assert end.action == ev.TASK_FAILED

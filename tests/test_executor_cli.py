@@ -22,7 +22,7 @@ SCENARIO = """
       - {id: backend, role: backend, cycles: 2, emits: {schema_ready: 1}, command: ["true"]}
       - {id: frontend, role: frontend, cycles: 2, waits: {schema_ready: 1}, command: ["true"]}
       - {id: qa, role: backend, cycles: 1, after: [backend, frontend],
-         command: ["sh", "-c", "exit $QA_STATUS"]}
+         command: ["sh", "-c", "exit ${QA_STATUS:?not passed}"]}
 """
 
 
@@ -45,7 +45,16 @@ def _cycleplan(
 
 def test_execute_runs_lists_and_exports(cli: str, scenario: Path, tmp_path: Path) -> None:
     done = _cycleplan(
-        cli, "execute", str(scenario), "--agent", "command", "--json", cwd=tmp_path, env={"QA_STATUS": "0"}
+        cli,
+        "execute",
+        str(scenario),
+        "--agent",
+        "command",
+        "--pass-env",
+        "QA_STATUS",
+        "--json",
+        cwd=tmp_path,
+        env={"QA_STATUS": "0"},
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -72,7 +81,15 @@ def test_execute_runs_lists_and_exports(cli: str, scenario: Path, tmp_path: Path
 
 def test_a_failed_run_exits_1_with_a_readable_summary(cli: str, scenario: Path, tmp_path: Path) -> None:
     done = _cycleplan(
-        cli, "execute", str(scenario), "--agent", "command", cwd=tmp_path, env={"QA_STATUS": "4"}
+        cli,
+        "execute",
+        str(scenario),
+        "--agent",
+        "command",
+        "--pass-env",
+        "QA_STATUS",
+        cwd=tmp_path,
+        env={"QA_STATUS": "4"},
     )
     assert done.returncode == 1
     assert "failed" in done.stdout and "makespan" in done.stdout and "cycleplan export" in done.stdout
@@ -83,12 +100,21 @@ def test_a_plan_json_and_lanes_are_accepted(cli: str, scenario: Path, tmp_path: 
     plan_file = tmp_path / "plan.json"
     assert _cycleplan(cli, "plan", str(scenario), "-o", str(plan_file), cwd=tmp_path).returncode == 0
     done = _cycleplan(
-        cli, "execute", str(plan_file), "--agent", "command", "--json", cwd=tmp_path, env={"QA_STATUS": "0"}
+        cli,
+        "execute",
+        str(plan_file),
+        "--agent",
+        "command",
+        "--pass-env",
+        "QA_STATUS",
+        "--json",
+        cwd=tmp_path,
+        env={"QA_STATUS": "0"},
     )
     assert done.returncode == 0, done.stderr
     done = _cycleplan(
-        cli, "execute", str(scenario), "--agent", "command", "--lanes", "backend=2", "--json", cwd=tmp_path,
-        env={"QA_STATUS": "0"},
+        cli, "execute", str(scenario), "--agent", "command", "--lanes", "backend=2",
+        "--pass-env", "QA_STATUS", "--json", cwd=tmp_path, env={"QA_STATUS": "0"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
 
@@ -154,7 +180,7 @@ def test_bad_input_exits_2_with_one_message(
 
 
 def test_the_live_view_draws_a_row_per_lane(tmp_path: Path) -> None:
-    the_plan = plan(parse_scenario(textwrap.dedent(SCENARIO).replace("$QA_STATUS", "0")))
+    the_plan = plan(parse_scenario(textwrap.dedent(SCENARIO).replace("${QA_STATUS:?not passed}", "0")))
     stream = io.StringIO()
     result = execute(
         the_plan,

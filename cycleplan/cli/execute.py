@@ -118,6 +118,19 @@ def execute_command(
             show_default=False,
         ),
     ] = None,
+    pass_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pass-env",
+            help=(
+                "Give agent processes this variable of your environment too (repeatable). They get only "
+                "PATH, HOME, USER, SHELL, the locale (LANG, LC_*), TERM, TZ, TMPDIR, certificate and proxy "
+                "variables, CYCLEPLAN_* (and for claude-code ANTHROPIC_* and CLAUDE_*) otherwise."
+            ),
+            metavar="NAME",
+            show_default=False,
+        ),
+    ] = None,
     progress: Annotated[
         str,
         typer.Option(
@@ -148,7 +161,7 @@ def execute_command(
       cycleplan execute scenarios/full-feature.yaml --agent emulated --time-scale 600
       cycleplan execute scenarios/agent-session.yaml --agent claude-code --emulator --time-scale 60
       cycleplan execute plan.json --agent claude-code --worktrees
-      cycleplan execute my.yaml --agent command --json
+      cycleplan execute my.yaml --agent command --pass-env DATABASE_URL --json
       cycleplan execute --resume 20250114-093012-3f9a1c
     """
     from cycleplan.executor import AGENTS, ExecuteOptions, ExecutionError
@@ -185,6 +198,25 @@ def execute_command(
                 fail(f"{name} {value:g}: must be above 0 minutes")
         if max_tokens < 1:
             fail(f"--max-tokens {max_tokens}: must be at least 1")
+        from pydantic import ValidationError
+
+        try:
+            options = ExecuteOptions(
+                agent=agent,
+                time_scale=time_scale,
+                seed=seed,
+                max_output_tokens=max_tokens,
+                task_timeout_min=task_timeout,
+                run_timeout_min=run_timeout,
+                worktrees=worktrees,
+                claude_executable=claude or "claude",
+                claude_args=list(claude_args or []),
+                claude_client="auto" if claude is None else "cli",
+                emulator=emulator,
+                pass_env=list(pass_env or []),
+            )
+        except ValidationError as exc:
+            fail(*(str(error["ctx"]["error"]) if "ctx" in error else error["msg"] for error in exc.errors()))
         from cycleplan.loading import LoadError, load_scenario_or_plan
         from cycleplan.model import Plan
 
@@ -202,19 +234,6 @@ def execute_command(
             from cycleplan.planner import plan
 
             the_plan = plan(loaded.with_lanes(parse_lanes_option(loaded, lanes)) if lanes else loaded)
-        options = ExecuteOptions(
-            agent=agent,
-            time_scale=time_scale,
-            seed=seed,
-            max_output_tokens=max_tokens,
-            task_timeout_min=task_timeout,
-            run_timeout_min=run_timeout,
-            worktrees=worktrees,
-            claude_executable=claude or "claude",
-            claude_args=list(claude_args or []),
-            claude_client="auto" if claude is None else "cli",
-            emulator=emulator,
-        )
         try:
             result = run_plan(the_plan, options, store=store, source=str(file), progress=mode)
         except ExecutionError as exc:
