@@ -2,7 +2,9 @@
 
 :func:`run_in_group` runs an argument list with ``start_new_session=True`` and its output sent straight to
 files (never held in memory). When the coroutine is cancelled (a timeout, a lost race, Ctrl-C) the group
-gets SIGTERM, then SIGKILL after a grace period, so that nothing an agent spawned outlives it. Each live
+gets SIGTERM, then SIGKILL after a grace period, so that nothing an agent spawned outlives it; processes
+that left the group (``setsid``, a daemon's double fork) are found by the ``CYCLEPLAN_*`` marks of the
+cycle their environment inherited (:func:`marked_processes`, Linux's ``/proc``) and stopped with it. Each live
 group is noted in the run store through :class:`ProcessRegistry`; a resumed run calls
 :func:`kill_orphans` to stop the groups a killed executor left behind. POSIX only.
 """
@@ -58,6 +60,41 @@ class ProcessRegistry:
             self._store.remove_process(self._run_id, pgid)
 
 
+MARKS = ("CYCLEPLAN_RUN_ID", "CYCLEPLAN_TASK", "CYCLEPLAN_CYCLE", "CYCLEPLAN_ATTEMPT")
+"""The variables that tell which attempt at which cycle a process was started for."""
+
+
+def marked_processes(env: Mapping[str, str], names: Sequence[str] = MARKS) -> list[int]:
+    """Processes (other than this one) whose environment holds the same values of ``names`` (all of
+    :data:`MARKS`: every process started for one attempt; ``CYCLEPLAN_RUN_ID`` alone: for a run) as
+    ``env``, whatever session or parent they have now. Empty without ``/proc`` or without the marks."""
+    marks = [f"{name}={env[name]}".encode() for name in names if name in env]
+    if not names or len(marks) < len(names):
+        return []
+    found = []
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            variables = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if all(mark in variables for mark in marks):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_marked(env: Mapping[str, str], names: Sequence[str] = MARKS) -> None:
+    """SIGKILL every process :func:`marked_processes` finds for ``env``."""
+    for pid in marked_processes(env, names):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -72,6 +109,7 @@ def kill_orphans(store: RunStore, run_id: str) -> list[str]:
             kill_group(pgid)
             stopped.append(task)
         store.remove_process(run_id, pgid)
+    kill_marked({"CYCLEPLAN_RUN_ID": run_id}, ["CYCLEPLAN_RUN_ID"])  # those that had left their groups
     return stopped
 
 
@@ -105,6 +143,7 @@ async def run_in_group(
             return await process.wait()
         except BaseException:
             await _stop(process, grace_s)
+            kill_marked(env)
             raise
         finally:
             registry.remove(process.pid)

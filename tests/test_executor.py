@@ -315,6 +315,31 @@ def test_a_hung_agent_times_out_and_its_process_group_is_killed(tmp_path: Path) 
     assert not _alive(child)
 
 
+@pytest.mark.parametrize("escape", ["setsid", "double-fork"])
+def test_processes_that_left_the_group_are_stopped_with_it(tmp_path: Path, escape: str) -> None:
+    """`setsid` (a session of its own) and a daemon's double fork (its parent gone) both escape the
+    process group; the timeout finds them by the marks their environment inherited."""
+    pids = tmp_path / "pids"
+    spawn = {
+        "setsid": f"setsid sleep 60 & echo $! >> {pids}; wait",
+        "double-fork": f"(setsid sh -c 'echo $$ >> {pids}; exec sleep 60' &); sleep 60",
+    }[escape]
+    the_plan = _plan(
+        f"""
+        roles: {{ops: {{failure: {{max_retries: 0}}}}}}
+        tasks:
+          - {{id: hung, role: ops, cycles: 1, timeout_min: 0.02, shell: true, command: ["{spawn}"]}}
+        """
+    )
+    _, trace = _run(the_plan, tmp_path)
+    assert _ends(trace)["hung"][1]["timeout"] is True
+    escaped = int(pids.read_text().split()[0])
+    deadline = time.monotonic() + 5
+    while _alive(escaped) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(escaped)
+
+
 def test_the_run_timeout_cancels_what_is_left(tmp_path: Path) -> None:
     the_plan = _plan(
         """
