@@ -17,7 +17,8 @@ conversation later cycles send, not its tool exchanges.
 
 Usage (input, output, cache read, cache write), latency and stop reason are recorded per cycle. A cycle
 whose answer stops with ``refusal`` failed. 429 and 529 answers are retried after their ``retry-after``
-(their waits recorded as ``rate_limit_wait_ms``), 5xx and connection errors a few times with backoff;
+(their waits recorded as ``rate_limit_wait_ms``; at least a doubling floor, and at most
+:data:`MAX_RATE_LIMIT_RETRIES` times), 5xx and connection errors a few times with backoff;
 other errors fail the attempt at once. Every attempt is kept as an artifact (``cycle-003.attempt-1.json``:
 prompt, answer, usage, and for a loop each call's usage), and the conversation of a resumed task is
 rebuilt from those files.
@@ -54,8 +55,13 @@ if TYPE_CHECKING:
 
     from cycleplan.executor.emulator import Emulator
 
-MAX_RATE_LIMIT_RETRIES = 1_000
-"""429/529 answers one attempt may wait through before it gives up."""
+MAX_RATE_LIMIT_RETRIES = 100
+"""429/529 answers one attempt may wait through before it gives up (a server that keeps refusing is
+given up on, not hammered)."""
+RATE_LIMIT_FLOOR_S = 0.5
+"""The least wait after the first 429/529 of an attempt (real seconds, doubling with each one after it,
+up to :data:`RATE_LIMIT_FLOOR_MAX_S`), whatever shorter ``retry-after`` the server names."""
+RATE_LIMIT_FLOOR_MAX_S = 60.0
 MAX_TRANSIENT_RETRIES = 3
 """5xx answers and connection errors one attempt retries before it fails."""
 TRANSIENT_BACKOFF_S = 1.0
@@ -273,9 +279,15 @@ class AnthropicBackend:
                 if status in (429, 529):
                     tally.rate_limited += 1
                     if tally.rate_limited > MAX_RATE_LIMIT_RETRIES:
-                        return _Refused(f"HTTP {status}: gave up after {tally.rate_limited - 1} retries")
-                    wait = retry_after_s(exc.response.headers)
-                    wait = DEFAULT_RETRY_AFTER_S if wait is None else wait
+                        return _Refused(
+                            f"HTTP {status}: gave up after {tally.rate_limited - 1} retries "
+                            f"({tally.rate_limit_wait_s:.0f} s of waiting)"
+                        )
+                    asked = retry_after_s(exc.response.headers)
+                    floor = min(RATE_LIMIT_FLOOR_S * 2 ** (tally.rate_limited - 1), RATE_LIMIT_FLOOR_MAX_S)
+                    wait = max(
+                        DEFAULT_RETRY_AFTER_S if asked is None else asked, floor / self._options.time_scale
+                    )
                     # A little jitter keeps agents told the same retry-after from all coming back at once.
                     wait *= 1.0 + 0.2 * self._random.random()
                     await asyncio.sleep(wait)
@@ -485,7 +497,9 @@ class AnthropicBackend:
             "error": refused.error,
         }
         details: dict[str, Any] = {
+            "rate_limited": tally.rate_limited,
             "rate_limit_wait_ms": tally.rate_limit_wait_s * 1000.0,
+            "transient_errors": tally.transient,
             "artifact": f"{stem}.json",
         }
         if calls is not None:

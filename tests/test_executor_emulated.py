@@ -125,6 +125,26 @@ def test_a_429_storm_is_waited_out_and_recorded(tmp_path: Path) -> None:
     assert result.summary["waits_min"]["rate_limit"] > 0
 
 
+def test_a_server_that_keeps_refusing_is_given_up_on_not_hammered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every request answered 429 with a tiny retry-after: the waits grow from a doubling floor, and the
+    attempt gives up after the most retries allowed (8 here, to keep the test short)."""
+    from cycleplan.executor import anthropic_api
+
+    monkeypatch.setattr(anthropic_api, "MAX_RATE_LIMIT_RETRIES", 8)
+    the_plan = _plan("roles: {a: {failure: {max_retries: 0}}}\ntasks: [{id: t, role: a, cycles: 1}]")
+    scale = 100.0
+    result, trace = _run(
+        the_plan, tmp_path, Faults(rate_limit_storm=10_000, storm_retry_after_s=0.0001), time_scale=scale
+    )
+    assert result.status == "failed"
+    (cycle,) = _cycles(trace)
+    assert cycle.metadata["rate_limited"] == 9 and "gave up after 8 retries" in cycle.metadata["error"]
+    floors = sum(anthropic_api.RATE_LIMIT_FLOOR_S * 2**k / scale for k in range(8))
+    assert cycle.metadata["rate_limit_wait_ms"] >= floors * 1000
+
+
 def test_overload_529s_are_waited_out(tmp_path: Path) -> None:
     result, trace = _run(_plan(SMALL), tmp_path, Faults(overloaded_rate=0.4, seed=3))
     assert result.status == "complete"
