@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
 MAX_FILE_BYTES = 2_000_000
-"""Largest scenario or plan file read, in bytes."""
+"""Largest scenario file read, in bytes."""
+MAX_PLAN_BYTES = 64_000_000
+"""Largest plan file read, in bytes: a plan repeats its scenario and adds a row per task, a sync point per
+event and a lane per agent, so the largest scenarios (10,000 tasks) make plans of several MB; ``plan -o``
+refuses to write one this limit would refuse to read."""
 MAX_DEPTH = 48
 """Deepest nesting of lists and mappings (a scenario needs about 6 levels, a plan about 8)."""
 MAX_NODES = 200_000
@@ -99,11 +105,52 @@ _EMPTY_HINT = {
 }
 
 
+READ_CHUNK = 1 << 20
+
+
+def read_bounded(stream: BinaryIO, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``stream`` (one more than allowed tells a file too large), without
+    setting aside ``limit`` bytes first as ``read(limit + 1)`` does: as many as the file holds, then (if it
+    grew meanwhile) the rest a chunk at a time."""
+    try:
+        size = os.fstat(stream.fileno()).st_size
+    except (OSError, ValueError):
+        size = 0
+    expected = min(size, limit)
+    data = stream.read(expected + 1)
+    if len(data) <= expected:
+        return data  # it ended where its size said (or before)
+    chunks, total = [data], len(data)
+    while total <= limit:
+        chunk = stream.read(min(READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def _open(path: Path, *, fifo: bool) -> BinaryIO:
+    """``path`` opened for reading; a pipe (``/dev/stdin`` in ``import ... | cycleplan plan /dev/stdin``)
+    without waiting for a writer: one that has none reads as empty instead of hanging."""
+    if not fifo:
+        return path.open("rb")
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
+
+
 def _read_bytes(path: Path, what: str) -> bytes:
     name = str(path)
+    limit = MAX_PLAN_BYTES if what == "plan" else MAX_FILE_BYTES
+    mode = 0
+    with contextlib.suppress(OSError):  # what cannot be stat'ed is reported by the open below
+        mode = path.stat().st_mode
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        raise LoadError([FileError(name, f"is a device or a socket, not a file; give a {what} file")])
     try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_FILE_BYTES + 1)
+        with _open(path, fifo=stat.S_ISFIFO(mode)) as stream:
+            data = read_bounded(stream, limit)
     except (FileNotFoundError, NotADirectoryError):
         raise LoadError([FileError(name, "no such file; check the path")]) from None
     except IsADirectoryError:
@@ -114,12 +161,12 @@ def _read_bytes(path: Path, what: str) -> bytes:
         raise LoadError([FileError(name, "cannot be read: permission denied")]) from None
     except OSError as exc:
         raise LoadError([FileError(name, f"cannot be read: {one_line(exc.strerror or str(exc))}")]) from None
-    if len(data) > MAX_FILE_BYTES:
+    if len(data) > limit:
         raise LoadError(
             [
                 FileError(
                     name,
-                    f"is larger than {MAX_FILE_BYTES:,} bytes, the limit for a {what} file; "
+                    f"is larger than {limit:,} bytes, the limit for a {what} file; "
                     "check that this is the right file",
                 )
             ]

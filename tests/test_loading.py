@@ -433,3 +433,27 @@ def test_an_empty_plan_says_what_a_plan_is(tmp_path: Path) -> None:
     with pytest.raises(LoadError) as caught:
         load_plan(path)
     assert "cycleplan plan FILE -o plan.json" in caught.value.errors[0].message
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero on this system")
+def test_devices_are_refused_and_pipes_read_without_hanging(tmp_path: Path) -> None:
+    """/dev/zero would read without end: a device is refused before it is read. A pipe is read as the
+    stream it is (``... | cycleplan plan /dev/stdin``); one with no writer reads as empty, never hangs."""
+    import os
+
+    with pytest.raises(LoadError) as caught:
+        load_scenario(Path("/dev/zero"))
+    assert "is a device or a socket" in caught.value.errors[0].message
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(LoadError) as caught:
+        load_scenario(pipe)
+    assert "empty" in caught.value.errors[0].message
+    read_end, write_end = os.pipe()  # what a shell gives as /dev/stdin: its writer done, data waiting
+    try:
+        os.write(write_end, VALID.encode("utf-8"))
+        os.close(write_end)
+        scenario = load_scenario(Path(f"/dev/fd/{read_end}"))
+    finally:
+        os.close(read_end)
+    assert scenario.tasks

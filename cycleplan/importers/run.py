@@ -25,6 +25,7 @@ from typing import Any
 from cycleplan.loading import FileError
 from cycleplan.metrics import metrics, run_header
 from cycleplan.model import Event, Plan, Scenario, Task
+from cycleplan.reading import read_bounded
 
 IMPORT_AGENT = "claude-code"
 """The agent an imported run records: both importers read work done by Claude Code."""
@@ -81,7 +82,7 @@ def read_file(path: Path, limit: int, hint: str) -> bytes:
         )
     try:
         with path.open("rb") as stream:
-            data = stream.read(limit + 1)
+            data = read_bounded(stream, limit)
     except OSError as exc:
         raise TraceImportError([FileError(name, f"cannot be read: {exc.strerror or exc}")]) from None
     if len(data) > limit:
