@@ -17,11 +17,11 @@ conversation later cycles send, not its tool exchanges.
 
 Usage (input, output, cache read, cache write), latency and stop reason are recorded per cycle. A cycle
 whose answer stops with ``refusal`` failed. 429 and 529 answers are retried after their ``retry-after``
-(their waits recorded as ``rate_limit_wait_ms``; at least a doubling floor, and at most
-:data:`MAX_RATE_LIMIT_RETRIES` times), 5xx and connection errors a few times with backoff;
-other errors fail the attempt at once. Every attempt is kept as an artifact (``cycle-003.attempt-1.json``:
-prompt, answer, usage, and for a loop each call's usage), and the conversation of a resumed task is
-rebuilt from those files.
+(their waits recorded as ``rate_limit_wait_ms``; a floor that doubles while the server names shorter
+waits, and at most :data:`MAX_RATE_LIMIT_RETRIES` in a row), 5xx and connection errors a few times with
+backoff; other errors fail the attempt at once. Every attempt is kept as an artifact
+(``cycle-003.attempt-1.json``: prompt, answer, usage, and for a loop each call's usage), and the
+conversation of a resumed task is rebuilt from those files.
 
 The key comes from ``ANTHROPIC_API_KEY`` only and goes to the SDK only. ``emulated`` is the same
 backend pointed at :class:`cycleplan.executor.emulator.Emulator` on loopback, with requests tagged by
@@ -56,11 +56,13 @@ if TYPE_CHECKING:
     from cycleplan.executor.emulator import Emulator
 
 MAX_RATE_LIMIT_RETRIES = 100
-"""429/529 answers one attempt may wait through before it gives up (a server that keeps refusing is
-given up on, not hammered)."""
+"""429/529 answers in a row one call may wait through before its attempt gives up (a server that keeps
+refusing is given up on, not hammered)."""
 RATE_LIMIT_FLOOR_S = 0.5
-"""The least wait after the first 429/529 of an attempt (real seconds, doubling with each one after it,
-up to :data:`RATE_LIMIT_FLOOR_MAX_S`), whatever shorter ``retry-after`` the server names."""
+"""The least wait after a 429/529 (modelled seconds: divided by the time scale). A server whose
+``retry-after`` is shorter than the floor (or missing) is not trusted to pace the call: the floor doubles
+with each such answer in a row, up to :data:`RATE_LIMIT_FLOOR_MAX_S`. One that names a longer wait is
+obeyed as it says, as the simulator's token bucket waits exactly until capacity returns."""
 RATE_LIMIT_FLOOR_MAX_S = 60.0
 MAX_TRANSIENT_RETRIES = 3
 """5xx answers and connection errors one attempt retries before it fails."""
@@ -260,6 +262,8 @@ class AnthropicBackend:
         if client is None:
             raise RuntimeError("the backend is not started")
         extra: dict[str, Any] = {} if tools is None else {"tools": tools}
+        refusals = 0  # 429/529s of this call in a row
+        unpaced = 0  # of those, answers whose retry-after fell short of the floor: it doubles with each
         while True:
             sent = time.monotonic()
             try:
@@ -278,16 +282,18 @@ class AnthropicBackend:
                 status = exc.status_code
                 if status in (429, 529):
                     tally.rate_limited += 1
-                    if tally.rate_limited > MAX_RATE_LIMIT_RETRIES:
+                    refusals += 1
+                    if refusals > MAX_RATE_LIMIT_RETRIES:
                         return _Refused(
-                            f"HTTP {status}: gave up after {tally.rate_limited - 1} retries "
+                            f"HTTP {status}: gave up after {refusals - 1} retries in a row "
                             f"({tally.rate_limit_wait_s:.0f} s of waiting)"
                         )
                     asked = retry_after_s(exc.response.headers)
-                    floor = min(RATE_LIMIT_FLOOR_S * 2 ** (tally.rate_limited - 1), RATE_LIMIT_FLOOR_MAX_S)
-                    wait = max(
-                        DEFAULT_RETRY_AFTER_S if asked is None else asked, floor / self._options.time_scale
-                    )
+                    floor = min(RATE_LIMIT_FLOOR_S * 2**unpaced, RATE_LIMIT_FLOOR_MAX_S)
+                    floor /= self._options.time_scale
+                    if asked is None or asked < floor:
+                        unpaced += 1
+                    wait = max(DEFAULT_RETRY_AFTER_S if asked is None else asked, floor)
                     # A little jitter keeps agents told the same retry-after from all coming back at once.
                     wait *= 1.0 + 0.2 * self._random.random()
                     await asyncio.sleep(wait)
