@@ -35,8 +35,10 @@ recorded ``folded``); the parent's cycle records the time it was blocked on them
 (``not_spawned``). Each tool call the backend reports is a ``progress_update`` (``tool``, ``started_at``,
 ``duration_ms``) of the task whose agent made it.
 
-Resources and ``max_parallel`` are held while a task works (or is blocked on its subagents), not while
-it waits for an event. Every event goes through :meth:`Orchestrator.record`, which commits it to the
+A task holds its lane, its resources and its ``max_parallel`` slot from its start to its end, through
+waits on events, subagents and rate limits, as :mod:`cycleplan.waiting` rules for the planner and
+the simulator too (:meth:`Orchestrator._before_cycle` gives back what that rule says a waiting task does
+not keep). Every event goes through :meth:`Orchestrator.record`, which commits it to the
 store before anything may react to it. This module never imports a concrete backend, the terminal or the
 simulator.
 """
@@ -70,6 +72,7 @@ from cycleplan.executor.summary import stopped_spans
 from cycleplan.metrics import run_header
 from cycleplan.model import Event, Plan, PlannedTask, Role, Task
 from cycleplan.prices import cost_usd, resolve
+from cycleplan.waiting import Holding, holds_while_waiting
 
 MAX_BACKOFF_S = 300.0
 """Backoff between attempts never exceeds this (scenario seconds)."""
@@ -115,8 +118,8 @@ class TaskRun:
     task_started: float | None = None
     waiting_since: float | None = None
     """Monotonic time the task began holding its lane for an event, while it does."""
-    held: bool = False
-    """Holds its slots (resources, max_parallel) right now."""
+    holding: dict[str, int] = field(default_factory=dict)
+    """The slots (resource units, a ``max_parallel`` slot) it holds right now."""
     artifacts: Path | None = None
     reason: str | None = None
     """Why it was cancelled, when an earlier part of the run cancelled it."""
@@ -448,9 +451,9 @@ class Orchestrator:
         try:
             await self._work(run, demand)
         finally:
-            if run.held:
-                run.held = False
-                self.slots.release(demand)
+            if run.holding:
+                held, run.holding = run.holding, {}
+                self.slots.release(held)
 
     async def _blocked_on(self, run: TaskRun, future: asyncio.Future[Any]) -> Any:
         self._blocked[run.lane] = future
@@ -466,7 +469,8 @@ class Orchestrator:
         except asyncio.CancelledError:
             self.slots.cancel(future, demand)
             raise
-        run.held = True
+        for name, units in demand.items():
+            run.holding[name] = run.holding.get(name, 0) + units
 
     async def _dependency(self, run: TaskRun, dependency: str) -> tuple[bool, str | None]:
         """Whether ``dependency`` completed (for a race member: whether its race has a winner)."""
@@ -770,15 +774,18 @@ class Orchestrator:
         missing = [event for event in needed if self.board.find(action=event) is None]
         if missing:
             run.state = "waiting"
-            run.held = False
-            self.slots.release(demand)
+            returned = _given_back(demand, holds_while_waiting("event"))
+            for name, units in returned.items():
+                run.holding[name] -= units
+            run.holding = {name: units for name, units in run.holding.items() if units}
+            self.slots.release(returned)
             run.waiting_since = started
             for event in missing:
                 if not await self._wait_event(run, event):
                     self._cancelled(run, "dependency_failed", self.emitter[event], event=event)
                     return None, 0
             run.waiting_since = None
-            await self._acquire(run, demand)
+            await self._acquire(run, returned)
         return (time.monotonic() - started) * 1000.0, len(needed)
 
     def _request(self, run: TaskRun, cycle: int, handoffs: int, artifacts: Path) -> CycleRequest:
@@ -1085,3 +1092,12 @@ class _Reporter:
         child = self.orchestrator.tasks.get(task_id)
         if child is not None:
             self.orchestrator.subagent_returned(self.run, child, outcome)
+
+
+def _given_back(demand: dict[str, int], keeps: Holding) -> dict[str, int]:
+    """The part of ``demand`` a waiting task gives back under ``keeps``."""
+    return {
+        name: units
+        for name, units in demand.items()
+        if not (keeps.parallel_slot if name == PARALLEL else keeps.resources)
+    }

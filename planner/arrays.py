@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cycleplan.planner.problem import EPS, Durations, Lane, Placement, Problem
+from cycleplan.waiting import require_holding
+
+require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.waiting)
 
 
 @dataclass(frozen=True)
