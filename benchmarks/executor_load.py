@@ -91,7 +91,10 @@ def bookkeeping(lanes: int, tasks_per_lane: int, cycles: int) -> dict[str, Any]:
     the_plan = plan(scenario(lanes, tasks_per_lane, cycles, limited=False))
     with tempfile.TemporaryDirectory() as folder:
         store = RunStore(Path(folder) / "runs.db")
-        store.create_run("bench", agent="instant", source="", scenario="load", options={}, plan_json="{}")
+        # Leased, as the executor holds its runs: every event's write checks the lease.
+        store.create_run(
+            "bench", agent="instant", source="", scenario="load", options={}, plan_json="{}", lease=True
+        )
         progress = replay([], [t.id for t in the_plan.scenario.all_tasks()])
         orchestrator = Orchestrator(
             the_plan,

@@ -150,7 +150,7 @@ def backtest(
     sources: dict[str, str] = {}
     kinds: dict[str, str] = {}
     try:
-        with RunStore(store) as runs:
+        with RunStore(store, read_only=True) as runs:
             for run_id in dict.fromkeys(run_ids):
                 record = runs.run(run_id)
                 scale = float(record.options.get("time_scale", 1.0))

@@ -691,7 +691,7 @@ def calibrate_runs(
     traces: list[tuple[str, list[Event]]] = []
     scenarios: list[Scenario] = []
     try:
-        with RunStore(store) as runs:
+        with RunStore(store, read_only=True) as runs:
             for run_id in run_ids:
                 record = runs.run(run_id)
                 scale = float(record.options.get("time_scale", 1.0))

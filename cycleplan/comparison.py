@@ -471,7 +471,7 @@ def compare_run(
     if not Path(store).exists():
         raise ComparisonError(f"{store}: no run store here (pass --store PATH)")
     try:
-        with RunStore(store) as runs:
+        with RunStore(store, read_only=True) as runs:
             record = runs.run(run_id)
             raw = runs.trace(run_id)
     except StoreError as exc:

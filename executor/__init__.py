@@ -7,7 +7,8 @@
 One coroutine per lane follows the plan, and subagents run on their own lanes when their parents spawn
 them (:mod:`.orchestrator`); waits and emits go through the run's committed events
 (:mod:`.coordination`); every event is committed to a SQLite run store before anything depends on it
-(:mod:`.store`), so a killed run resumes without redoing completed work (:mod:`.run`).
+(:mod:`.store`), so a killed run resumes without redoing completed work (:mod:`.run`), and the store
+admits one writer per run, the holder of the run's lease.
 Agents sit behind one small async interface (:mod:`.backend`): ``anthropic`` (:mod:`.anthropic_api`),
 ``claude-code`` (on the official SDK, :mod:`.claude_sdk`, else the headless CLI, :mod:`.claude_code`),
 ``command`` (:mod:`.command`) and ``emulated``, a loopback server that speaks the Messages API
@@ -20,7 +21,15 @@ that ``claude-code --emulator`` rehearses with the real Claude Code offline. A r
 from __future__ import annotations
 
 from cycleplan.executor.backend import AGENTS, BackendUnavailableError
-from cycleplan.executor.run import ExecuteOptions, ExecutionError, RunResult, execute, is_live, resume
+from cycleplan.executor.run import (
+    ExecuteOptions,
+    ExecutionError,
+    RunResult,
+    RunTakenOverError,
+    execute,
+    is_live,
+    resume,
+)
 from cycleplan.executor.store import DEFAULT_STORE, RunStore, StoreError, export_jsonl
 from cycleplan.executor.summary import run_summary, scenario_trace
 
@@ -32,6 +41,7 @@ __all__ = [
     "ExecutionError",
     "RunResult",
     "RunStore",
+    "RunTakenOverError",
     "StoreError",
     "execute",
     "export_jsonl",

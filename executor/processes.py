@@ -6,7 +6,8 @@ gets SIGTERM, then SIGKILL after a grace period, so that nothing an agent spawne
 that left the group (``setsid``, a daemon's double fork) are found by the ``CYCLEPLAN_*`` marks of the
 cycle their environment inherited (:func:`marked_processes`, Linux's ``/proc``) and stopped with it. Each live
 group is noted in the run store through :class:`ProcessRegistry`; a resumed run calls
-:func:`kill_orphans` to stop the groups a killed executor left behind. POSIX only.
+:func:`kill_orphans` to stop the groups a killed executor left behind. An executor whose run was taken
+over (its lease lost) stops only its own groups, never processes found by their marks. POSIX only.
 """
 
 from __future__ import annotations
@@ -50,9 +51,17 @@ class ProcessRegistry:
         self.alive: dict[int, str] = {}
 
     def add(self, pgid: int, task: str) -> None:
-        self.alive[pgid] = task
+        """Note a group just started; the store's :class:`~cycleplan.executor.store.LeaseLostError` once
+        another executor owns the run (the group is then not noted anywhere)."""
         if self._store is not None:
             self._store.add_process(self._run_id, pgid, start_ticks(pgid), task)
+        self.alive[pgid] = task
+
+    @property
+    def fenced(self) -> bool:
+        """Whether another executor has taken the run over: the marks of this executor's attempts may
+        now be on the new owner's agents too, so nothing is stopped by its marks."""
+        return self._store is not None and self._store.lease_lost(self._run_id) is not None
 
     def remove(self, pgid: int) -> None:
         self.alive.pop(pgid, None)
@@ -138,12 +147,18 @@ async def run_in_group(
             stderr=err,
             start_new_session=True,
         )
-        registry.add(process.pid, task)
+        try:
+            registry.add(process.pid, task)
+        except BaseException:
+            # Started after the run was taken over (or not noted for another reason): it must not run.
+            await _stop(process, grace_s)
+            raise
         try:
             return await process.wait()
         except BaseException:
             await _stop(process, grace_s)
-            kill_marked(env)
+            if not registry.fenced:
+                kill_marked(env)
             raise
         finally:
             registry.remove(process.pid)

@@ -4,11 +4,31 @@
 :class:`~cycleplan.executor.orchestrator.Orchestrator` and returns a :class:`RunResult`. :func:`resume`
 reads a run's plan, options and events back, stops the agent processes a killed or interrupted executor
 left behind, and runs what is left: tasks that completed are not run again, a task that was running
-continues after its last completed cycle. One executor process holds a run at a time (a lock file in
-the run's folder, released by the kernel when the process dies, even by ``kill -9``). Ctrl-C (or
-SIGTERM) stops the running agents, records the attempts it cut short and ``run_interrupted``, and leaves
-the run ``interrupted``, not over: ``resume`` continues it as it would a killed run. Errors meant for
-the user are :class:`ExecutionError` with a one-line message.
+continues after its last completed cycle. ``resume`` refuses a run whose stored trace is damaged
+(:meth:`~cycleplan.executor.store.RunStore.check`). Ctrl-C (or SIGTERM) stops the running agents, records
+the attempts it cut short and ``run_interrupted``, and leaves the run ``interrupted``, not over:
+``resume`` continues it as it would a killed run. Errors meant for the user are :class:`ExecutionError`
+with a one-line message.
+
+One executor writes a run at a time, by the run's lease in the store (:mod:`.store` checks it in the
+transaction of every write):
+
+- ``execute`` takes the lease (epoch 1) in the transaction that records the run; ``resume`` takes it
+  before it reads, kills or runs anything.
+- While it works, the executor renews the lease every sixth of its length
+  (:data:`~cycleplan.executor.store.LEASE_S`, 30 s; ``CYCLEPLAN_LEASE_S``), from a task of its event
+  loop: one small transaction every 5 s, nothing per event. At the end, however it ends, it releases it.
+- A resume while the lease is live is refused (:class:`ExecutionError`, exit status 2) with the owner's
+  pid and host and when the lease expires; the run is left alone, agents and all. The lease is dead
+  once expired, released, or held by a pid that is provably gone (same host, boot and pid namespace:
+  ``kill -9`` need not wait). Then the newcomer takes it with the epoch one higher, and only then stops
+  the agents the store says the old executor left.
+- An executor that finds its lease taken over (its next write, or its next renewal, names a newer epoch)
+  stops at once with :class:`RunTakenOverError` (exit status 3): it records nothing more, and it kills
+  nothing it did not start itself (no processes found by their marks, none from the store's list: they
+  may be the new owner's). The new owner has stopped the agents it had started before the take-over.
+
+The lock file in the run's folder remains, for runs stored before leases; it guarantees nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +56,13 @@ from cycleplan.executor.orchestrator import Orchestrator, Policy
 from cycleplan.executor.processes import ProcessRegistry, kill_orphans
 from cycleplan.executor.replay import replay
 from cycleplan.executor.secrets import redact, secret_values
-from cycleplan.executor.store import DEFAULT_STORE, RunStore, StoreError
+from cycleplan.executor.store import (
+    DEFAULT_STORE,
+    LeaseError,
+    LeaseLostError,
+    RunStore,
+    StoreError,
+)
 from cycleplan.executor.summary import run_summary
 from cycleplan.model import Event, Frozen, Plan
 from cycleplan.redaction import find_secret
@@ -49,6 +75,15 @@ EXIT_CODES = {"complete": 0, "failed": 1, "timeout": 1, "interrupted": 130}
 
 class ExecutionError(Exception):
     """Something the user must fix before a run can go (its message is one line)."""
+
+    exit_code = 2
+
+
+class RunTakenOverError(ExecutionError):
+    """This executor's lease on its run expired and another executor took the run over: this one stopped
+    at once, recorded nothing more, and stopped no process but its own agents (exit status 3)."""
+
+    exit_code = 3
 
 
 class ExecuteOptions(Frozen):
@@ -132,22 +167,31 @@ def new_run_id() -> str:
 
 
 @contextlib.contextmanager
-def run_lock(folder: Path, run_id: str) -> Iterator[None]:
-    """Hold the run's lock for as long as this process works on it."""
+def run_lock(folder: Path) -> Iterator[bool]:
+    """Hold the run's lock file while this process works on it, when it can; yields whether it does.
+
+    The lock only tells :func:`is_live` about runs stored before leases: the run's lease in the store is
+    what keeps one writer per run. A lock still held here belongs to an executor whose lease has expired
+    (it is stalled, or paused): its next write is refused, so it does not stop this one."""
     folder.mkdir(parents=True, exist_ok=True)
     handle = (folder / "lock").open("a")
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ExecutionError(f"run {run_id} is being executed by another process") from None
-        yield
+            yield False
+        else:
+            yield True
     finally:
         handle.close()
 
 
 def is_live(store: RunStore, run_id: str) -> bool:
-    """Whether some executor process holds ``run_id`` right now."""
+    """Whether some executor process holds ``run_id`` right now: its lease is live (for runs stored
+    before leases, its lock file is held)."""
+    lease = store.lease(run_id)
+    if lease is not None:
+        return store.lease_live(lease)
     path = store.run_folder(run_id) / "lock"
     if not path.exists():
         return False
@@ -227,7 +271,8 @@ def resume(
     faults: Any = None,
 ) -> RunResult:
     """Continue run ``run_id`` where its events leave it (after Ctrl-C, ``kill -9``, a crash, a
-    reboot)."""
+    reboot). Refused while another executor owns the run (its lease is live), and when the run's stored
+    trace is damaged (``cycleplan runs --check RUN`` says how)."""
     if not Path(store).exists():
         raise ExecutionError(f"{store}: no run store here (pass --store PATH)")
     with _open(store) as runs:
@@ -235,21 +280,53 @@ def resume(
             record = runs.run(run_id)
         except StoreError as exc:
             raise ExecutionError(str(exc)) from None
-        plan = Plan.model_validate_json(record.plan_json)
-        options = ExecuteOptions.model_validate(record.options)
-        progress_so_far = replay(runs.trace(run_id), [task.id for task in plan.scenario.all_tasks()])
-        if progress_so_far.over:
-            if progress_so_far.status == ev.INTERRUPTED:
-                # Stored before interrupted runs were left open: its tasks were cancelled for good.
-                raise ExecutionError(
-                    f"run {run_id} was interrupted (Ctrl-C) and its running tasks were cancelled; "
-                    "it cannot be resumed: start a new run"
-                )
-            summary = with_files(run_summary(runs, run_id), options, runs.run_folder(run_id))
-            return RunResult(run_id, str(progress_so_far.status), summary)
+        try:
+            plan = Plan.model_validate_json(record.plan_json)
+            options = ExecuteOptions.model_validate(record.options)
+        except ValueError as exc:
+            raise ExecutionError(
+                f"run {run_id}: its stored plan or options cannot be read ({str(exc).splitlines()[0]}): "
+                "it cannot be resumed"
+            ) from None
+        ended = _ended(runs, run_id, plan, options, _sound_trace(runs, run_id))
+        if ended is not None:
+            return ended
         return asyncio.run(
             _drive(runs, run_id, plan, options, new=None, progress=progress, stream=stream, faults=faults)
         )
+
+
+def _sound_trace(store: RunStore, run_id: str) -> list[Event]:
+    """The run's trace, once :meth:`RunStore.check` finds nothing wrong with it: a resumed run goes on
+    from what its events say, so they must all be there and add up."""
+    try:
+        problems = store.check(run_id).problems
+        if not problems:
+            return store.trace(run_id)
+    except StoreError as exc:
+        raise ExecutionError(str(exc)) from None
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    raise ExecutionError(
+        f"run {run_id} cannot be resumed: its stored trace is damaged: {problems[0]}{more}; "
+        f"`cycleplan runs --check {run_id}` lists what is wrong"
+    )
+
+
+def _ended(
+    store: RunStore, run_id: str, plan: Plan, options: ExecuteOptions, trace: list[Event]
+) -> RunResult | None:
+    """The result of a run that is over (nothing is written), or None when there is work left."""
+    so_far = replay(trace, [task.id for task in plan.scenario.all_tasks()])
+    if not so_far.over:
+        return None
+    if so_far.status == ev.INTERRUPTED:
+        # Stored before interrupted runs were left open: its tasks were cancelled for good.
+        raise ExecutionError(
+            f"run {run_id} was interrupted (Ctrl-C) and its running tasks were cancelled; "
+            "it cannot be resumed: start a new run"
+        )
+    summary = with_files(run_summary(store, run_id), options, store.run_folder(run_id))
+    return RunResult(run_id, str(so_far.status), summary)
 
 
 def with_files(summary: dict[str, Any], options: ExecuteOptions, folder: Path) -> dict[str, Any]:
@@ -273,7 +350,7 @@ def with_files(summary: dict[str, Any], options: ExecuteOptions, folder: Path) -
 @contextlib.contextmanager
 def _open(store: str | Path) -> Iterator[RunStore]:
     try:
-        runs = RunStore(store)
+        runs = RunStore(store, read_only=False)
     except StoreError as exc:
         raise ExecutionError(str(exc)) from None
     try:
@@ -294,37 +371,76 @@ async def _drive(
     faults: Any,
 ) -> RunResult:
     folder = store.run_folder(run_id)
-    with run_lock(folder, run_id):
-        trace = store.trace(run_id)
-        task_ids = [task.id for task in plan.scenario.all_tasks()]
-        so_far = replay(trace, task_ids)
+    keeper = _LeaseKeeper(store, run_id)
+    try:
+        trace: list[Event] = []
         if new is None:
-            so_far.resumes += 1
-            kill_orphans(store, run_id)
-        registry = ProcessRegistry(store, run_id)
-        workdir = Path(options.workdir) if options.workdir else Path.cwd()
-        workdirs: dict[str, Path] = {}
-        backend = make_backend(
-            options.agent,
-            plan.scenario,
-            BackendOptions(
-                time_scale=options.time_scale,
-                seed=options.seed,
-                max_output_tokens=options.max_output_tokens,
-                claude_executable=options.claude_executable,
-                claude_args=tuple(options.claude_args),
-                emulator_faults=faults,
-                emulator=options.emulator,
-                claude_client=options.claude_client,
-                run_folder=folder,
-                pass_env=tuple(options.pass_env),
-            ),
-            registry,
-        )
-        try:
-            await backend.start()
-            if new is not None:
-                source, on_start = new
+            # The lease first: it refuses a newcomer while the run's owner lives, naming it.
+            store.take_lease(run_id)
+            keeper.start()
+            # Read again under the lease: the executor that held the run may have written since.
+            trace = _sound_trace(store, run_id)
+            ended = _ended(store, run_id, plan, options, trace)
+            if ended is not None:
+                return ended
+        with run_lock(folder):
+            return await _work(store, run_id, plan, options, keeper, trace, new, progress, stream, faults)
+    except LeaseLostError as exc:
+        raise RunTakenOverError(str(exc)) from None
+    except LeaseError as exc:
+        raise ExecutionError(str(exc)) from None
+    except StoreError as exc:
+        raise ExecutionError(f"{exc}; once that is fixed, continue with --resume {run_id}") from None
+    finally:
+        await keeper.stop()
+        with contextlib.suppress(StoreError):
+            store.release_lease(run_id)
+
+
+async def _work(
+    store: RunStore,
+    run_id: str,
+    plan: Plan,
+    options: ExecuteOptions,
+    keeper: _LeaseKeeper,
+    trace: list[Event],
+    new: tuple[str, Callable[[str], None] | None] | None,
+    progress: Progress,
+    stream: TextIO | None,
+    faults: Any,
+) -> RunResult:
+    """Start the backend, record a new run (leased) or stop a resumed run's orphans, and orchestrate."""
+    folder = store.run_folder(run_id)
+    so_far = replay(trace, [task.id for task in plan.scenario.all_tasks()])
+    if new is None:
+        so_far.resumes += 1
+        # Only now, the lease ours: an executor that still held it was left alone, agents and all.
+        kill_orphans(store, run_id)
+    registry = ProcessRegistry(store, run_id)
+    workdir = Path(options.workdir) if options.workdir else Path.cwd()
+    workdirs: dict[str, Path] = {}
+    backend = make_backend(
+        options.agent,
+        plan.scenario,
+        BackendOptions(
+            time_scale=options.time_scale,
+            seed=options.seed,
+            max_output_tokens=options.max_output_tokens,
+            claude_executable=options.claude_executable,
+            claude_args=tuple(options.claude_args),
+            emulator_faults=faults,
+            emulator=options.emulator,
+            claude_client=options.claude_client,
+            run_folder=folder,
+            pass_env=tuple(options.pass_env),
+        ),
+        registry,
+    )
+    try:
+        await backend.start()
+        if new is not None:
+            source, on_start = new
+            try:
                 store.create_run(
                     run_id,
                     agent=options.agent,
@@ -332,14 +448,22 @@ async def _drive(
                     scenario=redact(plan.scenario.name),
                     options=json.loads(redact(options.model_dump_json())),
                     plan_json=redact(plan.model_dump_json()),
+                    lease=True,
                 )
-                if on_start is not None:
-                    on_start(run_id)
-            if options.worktrees:
-                from cycleplan.executor.worktrees import prepare_worktrees
+            except StoreError as exc:
+                raise ExecutionError(str(exc)) from None  # nothing recorded: nothing to resume
+            keeper.start()
+            if on_start is not None:
+                on_start(run_id)
+        if options.worktrees:
+            from cycleplan.executor.worktrees import prepare_worktrees
 
-                workdirs = prepare_worktrees(workdir, folder, run_id, [lane.lane for lane in plan.lanes])
-            result = await _orchestrate(
+            # In a thread, so that the lease is renewed while git works.
+            workdirs = await asyncio.to_thread(
+                prepare_worktrees, workdir, folder, run_id, [lane.lane for lane in plan.lanes]
+            )
+        work = asyncio.ensure_future(
+            _orchestrate(
                 store,
                 run_id,
                 plan,
@@ -353,13 +477,60 @@ async def _drive(
                 progress,
                 stream,
             )
-        except BackendUnavailableError as exc:
-            raise ExecutionError(str(exc)) from None
-        except StoreError as exc:
-            raise ExecutionError(f"{exc}; once that is fixed, continue with --resume {run_id}") from None
-        finally:
-            await backend.close()
-    return result
+        )
+        keeper.watch(work)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            lost = store.lease_lost(run_id)
+            if lost is None:
+                raise
+            raise LeaseLostError(lost) from None
+    except BackendUnavailableError as exc:
+        raise ExecutionError(str(exc)) from None
+    finally:
+        await backend.close()
+
+
+class _LeaseKeeper:
+    """Renews this executor's lease on a run while it works (every
+    :attr:`~cycleplan.executor.store.RunStore.lease_renewal_s`), and cancels the work at once when the
+    lease turns out to be lost: its agents are stopped as the work unwinds, and the store refuses every
+    write the unwinding tries."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._task: asyncio.Task[None] | None = None
+        self._work: asyncio.Future[Any] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._renew(), name=f"lease {self._run_id}")
+
+    def watch(self, work: asyncio.Future[Any]) -> None:
+        self._work = work
+        if self._store.lease_lost(self._run_id) is not None:
+            work.cancel()
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._store.lease_renewal_s)
+            try:
+                self._store.renew_lease(self._run_id)
+            except LeaseLostError:
+                if self._work is not None:
+                    self._work.cancel()
+                return
+            except StoreError:
+                continue  # busy, or a full disk: the next renewal tries again, and every write checks
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 async def _orchestrate(

@@ -1,12 +1,13 @@
-"""Runs against real agents: ``execute`` (durably, into the run store), ``runs`` (the store's runs)
-and ``export`` (a run's trace).
+"""Runs against real agents: ``execute`` (durably, into the run store), ``runs`` (the store's runs, or
+with ``--check`` the soundness of one run's stored trace) and ``export`` (a run's trace). ``runs`` and
+``export`` only read, and open the store read-only.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
 
 import typer
 
@@ -150,7 +151,13 @@ def execute_command(
     retried, failures cancel their dependents, races keep their winner. Ctrl-C stops the running agents,
     leaves their tasks unfinished and exits 130; after Ctrl-C, a crash or `kill -9`, `--resume RUN`
     finishes the run without redoing completed cycles (the time it stood stopped is not counted).
-    Exit status: 0 complete, 1 failed or timed out, 2 bad input, 130 interrupted.
+    Exit status: 0 complete, 1 failed or timed out, 2 bad input (or a run another executor holds),
+    3 taken over: this executor's lease on the run expired (it was paused or stalled), another executor
+    resumed the run, and this one stopped at once, recording nothing more; 130 interrupted.
+
+    One executor writes a run at a time: it holds the run's lease in the store, renewed every few
+    seconds (it lasts 30 s; CYCLEPLAN_LEASE_S sets another length). `--resume` on a run whose lease is
+    live is refused with the owner's pid and host and when the lease expires.
 
     The anthropic agent reads the key from ANTHROPIC_API_KEY only and never writes it anywhere.
     claude-code runs on the claude-agent-sdk package (pip install 'cycleplan[claude]'), else on the
@@ -181,7 +188,7 @@ def execute_command(
         try:
             result = resume_run(resume, store=store, progress=mode)
         except ExecutionError as exc:
-            fail(str(exc))
+            _stopped(exc)
     else:
         if file is None:
             fail("FILE is missing: give a scenario or plan.json to run, or --resume RUN")
@@ -237,7 +244,7 @@ def execute_command(
         try:
             result = run_plan(the_plan, options, store=store, source=str(file), progress=mode)
         except ExecutionError as exc:
-            fail(str(exc))
+            _stopped(exc)
     if as_json:
         emit_json(result.summary)
     else:
@@ -246,18 +253,39 @@ def execute_command(
         raise typer.Exit(result.exit_code)
 
 
+def _stopped(exc: Exception) -> NoReturn:
+    """Print the executor's one-line message on stderr and exit with its status (2, or 3 taken over)."""
+    say(str(exc), err=True)
+    raise typer.Exit(getattr(exc, "exit_code", 2))
+
+
 @app.command("runs")
 def runs_command(
     store: StoreOption = STORE_PATH,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+    check: Annotated[
+        str | None,
+        typer.Option(
+            "--check",
+            help="Verify run RUN's stored trace instead of listing: seq contiguous, every row decodable, "
+            "every cycle accounted for. Prints each problem on a line; exit status 1 when there is one.",
+            metavar="RUN",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs (or the check) as JSON.")] = False,
 ) -> None:
     """List the runs in a run store, newest first: id, status, agent, scenario, makespan and cost.
 
     A run stopped by Ctrl-C shows as `interrupted`, one whose executor was killed as `stopped`:
-    `cycleplan execute --resume RUN` finishes either.
+    `cycleplan execute --resume RUN` finishes either. A run whose stored events have a gap in their
+    sequence or a row that cannot be decoded shows as `damaged`, with a line on stderr, and the exit
+    status is 1 (`--check RUN` lists what is wrong). The store is opened read-only, so a store on a
+    read-only mount can be listed.
 
     \b
-    Example:  cycleplan runs --store .cycleplan/runs.db
+    Examples:
+      cycleplan runs --store .cycleplan/runs.db
+      cycleplan runs --check 20250114-093012-3f9a1c --json
     """
     import datetime
 
@@ -267,12 +295,40 @@ def runs_command(
     if not store.exists():
         fail(f"{store}: no run store here yet (cycleplan execute creates it)")
     try:
-        runs_store = RunStore(store)
+        runs_store = RunStore(store, read_only=True)
     except (StoreError, ExecutionError) as exc:
         fail(str(exc))
+    if check is not None:
+        with runs_store:
+            try:
+                checked = runs_store.check(check)
+            except StoreError as exc:
+                fail(str(exc))
+        if as_json:
+            emit_json(
+                {
+                    "run_id": checked.run_id,
+                    "ok": checked.ok,
+                    "events": checked.events,
+                    "problems": checked.problems,
+                }
+            )
+        elif checked.ok:
+            say(f"run {checked.run_id}: {checked.events} events, seq contiguous, every cycle accounted for")
+        else:
+            for problem in checked.problems:
+                say(problem)
+            say(f"run {checked.run_id}: {len(checked.problems)} problem(s) in its stored trace", err=True)
+        if not checked.ok:
+            raise typer.Exit(1)
+        return
     with runs_store:
+        try:
+            records, damaged = runs_store.survey()
+        except StoreError as exc:
+            fail(str(exc))
         rows = []
-        for record in runs_store.runs():
+        for record in records:
             status = record.status
             if status == "running" and not is_live(runs_store, record.run_id):
                 status = "stopped"
@@ -289,22 +345,28 @@ def runs_command(
                     ),
                     "makespan_min": summary.get("makespan_min"),
                     "cost_usd": summary.get("cost_usd"),
+                    "damaged": damaged.get(record.run_id),
                 }
             )
     if as_json:
         emit_json(rows)
-        return
-    if not rows:
+    elif not rows:
         say(f"{store}: no runs yet")
-        return
-    say(f"{'run':<24} {'status':<12} {'agent':<12} {'created':<20} {'makespan':>12} {'cost':>10}  scenario")
-    for row in rows:
-        makespan = "" if row["makespan_min"] is None else format_minutes(float(row["makespan_min"]))
-        cost = "" if row["cost_usd"] is None else f"${row['cost_usd']:,.4f}"
-        say(
-            f"{row['run_id']:<24} {row['status']:<12} {row['agent']:<12} {row['created']:<20} "
-            f"{makespan:>12} {cost:>10}  {row['scenario'] or row['source']}"
-        )
+    else:
+        header = f"{'run':<24} {'status':<12} {'agent':<12} {'created':<20} {'makespan':>12} {'cost':>10}"
+        say(f"{header}  scenario")
+        for row in rows:
+            makespan = "" if row["makespan_min"] is None else format_minutes(float(row["makespan_min"]))
+            cost = "" if row["cost_usd"] is None else f"${row['cost_usd']:,.4f}"
+            shown = "damaged" if row["damaged"] else row["status"]
+            say(
+                f"{row['run_id']:<24} {shown:<12} {row['agent']:<12} {row['created']:<20} "
+                f"{makespan:>12} {cost:>10}  {row['scenario'] or row['source']}"
+            )
+    for problem in damaged.values():
+        say(problem, err=True)
+    if damaged:
+        raise typer.Exit(1)
 
 
 @app.command("export")
@@ -333,7 +395,7 @@ def export_command(
     if not store.exists():
         fail(f"{store}: no run store here (pass --store PATH)")
     try:
-        with RunStore(store) as runs_store:
+        with RunStore(store, read_only=True) as runs_store:
             lines = list(export_jsonl(runs_store, run))
     except StoreError as exc:
         fail(str(exc))
