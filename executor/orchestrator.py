@@ -36,7 +36,7 @@ recorded ``folded``); the parent's cycle records the time it was blocked on them
 ``duration_ms``) of the task whose agent made it.
 
 A task holds its lane, its resources and its ``max_parallel`` slot from its start to its end, through
-waits on events, subagents and rate limits, as :mod:`cycleplan.waiting` rules for the planner and
+waits on events, subagents and rate limits, as :mod:`cycleplan.rules` rules for the planner and
 the simulator too (:meth:`Orchestrator._before_cycle` gives back what that rule says a waiting task does
 not keep). Every event goes through :meth:`Orchestrator.record`, which commits it to the
 store before anything may react to it. This module never imports a concrete backend, the terminal or the
@@ -46,6 +46,7 @@ simulator.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -72,7 +73,7 @@ from cycleplan.executor.summary import stopped_spans
 from cycleplan.metrics import run_header
 from cycleplan.model import Event, Plan, PlannedTask, Role, Task
 from cycleplan.prices import cost_usd, resolve
-from cycleplan.waiting import Holding, holds_while_waiting
+from cycleplan.rules import DispatchUnit, Holding, dispatch_units, holds_while_waiting
 
 MAX_BACKOFF_S = 300.0
 """Backoff between attempts never exceeds this (scenario seconds)."""
@@ -82,13 +83,26 @@ STALL_CHECK_S = 0.5
 
 
 @dataclass
+class _Gate:
+    """Where the members of a race group wait for each other before they start together."""
+
+    arrived: set[str] = field(default_factory=set)
+    opened: asyncio.Future[None] | None = None
+    """Done once the group's capacity is granted: every member waiting goes ahead."""
+    granted: asyncio.Future[None] | None = None
+    """The request for the group's capacity, once every member still running has arrived."""
+    demand: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class TaskRun:
     """The live state of one task in this executor process."""
 
     task: Task
     role: Role
     lane: str
-    priority: tuple[float, str]
+    priority: tuple[float, int]
+    """Its unit's (:func:`cycleplan.rules.dispatch_units`): who takes shared capacity first."""
     started: bool = False
     cycles_done: int = 0
     failed_attempts: int = 0
@@ -213,6 +227,11 @@ class Orchestrator:
         self.status: str = "running"
 
         tasks = {task.id: task for task in self.scenario.all_tasks()}
+        self.units = {unit.name: unit for unit in dispatch_units(plan)}
+        self.unit_of = {member: unit for unit in self.units.values() for member in unit.members}
+        """Each task that starts on its lane -> its unit (subagents have none: their parents start them)."""
+        self._gates = {name: _Gate() for name, unit in self.units.items() if len(unit.members) > 1}
+        """Race groups, whose members start together."""
         self.tasks: dict[str, TaskRun] = {}
         self.lanes: dict[str, LaneView] = {}
         self._queues: dict[str, list[str]] = {}
@@ -247,13 +266,28 @@ class Orchestrator:
         if self.scenario.max_parallel is not None:
             capacities[PARALLEL] = self.scenario.max_parallel
         self.slots = Slots(capacities)
+        for unit in self.units.values():
+            self.slots.reserve(unit.priority, self._demand_of(unit))
         self._blocked: dict[str, asyncio.Future[Any] | None] = dict.fromkeys(self._queues)
         self._lanes_left = set(self._queues)
         self.spawns_within = isinstance(backend, SpawnsSubagents) and backend.spawns_subagents()
         """The backend's agent spawns subagents itself, within the cycle (see the module docstring)."""
 
+    def _demand_of(self, unit: DispatchUnit) -> dict[str, int]:
+        """What ``unit``'s members not yet ended take together."""
+        total: dict[str, int] = {}
+        for member in unit.members:
+            run = self.tasks[member]
+            if run.outcome is None:
+                for name, units in self.slots.demand_of(run.task.requires, parallel=True).items():
+                    total[name] = total.get(name, 0) + units
+        return total
+
     def _task_run(self, task: Task, lane: str, planned: PlannedTask, progress: RunProgress) -> TaskRun:
-        run = TaskRun(task, self.scenario.role(task.role), lane, (planned.start_min, task.id))
+        unit = self.unit_of.get(task.id)
+        # Subagents come after every unit: they take no shared capacity, and give way in a stall.
+        priority = unit.priority if unit is not None else (planned.start_min, len(self.units))
+        run = TaskRun(task, self.scenario.role(task.role), lane, priority)
         done = progress.tasks.get(task.id)
         if done is not None:
             run.started = done.started
@@ -395,6 +429,7 @@ class Orchestrator:
                     self._cancelled(run, self.stopping, None)
                 else:
                     run.handle = asyncio.create_task(self._guarded(run), name=f"task {task_id}")
+                    run.handle.add_done_callback(functools.partial(self._handle_done, run))
                     try:
                         await run.handle
                     except asyncio.CancelledError:
@@ -447,13 +482,74 @@ class Orchestrator:
                 self._cancelled(run, "race_lost", winner)
                 return
         demand = self.slots.demand_of(task.requires, parallel=True)
-        await self._acquire(run, demand)
         try:
+            unit = self.unit_of[task.id]
+            if unit.name in self._gates:
+                await self._start_together(run, unit)
+            else:
+                await self._acquire(run, demand)
             await self._work(run, demand)
         finally:
             if run.holding:
                 held, run.holding = run.holding, {}
                 self.slots.release(held)
+
+    async def _start_together(self, run: TaskRun, unit: DispatchUnit) -> None:
+        """Wait on the lane until every member of ``unit`` still running has come this far, then take
+        the unit's capacity for all of them at once (:mod:`cycleplan.rules`)."""
+        gate = self._gates[unit.name]
+        gate.arrived.add(run.task.id)
+        self._open_gate(unit)
+        if gate.opened is None:
+            gate.opened = asyncio.get_running_loop().create_future()
+        try:
+            await self._blocked_on(run, asyncio.shield(gate.opened))
+        except asyncio.CancelledError:
+            gate.arrived.discard(run.task.id)
+            if gate.granted is not None and not gate.granted.done() and not gate.arrived:
+                self.slots.cancel(gate.granted, gate.demand)  # nobody left to take it
+            raise
+
+    def _open_gate(self, unit: DispatchUnit) -> None:
+        """Ask for ``unit``'s capacity once every member not yet ended has arrived at its gate."""
+        gate = self._gates[unit.name]
+        live = [member for member in unit.members if self.tasks[member].outcome is None]
+        if gate.granted is not None or not live or not all(member in gate.arrived for member in live):
+            return
+        if gate.opened is None:
+            gate.opened = asyncio.get_running_loop().create_future()
+        opened = gate.opened
+        gate.demand = self._demand_of(unit)
+        gate.granted = self.slots.acquire(gate.demand, unit.priority)
+
+        def granted(future: asyncio.Future[None]) -> None:
+            if future.cancelled():
+                return
+            for member in live:
+                run = self.tasks[member]
+                for name, units in self.slots.demand_of(run.task.requires, parallel=True).items():
+                    run.holding[name] = run.holding.get(name, 0) + units
+            if not opened.done():
+                opened.set_result(None)
+
+        if gate.granted.done():
+            granted(gate.granted)
+        else:
+            gate.granted.add_done_callback(granted)
+
+    def _handle_done(self, run: TaskRun, _: asyncio.Task[None]) -> None:
+        self._ended(run)
+
+    def _ended(self, run: TaskRun) -> None:
+        """``run`` ended: when its unit will not start now, its reservation goes, and the others of a race
+        that were waiting for it go ahead."""
+        unit = self.unit_of.get(run.task.id)
+        if unit is None:
+            return
+        if all(self.tasks[member].outcome is not None for member in unit.members):
+            self.slots.withdraw(unit.priority)
+        elif unit.name in self._gates:
+            self._open_gate(unit)
 
     async def _blocked_on(self, run: TaskRun, future: asyncio.Future[Any]) -> Any:
         self._blocked[run.lane] = future
@@ -1026,6 +1122,7 @@ class Orchestrator:
         if run.subagent:
             self._subagent_ended(run)
         self._drop_subagents(run, reason, cause)
+        self._ended(run)
 
 
 async def _settle(tasks: list[asyncio.Task[None]]) -> None:

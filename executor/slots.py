@@ -1,9 +1,11 @@
 """Capacity shared by tasks: the scenario's renewable resources and ``max_parallel``.
 
-A task takes all the units it needs at once or none (no task holds some while waiting for others, so
-slots alone cannot deadlock) and gives them back when it ends or while it waits for an event. Waiting
-tasks are served in the plan's order (planned start, then task id); a later task that fits is let
-through while an earlier one waits for more units than are free.
+A unit (a task, or a race group's members together) takes all the units it needs at once or none (no
+unit holds some while waiting for others, so slots alone cannot deadlock) and keeps them until it ends,
+as :mod:`cycleplan.rules` says. Units are served in the plan's order (:attr:`DispatchUnit.priority`):
+every unit not yet started is *reserved* with its demand, and a unit does not take units of a capacity
+that a reserved unit of higher priority also needs, even when they are free, as the simulator and the
+plan do. A unit that ends without starting is withdrawn.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-PARALLEL = "max_parallel"
-"""The name under which ``max_parallel`` is counted among the resources."""
+from cycleplan.rules import PARALLEL, blocked_by_earlier
+
+__all__ = ["PARALLEL", "Slots"]
 
 
 @dataclass(order=True)
 class _Waiter:
-    priority: tuple[float, str]
+    priority: tuple[float, int]
     demand: dict[str, int] = field(compare=False)
     future: asyncio.Future[None] = field(compare=False)
 
@@ -30,6 +33,19 @@ class Slots:
         self.capacity = dict(capacities)
         self.free = dict(capacities)
         self._waiters: list[_Waiter] = []
+        self._reserved: dict[tuple[float, int], dict[str, int]] = {}
+        """Units not started yet (priority -> demand): capacity they need is theirs first."""
+
+    def reserve(self, priority: tuple[float, int], demand: Mapping[str, int]) -> None:
+        """Keep what ``demand`` needs for the unit of ``priority`` before any unit after it."""
+        if demand:
+            self._reserved[priority] = dict(demand)
+
+    def withdraw(self, priority: tuple[float, int]) -> None:
+        """The unit of ``priority`` will not start (it was cancelled, or ended in an earlier part of the
+        run): later units may take what it would have."""
+        if self._reserved.pop(priority, None) is not None:
+            self._grant()
 
     def demand_of(self, requires: Mapping[str, int], *, parallel: bool) -> dict[str, int]:
         """The units a task takes: its ``requires`` (capped at capacity) and one of ``max_parallel``."""
@@ -47,10 +63,12 @@ class Slots:
         for name, units in demand.items():
             self.free[name] -= units
 
-    def acquire(self, demand: Mapping[str, int], priority: tuple[float, str]) -> asyncio.Future[None]:
-        """A future done once ``demand`` is granted (at once when it fits and nobody waits before it)."""
+    def acquire(self, demand: Mapping[str, int], priority: tuple[float, int]) -> asyncio.Future[None]:
+        """A future done once ``demand`` is granted: at once when it fits and no unit of higher priority
+        needs the same capacities first. Asking withdraws the unit's reservation when it needs nothing."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not demand:
+            self.withdraw(priority)
             future.set_result(None)
             return future
         self._waiters.append(_Waiter(priority, dict(demand), future))
@@ -77,8 +95,11 @@ class Slots:
         for waiter in self._waiters:
             if waiter.future.done():
                 continue
-            if self._fits(waiter.demand):
+            if self._fits(waiter.demand) and not blocked_by_earlier(
+                waiter.demand, waiter.priority, self._reserved
+            ):
                 self._take(waiter.demand)
+                self._reserved.pop(waiter.priority, None)
                 waiter.future.set_result(None)
             else:
                 waiting.append(waiter)

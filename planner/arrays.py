@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cycleplan.planner.problem import EPS, Durations, Lane, Placement, Problem
-from cycleplan.waiting import require_holding
+from cycleplan.rules import require_holding
 
-require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.waiting)
+require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.rules)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from cycleplan.planner.problem import (
     topological_order,
 )
 from cycleplan.planner.replay import retime
-from cycleplan.waiting import require_holding
+from cycleplan.rules import require_holding
 
-require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.waiting)
+require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.rules)
 
 DEFAULT_RULE = "lft"
 

@@ -32,9 +32,9 @@ from cycleplan.model import RateLimits
 from cycleplan.sim.layout import Layout, Spec, Unit
 from cycleplan.sim.programs import Programs, TaskShape
 from cycleplan.sim.ratelimit import TokenBuckets
-from cycleplan.waiting import require_holding
+from cycleplan.rules import require_holding
 
-require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.waiting)
+require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.rules)
 
 DISPATCH_MODES = ("plan", "dynamic")
 

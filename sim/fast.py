@@ -31,9 +31,9 @@ import numpy.typing as npt
 from cycleplan.sim.engine import CANCELLED, DONE, RACE_LOST, Shape
 from cycleplan.sim.programs import Programs
 from cycleplan.sim.records import Records
-from cycleplan.waiting import require_holding
+from cycleplan.rules import require_holding
 
-require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.waiting)
+require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.rules)
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -9,6 +9,7 @@ cannot express are refused with a reason (``auto`` then picks SimPy).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scenario_strategies import scenarios as random_scenarios
 from support import SCENARIOS
 from typer.testing import CliRunner
 
@@ -27,100 +29,9 @@ from cycleplan.sim import SimulationError, fast, simulate
 from cycleplan.sim.layout import build_layout
 from cycleplan.sim.simulation import Simulator
 
-CYCLES = [
-    {"median_min": 2, "p90_min": 4},
-    {"kind": "exponential", "mean_min": 2},
-    {"kind": "gamma", "mean_min": 2, "cv": 0.8},
-    {"kind": "empirical", "samples_min": [0.5, 1.5, 4]},
-]
-
-
-@st.composite
-def static_scenarios(draw: st.DrawFn) -> Scenario:
-    """Random scenarios the fast engine takes: plan dispatch, no rate limits, everything else."""
-    roles: dict[str, Any] = {}
-    for index in range(draw(st.integers(1, 3))):
-        roles[f"r{index}"] = {
-            "lanes": draw(st.integers(1, 3)),
-            "cycle": draw(st.sampled_from(CYCLES)),
-            "failure": {
-                "probability_per_cycle": draw(st.sampled_from([0.0, 0.0, 0.15, 0.4])),
-                "max_retries": draw(st.integers(0, 3)),
-                "cancel_parallel": draw(st.booleans()),
-            },
-            "sync": {
-                "minutes": draw(st.sampled_from([0, 0.5])),
-                "handoff_tokens": draw(st.sampled_from([0, 300])),
-            },
-            "tokens": {"cache": draw(st.booleans())},
-        }
-    names = sorted(roles)
-    tasks: list[dict[str, Any]] = []
-    for index in range(draw(st.integers(1, 8))):
-        cycles = draw(st.integers(1, 5))
-        task: dict[str, Any] = {"id": f"t{index}", "role": draw(st.sampled_from(names)), "cycles": cycles}
-        if tasks:
-            task["after"] = draw(st.lists(st.sampled_from([t["id"] for t in tasks]), unique=True, max_size=2))
-            emitters = [t for t in tasks if "emits" in t]
-            if emitters and draw(st.booleans()):
-                source = draw(st.sampled_from(emitters))
-                task["waits"] = {next(iter(source["emits"])): draw(st.integers(1, cycles))}
-        if draw(st.booleans()):
-            task["emits"] = {f"e{index}": draw(st.integers(1, cycles))}
-        if draw(st.integers(0, 3)) == 0:
-            task["duration_multiplier"] = draw(st.sampled_from([0.5, 2.0]))
-        tasks.append(task)
-    if draw(st.booleans()):
-        first, second = draw(st.sampled_from(names)), draw(st.sampled_from(names))
-        if first == second:
-            roles[first]["lanes"] = max(roles[first]["lanes"], 2)
-        earlier = [t["id"] for t in tasks]
-        for member, role in (("ra", first), ("rb", second)):
-            tasks.append(
-                {
-                    "id": member,
-                    "role": role,
-                    "cycles": draw(st.integers(1, 3)),
-                    "race": "race",
-                    "after": draw(st.lists(st.sampled_from(earlier), unique=True, max_size=1)),
-                }
-            )
-        tasks.append({"id": "post", "role": draw(st.sampled_from(names)), "cycles": 1, "after": ["rb"]})
-    for task in tasks:
-        if draw(st.integers(0, 3)) == 0 and task["id"] != "rb":
-            task["requires"] = {"staging": 1}
-    for parent in [task for task in tasks if "race" not in task]:
-        # Subagents, some of them failing (their role's failures), spawned at one of the parent's cycles.
-        for number in range(draw(st.integers(1, 2)) if draw(st.integers(0, 3)) == 0 else 0):
-            tasks.append(
-                {
-                    "id": f"{parent['id']}.sub{number}",
-                    "role": draw(st.sampled_from(names)),
-                    "cycles": draw(st.integers(1, 2)),
-                    "spawned_by": {"task": parent["id"], "cycle": draw(st.integers(1, parent["cycles"]))},
-                }
-            )
-    if draw(st.integers(0, 2)) == 0:
-        roles[names[0]]["calls"] = {
-            "per_cycle": {"median": 20, "p90": 60},
-            "growth": {"median": 900, "p90": 4000},
-            "output": {"median": 150, "p90": 600},
-            "minutes": draw(st.sampled_from([None, {"median_min": 0.1, "p90_min": 0.3}])),
-            "compaction": {"threshold_tokens": 20_000, "summary_tokens": 3_000, "minutes": 0.4},
-        }
-    has_race = any(task.get("race") for task in tasks)
-    cap = draw(st.sampled_from([None, None, 1, 2, 3]))
-    if cap is not None and has_race:
-        cap = max(cap, 2)
-    return Scenario.model_validate(
-        {
-            "name": "random",
-            "roles": roles,
-            "tasks": tasks,
-            "max_parallel": cap,
-            "resources": {"staging": {"capacity": draw(st.integers(1, 2))}},
-        }
-    )
+static_scenarios = functools.partial(random_scenarios, max_tasks=8)
+"""Random scenarios the fast engine takes: plan dispatch, no rate limits, everything else
+(:mod:`scenario_strategies`)."""
 
 
 def compare_records(scenario: Scenario, seed: int, replications: int = 12) -> tuple[int, int]:

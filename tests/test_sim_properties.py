@@ -7,12 +7,13 @@ plan's own dispatch reproduces the planner's makespan.
 
 from __future__ import annotations
 
+import functools
 import itertools
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scenario_strategies import scenarios as random_scenarios
 
 from cycleplan.metrics import STANDARD_ACTIONS, metrics
 from cycleplan.model import Event, Scenario
@@ -21,109 +22,8 @@ from cycleplan.sim import run_replication
 
 EPS_MS = 1e-6
 USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
-CYCLES = [
-    {"median_min": 2, "p90_min": 4},
-    {"kind": "fixed", "value_min": 1.5},
-    {"kind": "exponential", "mean_min": 2},
-    {"kind": "gamma", "mean_min": 2, "cv": 0.8},
-]
-
-
-@st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
-    roles: dict[str, Any] = {}
-    for index in range(draw(st.integers(1, 3))):
-        roles[f"r{index}"] = {
-            "lanes": draw(st.integers(1, 3)),
-            "cycle": draw(st.sampled_from(CYCLES)),
-            "failure": {
-                "probability_per_cycle": draw(st.sampled_from([0.0, 0.1, 0.4])),
-                "max_retries": draw(st.integers(0, 2)),
-                "cancel_parallel": draw(st.booleans()),
-            },
-            "sync": {
-                "minutes": draw(st.sampled_from([0, 0.5])),
-                "handoff_tokens": draw(st.sampled_from([0, 700])),
-            },
-            "tokens": {"context_tokens": draw(st.sampled_from([0, 5000])), "cache": draw(st.booleans())},
-        }
-        if draw(st.integers(0, 2)) == 0:
-            # An agent loop: calls per cycle, growth and output per call, timed or not, compacting or not.
-            roles[f"r{index}"]["calls"] = {
-                "per_cycle": draw(
-                    st.sampled_from(
-                        [{"median": 1, "p90": 3}, {"median": 8, "p90": 20}, {"median": 40, "p90": 90}]
-                    )
-                ),
-                "growth": {"median": 900, "p90": 4000},
-                "output": {"median": 150, "p90": 600},
-                "minutes": draw(st.sampled_from([None, {"median_min": 0.1, "p90_min": 0.3}])),
-                "compaction": draw(
-                    st.sampled_from(
-                        [None, {"threshold_tokens": 30_000, "summary_tokens": 4_000, "minutes": 0.5}]
-                    )
-                ),
-            }
-    names = sorted(roles)
-    tasks: list[dict[str, Any]] = []
-    for index in range(draw(st.integers(1, 6))):
-        cycles = draw(st.integers(1, 4))
-        task: dict[str, Any] = {"id": f"t{index}", "role": draw(st.sampled_from(names)), "cycles": cycles}
-        if tasks:
-            task["after"] = draw(st.lists(st.sampled_from([t["id"] for t in tasks]), unique=True, max_size=2))
-            emitters = [t for t in tasks if "emits" in t]
-            if emitters and draw(st.booleans()):
-                source = draw(st.sampled_from(emitters))
-                task["waits"] = {next(iter(source["emits"])): draw(st.integers(1, cycles))}
-        if draw(st.booleans()):
-            task["emits"] = {f"e{index}": draw(st.integers(1, cycles))}
-        tasks.append(task)
-    if draw(st.booleans()):
-        # A race of two members on distinct roles (or a role with lanes for both), then a dependent.
-        first, second = draw(st.sampled_from(names)), draw(st.sampled_from(names))
-        if first == second:
-            roles[first]["lanes"] = max(roles[first]["lanes"], 2)
-        earlier = [t["id"] for t in tasks]
-        for member, role in (("ra", first), ("rb", second)):
-            tasks.append(
-                {
-                    "id": member,
-                    "role": role,
-                    "cycles": draw(st.integers(1, 3)),
-                    "race": "race",
-                    "after": draw(st.lists(st.sampled_from(earlier), unique=True, max_size=1)),
-                }
-            )
-        tasks.append({"id": "post", "role": draw(st.sampled_from(names)), "cycles": 1, "after": ["rb"]})
-    for task in tasks:
-        if draw(st.integers(0, 3)) == 0 and task["id"] != "rb":  # race members start together
-            task["requires"] = {"staging": 1}
-    for parent in [task for task in tasks if "race" not in task]:
-        # Subagents: fork-join at the start of one of the parent's cycles.
-        for number in range(draw(st.integers(0, 2)) if draw(st.integers(0, 2)) == 0 else 0):
-            tasks.append(
-                {
-                    "id": f"{parent['id']}.sub{number}",
-                    "role": draw(st.sampled_from(names)),
-                    "cycles": draw(st.integers(1, 2)),
-                    "spawned_by": {"task": parent["id"], "cycle": draw(st.integers(1, parent["cycles"]))},
-                }
-            )
-    has_race = any(task.get("race") for task in tasks)
-    cap = draw(st.sampled_from([None, 1, 2, 3]))
-    if cap is not None and has_race:
-        cap = max(cap, 2)
-    limits = draw(st.sampled_from([None, {"input_tokens_per_min": 9_000, "requests_per_min": 1.5}]))
-    return Scenario.model_validate(
-        {
-            "name": "random",
-            "roles": roles,
-            "tasks": tasks,
-            "rate_limits": limits,
-            "max_parallel": cap,
-            "resources": {"staging": {"capacity": 1}},
-        }
-    )
+scenarios = functools.partial(random_scenarios, max_tasks=6, rate_limits=True)
+"""Everything the simulator models, rate limits included (:mod:`scenario_strategies`)."""
 
 
 def check_trace(scenario: Scenario, trace: list[Event]) -> None:

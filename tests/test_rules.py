@@ -1,5 +1,5 @@
-"""One rule for what a waiting task holds (:mod:`cycleplan.waiting`), kept by the plan, both simulator
-engines and the executor alike.
+"""The coordination rules (:mod:`cycleplan.rules`), kept by the plan, both simulator engines and the
+executor alike: what a waiting task holds, races that start together, capacity in the plan's order.
 
 The regression case: a shared resource of capacity 2 and a task that waits for an event before its second
 cycle. The plan and the simulator kept the resource through the wait (60 minutes); the executor gave it
@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from cycleplan import waiting
-from cycleplan.executor import ExecuteOptions, execute
+from cycleplan import rules
+from cycleplan.executor import ExecuteOptions, RunStore, execute
+from cycleplan.executor.summary import scenario_trace
 from cycleplan.loading import parse_scenario
+from cycleplan.model import Event
 from cycleplan.planner import plan
-from cycleplan.sim import simulate
+from cycleplan.sim import run_replication, simulate
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 
@@ -66,16 +68,57 @@ def test_the_executor_takes_the_rule_from_the_vocabulary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under a rule that gives resources back during a wait, the executor lets ``third`` in at once."""
-    giving_back = waiting.Holding(lane=True, resources=False, parallel_slot=False)
-    monkeypatch.setitem(waiting.WHILE_WAITING, "event", giving_back)
+    giving_back = rules.Holding(lane=True, resources=False, parallel_slot=False)
+    monkeypatch.setitem(rules.WHILE_WAITING, "event", giving_back)
     assert _executed_makespan(tmp_path) < 45.0
 
 
 def test_parts_written_for_one_rule_refuse_to_predict_under_another(monkeypatch: pytest.MonkeyPatch) -> None:
-    waiting.require_holding("the planner")
-    giving_back = waiting.Holding(lane=True, resources=False, parallel_slot=True)
-    monkeypatch.setitem(waiting.WHILE_WAITING, "subagents", giving_back)
+    rules.require_holding("the planner")
+    giving_back = rules.Holding(lane=True, resources=False, parallel_slot=True)
+    monkeypatch.setitem(rules.WHILE_WAITING, "subagents", giving_back)
     with pytest.raises(
         NotImplementedError, match="the planner holds everything while a task waits on subagents"
     ):
-        waiting.require_holding("the planner")
+        rules.require_holding("the planner")
+
+
+RACE_BEHIND_A_TASK = textwrap.dedent(
+    """
+    roles:
+      a: {cycle: {kind: fixed, value_min: 10}, failure: {probability_per_cycle: 0}}
+      b: {cycle: {kind: fixed, value_min: 5}, failure: {probability_per_cycle: 0}}
+    tasks:
+      - {id: first, role: a, cycles: 2}
+      - {id: slow, role: a, cycles: 2, race: try, after: [first]}
+      - {id: quick, role: b, cycles: 1, race: try}
+      - {id: next, role: b, cycles: 1, after: [quick]}
+    """
+)
+"""``quick`` could start at once, but a race starts together: with ``slow`` when ``first`` ends (20)."""
+
+
+def _starts(tmp_path: Path, text: str) -> tuple[dict[str, float], dict[str, float]]:
+    the_plan = plan(parse_scenario(text), algorithm="list")
+    simulated = run_replication(the_plan, 0, seed=3)
+    options = ExecuteOptions(agent="emulated", time_scale=SCALE, retry_backoff_s=0.0)
+    result = execute(the_plan, options, store=tmp_path / "runs.db", progress="none")
+    with RunStore(tmp_path / "runs.db", read_only=True) as runs:
+        executed = scenario_trace(runs.trace(result.run_id), SCALE)
+
+    def starts(trace: list[Event]) -> dict[str, float]:
+        first = min(event.timestamp for event in trace)
+        return {
+            event.target_id: (event.timestamp - first) / 60_000
+            for event in trace
+            if event.metadata["action"] == "task_started"
+        }
+
+    return starts(simulated.trace), starts(executed)
+
+
+def test_a_race_starts_together(tmp_path: Path) -> None:
+    simulated, executed = _starts(tmp_path, RACE_BEHIND_A_TASK)
+    assert simulated["slow"] == simulated["quick"] == pytest.approx(20.0)
+    for task, start in simulated.items():
+        assert start <= executed[task] < start + 3.0, task
