@@ -1,6 +1,6 @@
 """The parts that run a plan, held to each other on random scenarios (:mod:`scenario_strategies`).
 
-- The executor (emulated, no failures, no rate limits) against the simulator's replication of the same
+- The executor (emulated, no failures, no rate limits, no agent loops) against the simulator's replication of the same
   seed: the same draws, so the same start order, and every start and finish within a stated tolerance
   of the simulated one: the executor's own overhead, which real time adds to each cycle.
 """
@@ -21,9 +21,10 @@ from cycleplan.sim import run_replication
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 
-RUNNABLE = scenarios(max_tasks=8, failures=False, loops=False, subagents=False)
-"""What the executor and the simulator both run the same way on the same seed: no failures (an
-attempt's failure in the executor is the emulator's draw, timed by real time), no rate limits."""
+RUNNABLE = scenarios(max_tasks=8, failures=False, loops=False)
+"""Random scenarios with resources, waits, ``max_parallel``, races and subagents, and none of what adds
+real time the overhead bound below does not cover: no failures (retries), no rate limits, no agent
+loops (tens of calls per cycle, each with its own overhead)."""
 
 SCALE = 500.0
 """Scenario minutes per real minute: a 40-minute scenario runs in about 5 s."""
