@@ -20,18 +20,49 @@ that ``claude-code --emulator`` rehearses with the real Claude Code offline. A r
 
 from __future__ import annotations
 
-from cycleplan.executor.backend import AGENTS, BackendUnavailableError
-from cycleplan.executor.run import (
-    ExecuteOptions,
-    ExecutionError,
-    RunResult,
-    RunTakenOverError,
-    execute,
-    is_live,
-    resume,
-)
-from cycleplan.executor.store import DEFAULT_STORE, RunStore, StoreError, export_jsonl
-from cycleplan.executor.summary import run_summary, scenario_trace
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cycleplan.executor.backend import AGENTS, BackendUnavailableError
+    from cycleplan.executor.run import (
+        ExecuteOptions,
+        ExecutionError,
+        RunResult,
+        RunTakenOverError,
+        execute,
+        resume,
+    )
+    from cycleplan.executor.store import DEFAULT_STORE, RunStore, StoreError, export_jsonl, is_live
+    from cycleplan.executor.summary import run_summary, scenario_trace
+
+_HOME = {
+    "AGENTS": "backend",
+    "BackendUnavailableError": "backend",
+    "ExecuteOptions": "run",
+    "ExecutionError": "run",
+    "RunResult": "run",
+    "RunTakenOverError": "run",
+    "execute": "run",
+    "is_live": "store",
+    "resume": "run",
+    "DEFAULT_STORE": "store",
+    "RunStore": "store",
+    "StoreError": "store",
+    "export_jsonl": "store",
+    "run_summary": "summary",
+    "scenario_trace": "summary",
+}
+"""Where each name lives: loaded when first asked for, so that reading a run store (``runs``, ``export``,
+``compare``) does not load the orchestrator and its backends."""
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'cycleplan.executor' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"cycleplan.executor.{home}"), name)
+
 
 __all__ = [
     "AGENTS",

@@ -170,9 +170,9 @@ def new_run_id() -> str:
 def run_lock(folder: Path) -> Iterator[bool]:
     """Hold the run's lock file while this process works on it, when it can; yields whether it does.
 
-    The lock only tells :func:`is_live` about runs stored before leases: the run's lease in the store is
-    what keeps one writer per run. A lock still held here belongs to an executor whose lease has expired
-    (it is stalled, or paused): its next write is refused, so it does not stop this one."""
+    The lock only tells :func:`.store.is_live` about runs stored before leases: the run's lease in the
+    store is what keeps one writer per run. A lock still held here belongs to an executor whose lease has
+    expired (it is stalled, or paused): its next write is refused, so it does not stop this one."""
     folder.mkdir(parents=True, exist_ok=True)
     handle = (folder / "lock").open("a")
     try:
@@ -184,24 +184,6 @@ def run_lock(folder: Path) -> Iterator[bool]:
             yield True
     finally:
         handle.close()
-
-
-def is_live(store: RunStore, run_id: str) -> bool:
-    """Whether some executor process holds ``run_id`` right now: its lease is live (for runs stored
-    before leases, its lock file is held)."""
-    lease = store.lease(run_id)
-    if lease is not None:
-        return store.lease_live(lease)
-    path = store.run_folder(run_id) / "lock"
-    if not path.exists():
-        return False
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    return False
 
 
 def _check(plan: Plan, options: ExecuteOptions) -> None:

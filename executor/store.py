@@ -33,6 +33,7 @@ plans being run, backends or the terminal.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -1065,3 +1066,21 @@ def export_jsonl(store: RunStore, run_id: str) -> Iterator[str]:
     store.run(run_id)
     for stored in store.iter_events(run_id):
         yield stored.event.model_dump_json(by_alias=True)
+
+
+def is_live(store: RunStore, run_id: str) -> bool:
+    """Whether some executor process holds ``run_id`` right now: its lease is live (for runs stored
+    before leases, its lock file is held)."""
+    lease = store.lease(run_id)
+    if lease is not None:
+        return store.lease_live(lease)
+    path = store.run_folder(run_id) / "lock"
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return False

@@ -29,10 +29,10 @@ import simpy
 from simpy.events import Initialize
 
 from cycleplan.model import RateLimits
+from cycleplan.rules import require_holding
 from cycleplan.sim.layout import Layout, Spec, Unit
 from cycleplan.sim.programs import Programs, TaskShape
 from cycleplan.sim.ratelimit import TokenBuckets
-from cycleplan.rules import require_holding
 
 require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.rules)
 

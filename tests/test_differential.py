@@ -1,8 +1,9 @@
 """The parts that run a plan, held to each other on random scenarios (:mod:`scenario_strategies`).
 
-- The executor (emulated, no failures, no rate limits, no agent loops) against the simulator's replication of the same
-  seed: the same draws, so the same start order, and every start and finish within a stated tolerance
-  of the simulated one: the executor's own overhead, which real time adds to each cycle.
+- The executor (emulated, no failures, no rate limits, no agent loops) against the simulator's
+  replication of the same seed: the same draws, so the same start order, and every start and finish
+  within a stated tolerance of the simulated one: the executor's own overhead, which real time adds to
+  each cycle.
 """
 
 from __future__ import annotations

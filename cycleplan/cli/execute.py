@@ -289,14 +289,14 @@ def runs_command(
     """
     import datetime
 
-    from cycleplan.executor import ExecutionError, RunStore, StoreError, is_live
     from cycleplan.executor.clock import format_minutes
+    from cycleplan.executor.store import RunStore, StoreError, is_live
 
     if not store.exists():
         fail(f"{store}: no run store here yet (cycleplan execute creates it)")
     try:
         runs_store = RunStore(store, read_only=True)
-    except (StoreError, ExecutionError) as exc:
+    except StoreError as exc:
         fail(str(exc))
     if check is not None:
         with runs_store:
