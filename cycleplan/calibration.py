@@ -52,13 +52,8 @@ from cycleplan.model import (
     MAX_SPREAD,
     MAX_TOKENS,
     CycleDuration,
-    Empirical,
     Event,
-    Exponential,
-    Fixed,
     Frozen,
-    Gamma,
-    Lognormal,
     Scenario,
     Spread,
 )
@@ -281,24 +276,7 @@ def observe(
 
 def _median_p90(cycle: CycleDuration) -> tuple[float, float]:
     """A duration distribution's median and 90th percentile, in minutes."""
-    if isinstance(cycle, Lognormal):
-        return cycle.median_min, cycle.p90_min
-    if isinstance(cycle, Fixed):
-        return cycle.value_min, cycle.value_min
-    if isinstance(cycle, Exponential):
-        return cycle.mean_min * math.log(2.0), cycle.mean_min * math.log(10.0)
-    if isinstance(cycle, Empirical):
-        median, p90 = np.quantile(np.asarray(cycle.samples_min, dtype=float), [0.5, 0.9])
-        return float(median), float(p90)
-    if isinstance(cycle, Gamma):
-        if cycle.cv == 0:
-            return cycle.mean_min, cycle.mean_min
-        from scipy import stats
-
-        shape = 1.0 / cycle.cv**2
-        law = stats.gamma(shape, scale=cycle.mean_min / shape)
-        return float(law.ppf(0.5)), float(law.ppf(0.9))
-    raise TypeError(f"unknown cycle distribution {cycle!r}")
+    return cycle.median_p90()
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,6 @@ import numpy.typing as npt
 
 from cycleplan.model import (
     AgentLoop,
-    Empirical,
-    Exponential,
-    Fixed,
-    Gamma,
-    Lognormal,
     PosteriorParameter,
     Role,
     Spread,
@@ -270,27 +265,9 @@ def _loop_block(
     return LoopBlock(calls=calls, growth=growth, output=output, minutes=minutes)
 
 
-def _gamma(cycle: Gamma, rng: np.random.Generator, shape: tuple[int, int]) -> npt.NDArray[np.float64]:
-    if cycle.cv == 0:
-        return np.full(shape, cycle.mean_min)
-    alpha = 1.0 / cycle.cv**2
-    drawn: npt.NDArray[np.float64] = rng.standard_gamma(alpha, shape) * (cycle.mean_min / alpha)
-    return drawn
-
-
-def _from_uniforms(cycle: Empirical | Exponential, u: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    if isinstance(cycle, Exponential):
-        drawn: npt.NDArray[np.float64] = -cycle.mean_min * np.log1p(-u)
-        return drawn
-    samples = np.asarray(cycle.samples_min, dtype=float)
-    index = np.minimum((u * len(samples)).astype(np.int64), len(samples) - 1)
-    picked: npt.NDArray[np.float64] = samples[index]
-    return picked
-
-
 def _uses_uniforms(role: Role) -> bool:
     """Whether a role's cycles draw uniforms: for failures, or for empirical and exponential durations."""
-    return role.failure.probability_per_cycle > 0 or isinstance(role.cycle, Empirical | Exponential)
+    return role.failure.probability_per_cycle > 0 or role.cycle.uses_uniform
 
 
 def draw_block(
@@ -328,18 +305,13 @@ def draw_block(
     for attempt in range(count):
         rng = task_stream(seed, block, task.id, attempt, stable)
         normals = rng.standard_normal((BLOCK, task.cycles, 3))
-        if isinstance(cycle, Gamma):
-            minutes[attempt] = _gamma(cycle, rng, (BLOCK, task.cycles))
+        own = cycle.draw(rng, (BLOCK, task.cycles))
+        uniform = None
         if uniforms_used:
             uniforms = rng.random((BLOCK, task.cycles, 2))
             failed[attempt] = uniforms[..., 0] < probability
-            if isinstance(cycle, Empirical | Exponential):
-                minutes[attempt] = _from_uniforms(cycle, uniforms[..., 1])
-        if isinstance(cycle, Lognormal):
-            # median * exp(sigma z) rather than exp(mu + sigma z): with sigma 0 it is the median exactly.
-            minutes[attempt] = cycle.median_min * np.exp(cycle.sigma * normals[..., 0])
-        elif isinstance(cycle, Fixed):
-            minutes[attempt] = cycle.value_min
+            uniform = uniforms[..., 1]
+        minutes[attempt] = cycle.sample(normals[..., 0], own, uniform)
         fresh[attempt] = _spread(role.tokens.fresh_input, normals[..., 1], factors.get("tokens.fresh_input"))
         output[attempt] = _spread(role.tokens.output, normals[..., 2], factors.get("tokens.output"))
     if "cycle" in factors:

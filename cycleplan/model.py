@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +24,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from numpy.random import Generator
+
+    FloatArray = npt.NDArray[np.float64]
 
 #: Upper bounds that keep hostile numbers out of the arithmetic (and out of memory).
 MAX_CYCLES = 10_000
@@ -87,7 +94,37 @@ class Frozen(BaseModel):
 # Cycle-duration distributions
 
 
-class Lognormal(Frozen):
+class Duration(Frozen):
+    """What every cycle-duration distribution provides, so that adding one touches this module only.
+
+    Its draws come from a cycle's stream in a fixed layout (:func:`cycleplan.draws.draw_block`): a standard
+    normal per cycle, then whatever :meth:`draw` takes from the stream itself (the gamma's draws), then,
+    when :attr:`uses_uniform` (or the role can fail), two uniforms per cycle. :meth:`sample` turns them into
+    minutes. :attr:`nominal_min` is what the planner and ideal mode use; :meth:`median_p90` is what
+    calibration starts its fit from.
+    """
+
+    uses_uniform: ClassVar[bool] = False
+    """Whether :meth:`sample` reads the cycle's second uniform."""
+
+    @property
+    def nominal_min(self) -> float:
+        raise NotImplementedError
+
+    def median_p90(self) -> tuple[float, float]:
+        """The median and the 90th percentile, in minutes."""
+        raise NotImplementedError
+
+    def draw(self, rng: Generator, shape: tuple[int, ...]) -> FloatArray | None:
+        """Draws of its own from the cycle's stream, after the normals (none unless it needs them)."""
+        return None
+
+    def sample(self, normal: FloatArray, drawn: FloatArray | None, uniform: FloatArray | None) -> FloatArray:
+        """Minutes per cycle from the cycle's standard normal, its own draws and its uniform."""
+        raise NotImplementedError
+
+
+class Lognormal(Duration):
     """Lognormal cycle duration given by its median and 90th percentile (minutes).
 
     ``p90_min == median_min`` means no variance. This is the default shape: agent turns are positive and
@@ -127,8 +164,18 @@ class Lognormal(Frozen):
         """The mean: the median times exp(sigma^2 / 2)."""
         return self.median_min * math.exp(self.sigma**2 / 2.0)
 
+    def median_p90(self) -> tuple[float, float]:
+        return self.median_min, self.p90_min
 
-class Gamma(Frozen):
+    def sample(self, normal: FloatArray, drawn: FloatArray | None, uniform: FloatArray | None) -> FloatArray:
+        import numpy as np
+
+        # median * exp(sigma z) rather than exp(mu + sigma z): with sigma 0 it is the median exactly.
+        sampled: FloatArray = self.median_min * np.exp(self.sigma * normal)
+        return sampled
+
+
+class Gamma(Duration):
     """Gamma cycle duration given by its mean (minutes) and coefficient of variation."""
 
     kind: Literal["gamma"]
@@ -139,8 +186,30 @@ class Gamma(Frozen):
     def nominal_min(self) -> float:
         return self.mean_min
 
+    def median_p90(self) -> tuple[float, float]:
+        if self.cv == 0:
+            return self.mean_min, self.mean_min
+        from scipy import stats
 
-class Fixed(Frozen):
+        shape = 1.0 / self.cv**2
+        law = stats.gamma(shape, scale=self.mean_min / shape)
+        return float(law.ppf(0.5)), float(law.ppf(0.9))
+
+    def draw(self, rng: Generator, shape: tuple[int, ...]) -> FloatArray | None:
+        import numpy as np
+
+        if self.cv == 0:
+            return np.full(shape, self.mean_min)
+        alpha = 1.0 / self.cv**2
+        drawn: FloatArray = rng.standard_gamma(alpha, shape) * (self.mean_min / alpha)
+        return drawn
+
+    def sample(self, normal: FloatArray, drawn: FloatArray | None, uniform: FloatArray | None) -> FloatArray:
+        assert drawn is not None
+        return drawn
+
+
+class Fixed(Duration):
     """A cycle that always takes the same time."""
 
     kind: Literal["fixed"]
@@ -150,12 +219,21 @@ class Fixed(Frozen):
     def nominal_min(self) -> float:
         return self.value_min
 
+    def median_p90(self) -> tuple[float, float]:
+        return self.value_min, self.value_min
 
-class Empirical(Frozen):
+    def sample(self, normal: FloatArray, drawn: FloatArray | None, uniform: FloatArray | None) -> FloatArray:
+        import numpy as np
+
+        return np.full(normal.shape, self.value_min)
+
+
+class Empirical(Duration):
     """Cycle durations resampled from observed values (minutes), e.g. written by calibration."""
 
     kind: Literal["empirical"]
     samples_min: list[Minutes] = Field(min_length=1, max_length=100_000)
+    uses_uniform: ClassVar[bool] = True
 
     @property
     def nominal_min(self) -> float:
@@ -163,16 +241,42 @@ class Empirical(Frozen):
         mid = len(ordered) // 2
         return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
+    def median_p90(self) -> tuple[float, float]:
+        import numpy as np
 
-class Exponential(Frozen):
+        median, p90 = np.quantile(np.asarray(self.samples_min, dtype=float), [0.5, 0.9])
+        return float(median), float(p90)
+
+    def sample(self, normal: FloatArray, drawn: FloatArray | None, uniform: FloatArray | None) -> FloatArray:
+        import numpy as np
+
+        assert uniform is not None
+        samples = np.asarray(self.samples_min, dtype=float)
+        index = np.minimum((uniform * len(samples)).astype(np.int64), len(samples) - 1)
+        picked: FloatArray = samples[index]
+        return picked
+
+
+class Exponential(Duration):
     """Memoryless cycle duration given by its mean (minutes); mostly for analytic checks."""
 
     kind: Literal["exponential"]
     mean_min: Minutes
+    uses_uniform: ClassVar[bool] = True
 
     @property
     def nominal_min(self) -> float:
         return self.mean_min
+
+    def median_p90(self) -> tuple[float, float]:
+        return self.mean_min * math.log(2.0), self.mean_min * math.log(10.0)
+
+    def sample(self, normal: FloatArray, drawn: FloatArray | None, uniform: FloatArray | None) -> FloatArray:
+        import numpy as np
+
+        assert uniform is not None
+        sampled: FloatArray = -self.mean_min * np.log1p(-uniform)
+        return sampled
 
 
 def _duration_kind(value: Any) -> str:
