@@ -17,7 +17,7 @@ the Anthropic SDK.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -25,9 +25,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from cycleplan.executor.processes import ProcessRegistry
     from cycleplan.model import Role, Scenario, Task
-
-AGENTS = ("anthropic", "claude-code", "command", "emulated")
-"""The backends ``cycleplan execute --agent`` accepts."""
 
 
 class BackendUnavailableError(Exception):
@@ -203,6 +200,58 @@ class BackendOptions:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _anthropic(scenario: Scenario, options: BackendOptions, processes: ProcessRegistry) -> Backend:
+    from cycleplan.executor.anthropic_api import AnthropicBackend
+
+    return AnthropicBackend(scenario, options)
+
+
+def _claude_code(scenario: Scenario, options: BackendOptions, processes: ProcessRegistry) -> Backend:
+    from cycleplan.executor.claude_code import ClaudeCodeBackend, sdk_installed
+
+    if options.claude_client == "sdk" or (options.claude_client == "auto" and sdk_installed()):
+        from cycleplan.executor.claude_sdk import ClaudeSdkBackend
+
+        return ClaudeSdkBackend(scenario, options)
+    return ClaudeCodeBackend(scenario, options, processes)
+
+
+def _command(scenario: Scenario, options: BackendOptions, processes: ProcessRegistry) -> Backend:
+    from cycleplan.executor.command import CommandBackend
+
+    return CommandBackend(scenario, processes, options.pass_env)
+
+
+def _emulated(scenario: Scenario, options: BackendOptions, processes: ProcessRegistry) -> Backend:
+    from cycleplan.executor.anthropic_api import EmulatedBackend
+
+    return EmulatedBackend(scenario, options)
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """A backend ``execute --agent`` can name: what it is, in a few words, and how to make one."""
+
+    name: str
+    summary: str
+    build: Callable[[Scenario, BackendOptions, ProcessRegistry], Backend]
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    entry.name: entry
+    for entry in (
+        BackendEntry("anthropic", "the Messages API", _anthropic),
+        BackendEntry("claude-code", "Claude Code, a turn per cycle", _claude_code),
+        BackendEntry("command", "each task's command", _command),
+        BackendEntry("emulated", "a local imitation of the API; no network, no cost", _emulated),
+    )
+}
+"""The one place a backend is registered: ``execute --agent``'s choices and help come from here."""
+
+AGENTS = tuple(BACKENDS)
+"""The backends ``cycleplan execute --agent`` accepts."""
+
+
 def make_backend(
     agent: str,
     scenario: Scenario,
@@ -210,24 +259,7 @@ def make_backend(
     processes: ProcessRegistry,
 ) -> Backend:
     """The backend called ``agent`` (one of :data:`AGENTS`)."""
-    if agent == "command":
-        from cycleplan.executor.command import CommandBackend
-
-        return CommandBackend(scenario, processes, options.pass_env)
-    if agent == "anthropic":
-        from cycleplan.executor.anthropic_api import AnthropicBackend
-
-        return AnthropicBackend(scenario, options)
-    if agent == "emulated":
-        from cycleplan.executor.anthropic_api import EmulatedBackend
-
-        return EmulatedBackend(scenario, options)
-    if agent == "claude-code":
-        from cycleplan.executor.claude_code import ClaudeCodeBackend, sdk_installed
-
-        if options.claude_client == "sdk" or (options.claude_client == "auto" and sdk_installed()):
-            from cycleplan.executor.claude_sdk import ClaudeSdkBackend
-
-            return ClaudeSdkBackend(scenario, options)
-        return ClaudeCodeBackend(scenario, options, processes)
-    raise BackendUnavailableError(f"unknown agent '{agent}'; choose one of {', '.join(AGENTS)}")
+    entry = BACKENDS.get(agent)
+    if entry is None:
+        raise BackendUnavailableError(f"unknown agent '{agent}'; choose one of {', '.join(AGENTS)}")
+    return entry.build(scenario, options, processes)

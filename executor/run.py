@@ -67,7 +67,6 @@ from cycleplan.executor.summary import run_summary
 from cycleplan.model import Event, Frozen, Plan
 from cycleplan.redaction import find_secret
 
-Agent = Literal["anthropic", "claude-code", "command", "emulated"]
 Progress = Literal["auto", "live", "plain", "none"]
 
 EXIT_CODES = {"complete": 0, "failed": 1, "timeout": 1, "interrupted": 130}
@@ -89,7 +88,8 @@ class RunTakenOverError(ExecutionError):
 class ExecuteOptions(Frozen):
     """How to run a plan; stored with the run so that ``--resume`` runs it the same way."""
 
-    agent: Agent
+    agent: str
+    """One of :data:`.backend.AGENTS`."""
     time_scale: float = Field(default=1.0, gt=0, le=1e7, allow_inf_nan=False)
     """Scenario minutes per real minute; only the emulated agent can go faster than real time."""
     seed: int = Field(default=0, ge=0)
@@ -115,6 +115,13 @@ class ExecuteOptions(Frozen):
     pass_env: list[str] = Field(default_factory=list, max_length=1_000)
     """Variables of the executor's environment agent processes get beyond the allowed ones
     (:mod:`cycleplan.executor.secrets`), by name; their values are never stored."""
+
+    @field_validator("agent")
+    @classmethod
+    def _known_agent(cls, value: str) -> str:
+        if value not in AGENTS:
+            raise ValueError(f"unknown agent '{value}'; choose one of {', '.join(AGENTS)}")
+        return value
 
     @field_validator("pass_env")
     @classmethod

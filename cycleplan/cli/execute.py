@@ -23,6 +23,7 @@ from cycleplan.cli.common import (
     say,
     write_atomically,
 )
+from cycleplan.executor.backend import BACKENDS
 
 app = command_app()
 
@@ -42,9 +43,10 @@ def execute_command(
         typer.Option(
             "--agent",
             "-a",
-            help="Who does the work: anthropic (Messages API), claude-code (Claude Code, a turn per cycle), "
-            "command (each task's command), emulated (a local imitation of the API; no network, no cost).",
-            metavar="anthropic|claude-code|command|emulated",
+            help="Who does the work: "
+            + ", ".join(f"{entry.name} ({entry.summary})" for entry in BACKENDS.values())
+            + ".",
+            metavar="|".join(BACKENDS),
             show_default=False,
         ),
     ] = None,
