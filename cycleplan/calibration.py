@@ -61,7 +61,6 @@ from cycleplan.model import (
 DEFAULT_PRIOR_WEIGHT = 5.0
 """How many observed cycles the scenario's own values count for, unless told otherwise."""
 POSTERIOR_DRAWS = 20_000
-INTERVAL = 0.90
 
 _SKIP_DURATION = ("duration_imputed", "idle", "gap_shared")
 """Flags an importer puts on cycles whose duration was not measured."""

@@ -126,7 +126,6 @@ class TaskRun:
     state: str = "pending"
     """pending, blocked (dependencies), waiting (an event), handoff (taking events in), subagents
     (blocked on those it spawned), running, backoff, or how it ended."""
-    attempt_started: float | None = None
     attempt_started_ms: float = 0.0
     """Epoch milliseconds when the current (or last) attempt started."""
     task_started: float | None = None
@@ -739,7 +738,7 @@ class Orchestrator:
         child.working = True
         child.state = "running"
         child.cycle = child.cycles_done + 1
-        child.task_started = child.attempt_started = time.monotonic()
+        child.task_started = time.monotonic()
         child.attempt_started_ms = self.clock.now_ms()
         child.artifacts = self.run_folder / "artifacts" / child.task.id
         parent.state = "subagents"
@@ -974,7 +973,6 @@ class Orchestrator:
         self, run: TaskRun, request: CycleRequest, remaining_s: float | None, start: CycleStart
     ) -> tuple[CycleOutcome, bool]:
         started = time.monotonic()
-        run.attempt_started = started
         run.attempt_started_ms = self.clock.now_ms()
         timed_out = False
         scope = asyncio.timeout(None if remaining_s is None else max(remaining_s, 0.0))
@@ -1012,8 +1010,6 @@ class Orchestrator:
                 duration_ms=(time.monotonic() - started) * 1000.0,
                 error=f"{type(exc).__name__}: {exc}",
             )
-        finally:
-            run.attempt_started = None
         run.spent_ms += outcome.duration_ms
         return outcome, timed_out
 

@@ -741,10 +741,6 @@ class RunStore:
             ),
         )
 
-    def has_event(self, run_id: str, key: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM events WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
-        return row is not None
-
     def events(self, run_id: str) -> list[StoredEvent]:
         """The run's events in sequence order."""
         return list(self.iter_events(run_id))
