@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from cycleplan.draws import Z90
-from cycleplan.model import Frozen
+from cycleplan.model import Z90, Frozen
 from cycleplan.sim.prediction import Percentiles
 
 HEADLINE = ("makespan_min", "speedup", "tokens_total", "cost_usd", "utilization")
@@ -136,12 +136,12 @@ FloatArray = npt.NDArray[np.float64]
 
 def percentile_of(samples: Sequence[float] | FloatArray, actual: float) -> float:
     """The share of ``samples`` at or below ``actual``, counting ties half (mid-rank), in percent."""
-    ordered = np.sort(np.asarray(samples, dtype=float))
-    if ordered.size == 0:
+    from scipy.stats import percentileofscore
+
+    data = np.asarray(samples, dtype=float)
+    if data.size == 0:
         raise ValueError("no samples to place the actual in")
-    below = int(np.searchsorted(ordered, actual, side="left"))
-    at_or_below = int(np.searchsorted(ordered, actual, side="right"))
-    return 100.0 * (below + at_or_below) / (2 * ordered.size)
+    return float(percentileofscore(data, actual, kind="mean"))
 
 
 def crps(samples: Sequence[float] | FloatArray, actual: float) -> float:
@@ -169,7 +169,7 @@ def _score(actual: float, p10: float, p50: float, p90: float, floor: float) -> f
 
 
 def _normal_cdf(z: float) -> float:
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+    return NormalDist().cdf(z)
 
 
 def place(

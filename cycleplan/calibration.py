@@ -44,13 +44,13 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from cycleplan.draws import Z90
 from cycleplan.loop_fit import LoopFit, LoopObservations, fit_loop, observe_cycle
 from cycleplan.metrics import MS_PER_MIN
 from cycleplan.model import (
     MAX_MINUTES,
     MAX_SPREAD,
     MAX_TOKENS,
+    Z90,
     CycleDuration,
     Event,
     Frozen,

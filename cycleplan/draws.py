@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cycleplan.model import (
+    Z90,
     AgentLoop,
     PosteriorParameter,
     Role,
@@ -36,8 +37,6 @@ from cycleplan.model import (
 
 FloatArray = npt.NDArray[np.float64]
 
-Z90 = 1.2815515655446004
-"""The standard normal's 90th percentile: a lognormal's sigma is ln(p90 / median) / Z90."""
 
 BLOCK = 256
 """Replications drawn together: replication r is row ``r % BLOCK`` of block ``r // BLOCK``."""

@@ -36,11 +36,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from cycleplan.draws import Z90, mean_of_calls
+from cycleplan.draws import mean_of_calls
 from cycleplan.metrics import MS_PER_MIN
 from cycleplan.model import (
     MAX_SPREAD,
     MAX_TOKENS,
+    Z90,
     AgentLoop,
     Compaction,
     Frozen,

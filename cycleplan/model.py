@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 
     FloatArray = npt.NDArray[np.float64]
 
+Z90 = 1.2815515655446004
+"""The standard normal's 90th percentile (``statistics.NormalDist().inv_cdf(0.9)`` to the last bit but
+one, kept as written so that every recorded prediction stays the same): a lognormal's sigma is
+ln(p90 / median) / Z90."""
+
 #: Upper bounds that keep hostile numbers out of the arithmetic (and out of memory).
 MAX_CYCLES = 10_000
 MAX_LANES = 1_000
@@ -153,7 +158,7 @@ class Lognormal(Duration):
     @property
     def sigma(self) -> float:
         """Standard deviation of the underlying normal: ln(p90/median) / z(0.9)."""
-        return math.log(self.p90_min / self.median_min) / 1.2815515655446004
+        return math.log(self.p90_min / self.median_min) / Z90
 
     @property
     def nominal_min(self) -> float:
@@ -316,7 +321,7 @@ class Spread(Frozen):
         """The lognormal's mean: the median times exp(sigma^2 / 2)."""
         if self.median == 0:
             return 0.0
-        return self.median * math.exp((math.log(self.p90 / self.median) / 1.2815515655446004) ** 2 / 2.0)
+        return self.median * math.exp((math.log(self.p90 / self.median) / Z90) ** 2 / 2.0)
 
     @model_validator(mode="after")
     def _p90_not_below_median(self) -> Spread:
