@@ -25,7 +25,11 @@ from typing import Any
 import yaml
 
 MAX_FILE_BYTES = 2_000_000
-"""Largest scenario or plan file read, in bytes."""
+"""Largest scenario file read, in bytes."""
+MAX_PLAN_BYTES = 64_000_000
+"""Largest plan file read, in bytes: a plan repeats its scenario and adds a row per task, a sync point per
+event and a lane per agent, so the largest scenarios (10,000 tasks) make plans of several MB; ``plan -o``
+refuses to write one this limit would refuse to read."""
 MAX_DEPTH = 48
 """Deepest nesting of lists and mappings (a scenario needs about 6 levels, a plan about 8)."""
 MAX_NODES = 200_000
@@ -101,9 +105,10 @@ _EMPTY_HINT = {
 
 def _read_bytes(path: Path, what: str) -> bytes:
     name = str(path)
+    limit = MAX_PLAN_BYTES if what == "plan" else MAX_FILE_BYTES
     try:
         with path.open("rb") as stream:
-            data = stream.read(MAX_FILE_BYTES + 1)
+            data = stream.read(limit + 1)
     except (FileNotFoundError, NotADirectoryError):
         raise LoadError([FileError(name, "no such file; check the path")]) from None
     except IsADirectoryError:
@@ -114,12 +119,12 @@ def _read_bytes(path: Path, what: str) -> bytes:
         raise LoadError([FileError(name, "cannot be read: permission denied")]) from None
     except OSError as exc:
         raise LoadError([FileError(name, f"cannot be read: {one_line(exc.strerror or str(exc))}")]) from None
-    if len(data) > MAX_FILE_BYTES:
+    if len(data) > limit:
         raise LoadError(
             [
                 FileError(
                     name,
-                    f"is larger than {MAX_FILE_BYTES:,} bytes, the limit for a {what} file; "
+                    f"is larger than {limit:,} bytes, the limit for a {what} file; "
                     "check that this is the right file",
                 )
             ]
