@@ -58,6 +58,7 @@ from cycleplan.draws import BLOCK, draw_block
 from cycleplan.model import Plan, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import simulate
+from cycleplan.sim.curves import CumulativeSketch
 from cycleplan.sim.engine import Batch, Run
 from cycleplan.sim.layout import build_layout
 from cycleplan.sim.programs import Programs
@@ -198,7 +199,9 @@ def bench(name: str, planned: Plan, replications: int, fast_replications: int, r
         repeats,
     )
     fast_records, _, _ = simulator.run_batch(drawn, "fast")
-    measuring, _ = timed(lambda: measure(simulator.parallel, drawn, fast_records), repeats)
+    sketch = CumulativeSketch(simulator.layout.plan.makespan_min)
+    step_min = sketch.step_for(float(fast_records.makespan.max()))
+    measuring, _ = timed(lambda: measure(simulator.parallel, drawn, fast_records, step_min), repeats)
     worst = float(np.max(np.abs(np.asarray(slow_makespans) - np.asarray(quick_makespans))))
     worst_bare = float(np.max(np.abs(np.asarray(slow_makespans) - np.asarray(bare_makespans))))
     shared = quick.replications.values["makespan_min"][:replications]

@@ -177,6 +177,11 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
             else:
                 emitters.setdefault(event, task.id)
 
+    racing: dict[str, Task] = {}
+    for task in tasks:
+        if task.race is not None:
+            racing.setdefault(task.id, task)
+
     for task in tasks:
         where = origin[task.id]
         from_template = task.id in template_ids
@@ -206,7 +211,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                     )
                 )
         for event, cycle in task.waits.items():
-            racer = next((t for t in tasks if t.id == emitters.get(event) and t.race is not None), None)
+            racer = racing.get(emitters.get(event, ""))
             if emitters.get(event) == task.id:
                 problems.append(
                     Problem(

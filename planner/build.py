@@ -6,6 +6,7 @@ and the model's Plan; runs no algorithm of its own besides the sequential baseli
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING
 
 from cycleplan.model import Task
@@ -76,6 +77,7 @@ def critical_path(problem: Problem, placements: dict[int, Placement], durations:
     emitted = emit_times(problem, placements, durations)
 
     current: int | None = max(placements.values(), key=lambda p: (p.end, -p.activity)).activity
+    by_end = sorted((p.end, p.activity) for p in placements.values())
     chain: list[str] = []
     seen: set[int] = set()
     while current is not None and current not in seen:
@@ -100,8 +102,13 @@ def critical_path(problem: Problem, placements: dict[int, Placement], durations:
             continue
         if placed.start <= EPS:
             break
+        # What ended when it started: a slice of the placements by end (the EPS test itself decides).
+        low = bisect.bisect_left(by_end, (placed.start - 2 * EPS, -1))
+        high = bisect.bisect_right(by_end, (placed.start + 2 * EPS, len(problem.activities)))
         ending = [
-            p for p in placements.values() if abs(p.end - placed.start) <= EPS and p.activity != current
+            placements[index]
+            for end, index in by_end[low:high]
+            if abs(end - placed.start) <= EPS and index != current
         ]
         by_dependency = [p for p in ending if p.activity in activity.after]
         by_lane = [p for p in ending if set(p.lanes) & set(placed.lanes)]
@@ -181,6 +188,10 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
         problem, schedule.cycles, cycle_durations(scenario, inline=algorithm == "sequential")
     )
     tasks = scenario.all_tasks()
+    waiters: dict[str, list[str]] = {}
+    for other in tasks:
+        for event in other.waits:
+            waiters.setdefault(event, []).append(other.id)
     sync_points = sorted(
         (
             SyncPoint(
@@ -189,7 +200,7 @@ def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str |
                 after_cycle=cycle,
                 at_min=in_minutes[event],
                 at_cycle=in_cycles_at[event],
-                waiters=[other.id for other in tasks if event in other.waits],
+                waiters=waiters.get(event, []),
             )
             for task in tasks
             for event, cycle in task.emits.items()

@@ -16,6 +16,8 @@ Plans or output.
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -270,6 +272,10 @@ class Timeline:
     emitted: dict[str, float] = field(default_factory=dict)
     placed: dict[int, Placement] = field(default_factory=dict)
     lane_end: dict[tuple[str, int], float] = field(default_factory=dict)
+    ends: list[float] = field(default_factory=list)
+    """The end of every span on every lane, sorted: the candidate starts that lanes give."""
+    unsorted: set[tuple[str, int]] = field(default_factory=set)
+    """Lanes whose span ends are out of order (spans shorter than EPS next to others)."""
     fixed: dict[int, tuple[float, dict[str, float]] | None] = field(default_factory=dict)
     """Per activity: its length and emit offsets when no member waits (the same at every start), else
     None. Filled as activities are placed."""
@@ -282,24 +288,48 @@ class Timeline:
 
     def place(self, activity: Activity, lanes: Sequence[tuple[str, int]] | None = None) -> Placement:
         """Put ``activity`` at its earliest feasible start; with ``lanes`` given, only on those lanes and
-        not before anything already on them (lane order is kept)."""
+        not before anything already on them (lane order is kept).
+
+        The candidate starts are ``earliest`` and every span end and capacity breakpoint after it, tried
+        in increasing order. A candidate that fails tells how long the failure lasts (a lane busy until a
+        span's end, a resource short until its next breakpoint; a later start never finishes earlier),
+        and the candidates before then are skipped: a placement tries a few candidates, not one per
+        activity placed before it.
+        """
         problem = self.problem
         earliest = self.earliest_start(activity)
         if lanes is not None:
             earliest = max([earliest, *(self.lane_end.get(lane, 0.0) for lane in lanes)])
         demand = problem.demand(activity)
-        candidates = sorted(
-            {earliest}
-            | {end for spans in self.busy.values() for _, end in spans if end > earliest}
-            | {point for times, _ in self.usage.values() for point in times if point > earliest}
-        )
-        for start in candidates:
+        start: float | None = earliest
+        while start is not None:
             end, first_cycle, emits = self._finish(activity, start)
             chosen = self._lanes_free(activity, start, end, lanes)
-            if chosen is None or not self._capacity_free(demand, start, end):
-                continue
-            return self._commit(activity, start, end, chosen, first_cycle, emits, demand)
+            if chosen is not None:
+                short_until = self._capacity_short(demand, start, end)
+                if short_until is None:
+                    return self._commit(activity, start, end, chosen, first_cycle, emits, demand)
+                blocked_until = short_until
+            else:
+                blocked_until = self._lanes_busy_until(activity, start, end, lanes)
+            start = self._next_candidate(start, blocked_until)
         raise AssertionError(f"no feasible start for {activity.name}")  # the last candidate always fits
+
+    def _next_candidate(self, after: float, blocked_until: float) -> float | None:
+        """The first candidate start later than ``after`` not known to fail: a span end or breakpoint
+        with ``candidate + EPS >= blocked_until`` (the test :meth:`_busy_until` and
+        :meth:`_capacity_short` make against a span's end or a breakpoint, so none is skipped that
+        could fit)."""
+        found: float | None = None
+
+        def usable(point: float) -> bool:
+            return point > after and point + EPS >= blocked_until
+
+        for points in (self.ends, *(times for times, _ in self.usage.values())):
+            index = bisect.bisect_left(points, True, key=usable)
+            if index < len(points) and (found is None or points[index] < found):
+                found = points[index]
+        return found
 
     def _finish(self, activity: Activity, start: float) -> tuple[float, dict[str, float], dict[str, float]]:
         """:meth:`Problem.finish_times` at ``start``, without replaying cycles when nothing waits."""
@@ -319,37 +349,66 @@ class Timeline:
             {event: start + offset for event, offset in offsets.items()},
         )
 
+    def _lane_options(
+        self, activity: Activity, fixed: Sequence[tuple[str, int]] | None
+    ) -> list[list[tuple[str, int]]]:
+        """The lanes each member may take, in the order they are tried."""
+        return [
+            [fixed[position]]
+            if fixed is not None
+            else [(task.role, number) for number in range(1, self.problem.lanes[task.role] + 1)]
+            for position, task in enumerate(activity.members)
+        ]
+
     def _lanes_free(
         self, activity: Activity, start: float, end: float, fixed: Sequence[tuple[str, int]] | None
     ) -> list[tuple[str, int]] | None:
         chosen: list[tuple[str, int]] = []
-        for position, task in enumerate(activity.members):
-            options = (
-                [fixed[position]]
-                if fixed is not None
-                else [(task.role, number) for number in range(1, self.problem.lanes[task.role] + 1)]
+        for options in self._lane_options(activity, fixed):
+            free = (
+                lane for lane in options if lane not in chosen and self._busy_until(lane, start, end) is None
             )
-            lane = next(
-                (
-                    lane
-                    for lane in options
-                    if lane not in chosen and self._free(self.busy.get(lane, []), start, end)
-                ),
-                None,
-            )
+            lane = next(free, None)
             if lane is None:
                 return None
             chosen.append(lane)
         return chosen
 
-    @staticmethod
-    def _free(spans: list[tuple[float, float]], start: float, end: float) -> bool:
-        """Whether a lane's spans (sorted, never overlapping) leave ``start``-``end`` free: only the last
-        span that starts before ``end`` can reach into it."""
-        before = bisect.bisect_left(spans, (end - EPS, -math.inf))
-        return before == 0 or spans[before - 1][1] <= start + EPS
+    def _lanes_busy_until(
+        self, activity: Activity, start: float, end: float, fixed: Sequence[tuple[str, int]] | None
+    ) -> float:
+        """A time that no start after ``start`` finds lanes for every member before: for some member,
+        every lane it may take stays busy until then (``start`` itself when that cannot be told)."""
+        until = start
+        for options in self._lane_options(activity, fixed):
+            member_until = math.inf
+            for lane in options:
+                busy = self._busy_until(lane, start, end)
+                if busy is None or lane in self.unsorted:
+                    member_until = start
+                    break
+                member_until = min(member_until, busy)
+            until = max(until, member_until)
+        return until
 
-    def _capacity_free(self, demand: dict[str, int], start: float, end: float) -> bool:
+    def _busy_until(self, lane: tuple[str, int], start: float, end: float) -> float | None:
+        """None when the lane is free from ``start`` to ``end``, else the end of the span in the way.
+
+        A lane's spans are sorted and never overlap, so only the last span that starts before ``end`` can
+        reach into the interval. A later start (with its end no earlier) finds that span, or a later one
+        ending no earlier, in the way until ``start + EPS`` reaches its end, as long as the lane's span
+        ends are in order too (``unsorted`` holds lanes where spans shorter than EPS broke that order).
+        """
+        spans = self.busy.get(lane, [])
+        before = bisect.bisect_left(spans, (end - EPS, -math.inf))
+        if before == 0 or spans[before - 1][1] <= start + EPS:
+            return None
+        return spans[before - 1][1]
+
+    def _capacity_short(self, demand: dict[str, int], start: float, end: float) -> float | None:
+        """None when every resource has room from ``start`` to ``end``; else the breakpoint that ends a
+        stretch without room (no later start with ``start + EPS`` below it has room; ``start`` itself when
+        the stretch never ends)."""
         for resource, units in demand.items():
             if resource not in self.usage:
                 continue
@@ -358,9 +417,9 @@ class Timeline:
             index = bisect.bisect_right(times, start + EPS) - 1
             while index < len(times) and times[index] < end - EPS:
                 if used[index] > room:
-                    return False
+                    return times[index + 1] if index + 1 < len(times) else start
                 index += 1
-        return True
+        return None
 
     def _take(self, resource: str, units: int, start: float, end: float) -> None:
         times, used = self.usage.setdefault(resource, ([0.0], [0]))
@@ -385,7 +444,13 @@ class Timeline:
         demand: dict[str, int],
     ) -> Placement:
         for lane in lanes:
-            bisect.insort(self.busy.setdefault(lane, []), (start, end))
+            spans = self.busy.setdefault(lane, [])
+            index = bisect.bisect_left(spans, (start, end))
+            spans.insert(index, (start, end))
+            neighbours = spans[max(index - 1, 0) : index + 2]
+            if any(one[1] > other[1] for one, other in itertools.pairwise(neighbours)):
+                self.unsorted.add(lane)
+            bisect.insort(self.ends, end)
             self.lane_end[lane] = max(self.lane_end.get(lane, 0.0), end)
         for resource, units in demand.items():
             self._take(resource, units, start, end)
@@ -406,14 +471,17 @@ def topological_order(problem: Problem, priority: Callable[[Activity], tuple[flo
     for activity in problem.activities:
         for pred in activity.predecessors:
             successors[pred].append(activity.index)
-    ready = [a for a in problem.activities if remaining[a.index] == 0]
+    # A heap of (priority, arrival): the best priority first, the earliest to become ready on ties.
+    arrival = itertools.count()
+    ready = [(priority(a), next(arrival), a.index) for a in problem.activities if remaining[a.index] == 0]
+    heapq.heapify(ready)
     order: list[Activity] = []
     while ready:
-        ready.sort(key=priority)
-        chosen = ready.pop(0)
+        _, _, index = heapq.heappop(ready)
+        chosen = problem.activities[index]
         order.append(chosen)
-        for succ in successors[chosen.index]:
+        for succ in successors[index]:
             remaining[succ] -= 1
             if remaining[succ] == 0:
-                ready.append(problem.activities[succ])
+                heapq.heappush(ready, (priority(problem.activities[succ]), next(arrival), succ))
     return order

@@ -18,34 +18,55 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
+from cycleplan.model import Task
 from cycleplan.planner.problem import EPS, Durations, Lane, Placement, Problem
 
 
 def emit_times(problem: Problem, placements: dict[int, Placement], durations: Durations) -> dict[str, float]:
     """When each event is emitted in ``placements`` (each member's cycles run as soon as they may)."""
     found: dict[str, float] = {}
+    expanded: set[str] = set()
 
-    def emit(event: str) -> float:
-        if event in found:
-            return found[event]
+    def emitter_of(event: str) -> tuple[Task, int, float]:
         task_id, emit_cycle = problem.emitter[event]
         index = problem.activity_of[task_id]
         task = next(task for task in problem.activities[index].members if task.id == task_id)
-        clock = placements[index].start
-        for number, minutes in enumerate(durations(task), start=1):
-            for waited, before in task.waits.items():
-                if before == number:
-                    # Events only wait on events emitted earlier in the loop-free sync graph.
-                    clock = max(clock, emit(waited))
-            clock += minutes
-            if number == emit_cycle:
-                break
-        found[event] = clock
-        return clock
+        return task, emit_cycle, placements[index].start
 
-    for event, (task_id, _) in problem.emitter.items():
-        if problem.activity_of[task_id] in placements:
-            emit(event)
+    # Depth first on an explicit stack (a chain of thousands of events would overflow Python's): an
+    # event is timed once every event its emitter waits for up to its emitting cycle is.
+    for root, (task_id, _) in problem.emitter.items():
+        if problem.activity_of[task_id] not in placements:
+            continue
+        stack = [root]
+        while stack:
+            event = stack[-1]
+            if event in found:
+                stack.pop()
+                continue
+            task, emit_cycle, start = emitter_of(event)
+            missing = [
+                waited
+                for waited, before in task.waits.items()
+                if before <= emit_cycle and waited not in found
+            ]
+            if missing:
+                if event in expanded:  # back to it, and what it waits for is still untimed: a loop
+                    raise AssertionError(f"events wait for each other in a loop through '{event}'")
+                expanded.add(event)
+                stack.extend(missing)
+                continue
+            clock = start
+            for number, minutes in enumerate(durations(task), start=1):
+                for waited, before in task.waits.items():
+                    if before == number:
+                        # Events only wait on events emitted earlier in the loop-free sync graph.
+                        clock = max(clock, found[waited])
+                clock += minutes
+                if number == emit_cycle:
+                    break
+            found[event] = clock
+            stack.pop()
     return found
 
 

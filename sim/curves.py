@@ -1,8 +1,9 @@
 """Cumulative tokens and dollars over time, summarised over replications in fixed memory.
 
-:class:`CumulativeSketch` takes each batch of replications' cycle attempts (when each ended, its tokens
-and its cost) and keeps, for every point of a time grid, a histogram of the replications' cumulative
-values there. Nothing it keeps grows with the number of replications, and the result
+:class:`Curves` sums each replication's cycle attempts (when each ended, its tokens and its cost) into its
+cumulative values at every point of a time grid, task by task, so that no batch ever holds every
+attempt at once. :class:`CumulativeSketch` keeps, for every grid point, a histogram of the replications'
+cumulative values there. Nothing it keeps grows with the number of replications, and the result
 (:class:`cycleplan.sim.prediction.Cumulative`) has a fixed size.
 
 The grid has :data:`POINTS` points ``k * step_min``; when a replication ends beyond it the step doubles:
@@ -111,6 +112,42 @@ class _Histograms:
         return out
 
 
+class Curves:
+    """Each replication's cumulative tokens and cost at every point of a grid of step ``step_min``.
+
+    Attempts are added a task at a time, in task order; each amount lands at the first point at or after
+    its attempt's end and is summed there in the order added, exactly as one ``bincount`` over every
+    attempt of the batch (task after task) would sum it, so the values do not depend on how the attempts
+    were handed over.
+    """
+
+    def __init__(self, count: int, step_min: float) -> None:
+        self.count = count
+        self.step_min = step_min
+        self.offsets = (np.arange(count, dtype=np.int64) * POINTS)[:, None]
+        self.tokens_steps = np.zeros(count * POINTS)
+        self.cost_steps = np.zeros(count * POINTS)
+
+    def add(self, ends_min: FloatArray, tokens: FloatArray, cost: FloatArray) -> None:
+        """Add attempts: ``ends_min[replication, attempt]`` (NaN: it never ran, its amounts are ignored),
+        and each one's ``tokens`` and ``cost``."""
+        if ends_min.size == 0:
+            return
+        ran = ~np.isnan(ends_min)
+        point = np.ceil(np.where(ran, ends_min, 0.0) / self.step_min)
+        np.minimum(point, POINTS - 1, out=point)
+        flat = (point.astype(np.int64) + self.offsets).ravel()
+        np.add.at(self.tokens_steps, flat, np.where(ran, tokens, 0.0).ravel())
+        np.add.at(self.cost_steps, flat, np.where(ran, cost, 0.0).ravel())
+
+    def values(self) -> tuple[FloatArray, FloatArray]:
+        """Cumulative tokens and cost, ``[replication, point]``."""
+        shape = (self.count, POINTS)
+        tokens: FloatArray = np.cumsum(self.tokens_steps.reshape(shape), axis=1, dtype=np.float64)
+        cost: FloatArray = np.cumsum(self.cost_steps.reshape(shape), axis=1, dtype=np.float64)
+        return tokens, cost
+
+
 class CumulativeSketch:
     """Cumulative tokens and cost at each grid point, over every replication added so far."""
 
@@ -122,6 +159,33 @@ class CumulativeSketch:
         self.replications = 0
         self.tokens = _Histograms()
         self.cost = _Histograms()
+
+    def step_for(self, longest_min: float) -> float:
+        """The grid's step once a replication ending at ``longest_min`` is added."""
+        step = self.step_min
+        while longest_min > (POINTS - 1) * step:
+            step *= 2
+        return step
+
+    def stretch_to(self, longest_min: float) -> None:
+        """Make the grid reach ``longest_min`` (doubling its step), before a batch that long is added."""
+        self.longest_min = max(self.longest_min, longest_min)
+        while longest_min > (POINTS - 1) * self.step_min:
+            self.step_min *= 2
+            if self.replications:
+                self.tokens.stretch()
+                self.cost.stretch()
+
+    def add_values(self, tokens: FloatArray, cost: FloatArray) -> None:
+        """Add a batch of replications' cumulative values on the current grid (:meth:`Curves.values`,
+        after :meth:`stretch_to` the batch's longest replication)."""
+        if tokens.shape[0] == 0:
+            return
+        for histograms, values in ((self.tokens, tokens), (self.cost, cost)):
+            totals = values[:, -1]
+            histograms.fit(float(totals.max()))
+            histograms.add(values, totals)
+        self.replications += tokens.shape[0]
 
     def add(
         self, ends_min: FloatArray, tokens: FloatArray, cost: FloatArray, makespan_min: FloatArray
@@ -135,25 +199,10 @@ class CumulativeSketch:
         count = ends_min.shape[0]
         if count == 0:
             return
-        longest = float(np.max(makespan_min))
-        self.longest_min = max(self.longest_min, longest)
-        while longest > (POINTS - 1) * self.step_min:
-            self.step_min *= 2
-            if self.replications:
-                self.tokens.stretch()
-                self.cost.stretch()
-        ran = ~np.isnan(ends_min)
-        point = np.ceil(np.where(ran, ends_min, 0.0) / self.step_min)
-        np.minimum(point, POINTS - 1, out=point)
-        flat = (point.astype(np.int64) + (np.arange(count, dtype=np.int64) * POINTS)[:, None]).ravel()
-        for histograms, amounts in ((self.tokens, tokens), (self.cost, cost)):
-            weights = np.where(ran, amounts, 0.0).ravel()
-            steps = np.bincount(flat, weights=weights, minlength=count * POINTS)
-            values: FloatArray = np.cumsum(steps.reshape(count, POINTS), axis=1, dtype=np.float64)
-            totals = values[:, -1]
-            histograms.fit(float(totals.max()))
-            histograms.add(values, totals)
-        self.replications += count
+        self.stretch_to(float(np.max(makespan_min)))
+        curves = Curves(count, self.step_min)
+        curves.add(ends_min, tokens, cost)
+        self.add_values(*curves.values())
 
     def result(self) -> Cumulative:
         """P10/P50/P90 curves from 0 to the first point at or after the longest replication's end."""

@@ -196,23 +196,29 @@ class Batch:
     def __init__(self, shape: Shape, programs: Programs) -> None:
         self.source = programs
         self.count = programs.count
-        tasks = programs.tasks
-        self.segment_min = [program.segment_min.tolist() for program in tasks]
-        self.fail_segment = [program.fail_segment.tolist() for program in tasks]
-        self.fail_cycle = [program.fail_cycle.tolist() for program in tasks]
+        timings = programs.timings
+        self.segment_min = [timing.segment_min.tolist() for timing in timings]
+        self.fail_segment = [timing.fail_segment.tolist() for timing in timings]
+        self.fail_cycle = [timing.fail_cycle.tolist() for timing in timings]
         fails: list[bool] = [False] * programs.count
-        if tasks:
-            failing = np.asarray((np.stack([p.fail_segment for p in tasks]) >= 0).any(axis=0), dtype=bool)
+        if timings:
+            failing = np.asarray((np.stack([t.fail_segment for t in timings]) >= 0).any(axis=0), dtype=bool)
             fails = [bool(value) for value in failing]
         self.fails = fails
         """Per replication: some task runs out of retries."""
         self.rate_limited = shape.rate_limits is not None
         if self.rate_limited:
-            self.ran = [program.ran.tolist() for program in tasks]
-            self.duration = [program.duration_min.tolist() for program in tasks]
-            self.failed = [program.failed.tolist() for program in tasks]
-            self.counted = [(program.input_tokens + program.cache_write_tokens).tolist() for program in tasks]
-            self.output = [program.output_tokens.tolist() for program in tasks]
+            self.ran: list[list[list[bool]]] = []
+            self.duration: list[list[list[float]]] = []
+            self.failed: list[list[list[bool]]] = []
+            self.counted: list[list[list[int]]] = []
+            self.output: list[list[list[int]]] = []
+            for program in programs.tasks:  # one task's program at a time (a batch may keep none)
+                self.ran.append(program.ran.tolist())
+                self.duration.append(program.duration_min.tolist())
+                self.failed.append(program.failed.tolist())
+                self.counted.append((program.input_tokens + program.cache_write_tokens).tolist())
+                self.output.append(program.output_tokens.tolist())
 
 
 class Run:

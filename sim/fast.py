@@ -23,6 +23,7 @@ the SimPy engine. :func:`static_reason` says why a model cannot use this engine 
 
 from __future__ import annotations
 
+import heapq
 import itertools
 
 import numpy as np
@@ -61,26 +62,29 @@ def _order(shape: Shape) -> list[int] | None:
     needs = [
         {resource for task in shape.members[unit.index] for resource in shape.demand[task]} for unit in units
     ]
-    by_priority = shape.by_priority
-    for position, index in enumerate(by_priority):
-        for earlier in by_priority[:position]:
-            if needs[index] & needs[earlier]:
-                before[index].add(earlier)
+    # Units sharing a resource go in priority order: an edge from the last earlier unit needing each
+    # resource implies the rest (the same order as an edge from every earlier one, at a cost per unit).
+    last_needing: dict[str, int] = {}
+    for index in shape.by_priority:
+        for resource in needs[index]:
+            if resource in last_needing:
+                before[index].add(last_needing[resource])
+            last_needing[resource] = index
     remaining = [len(edges) for edges in before]
     after: list[list[int]] = [[] for _ in units]
     for index, edges in enumerate(before):
         for edge in edges:
             after[edge].append(index)
-    ready = sorted((unit.priority, unit.index) for unit in units if not remaining[unit.index])
+    ready = [(unit.priority, unit.index) for unit in units if not remaining[unit.index]]
+    heapq.heapify(ready)
     order: list[int] = []
     while ready:
-        _, index = ready.pop(0)
+        _, index = heapq.heappop(ready)
         order.append(index)
         for successor in after[index]:
             remaining[successor] -= 1
             if not remaining[successor]:
-                ready.append((units[successor].priority, successor))
-                ready.sort()
+                heapq.heappush(ready, (units[successor].priority, successor))
     return order if len(order) == len(units) else None
 
 
@@ -146,7 +150,7 @@ def run(shape: Shape, programs: Programs) -> tuple[Records, BoolArray]:
         # its end.
         walks: list[list[tuple[FloatArray, FloatArray, FloatArray, FloatArray]]] = []
         for task in members:
-            program = programs.tasks[task]
+            program = programs.timings[task]
             segments = shape.shapes[task].segments
             starts = records.segment_start[task]
             clock = start
@@ -224,7 +228,7 @@ def _spawn(
     returned = at
     handed = np.zeros(at.shape[0], dtype=bool)
     for child in children:
-        program = programs.tasks[child]
+        program = programs.timings[child]
         begin = clock if shape.inline else at
         records.lane[child] = shape.planned_lane[child]
         records.taken[child] = begin

@@ -64,6 +64,12 @@ class PredictionConfig(Frozen):
         description="Replications the fast engine handed to the SimPy engine because they left its static "
         "model (a task ran out of retries, or a race ended in an exact tie).",
     )
+    trace_cycles: bool = Field(
+        default=True,
+        description="The median trace holds every cycle attempt; False when that would make it longer "
+        "than cycleplan.sim.memory.MAX_TRACE_EVENTS events: it holds its tasks' starts, published events "
+        "and ends only (enough for a Gantt chart, not to measure tokens or work from).",
+    )
 
 
 class Replications(Frozen):
@@ -141,7 +147,8 @@ class Prediction(Frozen):
     median_replication: int
     """The replication whose makespan is the median (the lower middle one for an even count)."""
     trace: list[Event]
-    """The median replication's events, in the ONE platform's schema."""
+    """The median replication's events, in the ONE platform's schema (without its cycle attempts when
+    ``config.trace_cycles`` is False)."""
     tasks: dict[str, TaskPrediction] = Field(default_factory=dict)
     """Each task's predicted start, finish and duration (task id -> percentiles)."""
     cumulative: Cumulative | None = None

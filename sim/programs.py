@@ -16,7 +16,9 @@ module knows no clock, lanes or SimPy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -330,10 +332,12 @@ def task_program(shape: TaskShape, draws: DrawBlock, rows: slice, *, shortcut: b
 
 
 def _sure_program(shape: TaskShape, draws: DrawBlock, rows: slice) -> TaskProgram:
-    """:func:`task_program` when every cycle succeeds at its first attempt (the same numbers, sooner)."""
-    duration = np.ascontiguousarray(draws.duration_min[0, rows, :])
+    """:func:`task_program` when every cycle succeeds at its first attempt (the same numbers, sooner).
+
+    Copies what it keeps of the draws: a view of some rows would keep the whole block alive."""
+    duration = draws.duration_min[0, rows, :].copy()
     fresh = draws.fresh_input[0, rows, :]
-    output = draws.output[0, rows, :]
+    output = draws.output[0, rows, :].copy()
     count = duration.shape[0]
     offset, segment_min, length = _timing(shape, duration)
     tokens = shape.role.tokens
@@ -359,7 +363,7 @@ def _sure_program(shape: TaskShape, draws: DrawBlock, rows: slice) -> TaskProgra
         input_tokens=fresh_in,
         cache_write_tokens=written,
         cache_read_tokens=read,
-        output_tokens=np.ascontiguousarray(output),
+        output_tokens=output,
         cost_usd=_costs(shape, fresh_in, written, read, output),
         compactions=np.zeros(duration.shape, dtype=np.int64),
         calls=np.zeros(duration.shape, dtype=np.int64),
@@ -457,27 +461,87 @@ def _loop_program(shape: TaskShape, draws: DrawBlock, rows: slice) -> TaskProgra
     )
 
 
+@dataclass(frozen=True)
+class TaskTiming:
+    """What the engines' clocks need of a task's program (its :class:`TaskProgram`'s fields of the same
+    names): a few numbers per replication and segment, none per attempt."""
+
+    segment_min: FloatArray
+    fail_segment: IntArray
+    fail_cycle: IntArray
+    length_min: FloatArray
+
+    @classmethod
+    def of(cls, program: TaskProgram) -> TaskTiming:
+        return cls(program.segment_min, program.fail_segment, program.fail_cycle, program.length_min)
+
+
 class Programs:
-    """Every task's program for replications ``first`` to ``first + count - 1``."""
+    """Every task's program for replications ``first`` to ``first + count - 1``.
+
+    ``timings`` (per task, what the clocks need) are always kept. The full programs (``tasks``, per
+    attempt) are kept too when ``keep`` is true; otherwise ``tasks[i]`` works task ``i``'s program out again
+    from its draws each time it is asked for, so that a batch holds one task's attempts at a time (the
+    same numbers: the draws depend on the seed, the block and the task only).
+    """
 
     def __init__(
-        self, shapes: list[TaskShape], seed: int, first: int, count: int, *, ideal: bool = False
+        self,
+        shapes: list[TaskShape],
+        seed: int,
+        first: int,
+        count: int,
+        *,
+        ideal: bool = False,
+        keep: bool = True,
     ) -> None:
         self.shapes = shapes
+        self.seed = seed
         self.first = first
         self.count = count
-        self.tasks: list[TaskProgram] = []
-        blocks = range(first // BLOCK, (first + count - 1) // BLOCK + 1)
-        for shape in shapes:
-            parts: list[TaskProgram] = []
-            for block in blocks:
-                low = max(first, block * BLOCK) - block * BLOCK
-                high = min(first + count, (block + 1) * BLOCK) - block * BLOCK
-                draws = draw_block(
-                    shape.task, shape.role, seed, 0 if ideal else block, ideal=ideal, key=shape.key
-                )
-                parts.append(task_program(shape, draws, slice(low, high)))
-            self.tasks.append(parts[0] if len(parts) == 1 else _concatenate(parts))
+        self.ideal = ideal
+        self.keep = keep
+        kept: list[TaskProgram] = []
+        self.timings: list[TaskTiming] = []
+        for position in range(len(shapes)):
+            program = self.program(position)
+            self.timings.append(TaskTiming.of(program))
+            if keep:
+                kept.append(program)
+        self.tasks: Sequence[TaskProgram] = kept if keep else _Worked(self)
+
+    def program(self, position: int) -> TaskProgram:
+        """Task ``position``'s program for the batch, worked out from its draws."""
+        shape = self.shapes[position]
+        first, count = self.first, self.count
+        parts: list[TaskProgram] = []
+        for block in range(first // BLOCK, (first + count - 1) // BLOCK + 1):
+            low = max(first, block * BLOCK) - block * BLOCK
+            high = min(first + count, (block + 1) * BLOCK) - block * BLOCK
+            draws = draw_block(
+                shape.task, shape.role, self.seed, 0 if self.ideal else block, ideal=self.ideal, key=shape.key
+            )
+            parts.append(task_program(shape, draws, slice(low, high)))
+        return parts[0] if len(parts) == 1 else _concatenate(parts)
+
+
+class _Worked(Sequence[TaskProgram]):
+    """The programs of a batch that keeps none: each worked out again when asked for."""
+
+    def __init__(self, programs: Programs) -> None:
+        self.programs = programs
+
+    def __len__(self) -> int:
+        return len(self.programs.shapes)
+
+    @overload
+    def __getitem__(self, index: int) -> TaskProgram: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[TaskProgram]: ...
+    def __getitem__(self, index: int | slice) -> TaskProgram | Sequence[TaskProgram]:
+        if isinstance(index, slice):
+            return [self.programs.program(position) for position in range(len(self))[index]]
+        return self.programs.program(range(len(self))[index])
 
 
 def _concatenate(parts: list[TaskProgram]) -> TaskProgram:

@@ -25,8 +25,9 @@ import numpy.typing as npt
 from cycleplan.metrics import EPS_MS, MS_PER_MIN
 from cycleplan.model import Event
 from cycleplan.prices import cost_usd
+from cycleplan.sim.curves import Curves
 from cycleplan.sim.engine import CANCELLED, DONE, FAILED, RACE_LOST, REASONS, Row, Shape
-from cycleplan.sim.programs import Programs, _cost
+from cycleplan.sim.programs import Programs, TaskProgram, _cost
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -120,10 +121,13 @@ class Measures:
     """``[task, replication]``: when its first cycle began (NaN: it never worked)."""
     finish: FloatArray
     """``[task, replication]``: when it ended, where it worked."""
-    attempt_end: FloatArray
-    """``[replication, attempt]``: when each attempt of any task ended (NaN: it never ran)."""
-    attempt_tokens: FloatArray
-    attempt_cost: FloatArray
+    attempts: IntArray
+    """How many cycle attempts ran (completed or interrupted), of every task."""
+    tokens_curve: FloatArray
+    """``[replication, point]``: tokens spent by each point of the grid :func:`measure` was given (every
+    attempt counts from the first point at or after its end; see :class:`cycleplan.sim.curves.Curves`)."""
+    cost_curve: FloatArray
+    """``[replication, point]``: dollars spent by each point, likewise."""
 
 
 @dataclass
@@ -134,7 +138,9 @@ class _Static:
     after: list[list[int]]
     race_of: list[int]
     races: list[list[int]]
-    lane_pairs: list[tuple[int, int]]
+    lane_groups: list[IntArray]
+    """Tasks that may take the same lane (its planned tasks; under dynamic dispatch, the tasks whose role
+    it serves), one array per distinct set of two or more: two tasks share a lane only within one."""
     waits: list[list[tuple[int, int, int]]]
     """Per task: (event position, cycle from 1, emitter task)."""
     role_lanes: dict[str, list[int]]
@@ -160,25 +166,23 @@ def _static(shape: Shape) -> _Static:
         if group is not None:
             groups.setdefault(group, []).append(position)
     race_names = list(groups)
-    race_of = [
-        race_names.index(layout.tasks[name].race) if layout.tasks[name].race is not None else -1  # type: ignore[arg-type]
-        for name in names
+    race_number = {name: number for number, name in enumerate(race_names)}
+    race_of = [race_number.get(layout.tasks[name].race or "", -1) for name in names]
+    by_lane: dict[int, list[int]] = {}
+    for position in range(len(names)):
+        if shape.dynamic:
+            for number in set(shape.lanes_for[position]):
+                by_lane.setdefault(number, []).append(position)
+        elif shape.planned_lane[position] >= 0:
+            by_lane.setdefault(shape.planned_lane[position], []).append(position)
+    lane_groups = [
+        np.asarray(members, dtype=np.int64)
+        for members in dict.fromkeys(tuple(members) for members in by_lane.values() if len(members) > 1)
     ]
-    pairs: list[tuple[int, int]] = []
-    for one in range(len(names)):
-        for other in range(len(names)):
-            if one == other:
-                continue
-            if shape.dynamic:
-                shared = set(shape.lanes_for[one]) & set(shape.lanes_for[other])
-            else:
-                shared = {shape.planned_lane[one]} & {shape.planned_lane[other]} - {-1}
-            if shared:
-                pairs.append((one, other))
-    events = sorted(layout.emitter)
+    events = {event: position for position, event in enumerate(sorted(layout.emitter))}
     waits = [
         [
-            (events.index(event), cycle, index[layout.emitter[event][0]])
+            (events[event], cycle, index[layout.emitter[event][0]])
             for event, cycle in layout.tasks[name].waits.items()
         ]
         for name in names
@@ -192,7 +196,7 @@ def _static(shape: Shape) -> _Static:
         after=[[index[dep] for dep in layout.tasks[name].after] for name in names],
         race_of=race_of,
         races=[groups[group] for group in race_names],
-        lane_pairs=pairs,
+        lane_groups=lane_groups,
         waits=waits,
         role_lanes=role_lanes,
         roles=sorted({task.role for task in layout.tasks.values()}),
@@ -228,8 +232,7 @@ class _Attempts:
     cost: FloatArray
 
 
-def _attempts(shape: Shape, static: _Static, programs: Programs, records: Records, task: int) -> _Attempts:
-    program = programs.tasks[task]
+def _attempts(shape: Shape, static: _Static, program: TaskProgram, records: Records, task: int) -> _Attempts:
     task_shape = shape.shapes[task]
     slot_start = records.segment_start[task][:, task_shape.slot_segment]
     if not (records.stop_segment[task] >= 0).any() and not np.isnan(slot_start).any():
@@ -282,8 +285,9 @@ def _attempts(shape: Shape, static: _Static, programs: Programs, records: Record
     )
 
 
-def measure(shape: Shape, programs: Programs, records: Records) -> Measures:
-    """What every replication of the batch measures (see :func:`cycleplan.metrics.metrics`)."""
+def measure(shape: Shape, programs: Programs, records: Records, step_min: float) -> Measures:
+    """What every replication of the batch measures (see :func:`cycleplan.metrics.metrics`), with the
+    cumulative tokens and cost on a grid of step ``step_min``. Takes one task's program at a time."""
     static = _static_of(shape)
     count = records.makespan.shape[0]
     tasks = len(shape.names)
@@ -301,16 +305,15 @@ def measure(shape: Shape, programs: Programs, records: Records) -> Measures:
     cost_by_role = {role: np.zeros(count) for role in static.roles}
     first_start = np.full((tasks, count), np.nan)
     finish = np.full((tasks, count), np.nan)
-    attempt_at: list[FloatArray] = []
-    attempt_tokens: list[FloatArray] = []
-    attempt_cost: list[FloatArray] = []
+    attempts = np.zeros(count, dtype=np.int64)
+    curves = Curves(count, step_min)
     cycle_end: dict[tuple[int, int], FloatArray] = {}
     # The end of the cycle before each awaited event (1-based cycle numbers), for the critical walk.
     needed = {(task, cycle - 1) for task in range(tasks) for _, cycle, _ in static.waits[task] if cycle > 1}
 
     for task in range(tasks):
         program = programs.tasks[task]
-        happened = _attempts(shape, static, programs, records, task)
+        happened = _attempts(shape, static, program, records, task)
         task_shape = shape.shapes[task]
         role = shape.role[task]
         lane = records.lane[task]
@@ -343,16 +346,16 @@ def measure(shape: Shape, programs: Programs, records: Records) -> Measures:
         worked = ~np.isnan(records.segment_start[task][:, 0])
         first_start[task] = np.where(worked, records.segment_start[task][:, 0], np.nan)
         finish[task] = np.where(worked, records.end[task], np.nan)
-        attempt_at.append(happened.at)
-        attempt_tokens.append(counts.astype(np.float64))
-        attempt_cost.append(happened.cost)
+        attempts += (happened.complete | happened.interrupted).sum(axis=1)
+        curves.add(happened.at, counts.astype(np.float64), happened.cost)
         for number in range(1, task_shape.cycles + 1):
             if (task, number) in needed:
                 slots = happened.at[:, (number - 1) * task_shape.attempts : number * task_shape.attempts]
                 cycle_end[(task, number)] = _nanmax(slots, axis=1)
 
+    tokens_curve, cost_curve = curves.values()
     makespan = records.makespan
-    work_total = busy.sum(axis=0)
+    work_total = _sum_rows(busy)
     positive = makespan > 0
     safe = np.where(positive, makespan, 1.0)
 
@@ -381,7 +384,7 @@ def measure(shape: Shape, programs: Programs, records: Records) -> Measures:
         "waste_min": waste_min,
         "waste_tokens": waste_tokens.astype(np.float64),
         "waste_cost_usd": waste_cost,
-        "blocked_min": records.blocked.sum(axis=0),
+        "blocked_min": _sum_rows(records.blocked),
         "completed": (
             (status != 0).all(axis=0)
             & ~(status == FAILED).any(axis=0)
@@ -392,24 +395,34 @@ def measure(shape: Shape, programs: Programs, records: Records) -> Measures:
         values=values,
         utilization_by_lane={name: share(busy[position], 1) for position, name in enumerate(shape.lanes)},
         utilization_by_role={
-            role: share(busy[positions].sum(axis=0), len(positions))
+            role: share(_sum_rows(busy[positions]), len(positions))
             for role, positions in static.role_lanes.items()
         },
         waits_min={
             "dependency": dependency,
-            "sync": (records.sync_wait + records.sync_paid).sum(axis=0),
+            "sync": _sum_rows(records.sync_wait + records.sync_paid),
             "lane": lane_wait,
-            "rate_limit": records.rate_wait.sum(axis=0),
+            "rate_limit": _sum_rows(records.rate_wait),
         },
         tokens_by_role=tokens_by_role,
         cost_by_role=cost_by_role,
         critical=_critical(shape, static, records, cycle_end),
         first_start=first_start,
         finish=finish,
-        attempt_end=np.concatenate(attempt_at, axis=1) if attempt_at else np.zeros((count, 0)),
-        attempt_tokens=np.concatenate(attempt_tokens, axis=1) if attempt_tokens else np.zeros((count, 0)),
-        attempt_cost=np.concatenate(attempt_cost, axis=1) if attempt_cost else np.zeros((count, 0)),
+        attempts=attempts,
+        tokens_curve=tokens_curve,
+        cost_curve=cost_curve,
     )
+
+
+def _sum_rows(values: FloatArray) -> FloatArray:
+    """The sum over the first axis (tasks or lanes), added row after row: numpy's own ``sum(axis=0)``
+    adds that way too, except for a batch of one replication, where it sums pairwise and the last bits
+    could differ with the batch's size."""
+    total = np.zeros(values.shape[1:])
+    for row in values:
+        total += row
+    return total
 
 
 def _nanmax(values: FloatArray, axis: int) -> FloatArray:
@@ -441,6 +454,66 @@ def _resolved(static: _Static, records: Records, races: list[FloatArray], dep: i
     return races[group] if group >= 0 else records.end[dep]
 
 
+def _sharing(static: _Static, lane: IntArray) -> list[tuple[IntArray, BoolArray]]:
+    """Each lane group's tasks, and, per lane they took, which of them took it in which replication
+    (``[member, replication]``)."""
+    found = []
+    for members in static.lane_groups:
+        lanes = lane[members]
+        for taken in np.unique(lanes).tolist():
+            if taken < 0:
+                continue
+            on = lanes == taken
+            if (on.sum(axis=0) > 1).any():
+                found.append((members, on))
+    return found
+
+
+def _count_below(values: FloatArray, queries: FloatArray, inclusive: bool) -> IntArray:
+    """Per column, how many of ``values[:, column]`` lie below each of ``queries[:, column]`` (or at it,
+    when ``inclusive``), as ``searchsorted`` would say, for every column at once."""
+    merged = np.concatenate([values, queries])
+    is_value = np.concatenate(
+        [np.ones(values.shape, dtype=np.int64), np.zeros(queries.shape, dtype=np.int64)]
+    )
+    # On a tie, values first when they count (inclusive), queries first when they do not.
+    order = np.lexsort((is_value if not inclusive else 1 - is_value, merged), axis=0)
+    below = np.cumsum(np.take_along_axis(is_value, order, axis=0), axis=0)
+    counts = np.empty_like(below)
+    np.put_along_axis(counts, order, below, axis=0)
+    return counts[values.shape[0] :]
+
+
+def _touching_pairs(
+    static: _Static, lane: IntArray, taken: FloatArray, end: FloatArray
+) -> list[tuple[int, int]]:
+    """Every (task, other task) that took the same lane and where the other ended when the task took
+    the lane (within twice :data:`EPS_MS`), in some replication: the only pairs whose lane can hold the
+    task up (``taken`` and ``end`` in milliseconds). Found per lane by sorting the ends, not by trying
+    every pair of its tasks."""
+    pairs: set[tuple[int, int]] = set()
+    for members, on in _sharing(static, lane):
+        ends = np.where(on & ~np.isnan(end[members]), end[members], np.inf)
+        starts = np.where(on, taken[members], np.nan)
+        order = np.argsort(ends, axis=0, kind="stable")
+        sorted_ends = np.take_along_axis(ends, order, axis=0)
+        low = _count_below(sorted_ends, np.where(on, starts - 2 * EPS_MS, np.inf), inclusive=False)
+        high = _count_below(sorted_ends, np.where(on, starts + 2 * EPS_MS, -np.inf), inclusive=True)
+        width = np.where(on, high - low, 0)
+        size = len(members)
+        for offset in range(int(width.max(initial=0))):
+            reach = on & (offset < width)
+            row = np.minimum(low + offset, size - 1)
+            other = np.take_along_axis(order, row, axis=0)
+            one = np.broadcast_to(np.arange(size)[:, None], other.shape)
+            codes = np.unique(one[reach] * size + other[reach])
+            for code in codes.tolist():
+                first, second = divmod(code, size)
+                if first != second:
+                    pairs.add((int(members[first]), int(members[second])))
+    return sorted(pairs)
+
+
 def _queueing(shape: Shape, static: _Static, records: Records) -> tuple[FloatArray, FloatArray]:
     """Lane-minutes lost to unfinished dependencies, and task-minutes ready without a lane."""
     race_ends, _ = _races(static, records)
@@ -448,13 +521,25 @@ def _queueing(shape: Shape, static: _Static, records: Records) -> tuple[FloatArr
     count = records.makespan.shape[0]
     before = np.zeros(taken.shape)
     end_or_start = np.where(np.isnan(end), taken, end)
-    for one, other in static.lane_pairs:
-        same = (lane[other] == lane[one]) & (lane[one] >= 0)
-        earlier = (taken[other] < taken[one]) | (
-            (taken[other] == taken[one]) & (end_or_start[other] < end_or_start[one])
-        )
-        free = np.where(same & earlier, end_or_start[other], 0.0)
-        before[one] = np.maximum(before[one], free)
+    # When each task's lane was last freed before it took it: the latest end (or start) of any task that
+    # took the same lane earlier (an earlier start, or the same start and an earlier end). Per lane, a
+    # sort by (start, end) and a running maximum, rather than every pair of its tasks.
+    for members, on in _sharing(static, lane):
+        starts = np.where(on, taken[members], np.inf)
+        ends = np.where(on, end_or_start[members], np.inf)
+        order = np.lexsort((ends, starts), axis=0)
+        sorted_starts = np.take_along_axis(starts, order, axis=0)
+        sorted_ends = np.take_along_axis(ends, order, axis=0)
+        latest = np.zeros_like(sorted_ends)
+        latest[1:] = np.maximum(np.maximum.accumulate(sorted_ends, axis=0)[:-1], 0.0)
+        # Tasks with the same start and end are not earlier than each other: each takes the latest
+        # end before the first of them.
+        new = np.ones(sorted_ends.shape, dtype=bool)
+        new[1:] = (sorted_starts[1:] != sorted_starts[:-1]) | (sorted_ends[1:] != sorted_ends[:-1])
+        first = np.maximum.accumulate(np.where(new, np.arange(len(members))[:, None], 0), axis=0)
+        freed = np.empty_like(latest)
+        np.put_along_axis(freed, order, np.take_along_axis(latest, first, axis=0), axis=0)
+        before[members] = np.where(on, np.maximum(before[members], freed), before[members])
     dependency = np.zeros(count)
     waiting = np.zeros(count)
     for task in range(len(shape.names)):
@@ -509,7 +594,7 @@ def _critical(
                 at = cycle_end[(one, cycle - 1)] * MS_PER_MIN
                 reached = np.where(np.isnan(at), reached, at)
             edges.append((one, emitter, ~np.isnan(emitted[event]) & (emitted[event] > reached + EPS_MS)))
-    for one, other in static.lane_pairs:
+    for one, other in _touching_pairs(static, records.lane, taken, end):
         touching = (
             (records.lane[other] == records.lane[one])
             & started[one]
@@ -548,6 +633,19 @@ def _critical(
 # The trace of one replication
 
 
+def attempts_in(shape: Shape, programs: Programs, records: Records, column: int) -> int:
+    """How many cycle attempts ran in replication ``column`` of the batch: the ``cycle_completed`` events
+    its trace holds."""
+    static = _static_of(shape)
+    found = 0
+    for task in range(len(shape.names)):
+        if records.lane[task, column] < 0:
+            continue
+        happened = _attempts(shape, static, programs.tasks[task], records, task)
+        found += int((happened.complete[column] | happened.interrupted[column]).sum())
+    return found
+
+
 def trace(
     shape: Shape,
     programs: Programs,
@@ -555,8 +653,14 @@ def trace(
     column: int,
     header: dict[str, Any],
     group_id: str,
+    *,
+    cycles: bool = True,
 ) -> list[Event]:
-    """The events of replication ``column`` of the batch, in the ONE platform's schema."""
+    """The events of replication ``column`` of the batch, in the ONE platform's schema.
+
+    Without ``cycles``, no ``cycle_completed`` event is written (a trace for Gantt charts of runs too big
+    to keep every attempt): the tasks' starts, published events and ends stay, and a cancelled task's end
+    carries all its waits, since no cycle records them."""
     static = _static_of(shape)
     per_task: list[tuple[float, list[tuple[float, Event]]]] = []
 
@@ -597,7 +701,7 @@ def trace(
                     },
                 )
             )
-            happened = _attempts(shape, static, programs, records, task)
+            happened = _attempts(shape, static, program, records, task)
             starts = records.segment_start[task][column]
             attempts = task_shape.attempts
             arrival = taken
@@ -634,52 +738,53 @@ def trace(
                 cycle, attempt = divmod(slot, attempts)
                 at = float(happened.at[column, slot])
                 failed = bool(program.failed[column, slot]) or interrupted
-                metadata: dict[str, Any] = {
-                    "action": "cycle_completed",
-                    "cycle": cycle + 1,
-                    "attempt": attempt + 1,
-                    "failed": failed,
-                }
-                if interrupted:
-                    metadata["interrupted"] = True
-                fresh = int(happened.input_tokens[column, slot])
-                written = int(happened.cache_write_tokens[column, slot])
-                read = int(happened.cache_read_tokens[column, slot])
-                output = int(happened.output_tokens[column, slot])
-                metadata.update(
-                    {
-                        "duration_ms": float(happened.work[column, slot]) * MS_PER_MIN,
-                        "sync_wait_ms": pending_sync * MS_PER_MIN,
-                        "sync_ms": pending_paid * MS_PER_MIN,
-                        "rate_limit_wait_ms": pending_rate * MS_PER_MIN,
-                        "input_tokens": fresh,
-                        "cache_creation_input_tokens": written,
-                        "cache_read_input_tokens": read,
-                        "output_tokens": output,
-                        "cost_usd": cost_usd(
-                            task_shape.price
-                            if task_shape.cycle_prices is None
-                            else task_shape.cycle_prices[cycle],
-                            fresh,
-                            written,
-                            read,
-                            output,
-                        ),
+                if cycles:
+                    metadata: dict[str, Any] = {
+                        "action": "cycle_completed",
+                        "cycle": cycle + 1,
+                        "attempt": attempt + 1,
+                        "failed": failed,
                     }
-                )
-                if pending_blocked > 0:
-                    metadata["blocked_ms"] = pending_blocked * MS_PER_MIN
-                    blocked_attributed += pending_blocked
-                    pending_blocked = 0.0
-                if role.calls is not None:
-                    metadata["calls"] = int(program.calls[column, slot])
-                    metadata["compaction_calls"] = int(program.compactions[column, slot])
-                if task_shape.task.cycle_models:
-                    metadata["model"] = task_shape.task.model_of(role, cycle + 1)
-                sync_attributed += pending_sync + pending_paid
-                rate_attributed += pending_rate
-                pending_sync = pending_paid = pending_rate = 0.0
-                out.append(event(lane, name, at, metadata))
+                    if interrupted:
+                        metadata["interrupted"] = True
+                    fresh = int(happened.input_tokens[column, slot])
+                    written = int(happened.cache_write_tokens[column, slot])
+                    read = int(happened.cache_read_tokens[column, slot])
+                    output = int(happened.output_tokens[column, slot])
+                    metadata.update(
+                        {
+                            "duration_ms": float(happened.work[column, slot]) * MS_PER_MIN,
+                            "sync_wait_ms": pending_sync * MS_PER_MIN,
+                            "sync_ms": pending_paid * MS_PER_MIN,
+                            "rate_limit_wait_ms": pending_rate * MS_PER_MIN,
+                            "input_tokens": fresh,
+                            "cache_creation_input_tokens": written,
+                            "cache_read_input_tokens": read,
+                            "output_tokens": output,
+                            "cost_usd": cost_usd(
+                                task_shape.price
+                                if task_shape.cycle_prices is None
+                                else task_shape.cycle_prices[cycle],
+                                fresh,
+                                written,
+                                read,
+                                output,
+                            ),
+                        }
+                    )
+                    if pending_blocked > 0:
+                        metadata["blocked_ms"] = pending_blocked * MS_PER_MIN
+                        blocked_attributed += pending_blocked
+                        pending_blocked = 0.0
+                    if role.calls is not None:
+                        metadata["calls"] = int(program.calls[column, slot])
+                        metadata["compaction_calls"] = int(program.compactions[column, slot])
+                    if task_shape.task.cycle_models:
+                        metadata["model"] = task_shape.task.model_of(role, cycle + 1)
+                    sync_attributed += pending_sync + pending_paid
+                    rate_attributed += pending_rate
+                    pending_sync = pending_paid = pending_rate = 0.0
+                    out.append(event(lane, name, at, metadata))
                 if interrupted:
                     continue
                 arrival = at
@@ -739,4 +844,4 @@ def trace(
     return [start, *(item for _, item in events), complete_event]
 
 
-__all__ = ["Measures", "Records", "measure", "trace"]
+__all__ = ["Measures", "Records", "attempts_in", "measure", "trace"]

@@ -28,6 +28,7 @@ from cycleplan.sim import fast
 from cycleplan.sim.curves import CumulativeSketch
 from cycleplan.sim.engine import DISPATCH_MODES, Batch, Run, Shape
 from cycleplan.sim.layout import Layout, SimulationError, build_layout
+from cycleplan.sim.memory import DEFAULT_MAX_MEMORY, MAX_TRACE_EVENTS, MemoryPlan, memory_plan
 from cycleplan.sim.prediction import (
     SCALARS,
     Percentiles,
@@ -37,7 +38,7 @@ from cycleplan.sim.prediction import (
     TaskPrediction,
 )
 from cycleplan.sim.programs import Programs, TaskShape, task_shape
-from cycleplan.sim.records import Measures, Records, measure, trace
+from cycleplan.sim.records import Measures, Records, attempts_in, measure, trace
 from cycleplan.sim.stats import Summary, summarize
 
 MAX_REPLICATIONS = 1_000_000
@@ -106,8 +107,8 @@ class Simulator:
         """Why the fast engine cannot run this configuration (None: it can)."""
         return fast.static_reason(self.parallel)
 
-    def programs(self, first: int, count: int) -> Programs:
-        return Programs(self.shapes, self.seed, first, count, ideal=self.ideal)
+    def programs(self, first: int, count: int, *, keep: bool = True) -> Programs:
+        return Programs(self.shapes, self.seed, first, count, ideal=self.ideal, keep=keep)
 
     def sequential_shape(self, chosen: tuple[int, ...]) -> Shape:
         """The one-lane baseline's shape when each race is run by its ``chosen`` member."""
@@ -132,7 +133,7 @@ class Simulator:
         in task order on a tie)."""
         columns = []
         for _, members in self.races:
-            lengths = np.stack([programs.tasks[member].length_min for member in members])
+            lengths = np.stack([programs.timings[member].length_min for member in members])
             columns.append(np.asarray(members, dtype=np.int64)[np.argmin(lengths, axis=0)])
         if not columns:
             return np.zeros((programs.count, 0), dtype=np.int64)
@@ -188,10 +189,16 @@ class Simulator:
             batch = shape.cache["batch"] = Batch(shape, programs)
         return Run(shape, batch, column).run().makespan
 
-    def trace_of(self, replication: int) -> tuple[Programs, list[Event]]:
+    def trace_of(self, replication: int, max_events: int | None = None) -> tuple[Programs, list[Event], bool]:
+        """Replication ``replication`` run again by the SimPy engine, its trace, and whether the trace
+        holds its cycles: it does not when that would make more than ``max_events`` events."""
         programs = self.programs(replication, 1)
         batch = Batch(self.parallel, programs)
         records = Records.from_rows(self.parallel, [Run(self.parallel, batch, 0).run()])
+        cycles = True
+        if max_events is not None:
+            others = 2 + 3 * len(self.parallel.names) + len(records.events)
+            cycles = others + attempts_in(self.parallel, programs, records, 0) <= max_events
         header = {
             **self.header,
             "scenario": self.group_id,
@@ -200,7 +207,8 @@ class Simulator:
             "dispatch": self.dispatch,
             "ideal": self.ideal,
         }
-        return programs, trace(self.parallel, programs, records, 0, header, self.group_id)
+        events = trace(self.parallel, programs, records, 0, header, self.group_id, cycles=cycles)
+        return programs, events, cycles
 
 
 @dataclass(frozen=True)
@@ -222,7 +230,7 @@ def run_replication(
     if replication < 0:
         raise SimulationError("replication", f"must be zero or positive, got {replication}")
     simulator = Simulator(build_layout(plan), seed, dispatch, ideal)
-    programs, events = simulator.trace_of(replication)
+    programs, events, _ = simulator.trace_of(replication)
     chosen = simulator.chosen(programs)
     sequential = simulator.baseline_by_simpy(programs, chosen, 0)
     draws = {
@@ -277,6 +285,7 @@ def simulate(
     ideal: bool = False,
     engine: str = "simpy",
     progress: Progress | None = None,
+    max_memory: int | None = DEFAULT_MAX_MEMORY,
 ) -> Prediction:
     """Predict ``plan``: ``replications`` runs with common random numbers from ``seed``.
 
@@ -285,8 +294,11 @@ def simulate(
     order) or ``dynamic`` (a free lane takes the ready unit planned earliest). ``ideal`` runs every cycle
     at its nominal duration with median tokens, no failures, no sync costs and no rate limits.
     ``engine`` is ``simpy``, ``fast`` (the max-plus recursion, for plan dispatch without rate limits;
-    the same numbers, much sooner) or ``auto`` (fast when the model allows). Raises
-    :class:`SimulationError` (naming the field) for settings that cannot be simulated.
+    the same numbers, much sooner) or ``auto`` (fast when the model allows). ``max_memory`` bounds the
+    estimated peak memory in bytes (None: no bound): replications run in batches small enough for it
+    (:mod:`.memory`), and :class:`~cycleplan.sim.memory.MemoryLimitError` says how many would fit when
+    they cannot. Raises :class:`SimulationError` (naming the field) for settings that cannot be
+    simulated.
     """
     _check(replications, seed, dispatch, engine)
     began = time.perf_counter()
@@ -300,29 +312,27 @@ def simulate(
     simulator = Simulator(layout, seed, dispatch, ideal)
     used = resolve_engine(simulator, engine)
 
+    memory = memory_plan(simulator, replications, used, max_memory)
     collected = _Collector(simulator, replications, plan.makespan_min)
     step = 4 * BLOCK if used == "fast" else BLOCK
     handed = 0
     if ideal:
         # Ideal runs draw nothing: every replication is the first one again.
-        programs = simulator.programs(0, 1)
+        programs = simulator.programs(0, 1, keep=memory.keep)
         records, sequential, handed = simulator.run_batch(programs, used)
-        collected.add(0, measure(simulator.parallel, programs, records), sequential, repeat=replications)
+        collected.sketch.stretch_to(float(records.makespan.max()))
+        measured = measure(simulator.parallel, programs, records, collected.sketch.step_min)
+        collected.add(0, measured, sequential, repeat=replications)
         if progress is not None:
             progress(replications, replications)
     else:
         for first in range(0, replications, step):
             count = min(step, replications - first)
-            programs = simulator.programs(first, count)
-            records, sequential, handed_here = simulator.run_batch(programs, used)
-            handed += handed_here
-            collected.add(first, measure(simulator.parallel, programs, records), sequential)
-            if progress is not None:
-                progress(first + count, replications)
+            handed += _run_batch(simulator, collected, used, first, count, memory, progress, replications)
 
     makespans = collected.values["makespan_min"]
     median = int(np.argsort(makespans, kind="stable")[(replications - 1) // 2])
-    _, median_trace = simulator.trace_of(0 if ideal else median)
+    _, median_trace, trace_cycles = simulator.trace_of(0 if ideal else median, MAX_TRACE_EVENTS)
     arrays = collected.replications()
     return Prediction(
         config=PredictionConfig(
@@ -338,6 +348,7 @@ def simulate(
             runtime_s=time.perf_counter() - began,
             engine=used,
             engine_fallbacks=handed * (replications if ideal else 1),
+            trace_cycles=trace_cycles,
         ),
         claim=plan.scenario.claim,
         plan_makespan_min=plan.makespan_min,
@@ -355,6 +366,54 @@ def simulate(
         tasks=collected.task_predictions(plan),
         cumulative=collected.sketch.result(),
     )
+
+
+def _run_batch(
+    simulator: Simulator,
+    collected: _Collector,
+    engine: str,
+    first: int,
+    count: int,
+    memory: MemoryPlan,
+    progress: Progress | None,
+    replications: int,
+) -> int:
+    """Run replications ``first`` to ``first + count - 1`` into ``collected``, in batches of
+    ``memory.batch``; returns how many the fast engine handed to SimPy.
+
+    The cumulative sketch takes the replications' curves as one batch, on the grid it has once stretched
+    to their longest, whatever batches they ran in: a smaller batch measured on a grid that a later one
+    stretched is measured again (it happens only when a replication outlasts twice the plan's makespan).
+    """
+    sketch = collected.sketch
+    handed = 0
+    parts: list[tuple[int, int, float, FloatArray, FloatArray]] = []
+    longest = 0.0
+    for start in range(first, first + count, memory.batch):
+        size = min(memory.batch, first + count - start)
+        programs = simulator.programs(start, size, keep=memory.keep)
+        records, sequential, handed_here = simulator.run_batch(programs, engine)
+        handed += handed_here
+        longest = max(longest, float(records.makespan.max()))
+        step_min = sketch.step_for(longest)
+        measured = measure(simulator.parallel, programs, records, step_min)
+        collected.add(start, measured, sequential, with_curves=False)
+        parts.append((start, size, step_min, measured.tokens_curve, measured.cost_curve))
+        del programs, records, measured
+        if progress is not None:
+            progress(start + size, replications)
+    step_min = sketch.step_for(longest)
+    for position, (start, size, measured_at, _, _) in enumerate(parts):
+        if measured_at != step_min:
+            programs = simulator.programs(start, size, keep=memory.keep)
+            records, _, _ = simulator.run_batch(programs, engine)
+            again = measure(simulator.parallel, programs, records, step_min)
+            parts[position] = (start, size, step_min, again.tokens_curve, again.cost_curve)
+    sketch.stretch_to(longest)
+    sketch.add_values(
+        np.concatenate([part[3] for part in parts]), np.concatenate([part[4] for part in parts])
+    )
+    return handed
 
 
 class _Collector:
@@ -379,9 +438,17 @@ class _Collector:
         self.finish = np.full((tasks, replications), np.nan)
         self.sketch = CumulativeSketch(scale_min)
 
-    def add(self, first: int, measured: Measures, sequential: FloatArray, repeat: int = 1) -> None:
+    def add(
+        self,
+        first: int,
+        measured: Measures,
+        sequential: FloatArray,
+        repeat: int = 1,
+        with_curves: bool = True,
+    ) -> None:
         """A batch of replications from ``first`` on (``repeat``: its one replication stands for that
-        many)."""
+        many); ``with_curves``: its cumulative curves go to the sketch as one batch (measured on the
+        sketch's grid, stretched to the batch's longest replication)."""
         count = sequential.shape[0] * repeat
         window = slice(first, first + count)
 
@@ -408,14 +475,12 @@ class _Collector:
         self.critical += measured.critical.sum(axis=1) * repeat
         self.first_start[:, window] = np.tile(measured.first_start, repeat)
         self.finish[:, window] = np.tile(measured.finish, repeat)
-        for start in range(0, repeat, 4 * BLOCK):
-            copies = min(4 * BLOCK, repeat - start)
-            self.sketch.add(
-                np.tile(measured.attempt_end, (copies, 1)),
-                np.tile(measured.attempt_tokens, (copies, 1)),
-                np.tile(measured.attempt_cost, (copies, 1)),
-                np.tile(makespan, copies),
-            )
+        if with_curves:
+            for start in range(0, repeat, 4 * BLOCK):
+                copies = min(4 * BLOCK, repeat - start)
+                self.sketch.add_values(
+                    np.tile(measured.tokens_curve, (copies, 1)), np.tile(measured.cost_curve, (copies, 1))
+                )
 
     def replications(self) -> Replications:
         return Replications(

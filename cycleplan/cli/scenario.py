@@ -119,6 +119,26 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
     }
 
 
+def plan_file_text(plan: Plan, output: Path) -> str:
+    """What ``plan -o`` writes: indented JSON, or JSON on one line when indenting would take it past
+    the largest plan file ``simulate`` and ``execute`` read; a plan too big even so is refused (exit 2)."""
+    from cycleplan.reading import MAX_PLAN_BYTES
+
+    text = plan.model_dump_json(indent=1)
+    if len(text.encode("utf-8")) <= MAX_PLAN_BYTES:
+        return text
+    text = plan.model_dump_json()
+    size = len(text.encode("utf-8"))
+    if size > MAX_PLAN_BYTES:
+        tasks, lanes = len(plan.scenario.all_tasks()), len(plan.lanes)
+        fail(
+            f"{output}: not written: the plan takes {size:,} bytes ({tasks:,} tasks, "
+            f"{lanes:,} lanes), more than the {MAX_PLAN_BYTES:,} bytes simulate and execute read; "
+            "plan fewer tasks or fewer lanes at a time"
+        )
+    return text
+
+
 @app.command("plan")
 def plan_command(
     file: Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False, metavar="FILE")],
@@ -234,7 +254,7 @@ def plan_command(
     except MissingExtraError as exc:
         fail(str(exc))
     if output is not None:
-        write_atomically(output, result.model_dump_json(indent=1))
+        write_atomically(output, plan_file_text(result, output))
     if report is not None:
         from cycleplan.report.reports import plan_report
 

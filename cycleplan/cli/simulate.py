@@ -36,6 +36,24 @@ app = command_app()
 PROGRESS_FROM_REPLICATIONS = 200
 """Show a progress bar (on a terminal) from this many realistic replications on."""
 
+_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9}
+
+
+def parse_memory(text: str) -> int | None:
+    """``--max-memory``: a size such as ``2GB``, ``500MB`` or ``1.5G`` in bytes, or ``none`` (no limit);
+    a ValueError for anything else."""
+    cleaned = text.strip().upper().replace(" ", "")
+    if cleaned in ("NONE", "OFF"):
+        return None
+    number = cleaned.rstrip("KMGB")
+    unit = cleaned[len(number) :]
+    if unit not in _UNITS or not number:
+        raise ValueError(text)
+    value = float(number) * _UNITS[unit]
+    if not (value >= 1e6 and value < 1e15):
+        raise ValueError(text)
+    return int(value)
+
 
 def prediction_summary(prediction: Prediction) -> dict[str, Any]:
     """The JSON that ``simulate --json`` prints: every number reproducible from the seed (no runtime)."""
@@ -161,6 +179,15 @@ def simulate_command(
             metavar="simpy|fast|auto",
         ),
     ] = "auto",
+    max_memory: Annotated[
+        str,
+        typer.Option(
+            "--max-memory",
+            help="Keep the estimated peak memory under this (e.g. 4GB, 500MB; none: no limit). Replications "
+            "run in batches that fit; when even that cannot, simulate stops first and says how many fit.",
+            metavar="SIZE",
+        ),
+    ] = "2GB",
 ) -> None:
     """Predict speedup, makespan, tokens, cost and utilization with error bars.
 
@@ -181,6 +208,7 @@ def simulate_command(
     from cycleplan.loading import LoadError, load_scenario_or_plan
     from cycleplan.model import Plan
     from cycleplan.sim import DISPATCH_MODES, ENGINES, SimulationError, simulate
+    from cycleplan.sim.memory import MemoryLimitError
 
     if replications < 1:
         fail(f"--replications {replications}: must be at least 1")
@@ -190,6 +218,10 @@ def simulate_command(
         fail(f"--seed {seed}: must be zero or positive")
     if dispatch not in DISPATCH_MODES:
         fail(f"--dispatch {dispatch}: choose one of {', '.join(DISPATCH_MODES)}")
+    try:
+        memory_limit = parse_memory(max_memory)
+    except ValueError:
+        fail(f"--max-memory {max_memory}: give a size such as 2GB or 500MB (at least 1MB), or none")
     plotly_mode = plotly_js_mode(plotly_js)
     try:
         loaded = load_scenario_or_plan(file)
@@ -221,11 +253,20 @@ def simulate_command(
                     ideal=ideal,
                     engine=engine,
                     progress=lambda done, _total: bar.update(job, completed=done),
+                    max_memory=memory_limit,
                 )
         else:
             prediction = simulate(
-                the_plan, replications=replications, seed=seed, dispatch=dispatch, ideal=ideal, engine=engine
+                the_plan,
+                replications=replications,
+                seed=seed,
+                dispatch=dispatch,
+                ideal=ideal,
+                engine=engine,
+                max_memory=memory_limit,
             )
+    except MemoryLimitError as exc:
+        fail(f"{file}: {exc.plan.refusal(exc.fits, fewer='use -n {fits}', more='raise --max-memory')}")
     except SimulationError as exc:
         if exc.field == "engine":
             fail(f"--engine {engine}: {str(exc).removeprefix('engine: ')}")
