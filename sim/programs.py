@@ -510,6 +510,20 @@ class Programs:
                 kept.append(program)
         self.tasks: Sequence[TaskProgram] = kept if keep else _Worked(self)
 
+    def timings_of(self, rows: IntArray) -> Programs:
+        """The clocks' numbers of replications ``rows`` of the batch only, for an engine that reads
+        nothing else (no rate limits): a SimPy run of a few replications then holds their numbers as
+        lists, not the whole batch's. Its ``tasks`` is empty."""
+        chosen = object.__new__(Programs)
+        chosen.shapes, chosen.seed, chosen.ideal, chosen.keep = self.shapes, self.seed, self.ideal, False
+        chosen.first, chosen.count = self.first, len(rows)
+        chosen.timings = [
+            TaskTiming(t.segment_min[rows], t.fail_segment[rows], t.fail_cycle[rows], t.length_min[rows])
+            for t in self.timings
+        ]
+        chosen.tasks = []
+        return chosen
+
     def program(self, position: int) -> TaskProgram:
         """Task ``position``'s program for the batch, worked out from its draws."""
         shape = self.shapes[position]

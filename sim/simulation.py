@@ -166,11 +166,14 @@ class Simulator:
                 else:
                     sequential[rows] = baseline.makespan[rows]
                     fallback[rows] |= also[rows]
-            batch = Batch(self.parallel, programs) if fallback.any() else None
-            for column in np.flatnonzero(fallback).tolist():
-                assert batch is not None
-                records.put(column, Run(self.parallel, batch, column).run())
-                sequential[column] = self.baseline_by_simpy(programs, chosen, column)
+            handed_back = np.flatnonzero(fallback)
+            if handed_back.size:
+                # SimPy runs only the replications handed back, on their own numbers.
+                few = programs.timings_of(handed_back)
+                batch = Batch(self.parallel, few)
+                for position, column in enumerate(handed_back.tolist()):
+                    records.put(column, Run(self.parallel, batch, position).run())
+                    sequential[column] = self.baseline_by_simpy(few, chosen[handed_back], position)
             handed = int(fallback.sum())
         else:
             batch = Batch(self.parallel, programs)
