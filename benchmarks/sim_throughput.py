@@ -59,10 +59,11 @@ from cycleplan.model import Plan, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import simulate
 from cycleplan.sim.curves import CumulativeSketch
-from cycleplan.sim.engine import Batch, Run
+from cycleplan.sim.engine import Run
 from cycleplan.sim.layout import build_layout
 from cycleplan.sim.programs import Programs
 from cycleplan.sim.records import measure
+from cycleplan.sim.shape import Batch
 from cycleplan.sim.simulation import Simulator
 
 

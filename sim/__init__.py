@@ -21,9 +21,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cycleplan.sim.engine import DISPATCH_MODES
     from cycleplan.sim.layout import SimulationError
     from cycleplan.sim.prediction import Prediction
+    from cycleplan.sim.shape import DISPATCH_MODES
     from cycleplan.sim.simulation import ENGINES, ReplicationRun, cycle_minutes, run_replication, simulate
     from cycleplan.sim.stats import Summary
 
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 _HOMES = {
-    "DISPATCH_MODES": "cycleplan.sim.engine",
+    "DISPATCH_MODES": "cycleplan.sim.shape",
     "Prediction": "cycleplan.sim.prediction",
     "SimulationError": "cycleplan.sim.layout",
     "Summary": "cycleplan.sim.stats",

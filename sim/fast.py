@@ -30,9 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 from cycleplan.rules import require_holding
-from cycleplan.sim.engine import CANCELLED, DONE, RACE_LOST, Shape
 from cycleplan.sim.programs import Programs
 from cycleplan.sim.records import Records
+from cycleplan.sim.shape import CANCELLED, DONE, RACE_LOST, Shape
 
 require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.rules)
 

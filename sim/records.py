@@ -26,8 +26,8 @@ from cycleplan.metrics import EPS_MS, MS_PER_MIN
 from cycleplan.model import Event
 from cycleplan.prices import cost_usd
 from cycleplan.sim.curves import Curves
-from cycleplan.sim.engine import CANCELLED, DONE, FAILED, RACE_LOST, REASONS, Row, Shape
 from cycleplan.sim.programs import Programs, TaskProgram, _cost
+from cycleplan.sim.shape import CANCELLED, DONE, FAILED, RACE_LOST, REASONS, Row, Shape
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -26,7 +26,7 @@ from cycleplan.metrics import WAIT_CAUSES, TraceMetrics, metrics, run_header
 from cycleplan.model import Event, Plan, Scenario
 from cycleplan.sim import fast
 from cycleplan.sim.curves import CumulativeSketch
-from cycleplan.sim.engine import DISPATCH_MODES, Batch, Run, Shape
+from cycleplan.sim.engine import Run
 from cycleplan.sim.layout import Layout, SimulationError, build_layout
 from cycleplan.sim.memory import DEFAULT_MAX_MEMORY, MAX_TRACE_EVENTS, MemoryPlan, memory_plan
 from cycleplan.sim.prediction import (
@@ -39,6 +39,7 @@ from cycleplan.sim.prediction import (
 )
 from cycleplan.sim.programs import Programs, TaskShape, task_shape
 from cycleplan.sim.records import Measures, Records, attempts_in, measure, trace
+from cycleplan.sim.shape import DISPATCH_MODES, Batch, Shape
 from cycleplan.sim.stats import Summary, summarize
 
 MAX_REPLICATIONS = 1_000_000

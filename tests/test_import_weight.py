@@ -1,5 +1,5 @@
-"""What a part loads is what it needs: reading the run store loads no orchestrator or backend. Each is
-checked in a fresh interpreter, where nothing is loaded yet.
+"""What a part loads is what it needs: reading the run store loads no orchestrator or backend, and the
+fast engine (numpy) loads no SimPy. Each is checked in a fresh interpreter, where nothing is loaded yet.
 """
 
 from __future__ import annotations
@@ -40,3 +40,9 @@ def test_the_runs_command_loads_no_orchestrator(tmp_path: Path) -> None:
     )
     assert "cycleplan.executor.store" in loaded
     assert "cycleplan.executor.orchestrator" not in loaded
+
+
+def test_the_fast_engine_loads_no_simpy() -> None:
+    loaded = _loaded_after("import cycleplan.sim.fast")
+    assert "cycleplan.sim.shape" in loaded
+    assert "simpy" not in loaded
