@@ -24,7 +24,12 @@ class SimulationError(ValueError):
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.message = message
         super().__init__(f"{field}: {message}")
+
+    def __reduce__(self) -> tuple[type[SimulationError], tuple[str, str]]:
+        # Rebuilt from both arguments, so that it crosses process boundaries (sweep's workers) whole.
+        return (type(self), (self.field, self.message))
 
 
 @dataclass(frozen=True)

@@ -201,3 +201,22 @@ def test_the_report_renders_offline_without_console_errors(tmp_path: Path) -> No
     assert loaded.console_errors() == []
     assert loaded.dom.count('class="main-svg"') >= 2  # plotly drew both figures
     assert "Pareto front" in loaded.dom
+
+
+def test_a_model_without_a_price_is_one_line_from_sweep_not_a_broken_pool(tmp_path: Path) -> None:
+    """The simulator's error crossed into sweep's worker processes and could not come back whole."""
+    import pickle
+
+    from cycleplan.sim import SimulationError
+
+    error = pickle.loads(pickle.dumps(SimulationError("roles.backend.model", "no price known")))
+    assert (error.field, str(error)) == ("roles.backend.model", "roles.backend.model: no price known")
+    scenario = tmp_path / "typo.yaml"
+    scenario.write_text(
+        "roles: {backend: {model: claude-sonet-4-5}}\n"
+        "tasks: [{id: a, role: backend, cycles: 2}, {id: b, role: backend, cycles: 1}]\n"
+    )
+    arguments = ["sweep", str(scenario), "--lanes", "1..3", "--role", "backend", "-n", "50"]
+    done = CliRunner().invoke(app, arguments)
+    assert done.exit_code == 2, done.output
+    assert "no price known for model 'claude-sonet-4-5'" in done.output and "Traceback" not in done.output
