@@ -509,3 +509,27 @@ def _loop_problems(tasks: list[Task], emitters: dict[str, str], origin: dict[str
                 path.pop()
                 stack.pop()
     return problems
+
+
+def model_problems(scenario: Scenario) -> list[Problem]:
+    """Models no price is known for (a misspelt name bills $0 and cannot be simulated): each role's
+    model and each task's ``cycle_models``, unless the scenario's ``prices:`` names it."""
+    from cycleplan.prices import PRICE_TABLE, PRICES_AS_OF, resolve
+
+    def unknown(model: str) -> str:
+        return (
+            f"unknown model '{model}'{did_you_mean(model, PRICE_TABLE)}: no price is known for it (table as "
+            f"of {PRICES_AS_OF}); fix the name, or give its price under 'prices:', e.g. "
+            f"prices: {{{model}: {{input_per_mtok: 3, output_per_mtok: 15}}}}"
+        )
+
+    problems = [
+        Problem(("roles", name, "model"), unknown(role.model))
+        for name, role in scenario.roles.items()
+        if resolve(role.model, scenario.prices) is None
+    ]
+    for index, task in enumerate(scenario.tasks):
+        for cycle, model in task.cycle_models.items():
+            if resolve(model, scenario.prices) is None:
+                problems.append(Problem(("tasks", index, "cycle_models", cycle), unknown(model)))
+    return problems

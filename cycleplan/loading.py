@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cycleplan.checks import ScenarioProblems, closest_name, did_you_mean
+from cycleplan.checks import ScenarioProblems, closest_name, did_you_mean, model_problems
 from cycleplan.model import Plan, Scenario
 from cycleplan.reading import (
     Document,
@@ -266,6 +266,13 @@ def parse_scenario(text: str, name: str = "<scenario>") -> Scenario:
     """A Scenario from YAML text; ``name`` is used in error messages."""
     document = parse_yaml(text, name)
     scenario: Scenario = _validate(Scenario, document, name)
+    problems = model_problems(scenario)
+    if problems:
+        errors = []
+        for problem in problems:
+            line, column = _position(document.marks, problem.path)
+            errors.append(FileError(name, one_line(problem.message), line, column, dotted(problem.path)))
+        raise LoadError(errors)
     return scenario
 
 

@@ -457,3 +457,22 @@ def test_devices_are_refused_and_pipes_read_without_hanging(tmp_path: Path) -> N
     finally:
         os.close(read_end)
     assert scenario.tasks
+
+
+def test_a_misspelt_model_is_refused_where_it_is_written() -> None:
+    """A model no price is known for bills $0 in execute and cannot be simulated: validate says so."""
+    text = (
+        "roles:\n  backend: {model: claude-sonet-4-5}\n"
+        "tasks:\n  - {id: a, role: backend, cycles: 2, cycle_models: {2: claude-hiaku-4-5}}\n"
+    )
+    with pytest.raises(LoadError) as caught:
+        parse_scenario(text)
+    assert [(e.field, e.line) for e in caught.value.errors] == [
+        ("roles.backend.model", 2),
+        ("tasks.0.cycle_models.2", 4),
+    ]
+    assert "did you mean 'claude-sonnet-4-5'?" in caught.value.errors[0].message
+    assert "did you mean 'claude-haiku-4-5'?" in caught.value.errors[1].message
+    priced = text + "prices:\n  claude-sonet-4-5: {input_per_mtok: 3, output_per_mtok: 15}\n"
+    priced += "  claude-hiaku-4-5: {input_per_mtok: 1, output_per_mtok: 5}\n"
+    assert parse_scenario(priced).roles["backend"].model == "claude-sonet-4-5"
