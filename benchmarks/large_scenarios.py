@@ -19,9 +19,9 @@ several MB, more than a scenario file may), so the table also shows that what ``
 
 Targets: ``simulate`` of the wide plan at 1,000 replications stays under its default memory limit
 (2 GB); ``plan`` on the chains grows no worse than n log n in time and memory: the cost per n log n at
-10,000 tasks is at most that at 1,000 (``growth`` <= 1), time measured as ``plan()`` in this process
-(a process's start-up would hide the growth at 1,000 tasks), memory as the process's peak above a
-10-task chain's (the interpreter and imports). ``--quick`` simulates 256 replications instead of 1,000.
+10,000 tasks is at most :data:`GROWTH_LIMIT` times that at 1,000, time measured as ``plan()`` in this
+process (a process's start-up would hide the growth at 1,000 tasks), memory as the process's peak above
+a 10-task chain's (the interpreter and imports). ``--quick`` simulates 256 replications instead of 1,000.
 
     .venv/bin/python benchmarks/large_scenarios.py
     .venv/bin/python benchmarks/large_scenarios.py --quick
@@ -47,6 +47,9 @@ from cycleplan.loading import load_scenario
 from cycleplan.planner import plan
 
 SIZES = (1_000, 2_000, 5_000, 10_000)
+GROWTH_LIMIT = 1.5
+"""The most the cost per n log n may grow from 1,000 to 10,000 tasks: 1 is n log n exactly, the rest is
+room for timing noise on a shared machine; n^2 growth would show 7.5, n^1.5 about 2.4."""
 MEMORY_TARGET_BYTES = 2_000_000_000
 CLI = str(Path(sys.executable).with_name("cycleplan"))
 
@@ -176,9 +179,9 @@ def main() -> None:
                 f"  {kind} chain: plan() alone {inside[min(SIZES)]:.2f} s at {min(SIZES):,}, "
                 f"{inside[max(SIZES)]:.2f} s at {max(SIZES):,}; cost per n log n at {max(SIZES):,} over "
                 f"{min(SIZES):,}: time {time_ratio:.2f}, memory above start-up {memory_ratio:.2f} "
-                "(target <= 1)"
+                f"(target <= {GROWTH_LIMIT})"
             )
-            if time_ratio > 1 or memory_ratio > 1:
+            if time_ratio > GROWTH_LIMIT or memory_ratio > GROWTH_LIMIT:
                 failed.append(f"plan of {kind} chains grows faster than n log n")
             if rows[max(SIZES)][0] > 60:
                 failed.append(f"plan of a {max(SIZES):,}-task {kind} chain takes over a minute")
