@@ -175,3 +175,22 @@ def test_lanes_cannot_change_a_plan_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["simulate", str(plan_file), "--lanes", "backend=2"])
     assert result.exit_code == 2
     assert "--lanes" in result.output
+
+
+@pytest.mark.parametrize(
+    ("keys", "what"),
+    [
+        (["configurations", "pareto", "recommended", "best"], "a sweep result"),
+        (["verdict", "tasks", "makespan_min"], "a comparison"),
+        (["runs", "kind", "replications", "coverage"], "a backtest result"),
+    ],
+)
+def test_report_names_a_result_that_is_neither_a_prediction_nor_a_plan(
+    tmp_path: Path, keys: list[str], what: str
+) -> None:
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(dict.fromkeys(keys, 0)))
+    done = CliRunner().invoke(app, ["report", str(other), "-o", str(tmp_path / "x.html")])
+    assert done.exit_code == 2
+    assert f"this is {what}, not a prediction or a plan" in done.output
+    assert len(done.output.strip().splitlines()) == 1

@@ -337,9 +337,29 @@ def report_command(
     else:
         from cycleplan.report.reports import plan_report
 
+        other = _other_result(head)
+        if other is not None:
+            fail(f"{file}: {other}")
         try:
             built = plan_report(load_plan(file))
         except LoadError as exc:
             fail(*(str(error) for error in exc.errors))
     write_report(output, built, plotly_mode)
     say(f"wrote {output}")
+
+
+_OTHER_RESULTS = (
+    ({"configurations", "pareto", "recommended"}, "sweep result", "cycleplan sweep ... --report sweep.html"),
+    ({"verdict", "tasks"}, "comparison", "cycleplan compare RUN --report compare.html"),
+    ({"runs", "kind", "replications"}, "backtest result", "cycleplan backtest RUN... --report backtest.html"),
+)
+
+
+def _other_result(head: object) -> str | None:
+    """What a JSON file that is neither a prediction nor a plan is, and where its report comes from."""
+    if not isinstance(head, dict):
+        return None
+    for keys, what, command in _OTHER_RESULTS:
+        if keys <= head.keys():
+            return f"this is a {what}, not a prediction or a plan; its report comes from `{command}`"
+    return None
