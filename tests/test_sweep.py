@@ -204,7 +204,8 @@ def test_the_report_renders_offline_without_console_errors(tmp_path: Path) -> No
 
 
 def test_a_model_without_a_price_is_one_line_from_sweep_not_a_broken_pool(tmp_path: Path) -> None:
-    """The simulator's error crossed into sweep's worker processes and could not come back whole."""
+    """The simulator's error could not cross back from sweep's worker processes whole (the pool broke):
+    it pickles now. The scenario's misspelt model is refused before any worker starts."""
     import pickle
 
     from cycleplan.sim import SimulationError
@@ -219,4 +220,5 @@ def test_a_model_without_a_price_is_one_line_from_sweep_not_a_broken_pool(tmp_pa
     arguments = ["sweep", str(scenario), "--lanes", "1..3", "--role", "backend", "-n", "50"]
     done = CliRunner().invoke(app, arguments)
     assert done.exit_code == 2, done.output
-    assert "no price known for model 'claude-sonet-4-5'" in done.output and "Traceback" not in done.output
+    assert "unknown model 'claude-sonet-4-5' (did you mean 'claude-sonnet-4-5'?)" in done.output
+    assert "Traceback" not in done.output
