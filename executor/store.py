@@ -675,22 +675,9 @@ class RunStore:
             # next seq is this writer's own count (the lease makes it the only writer); a row already
             # numbered so, or nothing written at all, is settled below, where it is worth asking why.
             cursor = self._db.execute(
-                "INSERT INTO events (run_id, seq, key, type, actor_id, target_id, group_id, timestamp,"
-                f" action, metadata) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {guard}"
+                f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {guard}"
                 " ON CONFLICT (run_id, key) DO NOTHING",
-                (
-                    run_id,
-                    seq,
-                    key,
-                    event.type,
-                    event.actor_id,
-                    event.target_id,
-                    event.group_id,
-                    event.timestamp,
-                    event.action,
-                    metadata,
-                    *owner,
-                ),
+                (*_event_row(run_id, seq, key, event, metadata), *owner),
             )
             if cursor.rowcount == 1:
                 self._next_seq[run_id] = seq + 1
@@ -725,20 +712,8 @@ class RunStore:
 
     def _insert(self, run_id: str, seq: int, key: str, event: Event, metadata: str) -> sqlite3.Cursor:
         return self._db.execute(
-            "INSERT INTO events (run_id, seq, key, type, actor_id, target_id, group_id, timestamp, action,"
-            " metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run_id,
-                seq,
-                key,
-                event.type,
-                event.actor_id,
-                event.target_id,
-                event.group_id,
-                event.timestamp,
-                event.action,
-                metadata,
-            ),
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _event_row(run_id, seq, key, event, metadata),
         )
 
     def events(self, run_id: str) -> list[StoredEvent]:
@@ -887,6 +862,25 @@ class _Transaction:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
             raise
+
+
+_EVENT_COLUMNS = "run_id, seq, key, type, actor_id, target_id, group_id, timestamp, action, metadata"
+
+
+def _event_row(run_id: str, seq: int, key: str, event: Event, metadata: str) -> tuple[Any, ...]:
+    """An event's values in the order of :data:`_EVENT_COLUMNS`."""
+    return (
+        run_id,
+        seq,
+        key,
+        event.type,
+        event.actor_id,
+        event.target_id,
+        event.group_id,
+        event.timestamp,
+        event.action,
+        metadata,
+    )
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
