@@ -15,11 +15,11 @@ import subprocess
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from executor_support import wait_for
 
 from cycleplan.executor import RunStore
 from cycleplan.executor import events as ev
@@ -27,18 +27,6 @@ from cycleplan.executor.audit import trace_problems
 from cycleplan.loading import load_scenario
 from cycleplan.model import Event, Plan
 from cycleplan.planner import plan
-
-DEADLINE_S = 60.0
-
-
-def _wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen[str] | None = None) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the executor exited ({process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _stored(store: Path) -> list[tuple[str, str]]:
@@ -136,7 +124,7 @@ def test_kill_9_then_resume_finishes_the_run_with_every_event_once(cli: str, tmp
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        _wait_for(
+        wait_for(
             lambda: ("schema", ev.TASK_COMPLETE) in _stored(store) and (tmp_path / "long.pid").exists(),
             "a completed task and the long one running",
             process,
@@ -195,7 +183,7 @@ def test_ctrl_c_stops_the_agents_exits_130_and_resume_finishes_the_run(cli: str,
         text=True,
     )
     try:
-        _wait_for(lambda: (tmp_path / "long.pid").exists(), "the long task to start", process)
+        wait_for(lambda: (tmp_path / "long.pid").exists(), "the long task to start", process)
         os.kill(process.pid, signal.SIGINT)
         stdout, stderr = process.communicate(timeout=30)
     finally:
@@ -204,7 +192,7 @@ def test_ctrl_c_stops_the_agents_exits_130_and_resume_finishes_the_run(cli: str,
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     child = int((tmp_path / "long.pid").read_text())
-    _wait_for(lambda: not _alive(child), "the stopped agent's child to die")
+    wait_for(lambda: not _alive(child), "the stopped agent's child to die")
 
     run_id, trace = _trace(store)
     the_plan = plan(load_scenario(scenario))
@@ -275,7 +263,7 @@ def test_an_emulated_run_killed_mid_conversation_resumes_it(cli: str, tmp_path: 
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        _wait_for(
+        wait_for(
             lambda: sum(a == ev.CYCLE_COMPLETED for _, a in _stored(store)) >= 8, "a few cycles", process
         )
         process.send_signal(signal.SIGKILL)
@@ -386,7 +374,7 @@ def test_ctrl_c_while_a_parent_is_blocked_then_resume_runs_nothing_twice(cli: st
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        _wait_for(
+        wait_for(
             lambda: {("quick", ev.TASK_COMPLETE), ("long", ev.CYCLE_COMPLETED)} <= set(_stored(store)),
             "one subagent back and the other one cycle in",
             process,

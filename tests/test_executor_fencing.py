@@ -16,11 +16,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from executor_support import DEADLINE_S, wait_for
 
 from cycleplan.executor import ExecuteOptions, ExecutionError, execute, resume
 from cycleplan.executor import events as ev
@@ -37,18 +37,7 @@ from cycleplan.executor.store import (
 from cycleplan.loading import load_scenario
 from cycleplan.planner import plan
 
-DEADLINE_S = 60.0
 TASKS = {"alpha": 6, "beta": 5}
-
-
-def _wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen[str] | None = None) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the executor exited ({process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _rows(store: Path, query: str) -> list[tuple[object, ...]]:
@@ -145,7 +134,7 @@ def test_a_second_executor_on_a_live_run_is_refused_by_the_store(
     env = dict(os.environ)
     first = _start(cli, scenario, store, tmp_path, env)
     try:
-        _wait_for(
+        wait_for(
             lambda: len(_rows(store, "SELECT 1 FROM events WHERE action = 'cycle_completed'")) >= 2,
             "the first executor's first cycles",
             first,
@@ -192,7 +181,7 @@ def test_an_executor_paused_past_its_lease_is_taken_over_and_stops_recording_not
     env = {**os.environ, "CYCLEPLAN_LEASE_S": "2"}
     first = _start(cli, scenario, store, tmp_path, env)
     try:
-        _wait_for(
+        wait_for(
             lambda: len(_rows(store, "SELECT 1 FROM events WHERE action = 'cycle_completed'")) >= 2,
             "the first executor's first cycles",
             first,
