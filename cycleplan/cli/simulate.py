@@ -238,6 +238,14 @@ def simulate_command(
         the_plan = plan(scenario)
 
     long_run = not ideal and replications >= PROGRESS_FROM_REPLICATIONS and sys.stderr.isatty()
+    settings: dict[str, Any] = {
+        "replications": replications,
+        "seed": seed,
+        "dispatch": dispatch,
+        "ideal": ideal,
+        "engine": engine,
+        "max_memory": memory_limit,
+    }
     try:
         if long_run:
             from rich.console import Console
@@ -245,26 +253,13 @@ def simulate_command(
 
             with Progress(console=Console(stderr=True), transient=True) as bar:
                 job = bar.add_task("simulating", total=replications)
-                prediction = simulate(
-                    the_plan,
-                    replications=replications,
-                    seed=seed,
-                    dispatch=dispatch,
-                    ideal=ideal,
-                    engine=engine,
-                    progress=lambda done, _total: bar.update(job, completed=done),
-                    max_memory=memory_limit,
-                )
+
+                def advance(done: int, _total: int) -> None:
+                    bar.update(job, completed=done)
+
+                prediction = simulate(the_plan, progress=advance, **settings)
         else:
-            prediction = simulate(
-                the_plan,
-                replications=replications,
-                seed=seed,
-                dispatch=dispatch,
-                ideal=ideal,
-                engine=engine,
-                max_memory=memory_limit,
-            )
+            prediction = simulate(the_plan, **settings)
     except MemoryLimitError as exc:
         fail(f"{file}: {exc.plan.refusal(exc.fits, fewer='use -n {fits}', more='raise --max-memory')}")
     except SimulationError as exc:
