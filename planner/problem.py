@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cycleplan.model import Scenario, Task
+from cycleplan.rules import PARALLEL, scenario_units
 
 EPS = 1e-9
 
@@ -109,16 +110,9 @@ class Problem:
         # Subagents are not placed: each runs on a lane of its own from the moment its parent spawns
         # it, and their time is in their parent's (see nominal_durations).
         tasks = [task for task in scenario.all_tasks() if task.spawned_by is None]
-        groups: dict[str, list[Task]] = {}
-        order: list[list[Task]] = []
-        for task in tasks:
-            if task.race is None:
-                order.append([task])
-            elif task.race in groups:
-                groups[task.race].append(task)
-            else:
-                groups[task.race] = [task]
-                order.append(groups[task.race])
+        by_id = {task.id: task for task in tasks}
+        # The units the executor and the simulator start, in the same order (cycleplan.rules).
+        order = [[by_id[member] for member in unit] for unit in scenario_units(scenario)]
         activity_of = {task.id: index for index, members in enumerate(order) for task in members}
         emitter = {event: (task.id, cycle) for task in tasks for event, cycle in task.emits.items()}
         activities = []
@@ -131,7 +125,7 @@ class Problem:
             )
         capacities = {f"resource:{name}": spec.capacity for name, spec in scenario.resources.items()}
         if scenario.max_parallel is not None:
-            capacities["max_parallel"] = scenario.max_parallel
+            capacities[PARALLEL] = scenario.max_parallel
         only_subagents = {task.role for task in scenario.all_tasks()} - {task.role for task in tasks}
         lanes = {
             role: scenario.role(role).lanes for role in scenario.role_names() if role not in only_subagents
@@ -146,8 +140,8 @@ class Problem:
             for resource, units in task.requires.items():
                 key = f"resource:{resource}"
                 demand[key] = demand.get(key, 0) + units
-        if "max_parallel" in self.capacities:
-            demand["max_parallel"] = len(activity.members)
+        if PARALLEL in self.capacities:
+            demand[PARALLEL] = len(activity.members)
         return demand
 
     def finish_times(

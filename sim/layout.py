@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from cycleplan.model import ModelPrice, Plan, PlannedTask, Role, Scenario, Task
 from cycleplan.planner.problem import Problem, topological_order
 from cycleplan.prices import PRICES_AS_OF, resolve
+from cycleplan.rules import PARALLEL
 
 SEQUENTIAL_LANE = "sequential"
 
@@ -216,8 +217,8 @@ def build_layout(plan: Plan) -> Layout:
             after.setdefault(cycle, []).append(event)
         emits_after[task_id] = {cycle: tuple(events) for cycle, events in after.items()}
         needs = {f"resource:{name}": units_needed for name, units_needed in task.requires.items()}
-        if "max_parallel" in problem.capacities:
-            needs["max_parallel"] = 1
+        if PARALLEL in problem.capacities:
+            needs[PARALLEL] = 1
         demand[task_id] = needs
 
     dependents: dict[int, list[int]] = {unit.index: [] for unit in units}
