@@ -87,6 +87,8 @@ class _Individual:
     order: tuple[int, ...]
     makespan: float
     starts: tuple[float, ...]
+    placed: tuple[int, ...]
+    """The list that, placed forwards, gives ``starts`` (``order`` is the starts' order, for the search)."""
 
 
 class _Search:
@@ -106,24 +108,25 @@ class _ArraySearch(_Search):
     def evaluate(self, order: Sequence[int], budget: _Budget) -> _Individual:
         arrays = self.arrays
         duration = arrays.duration
-        starts, makespan = arrays.serial(order)
+        starts, makespan, _ = arrays.serial(order)
+        placed = order
         budget.spend(makespan)
         while budget.left:
             # Pack right: latest finish first, each as late as it may be (in reversed time).
             backward = sorted(range(arrays.size), key=lambda j: (-(starts[j] + duration[j]), -j))
-            reversed_starts, span = arrays.serial(backward, backward=True)
+            reversed_starts, span, _ = arrays.serial(backward, backward=True)
             budget.spend(span)
             # Pack left again: earliest start (of the right-packed schedule) first.
             forward = sorted(range(arrays.size), key=lambda j: (span - reversed_starts[j] - duration[j], j))
-            new_starts, new_makespan = arrays.serial(forward)
+            new_starts, new_makespan, _ = arrays.serial(forward)
             budget.spend(new_makespan)
             if new_makespan >= makespan - EPS:
                 if new_makespan <= makespan + EPS:
-                    starts = new_starts
+                    starts, placed = new_starts, forward
                 break
-            starts, makespan = new_starts, new_makespan
+            starts, makespan, placed = new_starts, new_makespan, forward
         order = tuple(sorted(range(arrays.size), key=lambda j: (starts[j], j)))
-        return _Individual(order, makespan, tuple(starts))
+        return _Individual(order, makespan, tuple(starts), tuple(placed))
 
 
 class _TimelineSearch(_Search):
@@ -137,7 +140,7 @@ class _TimelineSearch(_Search):
         makespan = max(p.end for p in timeline.values())
         budget.spend(makespan)
         starts = tuple(timeline[index].start for index in range(len(order)))
-        return _Individual(tuple(order), makespan, starts)
+        return _Individual(tuple(order), makespan, starts, tuple(order))
 
     def placed(self, order: Sequence[int]) -> dict[int, Placement]:
         timeline = Timeline(self.problem, self.durations)
@@ -287,7 +290,7 @@ def schedule(
     if best.makespan >= reference_makespan - EPS:
         return reference
     if arrays is not None:
-        minutes = to_placements(problem, arrays, best.starts)
+        minutes = to_placements(problem, arrays, best.placed)
     else:
         assert isinstance(search, _TimelineSearch)
         minutes = search.placed(best.order)
