@@ -39,35 +39,35 @@ class ScenarioProblems(ValueError):  # noqa: N818 (a ValueError so pydantic repo
         super().__init__("; ".join(f"{_dotted(p.path)}: {p.message}" for p in problems))
 
 
-@dataclass(frozen=True)
 class Unvalidated:
     """The fields of a scenario file that failed validation (or were refused as they were read).
 
     The loader builds a scenario from the rest, with each failed field at its default, and the checks
     skip every problem that would rest on a failed field: an unknown task is not named while some task's
-    id failed, nor a wait beyond a task's cycles while its ``cycles`` did.
+    id failed, nor a wait beyond a task's cycles while its ``cycles`` did. Each question costs the length
+    of its path, however many fields failed.
     """
 
-    paths: frozenset[Path] = frozenset()
-    """Where each failed field is written; a path ending in :data:`NAME` says that a mapping's key failed
-    (``roles.back/end.[key]``), not its value."""
+    def __init__(self, paths: Iterable[Path] = ()) -> None:
+        self.paths = frozenset(paths)
+        """Where each failed field is written; a path ending in :data:`NAME` says that a mapping's key
+        failed (``roles.back/end.[key]``), not its value."""
+        self._around = {failed[:end] for failed in self.paths for end in range(len(failed) + 1)}
+        self._misnamed = {failed[:-2] for failed in self.paths if len(failed) >= 2 and failed[-1] == NAME}
 
     def intact(self, *path: str | int) -> bool:
         """Whether the value at ``path`` validated whole: nothing at it, around it or inside it failed."""
-        return not any(path[: len(failed)] == failed or failed[: len(path)] == path for failed in self.paths)
+        return self.present(*path) and path not in self._around
 
     def present(self, *path: str | int) -> bool:
         """Whether the collection at ``path`` validated as one: a mapping or list of the right size,
         every entry there, though an entry (or something in it) may have failed."""
-        return not any(path[: len(failed)] == failed for failed in self.paths)
+        return not any(path[:end] in self.paths for end in range(len(path) + 1))
 
     def named(self, *path: str | int) -> bool:
         """Whether the mapping at ``path`` validated as one with every name (key) in it valid, though
         something inside an entry may have failed: what it names is all known."""
-        return self.present(*path) and not any(
-            len(failed) == len(path) + 2 and failed[: len(path)] == path and failed[-1] == NAME
-            for failed in self.paths
-        )
+        return self.present(*path) and path not in self._misnamed
 
 
 NAME = "[key]"

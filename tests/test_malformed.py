@@ -216,6 +216,20 @@ def test_every_command_that_loads_a_scenario_reports_every_problem(
     assert not (tmp_path / "runs.db").exists()
 
 
+def test_the_checks_of_a_file_with_thousands_of_failed_fields_take_linear_time(tmp_path: Path) -> None:
+    path = tmp_path / "many.yaml"
+    tasks = [f"  - {{id: t{i}, role: b, cycles: 0, after: [t{max(i - 1, 0)}]}}" for i in range(10_000)]
+    path.write_text("roles: {b: {}}\ntasks:\n" + "\n".join(tasks) + "\n", encoding="utf-8")
+    started = time.process_time()  # CPU time: other processes on the machine do not count
+    with pytest.raises(LoadError) as caught:
+        load_scenario(path)
+    # Some 1.5 s; checks that asked about every failed field for every field took minutes.
+    assert time.process_time() - started < 20
+    fields = [error.field for error in caught.value.errors]
+    assert fields.count("tasks.0.after.0") == 1  # the loop t0 -> t0, beside the 10,000 cycles refused
+    assert len(fields) == 10_001
+
+
 # --------------------------------------------------------------------------------------------------
 # Hostile input, generated here
 
