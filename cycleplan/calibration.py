@@ -28,7 +28,8 @@ the ONE state files of one feature) are counted once, with a note naming them.
 
 Attempts cut short by a stop (``interrupted``), and durations an importer imputed or found idle, are
 left out of the duration fit. The calibrated scenario is the prior with those values replaced, written
-as YAML that validates (:func:`calibrated_yaml`). This module reads traces and the run store; it never
+as YAML that validates (:func:`calibrated_yaml`): the prior's own file, when there is one, with only those
+values changed (:mod:`cycleplan.rewriting`). This module reads traces and the run store; it never
 runs, plans or simulates anything.
 """
 
@@ -470,93 +471,110 @@ def _spread_data(fit: SpreadFit) -> dict[str, int]:
 
 
 def apply_fits(data: dict[str, Any], fits: Mapping[str, RoleFit], runs: Sequence[str] = ()) -> dict[str, Any]:
-    """Scenario data (as YAML reads it) with the fitted values of each role put in place (``runs``: the
-    runs the fits come from)."""
+    """Scenario data (as YAML reads it, or as a round trip of the file reads it) with the fitted values of
+    each role put in place (``runs``: the runs the fits come from).
+
+    Each fitted role gets its own copy of what a YAML alias shares with other roles, and only the fitted
+    values change: in a file read for rewriting, everything else keeps its layout and comments."""
+    from cycleplan.rewriting import own, put
+
     roles = data.get("roles")
     if not isinstance(roles, dict):
         roles = data["roles"] = {}
     for name, fit in fits.items():
-        entry = roles.get(name)
-        if not isinstance(entry, dict):
-            entry = roles[name] = {}
+        if not isinstance(roles.get(name), dict):
+            roles[name] = {}
+        entry = own(roles, name)
         if fit.cycle is not None:
             median = _minutes(fit.cycle.median_min.value)
-            entry["cycle"] = {
-                "kind": "lognormal",
+            cycle: dict[str, Any] = {
                 "median_min": median,
                 "p90_min": _bounded_p90(_minutes(fit.cycle.p90_min.value), median),
             }
+            written = entry.get("cycle")
+            if isinstance(written, dict) and "kind" in written:
+                cycle = {"kind": "lognormal", **cycle}  # lognormal is the default kind: said where it was
+            put(entry, "cycle", cycle)
         if fit.fresh_input is not None or fit.output is not None:
-            tokens = entry.get("tokens")
-            if not isinstance(tokens, dict):
-                tokens = entry["tokens"] = {}
+            tokens = _mapping(entry, "tokens")
             if fit.fresh_input is not None:
-                tokens["fresh_input"] = _spread_data(fit.fresh_input)
+                put(tokens, "fresh_input", _spread_data(fit.fresh_input))
             if fit.output is not None:
-                tokens["output"] = _spread_data(fit.output)
+                put(tokens, "output", _spread_data(fit.output))
         if fit.failure is not None:
-            failure = entry.get("failure")
-            if not isinstance(failure, dict):
-                failure = entry["failure"] = {}
-            failure["probability_per_cycle"] = round(fit.failure.probability.value, 6)
+            put(_mapping(entry, "failure"), "probability_per_cycle", round(fit.failure.probability.value, 6))
         if fit.loop is not None:
             _apply_loop(entry, fit.loop)
         elif fit.cycle is not None and fit.cycle_log_sd is not None and fit.cycle_dof is not None:
-            entry["posterior"] = {
-                "runs": max(len(runs), 1),
-                "dof": round(fit.cycle_dof, 6),
-                "log_sd": {"cycle": round(min(fit.cycle_log_sd, 10.0), 6)},
-            }
+            put(
+                entry,
+                "posterior",
+                {
+                    "runs": max(len(runs), 1),
+                    "dof": round(fit.cycle_dof, 6),
+                    "log_sd": {"cycle": round(min(fit.cycle_log_sd, 10.0), 6)},
+                },
+            )
     return data
+
+
+def _mapping(entry: dict[str, Any], key: str) -> dict[str, Any]:
+    """The mapping at ``entry[key]``, an empty one put there when there is none."""
+    value = entry.get(key)
+    if not isinstance(value, dict):
+        value = entry[key] = {}
+    return value
 
 
 def _apply_loop(entry: dict[str, Any], loop: LoopFit) -> None:
     """Put a fitted loop, its context, cache lifetime, duration model and posterior into a role."""
-    entry["calls"] = loop.loop.model_dump(mode="json", exclude_none=True)
-    tokens = entry.get("tokens")
-    if not isinstance(tokens, dict):
-        tokens = entry["tokens"] = {}
+    from cycleplan.rewriting import put
+
+    put(entry, "calls", loop.loop.model_dump(mode="json", exclude_none=True))
+    tokens = _mapping(entry, "tokens")
     if loop.context_tokens is not None:
-        tokens["context_tokens"] = loop.context_tokens
-    tokens["cache_ttl"] = loop.cache_ttl
+        put(tokens, "context_tokens", loop.context_tokens)
+    put(tokens, "cache_ttl", loop.cache_ttl)
     if loop.cycle is not None:
-        entry["cycle"] = loop.cycle.model_dump(mode="json")
-    entry["posterior"] = loop.posterior.model_dump(mode="json")
+        put(entry, "cycle", loop.cycle.model_dump(mode="json"))
+    put(entry, "posterior", loop.posterior.model_dump(mode="json"))
 
 
-def _unshared(value: Any) -> Any:
-    """A copy with every mapping and list its own: YAML aliases (``*six-minute-cycles``) share one
-    object, and a role's fitted values must not change the roles that alias it."""
-    if isinstance(value, dict):
-        return {key: _unshared(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_unshared(item) for item in value]
-    return value
+HEADER = "# Calibrated by cycleplan from run(s) "
+"""How the line a calibrated scenario opens with starts; calibrating it again replaces the line."""
 
 
 def calibrated_yaml(
     calibration: Calibration, original_text: str | None = None, name: str = "<calibrated>"
 ) -> str:
     """The calibrated scenario as YAML: ``original_text`` (the prior's file) with the fitted values
-    replaced and everything else kept (comments are not), or the prior scenario written out in full.
+    replaced and everything else as it was written (comments, block scalars, key order, quoting, flow
+    lists; :mod:`cycleplan.rewriting`), or the prior scenario written out in full. Either opens with a
+    comment naming the runs, in place of the one an earlier calibration wrote.
 
     Raises :class:`CalibrationError` if the result does not validate.
     """
-    import yaml
-
     from cycleplan.loading import LoadError, parse_scenario
+    from cycleplan.rewriting import RewriteError, ScenarioText, new_text
 
-    if original_text is not None:
-        loaded = _unshared(yaml.safe_load(original_text))
-        data = loaded if isinstance(loaded, dict) else {}
-    else:
-        data = calibration.scenario.model_dump(mode="json", exclude_defaults=True)
-    apply_fits(data, calibration.roles, calibration.runs)
     header = (
-        f"# Calibrated by cycleplan from run(s) {', '.join(calibration.runs)}; the prior counted as "
+        f"{HEADER}{', '.join(calibration.runs)}; the prior counted as "
         f"{calibration.prior_weight:g} cycle(s).\n"
     )
-    text = header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
+    if original_text is not None:
+        if original_text.startswith(HEADER):
+            original_text = original_text.partition("\n")[2]
+        try:
+            document = ScenarioText(original_text)
+        except RewriteError as exc:
+            raise CalibrationError(f"the scenario file cannot be rewritten: {exc}") from None
+        if not isinstance(document.data, dict):
+            raise CalibrationError("the scenario file is not a mapping of keys to values")
+        apply_fits(document.data, calibration.roles, calibration.runs)
+        text = header + document.text()
+    else:
+        data = calibration.scenario.model_dump(mode="json", exclude_defaults=True)
+        text = header + new_text(apply_fits(data, calibration.roles, calibration.runs))
     try:
         parse_scenario(text, name)
     except LoadError as exc:

@@ -4,8 +4,10 @@ see.
 Each problem carries the path of the field it is about in the file (``tasks.3.after.0`` in a scenario,
 ``lanes.2.tasks.0.task`` in a plan), so that the loader can point at the file's line. Called from the
 validators of :class:`cycleplan.model.Scenario` and :class:`cycleplan.model.Plan`, so that a plan the
-simulator would refuse is refused wherever it is read (``simulate``, ``execute``, a resumed run); nothing
-else should need to call it. Knows the model's shapes, nothing about files or YAML.
+simulator would refuse is refused wherever it is read (``simulate``, ``execute``, a resumed run). The
+loader calls the scenario checks once more on the parts of a file that did validate when others did not
+(:class:`Unvalidated` names the others), so that one run reports every problem of a file; a check that
+rests on a field that failed is skipped. Knows the model's shapes, nothing about files or YAML.
 """
 
 from __future__ import annotations
@@ -35,6 +37,44 @@ class ScenarioProblems(ValueError):  # noqa: N818 (a ValueError so pydantic repo
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{_dotted(p.path)}: {p.message}" for p in problems))
+
+
+class Unvalidated:
+    """The fields of a scenario file that failed validation (or were refused as they were read).
+
+    The loader builds a scenario from the rest, with each failed field at its default, and the checks
+    skip every problem that would rest on a failed field: an unknown task is not named while some task's
+    id failed, nor a wait beyond a task's cycles while its ``cycles`` did. Each question costs the length
+    of its path, however many fields failed.
+    """
+
+    def __init__(self, paths: Iterable[Path] = ()) -> None:
+        self.paths = frozenset(paths)
+        """Where each failed field is written; a path ending in :data:`NAME` says that a mapping's key
+        failed (``roles.back/end.[key]``), not its value."""
+        self._around = {failed[:end] for failed in self.paths for end in range(len(failed) + 1)}
+        self._misnamed = {failed[:-2] for failed in self.paths if len(failed) >= 2 and failed[-1] == NAME}
+
+    def intact(self, *path: str | int) -> bool:
+        """Whether the value at ``path`` validated whole: nothing at it, around it or inside it failed."""
+        return self.present(*path) and path not in self._around
+
+    def present(self, *path: str | int) -> bool:
+        """Whether the collection at ``path`` validated as one: a mapping or list of the right size,
+        every entry there, though an entry (or something in it) may have failed."""
+        return not any(path[:end] in self.paths for end in range(len(path) + 1))
+
+    def named(self, *path: str | int) -> bool:
+        """Whether the mapping at ``path`` validated as one with every name (key) in it valid, though
+        something inside an entry may have failed: what it names is all known."""
+        return self.present(*path) and path not in self._misnamed
+
+
+NAME = "[key]"
+"""The last part of a failed path when a mapping's key failed (pydantic's own marker)."""
+
+VALIDATED = Unvalidated()
+"""Nothing failed: every check runs (a Scenario that exists)."""
 
 
 def _dotted(path: Path) -> str:
@@ -122,11 +162,15 @@ def plan_problems(plan: Plan) -> list[Problem]:
     return problems
 
 
-def scenario_problems(scenario: Scenario) -> list[Problem]:
-    """Every cross-reference problem of ``scenario``, in file order."""
+def scenario_problems(scenario: Scenario, unvalidated: Unvalidated = VALIDATED) -> list[Problem]:
+    """Every cross-reference problem of ``scenario``, in file order; with ``unvalidated``, those that do
+    not rest on a field that failed validation."""
     from cycleplan.templates import TEMPLATES
 
+    ok = unvalidated.intact
     problems: list[Problem] = []
+    if not ok("template") or not unvalidated.present("tasks"):
+        return problems  # which tasks there are is not known
     if scenario.template is not None and scenario.template not in TEMPLATES:
         problems.append(
             Problem(
@@ -156,6 +200,10 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
     tasks = scenario.all_tasks()
     origin = _origins(scenario)
     ids = {task.id for task in tasks}
+    listed = range(len(scenario.tasks))
+    # Names a reference may be checked against only when none of them failed.
+    ids_known = all(ok("tasks", index, "id") for index in listed)
+    emitters_known = all(ok("tasks", index, "emits") for index in listed)
     template_ids = {task.id for task in tasks if origin[task.id][0] == "template"}
     # Roles a template uses need no entry under 'roles' (they get the default role), so listed tasks
     # may use them too.
@@ -185,7 +233,12 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
     for task in tasks:
         where = origin[task.id]
         from_template = task.id in template_ids
-        if task.role not in known_roles and not from_template:
+        if (
+            task.role not in known_roles
+            and not from_template
+            and ok(*where, "role")
+            and unvalidated.named("roles")
+        ):
             problems.append(
                 Problem(
                     (*where, "role"),
@@ -202,7 +255,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                         f"remove '{task.id}' from its 'after'",
                     )
                 )
-            elif dependency not in ids:
+            elif dependency not in ids and ids_known:
                 problems.append(
                     Problem(
                         (*where, "after", position),
@@ -212,7 +265,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 )
         for event, cycle in task.waits.items():
             racer = racing.get(emitters.get(event, ""))
-            if emitters.get(event) == task.id:
+            if emitters.get(event) == task.id and ok(*where, "id"):
                 problems.append(
                     Problem(
                         (*where, "waits", event),
@@ -228,7 +281,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                         f"loses; depend on the race with 'after: [{racer.id}]' instead",
                     )
                 )
-            if event not in emitters:
+            if event not in emitters and emitters_known:
                 problems.append(
                     Problem(
                         (*where, "waits", event),
@@ -236,7 +289,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                         "add it to some task's 'emits'",
                     )
                 )
-            if cycle > task.cycles:
+            if cycle > task.cycles and ok(*where, "cycles"):
                 problems.append(
                     Problem(
                         (*where, "waits", event),
@@ -245,7 +298,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                     )
                 )
         for event, cycle in task.emits.items():
-            if cycle > task.cycles:
+            if cycle > task.cycles and ok(*where, "cycles"):
                 problems.append(
                     Problem(
                         (*where, "emits", event),
@@ -254,7 +307,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                     )
                 )
         for cycle in task.cycle_models:
-            if cycle > task.cycles:
+            if cycle > task.cycles and ok(*where, "cycles"):
                 problems.append(
                     Problem(
                         (*where, "cycle_models", cycle),
@@ -264,6 +317,8 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 )
         for resource, units in task.requires.items():
             if resource not in scenario.resources:
+                if not unvalidated.named("resources"):
+                    continue
                 problems.append(
                     Problem(
                         (*where, "requires", resource),
@@ -271,7 +326,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                         f"define it under 'resources' ({_known(scenario.resources)})",
                     )
                 )
-            elif units > scenario.resources[resource].capacity:
+            elif units > scenario.resources[resource].capacity and ok("resources", resource, "capacity"):
                 capacity = scenario.resources[resource].capacity
                 problems.append(
                     Problem(
@@ -280,7 +335,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                         "it could never start: lower the units or raise the capacity",
                     )
                 )
-        if task.command is None and task.shell:
+        if task.command is None and task.shell and ok(*where, "command"):
             problems.append(
                 Problem(
                     (*where, "shell"),
@@ -288,8 +343,8 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 )
             )
 
-    problems.extend(_race_problems(scenario, tasks, origin))
-    problems.extend(_spawn_problems(tasks, origin))
+    problems.extend(_race_problems(scenario, tasks, origin, unvalidated))
+    problems.extend(_spawn_problems(tasks, origin, unvalidated, ids_known))
     if len(seen) == len(scenario.tasks):
         problems.extend(_loop_problems(tasks, emitters, origin))
     return problems
@@ -308,7 +363,12 @@ def _origins(scenario: Scenario) -> dict[str, Path]:
     return origin
 
 
-def _race_problems(scenario: Scenario, tasks: list[Task], origin: dict[str, Path]) -> list[Problem]:
+def _race_problems(
+    scenario: Scenario, tasks: list[Task], origin: dict[str, Path], unvalidated: Unvalidated
+) -> list[Problem]:
+    ok = unvalidated.intact
+    # A group's members are all known only when no task's race failed.
+    members_known = all(ok("tasks", index, "race") for index in range(len(scenario.tasks)))
     problems: list[Problem] = []
     groups: dict[str, list[Task]] = {}
     for task in tasks:
@@ -318,6 +378,8 @@ def _race_problems(scenario: Scenario, tasks: list[Task], origin: dict[str, Path
         first = members[0]
         where = (*origin[first.id], "race")
         if len(members) == 1:
+            if not members_known:
+                continue
             problems.append(
                 Problem(
                     where,
@@ -340,9 +402,10 @@ def _race_problems(scenario: Scenario, tasks: list[Task], origin: dict[str, Path
         needed: dict[str, int] = {}
         for member in members:
             needed[member.role] = needed.get(member.role, 0) + 1
+        roles_known = all(ok(*origin[member.id], "role") for member in members)
         for role, count in needed.items():
             lanes = scenario.role(role).lanes
-            if count > lanes:
+            if count > lanes and roles_known and ok("roles", role, "lanes"):
                 problems.append(
                     Problem(
                         where,
@@ -361,7 +424,7 @@ def _race_problems(scenario: Scenario, tasks: list[Task], origin: dict[str, Path
             )
         for resource, spec in scenario.resources.items():
             total = sum(member.requires.get(resource, 0) for member in members)
-            if total > spec.capacity:
+            if total > spec.capacity and ok("resources", resource, "capacity"):
                 problems.append(
                     Problem(
                         where,
@@ -372,7 +435,9 @@ def _race_problems(scenario: Scenario, tasks: list[Task], origin: dict[str, Path
     return problems
 
 
-def _spawn_problems(tasks: list[Task], origin: dict[str, Path]) -> list[Problem]:
+def _spawn_problems(
+    tasks: list[Task], origin: dict[str, Path], unvalidated: Unvalidated, ids_known: bool
+) -> list[Problem]:
     """Subagents (``spawned_by``) name a parent that exists and reaches the cycle, and take no part in
     what the scheduler orders: dependencies, events, races, shared resources, further subagents."""
     problems: list[Problem] = []
@@ -397,15 +462,16 @@ def _spawn_problems(tasks: list[Task], origin: dict[str, Path]) -> list[Problem]
         if spawn.task == task.id:
             problems.append(Problem((*at, "task"), "a task cannot spawn itself: name its parent task"))
         elif parent is None:
-            problems.append(
-                Problem(
-                    (*at, "task"),
-                    f"unknown task '{spawn.task}'{did_you_mean(spawn.task, by_id)}; 'spawned_by.task' names "
-                    f"the task whose cycle spawns this subagent ({_known(by_id)})",
+            if ids_known:
+                problems.append(
+                    Problem(
+                        (*at, "task"),
+                        f"unknown task '{spawn.task}'{did_you_mean(spawn.task, by_id)}; 'spawned_by.task' "
+                        f"names the task whose cycle spawns this subagent ({_known(by_id)})",
+                    )
                 )
-            )
         else:
-            if spawn.cycle > parent.cycles:
+            if spawn.cycle > parent.cycles and unvalidated.intact(*origin[parent.id], "cycles"):
                 problems.append(
                     Problem(
                         (*at, "cycle"),
@@ -511,10 +577,14 @@ def _loop_problems(tasks: list[Task], emitters: dict[str, str], origin: dict[str
     return problems
 
 
-def model_problems(scenario: Scenario) -> list[Problem]:
+def model_problems(scenario: Scenario, unvalidated: Unvalidated = VALIDATED) -> list[Problem]:
     """Models no price is known for (a misspelt name bills $0 and cannot be simulated): each role's
-    model and each task's ``cycle_models``, unless the scenario's ``prices:`` names it."""
+    model and each task's ``cycle_models``, unless the scenario's ``prices:`` names it. With
+    ``unvalidated``, none while the prices failed (the one a model needs may be among them)."""
     from cycleplan.prices import PRICE_TABLE, PRICES_AS_OF, resolve
+
+    if not unvalidated.intact("prices"):
+        return []
 
     def unknown(model: str) -> str:
         return (

@@ -4,22 +4,34 @@ file, line, column and field.
 :mod:`cycleplan.reading` turns a file into plain values that remember where each key and item was written
 (and refuses hostile or malformed input with its position). pydantic validates those values here; its
 errors and the scenario's cross-reference problems (:mod:`cycleplan.checks`) are mapped back to
-positions, and every problem found is reported at once. Nothing here prints or exits: callers get
-:class:`LoadError`.
+positions, and every problem found is reported at once: when some fields of a scenario fail, the
+cross-reference checks still run on the parts that validated, skipping what rests on a failed field.
+Nothing here prints or exits: callers get :class:`LoadError`.
 """
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from cycleplan.checks import ScenarioProblems, closest_name, did_you_mean, model_problems
-from cycleplan.model import Plan, Scenario
+from cycleplan.checks import (
+    NAME,
+    Problem,
+    ScenarioProblems,
+    Unvalidated,
+    closest_name,
+    did_you_mean,
+    model_problems,
+    scenario_problems,
+)
+from cycleplan.model import MAX_CYCLES, MAX_LANES, Plan, Resource, Role, Scenario, Task
 from cycleplan.reading import (
     Document,
     FileError,
@@ -210,18 +222,32 @@ def _under(loc: Loc, refused: list[Loc]) -> bool:
     return any(loc[: len(prefix)] == prefix for prefix in refused)
 
 
-def _validate(
+@dataclass
+class _Checked:
+    """What validating a document found: the model (None when validation failed), every problem as a
+    file error, the fields that failed or were refused, and whether the model's own cross-reference
+    checks ran."""
+
+    result: Any
+    errors: list[FileError]
+    failed: set[Loc]
+    cross_checked: bool = False
+
+
+def _check(
     model: type[BaseModel],
     document: Document,
     name: str,
     marks: Callable[[], dict[Loc, Pos]] | None = None,
-) -> Any:
-    """``model`` validated from the document, or LoadError with every problem (the document's own
-    refusals included). ``marks`` computes positions lazily when the document has none."""
+) -> _Checked:
+    """``model`` validated from the document, with every problem (the document's own refusals included).
+    ``marks`` computes positions lazily when the document has none."""
     errors = [error for _, error in document.errors]
     refused = [loc for loc, _ in document.errors]
+    checked = _Checked(None, errors, set(refused))
     try:
-        result = model.model_validate(document.data)
+        checked.result = model.model_validate(document.data)
+        checked.cross_checked = True
     except ValidationError as exc:
         positions = document.marks if marks is None else marks()
         found = exc.errors(include_url=False)
@@ -236,26 +262,127 @@ def _validate(
                 )
                 if close is not None:
                     meant.add((*base[:-1], close))
+        # The field a misspelt key was meant to be failed too: what the file holds for it is not there.
+        checked.failed.update(meant)
         for error in found:
             cause = error.get("ctx", {}).get("error") if error["type"] == "value_error" else None
             base = _file_loc(document.data, tuple(error["loc"]), error["type"] == "missing")
+            if isinstance(cause, ScenarioProblems):
+                checked.cross_checked = True
+            else:
+                checked.failed.add((*base, NAME) if error["loc"][-1:] == (NAME,) else base)
             if _under(base, refused):
                 continue  # already reported where the file was read
             if error["type"] == "missing" and base in meant:
                 continue
             if isinstance(cause, ScenarioProblems):
-                for problem in cause.problems:
-                    loc = (*base, *problem.path)
-                    line, column = _position(positions, loc)
-                    errors.append(FileError(name, one_line(problem.message), line, column, dotted(loc)))
+                errors.extend(_located(cause.problems, base, positions, name))
                 continue
             line, column = _position(positions, base)
             message = _message(error, model, document, base)
             errors.append(FileError(name, message, line, column, dotted(base)))
+    return checked
+
+
+def _located(problems: list[Problem], base: Loc, positions: dict[Loc, Pos], name: str) -> list[FileError]:
+    """Cross-reference problems as file errors, at ``base`` + each problem's path."""
+    errors = []
+    for problem in problems:
+        loc = (*base, *problem.path)
+        line, column = _position(positions, loc)
+        errors.append(FileError(name, one_line(problem.message), line, column, dotted(loc)))
+    return errors
+
+
+def _raise_any(errors: list[FileError]) -> None:
+    """LoadError with ``errors`` in file order, each once, if there are any."""
     if errors:
-        errors.sort(key=lambda e: (e.line or 0, e.column or 0))
-        raise LoadError(errors)
-    return result
+        unique = list(dict.fromkeys(errors))
+        unique.sort(key=lambda e: (e.line or 0, e.column or 0))
+        raise LoadError(unique)
+
+
+def _validate(
+    model: type[BaseModel],
+    document: Document,
+    name: str,
+    marks: Callable[[], dict[Loc, Pos]] | None = None,
+) -> Any:
+    """``model`` validated from the document, or LoadError with every problem (the document's own
+    refusals included). ``marks`` computes positions lazily when the document has none."""
+    checked = _check(model, document, name, marks)
+    _raise_any(checked.errors)
+    return checked.result
+
+
+# --------------------------------------------------------------------------------------------------
+# The parts of a scenario that validated, for the checks when others did not
+
+
+@functools.cache
+def _field_adapter(model: type[BaseModel], field: str) -> TypeAdapter[Any]:
+    """Validates one field of ``model`` on its own (its type and constraints; not the model's
+    validators, which ran on the whole document)."""
+    info = model.model_fields[field]
+    annotation: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return TypeAdapter(annotation)
+
+
+def _validated_fields(model: type[BaseModel], raw: Any, loc: Loc, unvalidated: Unvalidated) -> dict[str, Any]:
+    """The fields of ``raw`` (a mapping for ``model`` at ``loc``) that validated, with their values."""
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        key: _field_adapter(model, key).validate_python(value)
+        for key, value in raw.items()
+        if key in model.model_fields and unvalidated.intact(*loc, key)
+    }
+
+
+def _partial_scenario(data: dict[str, Any], unvalidated: Unvalidated) -> Scenario | None:
+    """A Scenario of the parts of ``data`` that validated, every failed field at its default (or a
+    stand-in the checks know to skip), built without validation: for :mod:`cycleplan.checks` only,
+    never returned to a caller. None when even the parts cannot be told apart."""
+    try:
+        fields = _validated_fields(Scenario, data, (), unvalidated)
+        parts: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
+            ("roles", Role, {}),
+            ("resources", Resource, {"capacity": MAX_LANES}),
+        ]
+        for key, model, stand_in in parts:
+            entries = data.get(key)
+            if key not in fields and unvalidated.present(key) and isinstance(entries, dict):
+                fields[key] = {
+                    str(entry): model.model_construct(
+                        **{**stand_in, **_validated_fields(model, raw, (key, entry), unvalidated)}
+                    )
+                    for entry, raw in entries.items()
+                }
+        items = data.get("tasks")
+        if "tasks" not in fields and unvalidated.present("tasks") and isinstance(items, list):
+            fields["tasks"] = [_partial_task(raw, index, unvalidated) for index, raw in enumerate(items)]
+        return Scenario.model_construct(**fields)
+    except ValidationError:  # a field that validated within the document but not alone: check nothing more
+        return None
+
+
+def _partial_task(raw: Any, index: int, unvalidated: Unvalidated) -> Task:
+    """The task at ``tasks.index`` with its failed fields at their defaults; a failed id becomes one no
+    reference can name, and a failed role or cycles a stand-in the checks skip."""
+    stand_in = {"id": f"(tasks.{index})", "role": "(unvalidated)", "cycles": MAX_CYCLES}
+    return Task.model_construct(**{**stand_in, **_validated_fields(Task, raw, ("tasks", index), unvalidated)})
+
+
+def _partial_problems(document: Document, checked: _Checked, name: str) -> list[FileError]:
+    """The cross-reference and model problems of the parts of a scenario that validated, when some did
+    not (the schema errors alone would hide them until fixed)."""
+    unvalidated = Unvalidated(frozenset(checked.failed))
+    partial = _partial_scenario(document.data, unvalidated)
+    if partial is None:
+        return []
+    problems = [] if checked.cross_checked else scenario_problems(partial, unvalidated)
+    problems += model_problems(partial, unvalidated)
+    return _located(problems, (), document.marks, name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,16 +390,17 @@ def _validate(
 
 
 def parse_scenario(text: str, name: str = "<scenario>") -> Scenario:
-    """A Scenario from YAML text; ``name`` is used in error messages."""
+    """A Scenario from YAML text; ``name`` is used in error messages.
+
+    Every problem is reported at once: schema errors, and the cross-reference problems (unknown roles,
+    tasks and models, dependency loops, waits never met) of the parts that did validate.
+    """
     document = parse_yaml(text, name)
-    scenario: Scenario = _validate(Scenario, document, name)
-    problems = model_problems(scenario)
-    if problems:
-        errors = []
-        for problem in problems:
-            line, column = _position(document.marks, problem.path)
-            errors.append(FileError(name, one_line(problem.message), line, column, dotted(problem.path)))
-        raise LoadError(errors)
+    checked = _check(Scenario, document, name)
+    if checked.errors:
+        _raise_any(checked.errors + _partial_problems(document, checked, name))
+    scenario: Scenario = checked.result
+    _raise_any(_located(model_problems(scenario), (), document.marks, name))
     return scenario
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -198,8 +199,100 @@ def test_calibrate_command_with_a_scenario_file(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "comments are not kept" in result.stderr + result.stdout
+    comments = [line for line in source.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    written = out.read_text(encoding="utf-8").splitlines()
+    assert comments and all(line in written for line in comments)
     assert load_scenario(out).all_tasks() == load_scenario(source).all_tasks()
+
+
+WRITTEN_BY_HAND = """\
+# Checkout, as the team wrote it.
+name: "Checkout"   # quoted on purpose
+spec: |
+  Feature: checkout.
+    - pay by card
+  Acceptance: the order is paid.
+roles:
+  backend:
+    lanes: 2
+    cycle: {median_min: 3, p90_min: 5}   # the team's guess
+  frontend: {lanes: 1, model: 'claude-sonnet-4-5'}
+tasks:
+  - {id: schema, role: backend, cycles: 3, emits: {schema_ready: 2}}
+  - id: ui
+    role: frontend
+    cycles: 2
+    after: [schema]   # after the schema
+    waits: {schema_ready: 1}
+    command: ['echo', "ui"]
+"""
+
+
+def _calibrate_file(store: Path, run: str, source: Path, out: Path) -> None:
+    words = ["calibrate", run, "--store", str(store), "--scenario", str(source), "--role", "main=backend"]
+    result = runner.invoke(app, [*words, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+
+
+def test_calibrate_changes_only_the_fitted_values_of_a_scenario_file(tmp_path: Path) -> None:
+    store, cc, _ = _store_with_imports(tmp_path)
+    source = tmp_path / "checkout.yaml"
+    source.write_text(WRITTEN_BY_HAND, encoding="utf-8")
+    out = tmp_path / "fit.yaml"
+    _calibrate_file(store, cc, source, out)
+
+    header, *body = out.read_text(encoding="utf-8").splitlines()
+    assert header.startswith(f"# Calibrated by cycleplan from run(s) {cc}; the prior counted as 5 cycle(s)")
+    original = WRITTEN_BY_HAND.splitlines()
+    # Byte for byte up to the fitted role, and from the role after it to the end.
+    fitted = original.index("  backend:") + 1
+    assert body[:fitted] == original[:fitted]
+    after = "  frontend: {lanes: 1, model: 'claude-sonnet-4-5'}"
+    assert body[body.index(after) :] == original[original.index(after) :]
+    # In the fitted role: its lanes as written, its cycle refitted in its own style beside its comment,
+    # and the fitted values it did not have, added after them.
+    role = body[fitted : body.index(after)]
+    assert role[0] == "    lanes: 2"
+    assert re.fullmatch(r"    cycle: \{median_min: [0-9.]+, p90_min: [0-9.]+\} +# the team's guess", role[1])
+    assert role[1] != original[fitted + 1]
+    added = [re.match(r"    (\w+):", line) for line in role[2:]]
+    assert {match[1] for match in added if match} == {"tokens", "failure", "calls", "posterior"}
+
+    assert runner.invoke(app, ["validate", str(out)]).exit_code == 0
+    prior = load_scenario(source)
+    loaded = load_scenario(out)
+    fit = calibrate_runs(store, [cc], prior, role_map={"main": "backend"})
+    assert loaded.roles["backend"] == fit.scenario.roles["backend"] != prior.roles["backend"]
+    assert loaded.model_copy(update={"roles": prior.roles}) == prior
+
+    # Calibrating the calibrated file again replaces the opening line instead of adding another.
+    again = tmp_path / "fit-again.yaml"
+    _calibrate_file(store, cc, out, again)
+    lines = again.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# Calibrated by cycleplan") and lines[1] == original[0]
+
+
+def test_calibrate_leaves_the_roles_an_alias_shares_with_a_fitted_role_as_they_were(tmp_path: Path) -> None:
+    store, cc, _ = _store_with_imports(tmp_path)
+    source = tmp_path / "shared.yaml"
+    source.write_text(
+        "roles:\n"
+        "  backend: &six-minute-cycles\n"
+        "    cycle: {median_min: 6, p90_min: 10}\n"
+        "  frontend: *six-minute-cycles\n"
+        "  ops: *six-minute-cycles\n"
+        "tasks:\n"
+        "  - {id: a, role: backend, cycles: 2}\n"
+        "  - {id: b, role: frontend, cycles: 1}\n"
+        "  - {id: c, role: ops, cycles: 1}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "fit.yaml"
+    _calibrate_file(store, cc, source, out)
+    prior, loaded = load_scenario(source), load_scenario(out)
+    assert loaded.roles["backend"] != prior.roles["backend"]
+    assert loaded.roles["frontend"] == loaded.roles["ops"] == prior.roles["frontend"]
+    assert "ops: *six-minute-cycles" in out.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(

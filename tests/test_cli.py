@@ -145,8 +145,10 @@ def test_validate_reports_json_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2
     data = json.loads(result.stdout)
     assert data["valid"] is False
-    assert data["errors"][0]["line"] == 4
-    assert data["errors"][0]["field"] == "tasks.0.cycles"
+    assert [(error["line"], error["field"]) for error in data["errors"]] == [
+        (3, "tasks.0.role"),
+        (4, "tasks.0.cycles"),
+    ]
 
 
 def test_validate_ok() -> None:

@@ -10,6 +10,7 @@ committed) and run through the installed ``cycleplan`` command in a real subproc
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -131,7 +132,13 @@ def test_malformed_scenario_is_reported_at_its_line_and_field(case: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    "name", ["several-field-problems.yaml", "several-reference-problems.yaml", "loop-through-race.yaml"]
+    "name",
+    [
+        "several-field-problems.yaml",
+        "several-reference-problems.yaml",
+        "loop-through-race.yaml",
+        "several-kinds-at-once.yaml",
+    ],
 )
 def test_the_installed_command_reports_the_same(name: str) -> None:
     case = MALFORMED / name
@@ -147,6 +154,80 @@ def test_json_output_lists_every_problem() -> None:
     assert result.exit_code == 2
     assert '"valid": false' in result.stdout
     assert result.stdout.count('"line"') == len(expectations(case))
+
+
+# A schema error, an unknown role, a dependency loop and a misspelt model in one file.
+EVERY_KIND = MALFORMED / "several-kinds-at-once.yaml"
+
+
+def test_every_kind_of_problem_is_reported_in_one_run() -> None:
+    run = run_validate(EVERY_KIND)
+    assert_clean_failure(run)
+    found = [(e.line, e.field, e.message) for e in reported(run.stderr, EVERY_KIND)]
+    assert [(line, field) for line, field, _ in found] == [
+        (8, "roles.backend.model"),
+        (13, "tasks.0.cycles"),
+        (19, "tasks.2.role"),
+        (21, "tasks.2.after.0"),
+    ]
+    messages = [message for _, _, message in found]
+    assert "unknown model 'claude-sonet-4-5' (did you mean 'claude-sonnet-4-5'?)" in messages[0]
+    assert messages[1] == "must be at least 1, got -1"
+    assert messages[2].startswith("unknown role 'fronted' (did you mean 'frontend'?)")
+    assert messages[3].startswith("dependency loop: api -> ui -> api")
+    assert run.stderr.splitlines()[-1] == f"4 problem(s) in {EVERY_KIND}"
+
+
+def test_every_kind_of_problem_is_listed_in_json() -> None:
+    done = subprocess.run(
+        [cycleplan_executable(), "validate", "--json", str(EVERY_KIND)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    result = json.loads(done.stdout)
+    assert result["valid"] is False
+    assert [(e["line"], e["field"]) for e in result["errors"]] == [
+        (want.line, want.field) for want in expectations(EVERY_KIND)
+    ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["plan"],
+        ["simulate", "-n", "10"],
+        ["execute", "--agent", "emulated", "--store", "{tmp}/runs.db"],
+        ["sweep", "--lanes", "1..2", "-n", "10"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_every_command_that_loads_a_scenario_reports_every_problem(
+    command: list[str], tmp_path: Path
+) -> None:
+    arguments = [command[0], str(EVERY_KIND), *(part.format(tmp=tmp_path) for part in command[1:])]
+    result = CliRunner().invoke(app, arguments)
+    run = Run(result.exit_code, result.stdout, result.stderr)
+    assert_clean_failure(run)
+    lines = [(e.line, e.field) for e in reported(run.stderr, EVERY_KIND)]
+    assert lines == [(want.line, want.field) for want in expectations(EVERY_KIND)]
+    assert not (tmp_path / "runs.db").exists()
+
+
+def test_the_checks_of_a_file_with_thousands_of_failed_fields_take_linear_time(tmp_path: Path) -> None:
+    path = tmp_path / "many.yaml"
+    tasks = [f"  - {{id: t{i}, role: b, cycles: 0, after: [t{max(i - 1, 0)}]}}" for i in range(10_000)]
+    path.write_text("roles: {b: {}}\ntasks:\n" + "\n".join(tasks) + "\n", encoding="utf-8")
+    started = time.process_time()  # CPU time: other processes on the machine do not count
+    with pytest.raises(LoadError) as caught:
+        load_scenario(path)
+    # Some 1.5 s; checks that asked about every failed field for every field took minutes.
+    assert time.process_time() - started < 20
+    fields = [error.field for error in caught.value.errors]
+    assert fields.count("tasks.0.after.0") == 1  # the loop t0 -> t0, beside the 10,000 cycles refused
+    assert len(fields) == 10_001
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,7 +394,11 @@ def test_several_yaml_documents_are_refused(tmp_path: Path) -> None:
 def test_a_python_tag_is_refused_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     path = tmp_path / "tag.yaml"
-    path.write_text(f'name: !!python/object/apply:os.system ["touch {marker}"]\n', encoding="utf-8")
+    path.write_text(
+        f'name: !!python/object/apply:os.system ["touch {marker}"]\n'
+        "roles: {b: {}}\ntasks: [{id: a, role: b, cycles: 1}]\n",
+        encoding="utf-8",
+    )
     line = one_error(run_validate(path), path)
     assert "tag '!!python/object/apply:os.system' is not supported" in line
     assert not marker.exists()

@@ -63,7 +63,8 @@ def calibrate_command(
 
     Durations: lognormal, maximum likelihood, with the scenario's median and p90 as a prior worth
     --prior-weight cycles. Prints each value before and after, with its posterior sd and 90% interval,
-    and writes the scenario with the fitted values in place (comments of the original are not kept).
+    and writes the scenario with the fitted values in place: with --scenario, that file as it is written
+    (comments, block text, key order, quoting) with only the fitted values changed.
 
     \b
     Examples:
@@ -105,5 +106,4 @@ def calibrate_command(
         say(render_calibration(calibration))
     if output is not None and text is not None:
         write_atomically(output, text)
-        kept = " (the original's comments are not kept)" if scenario is not None else ""
-        say(f"wrote {output}{kept}", err=as_json)
+        say(f"wrote {output}", err=as_json)
