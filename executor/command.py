@@ -9,6 +9,12 @@ it gets only the allowed variables (``PATH``, ``HOME``, the locale... see :mod:`
 with ``execute --pass-env NAME``; the Anthropic API key is not passed on unless so named. Its standard
 output and error are kept as artifacts (``cycle-003.attempt-1.stdout`` / ``.stderr``). Cancelling a
 cycle stops the command's whole process group.
+
+A non-zero exit status is a failed attempt, which the orchestrator retries, unless the status is one of
+the task's final ones (``final_exit_codes``, else its role's ``failure.final_exit_codes``; by default
+126 and 127, a command the shell cannot execute or cannot find): another attempt would exit the same
+way, so the task fails at once. A command that cannot be started at all fails at once too. A command
+killed by a signal is always retried.
 """
 
 from __future__ import annotations
@@ -111,10 +117,14 @@ class CommandBackend:
         if status == 0:
             return CycleOutcome(ok=True, duration_ms=duration_ms, details=details)
         how = f"killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        final = status in task.final_exit_statuses(request.role)
+        if final:
+            how += " (one of final_exit_codes: not retried)"
         last = tail(stderr)
         return CycleOutcome(
             ok=False,
             duration_ms=duration_ms,
             error=f"{argv[0]} {how}" + (f": {last}" if last else ""),
+            retryable=not final,
             details=details,
         )

@@ -6,7 +6,9 @@ Each lane runs its planned tasks in order. Before a task starts, its dependencie
 lane until every event it ``waits`` for before *k* is committed (the seed's ``watchFor``), and after cycle
 *j* it publishes what it ``emits`` after *j*. Failure policy:
 
-- a failed attempt is retried after an exponential backoff, up to the role's ``max_retries``;
+- a failed attempt is retried after an exponential backoff, up to the task's ``retries`` (else its
+  role's ``failure.max_retries``), unless the backend says another attempt cannot help (a final
+  failure: an API key refused, a command's exit status in ``final_exit_codes``);
 - a task out of retries, out of time (``timeout_min``) or refused by the backend fails
   (``task_failed``); its dependents, and tasks waiting for its events, are cancelled
   (``dependency_failed``); with the role's ``cancel_parallel`` its running siblings of the same role
@@ -932,7 +934,7 @@ class Orchestrator:
         """Attempts at one cycle until one succeeds; None when the task failed. The first attempt
         recorded carries ``start``."""
         task = run.task
-        attempts = run.role.failure.max_retries + 1
+        attempts = task.max_retries(run.role) + 1
         while True:
             request = self._request(run, cycle, handoffs, artifacts)
             run.state = "running"

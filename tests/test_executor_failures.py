@@ -1,0 +1,167 @@
+"""How ``cycleplan execute`` meets failures, through the real command line: how many times it retries
+(as ``simulate`` predicts), failures it does not retry, runs that cannot go at all (refused before
+anything is written), and what its progress lines and log say meanwhile."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+from support import cycleplan_executable
+
+from cycleplan.model import Event
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cycleplan(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, drop: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in drop} | (env or {})
+    return subprocess.run(
+        [cycleplan_executable(), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=environment,
+    )
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _failed_attempts(trace: list[Event]) -> dict[str, int]:
+    return dict(
+        Counter(e.target_id for e in trace if e.action == "cycle_completed" and e.metadata.get("failed"))
+    )
+
+
+def _exported(run_id: str, cwd: Path) -> list[Event]:
+    done = _cycleplan("export", run_id, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return [Event.model_validate_json(line) for line in done.stdout.splitlines()]
+
+
+# --------------------------------------------------------------------------------------------------
+# retries: task over role over the default, the same in execute and simulate
+
+ALWAYS_FAILING = """
+    roles:
+      usual: {lanes: 2, cycle: {kind: fixed, value_min: 1}, failure: {probability_per_cycle: 1.0}}
+      careful:
+        lanes: 2
+        cycle: {kind: fixed, value_min: 1}
+        failure: {probability_per_cycle: 1.0, max_retries: 1}
+    tasks:
+      - {id: by-default, role: usual, cycles: 1}
+      - {id: by-task-none, role: usual, cycles: 1, retries: 0}
+      - {id: by-role, role: careful, cycles: 1}
+      - {id: by-task-more, role: careful, cycles: 1, retries: 3}
+"""
+EXPECTED_ATTEMPTS = {"by-default": 3, "by-task-none": 1, "by-role": 2, "by-task-more": 4}
+"""Every attempt fails: a task makes its retries + 1 attempts, by the task's ``retries``, else its
+role's ``failure.max_retries``, else the default 2."""
+
+
+def test_retries_come_from_the_task_else_the_role_and_simulate_predicts_the_same(tmp_path: Path) -> None:
+    scenario = _write(tmp_path, "failing.yaml", ALWAYS_FAILING)
+    done = _cycleplan(
+        "execute", str(scenario), "--agent", "emulated", "--time-scale", "600", "--json", cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)
+    executed = _exported(summary["run_id"], tmp_path)
+    assert _failed_attempts(executed) == EXPECTED_ATTEMPTS
+    failed = {e.target_id: e.metadata["error"] for e in executed if e.action == "task_failed"}
+    assert failed["by-task-none"].endswith("(cycle 1, 1 attempt)")
+    assert failed["by-task-more"].endswith("(cycle 1, 4 attempts)")
+
+    prediction = tmp_path / "prediction.json"
+    simulated = _cycleplan(
+        "simulate", str(scenario), "-n", "20", "-o", str(prediction), "--json", cwd=tmp_path
+    )
+    assert simulated.returncode == 0, simulated.stderr
+    trace = [Event.model_validate(event) for event in json.loads(prediction.read_text())["trace"]]
+    assert _failed_attempts(trace) == EXPECTED_ATTEMPTS
+    # Every replication fails every attempt: the prediction and the run count the same failed attempts.
+    predicted = json.loads(simulated.stdout)["failed_cycles"]
+    assert predicted["p10"] == predicted["p90"] == summary["failed_cycles"] == sum(EXPECTED_ATTEMPTS.values())
+
+
+def test_retries_are_validated_with_file_line_and_field(tmp_path: Path) -> None:
+    scenario = _write(
+        tmp_path,
+        "bad.yaml",
+        """
+        roles:
+          ops: {failure: {max_retries: true, final_exit_codes: [0]}}
+        tasks:
+          - {id: a, role: ops, cycles: 1, retries: -1}
+          - {id: b, role: ops, cycles: 1, retries: 1.5, final_exit_codes: [2, 300]}
+        """,
+    )
+    done = _cycleplan("validate", str(scenario), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    problems = done.stderr.splitlines()
+    for expected in (
+        r"bad\.yaml:3:\d+: roles\.ops\.failure\.max_retries: expected a whole number",
+        r"bad\.yaml:3:\d+: roles\.ops\.failure\.final_exit_codes: 0 is not a failing exit status",
+        r"bad\.yaml:5:\d+: tasks\.0\.retries: must be at least 0, got -1",
+        r"bad\.yaml:6:\d+: tasks\.1\.retries: expected a whole number",
+        r"bad\.yaml:6:\d+: tasks\.1\.final_exit_codes: 300 is not a failing exit status",
+    ):
+        assert any(re.search(expected, line) for line in problems), (expected, problems)
+
+
+# --------------------------------------------------------------------------------------------------
+# failures no retry can mend
+
+
+def test_a_command_whose_failure_is_final_fails_at_once(tmp_path: Path) -> None:
+    scenario = _write(
+        tmp_path,
+        "final.yaml",
+        """
+        roles:
+          ops: {lanes: 4}
+          strict: {failure: {final_exit_codes: [4]}}
+        tasks:
+          - id: listed
+            role: ops
+            cycles: 1
+            command: [sh, -c, "echo usage >&2; exit 3"]
+            final_exit_codes: [3]
+          - {id: by-role, role: strict, cycles: 1, command: [sh, -c, "exit 4"]}
+          - {id: not-found, role: ops, cycles: 1, command: [no-such-command-anywhere], shell: true}
+          - {id: no-retries, role: ops, cycles: 1, command: ["false"], retries: 0}
+          - {id: fine, role: ops, cycles: 1, command: ["true"]}
+        """,
+    )
+    started = time.monotonic()
+    done = _cycleplan("execute", str(scenario), "--agent", "command", "--json", cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    # No backoff was waited out: a retry would have waited 5 s or so first.
+    assert elapsed < 4.0, elapsed
+    summary = json.loads(done.stdout)
+    trace = _exported(summary["run_id"], tmp_path)
+    assert _failed_attempts(trace) == {"listed": 1, "by-role": 1, "not-found": 1, "no-retries": 1}
+    ended = {e.target_id: e for e in trace if e.action in ("task_failed", "task_complete")}
+    assert ended["fine"].action == "task_complete"
+    errors = {task: str(event.metadata.get("error", "")) for task, event in ended.items()}
+    assert "exited with status 3 (one of final_exit_codes: not retried): usage" in errors["listed"]
+    assert "exited with status 4 (one of final_exit_codes: not retried)" in errors["by-role"]
+    assert "exited with status 127 (one of final_exit_codes: not retried)" in errors["not-found"]
+    assert errors["no-retries"] == "false exited with status 1 (cycle 1, 1 attempt)"
