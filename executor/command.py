@@ -22,7 +22,12 @@ from __future__ import annotations
 import os
 import time
 
-from cycleplan.executor.backend import BackendUnavailableError, CycleOutcome, CycleRequest
+from cycleplan.executor.backend import (
+    BackendOptions,
+    BackendUnavailableError,
+    CycleOutcome,
+    CycleRequest,
+)
 from cycleplan.executor.processes import ProcessRegistry, run_in_group
 from cycleplan.executor.secrets import child_environment
 from cycleplan.model import Scenario
@@ -48,6 +53,17 @@ def tail(path: os.PathLike[str], limit: int = STDERR_TAIL_BYTES) -> str:
     return " ".join(data.decode("utf-8", "replace").split())
 
 
+def preflight(scenario: Scenario, options: BackendOptions) -> None:
+    """Refuse a scenario with a task that has no command to run, before anything is recorded."""
+    missing = [task.id for task in scenario.all_tasks() if not task.command]
+    if missing:
+        shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
+        raise BackendUnavailableError(
+            f"--agent command needs a 'command' on every task; missing on: {shown}. Give each task a "
+            "command (an argument list, e.g. command: [python3, step.py]), or choose another --agent"
+        )
+
+
 class CommandBackend:
     """Runs ``task.command`` once per cycle in its own process group."""
 
@@ -61,12 +77,7 @@ class CommandBackend:
         self._pass_env = pass_env
 
     async def start(self) -> None:
-        missing = [task.id for task in self._scenario.all_tasks() if not task.command]
-        if missing:
-            shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
-            raise BackendUnavailableError(
-                f"--agent command needs a 'command' on every task; missing on: {shown}"
-            )
+        preflight(self._scenario, BackendOptions())
 
     async def close(self) -> None:
         return None

@@ -4,17 +4,24 @@ anything is written), and what its progress lines and log say meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import pytest
 from support import cycleplan_executable
 
+from cycleplan.executor.anthropic_api import AnthropicBackend
+from cycleplan.executor.backend import BackendOptions, CycleRequest
+from cycleplan.loading import parse_scenario
 from cycleplan.model import Event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,3 +172,113 @@ def test_a_command_whose_failure_is_final_fails_at_once(tmp_path: Path) -> None:
     assert "exited with status 4 (one of final_exit_codes: not retried)" in errors["by-role"]
     assert "exited with status 127 (one of final_exit_codes: not retried)" in errors["not-found"]
     assert errors["no-retries"] == "false exited with status 1 (cycle 1, 1 attempt)"
+
+
+def test_a_host_name_that_does_not_resolve_fails_the_attempt_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the pre-flight (a host that stopped resolving mid-run), a name with no address is final: no
+    transient retries, no backoff."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    scenario = parse_scenario("roles: {ops: {}}\ntasks: [{id: a, role: ops, cycles: 1}]")
+    task = scenario.all_tasks()[0]
+
+    async def one_attempt() -> Any:
+        backend = AnthropicBackend(scenario, BackendOptions(base_url="http://no-such-host.invalid"))
+        await backend.start()
+        try:
+            return await backend.run_cycle(
+                CycleRequest(
+                    run_id="r",
+                    lane="ops-1",
+                    task=task,
+                    role_name="ops",
+                    role=scenario.role("ops"),
+                    cycle=1,
+                    attempt=1,
+                    spec="",
+                    artifacts=tmp_path,
+                    workdir=tmp_path,
+                )
+            )
+        finally:
+            await backend.close()
+
+    started = time.monotonic()
+    outcome = asyncio.run(one_attempt())
+    assert not outcome.ok and not outcome.retryable
+    assert "does not resolve" in outcome.error and "no-such-host.invalid" in outcome.error
+    assert outcome.details["transient_errors"] == 0
+    assert time.monotonic() - started < 5.0  # the transient backoff (1 s, 2 s, 4 s) was not waited out
+
+
+# --------------------------------------------------------------------------------------------------
+# pre-flight: a run that cannot go is refused before anything is written
+
+NO_COMMANDS = """
+    roles: {ops: {}}
+    tasks:
+      - {id: plan-it, role: ops, cycles: 1}
+      - {id: do-it, role: ops, cycles: 1, after: [plan-it]}
+"""
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.mark.parametrize(
+    ("agent", "flags", "env", "message"),
+    [
+        ("command", [], {}, "--agent command needs a 'command' on every task; missing on: plan-it, do-it"),
+        (
+            "claude-code",
+            ["--claude", "no-such-claude"],
+            {},
+            "'no-such-claude' is not on PATH: install it",
+        ),
+        (
+            "anthropic",
+            [],
+            {"ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": "http://no-such-host.invalid"},
+            "cannot reach ANTHROPIC_BASE_URL (http://no-such-host.invalid): host name 'no-such-host.invalid' "
+            "does not resolve",
+        ),
+        (
+            "anthropic",
+            [],
+            {"ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": "http://127.0.0.1:{port}"},
+            "127.0.0.1:{port} refuses connections (nothing listens there); correct or unset "
+            "ANTHROPIC_BASE_URL",
+        ),
+    ],
+    ids=[
+        "command-without-commands",
+        "claude-code-without-claude",
+        "anthropic-unknown-host",
+        "anthropic-refused",
+    ],
+)
+def test_a_run_that_cannot_go_is_refused_before_anything_is_written(
+    tmp_path: Path, agent: str, flags: list[str], env: dict[str, str], message: str
+) -> None:
+    scenario = _write(tmp_path, "scenario.yaml", NO_COMMANDS)
+    port = str(_closed_port())
+    env = {name: value.replace("{port}", port) for name, value in env.items()}
+    started = time.monotonic()
+    done = _cycleplan("execute", str(scenario), "--agent", agent, *flags, cwd=tmp_path, env=env, drop=PROXIES)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message.replace("{port}", port) in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    # No store, no run folder, no lock: nothing to clean up, nothing for `runs` to list.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["scenario.yaml"]
+    # At once, not after retries (the name lookup of .invalid here took well under a second).
+    assert elapsed < 10.0, elapsed
