@@ -65,7 +65,7 @@ from cycleplan.executor.backend import (
     TakesHandoff,
     Usage,
 )
-from cycleplan.executor.clock import Clock
+from cycleplan.executor.clock import Clock, counted
 from cycleplan.executor.coordination import EventBoard
 from cycleplan.executor.replay import RunProgress
 from cycleplan.executor.secrets import redact, secret_values
@@ -943,7 +943,7 @@ class Orchestrator:
             metadata = self._cycle_metadata(run, request, outcome, start)
             start = AFTER_FIRST
             if timed_out:
-                metadata["error"] = f"timed out after {self._timeout_min(task):g} scenario minutes"
+                metadata["error"] = f"timed out after {counted(self._timeout_min(task), 'scenario minute')}"
                 metadata["timeout"] = True
             self.record(run.lane, task.id, **metadata)
             if outcome.ok and not timed_out:
@@ -956,7 +956,7 @@ class Orchestrator:
             if timed_out or not outcome.retryable or run.failed_attempts >= attempts:
                 error = metadata.get("error") or "failed"
                 if not timed_out and outcome.retryable:
-                    error = f"{error} (cycle {cycle}, {attempts} attempt{'s' if attempts > 1 else ''})"
+                    error = f"{error} (cycle {cycle}, {counted(attempts, 'attempt')})"
                 self._failed(run, str(error), cycle=cycle, timeout=timed_out)
                 return None
             run.state = "backoff"

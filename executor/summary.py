@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cycleplan.executor import events as ev
-from cycleplan.executor.clock import format_minutes
+from cycleplan.executor.clock import counted, format_minutes
 from cycleplan.executor.store import RunStore
 from cycleplan.metrics import MS_PER_MIN, metrics
 from cycleplan.model import Event, Plan
@@ -158,7 +158,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"  tasks      {tasks['complete']} complete, {tasks['failed']} failed, "
             f"{tasks['cancelled']} cancelled of {tasks['total']}; "
-            f"{summary['failed_cycles']} failed attempt(s)"
+            f"{counted(summary['failed_cycles'], 'failed attempt')}"
         )
         if summary.get("time_scale", 1.0) != 1.0:
             lines.append(

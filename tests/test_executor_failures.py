@@ -282,3 +282,43 @@ def test_a_run_that_cannot_go_is_refused_before_anything_is_written(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["scenario.yaml"]
     # At once, not after retries (the name lookup of .invalid here took well under a second).
     assert elapsed < 10.0, elapsed
+
+
+# --------------------------------------------------------------------------------------------------
+# what the progress lines and the run's log say
+
+_STAMP = re.compile(r"^\[\s*([\d.,]+) (s|min)\] (.*)$")
+
+
+def _stamped(text: str) -> list[tuple[float, str]]:
+    """(seconds, line) of each line of a run's log."""
+    lines = []
+    for line in text.splitlines():
+        found = _STAMP.match(line)
+        assert found is not None, line
+        value = float(found.group(1).replace(",", ""))
+        lines.append((value * 60 if found.group(2) == "min" else value, found.group(3)))
+    return lines
+
+
+def test_progress_lines_say_one_cycle_one_lane_one_task(tmp_path: Path) -> None:
+    scenario = _write(
+        tmp_path,
+        "one.yaml",
+        """
+        roles: {ops: {}}
+        tasks: [{id: only, role: ops, cycles: 1, command: ["false"], retries: 0}]
+        """,
+    )
+    done = _cycleplan("execute", str(scenario), "--agent", "command", "--progress", "plain", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "started: 1 lane, 1 task" in done.stderr
+    assert "only             started (1 cycle)" in done.stderr
+    assert "(cycle 1, 1 attempt)" in done.stderr
+    assert "1 failed attempt" in done.stdout
+    for wrong in ("1 lanes", "1 tasks", "1 cycles", "1 attempts", "1 failed attempts", "attempt(s)"):
+        assert wrong not in done.stderr + done.stdout, wrong
+    (log,) = (tmp_path / ".cycleplan" / "runs").glob("*/log.txt")
+    assert [line for _, line in _stamped(log.read_text())] == [
+        line.split("] ", 1)[1] for line in done.stderr.splitlines()
+    ]
