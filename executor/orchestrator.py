@@ -71,7 +71,7 @@ from cycleplan.executor.replay import RunProgress
 from cycleplan.executor.secrets import redact, secret_values
 from cycleplan.executor.slots import PARALLEL, Slots
 from cycleplan.executor.store import RunStore
-from cycleplan.executor.summary import stopped_spans
+from cycleplan.executor.summary import running_ms, stopped_spans
 from cycleplan.metrics import run_header
 from cycleplan.model import Event, Plan, PlannedTask, Role, Task
 from cycleplan.prices import cost_usd, resolve
@@ -258,6 +258,9 @@ class Orchestrator:
         """Each task that spawns subagents -> the cycle it spawns them at -> their ids, in order."""
         self._earlier: list[Event] = []
         """The events of the earlier parts of this run (a resumed run's)."""
+        self.earlier_ms = 0.0
+        """Real ms the earlier parts of this run were going (their stopped stretches left out): where
+        the clocks of the progress lines and the run's log carry on from."""
         self.races: dict[str, list[str]] = {}
         for task in tasks.values():
             if task.race is not None:
@@ -317,6 +320,7 @@ class Orchestrator:
     def publish_stored(self, trace: list[Event]) -> None:
         """Make the events of an earlier part of this run visible to the waits of this one."""
         self._earlier = list(trace)
+        self.earlier_ms = running_ms(trace)
         for event in trace:
             self.board.publish(event)
 

@@ -6,7 +6,9 @@ a footer with the run's totals. :class:`PlainLines` writes one line per task-lev
 for pipes and CI logs. :class:`RunLog` appends the same lines to the run's ``log.txt``. Every line is
 redacted of secrets and made printable (an agent's error may carry escape sequences) before it is shown
 or logged. All three read the orchestrator's state and its events; none changes anything. Times shown are
-scenario minutes (real minutes, unless the run is a time-scaled rehearsal).
+scenario minutes (real minutes, unless the run is a time-scaled rehearsal) since the run began; a resumed
+run's carry on from the time its earlier parts were going (the time it stood stopped left out, as in its
+summary).
 """
 
 from __future__ import annotations
@@ -91,10 +93,16 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
     return None
 
 
+def run_began(orchestrator: Orchestrator) -> float:
+    """The monotonic time the run would have begun had it never stood stopped: a resumed run's clock
+    carries on from the time its earlier parts were going, rather than from zero."""
+    return time.monotonic() - orchestrator.earlier_ms / 1000.0
+
+
 class _Lines:
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
-        self.started = time.monotonic()
+        self.started = run_began(orchestrator)
 
     def stamp(self) -> str:
         minutes = self.orchestrator.clock.scenario_min((time.monotonic() - self.started) * 1000.0)
@@ -142,7 +150,7 @@ class LiveView:
 
         self.orchestrator = orchestrator
         self.console = Console(file=stream)
-        self.started = time.monotonic()
+        self.started = run_began(orchestrator)
         self._task: asyncio.Task[None] | None = None
         self._live: Any = None
 

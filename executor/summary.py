@@ -36,6 +36,15 @@ def stopped_spans(trace: Sequence[Event]) -> list[tuple[float, float]]:
     return spans
 
 
+def running_ms(trace: Sequence[Event]) -> float:
+    """Real milliseconds the run of ``trace`` was going, from its first event to its last, the stretches
+    it stood stopped left out: where a resumed run's clock carries on from."""
+    if not trace:
+        return 0.0
+    idle = sum(end - begin for begin, end in stopped_spans(trace))
+    return trace[-1].timestamp - trace[0].timestamp - idle
+
+
 def scenario_trace(trace: Sequence[Event], time_scale: float) -> list[Event]:
     """``trace`` on the scenario's clock: times since the first event, with the stopped stretches taken
     out, and cycle times, x ``time_scale``."""

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import textwrap
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executor_support import wait_for
 from support import cycleplan_executable
 
 from cycleplan.executor.anthropic_api import AnthropicBackend
@@ -321,4 +323,58 @@ def test_progress_lines_say_one_cycle_one_lane_one_task(tmp_path: Path) -> None:
     (log,) = (tmp_path / ".cycleplan" / "runs").glob("*/log.txt")
     assert [line for _, line in _stamped(log.read_text())] == [
         line.split("] ", 1)[1] for line in done.stderr.splitlines()
+    ]
+
+
+def test_a_resumed_runs_log_carries_on_from_the_time_the_run_had_taken(tmp_path: Path) -> None:
+    marker = tmp_path / "second-cycle.started"
+    # Cycle 2 hangs the first time it runs, until Ctrl-C; each cycle takes half a second.
+    step = f'if [ "$CYCLEPLAN_CYCLE" = 2 ] && [ ! -e {marker} ]; then touch {marker}; sleep 60; fi; sleep 0.5'
+    scenario = _write(
+        tmp_path,
+        "two.yaml",
+        f"""
+        roles: {{ops: {{}}}}
+        tasks: [{{id: slow, role: ops, cycles: 2, shell: true, command: ['{step}']}}]
+        """,
+    )
+    store = tmp_path / "runs.db"
+    process = subprocess.Popen(
+        [cycleplan_executable(), "execute", str(scenario), "--agent", "command", "--store", str(store)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(marker.exists, "the second cycle to start", process)
+        time.sleep(0.3)
+        os.kill(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    (log,) = (tmp_path / "runs").glob("*/log.txt")
+    run_id = log.parent.name
+    before = _stamped(log.read_text())
+    assert before[-1][1].endswith("interrupted: its unfinished tasks wait for --resume")
+    ran_s = before[-1][0]
+    assert ran_s >= 0.7  # a cycle, and a part of the next
+
+    stopped_s = 2.0
+    time.sleep(stopped_s)
+    resumed = _cycleplan("execute", "--resume", run_id, "--store", str(store), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    after = _stamped(log.read_text())[len(before) :]
+    assert after[0][1] == f"run {run_id} resumed (1)"
+    # The clock carries on from where the run stood (one decimal shown), and the time it stood stopped
+    # is not on it.
+    assert ran_s - 0.1 <= after[0][0] < ran_s + stopped_s / 2, (ran_s, after)
+    assert after[-1][1] == f"run {run_id} complete"
+    assert after[-1][0] >= ran_s + 0.5  # the second cycle's half second, on top
+    # The progress lines on stderr keep the same clock as the log.
+    assert [line for _, line in after] == [line.split("] ", 1)[1] for line in resumed.stderr.splitlines()]
+    assert [stamp for stamp, _ in after] == [
+        stamp for stamp, _ in _stamped("\n".join(resumed.stderr.splitlines()))
     ]
