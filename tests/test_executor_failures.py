@@ -378,3 +378,34 @@ def test_a_resumed_runs_log_carries_on_from_the_time_the_run_had_taken(tmp_path:
     assert [stamp for stamp, _ in after] == [
         stamp for stamp, _ in _stamped("\n".join(resumed.stderr.splitlines()))
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# what a command is told, as the schema and the README say
+
+
+def test_every_variable_a_command_gets_is_described_in_the_schema_and_the_readme(tmp_path: Path) -> None:
+    scenario = _write(
+        tmp_path,
+        "env.yaml",
+        """
+        roles: {ops: {}}
+        tasks: [{id: look, role: ops, cycles: 1, command: [sh, -c, "env > $CYCLEPLAN_ARTIFACTS/env.txt"]}]
+        """,
+    )
+    done = _cycleplan("execute", str(scenario), "--agent", "command", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (dump,) = (tmp_path / ".cycleplan" / "runs").glob("*/artifacts/look/env.txt")
+    given = {line.split("=", 1)[0] for line in dump.read_text().splitlines() if line.startswith("CYCLEPLAN_")}
+    assert len(given) == 8, given
+
+    schema = _cycleplan("schema", cwd=tmp_path)
+    assert schema.returncode == 0, schema.stderr
+    fields = json.loads(schema.stdout)["$defs"]["Task"]["properties"]
+    for name in ("command", "shell", "retries", "final_exit_codes", "prompt"):
+        assert fields[name].get("description"), name
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### What a command is told") :]
+    for variable in sorted(given):
+        assert variable in fields["command"]["description"], variable
+        assert f"| `{variable}` |" in section, variable
