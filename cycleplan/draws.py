@@ -92,14 +92,15 @@ def posterior_factors(role_name: str, role: Role, seed: int, block: int) -> dict
     }
 
 
-def attempts(role: Role) -> int:
-    """How many attempts a cycle of ``role`` may take: the first and every retry."""
-    return role.failure.max_retries + 1
+def attempts(task: Task, role: Role) -> int:
+    """How many attempts a cycle of ``task`` done by ``role`` may take: the first and every retry (the
+    task's ``retries``, else the role's ``failure.max_retries``, as the executor counts them)."""
+    return task.max_retries(role) + 1
 
 
-def drawn_attempts(role: Role) -> int:
-    """Attempts drawn for ``role``: all of them, or only the first when a cycle can never fail."""
-    return attempts(role) if role.failure.probability_per_cycle > 0 else 1
+def drawn_attempts(task: Task, role: Role) -> int:
+    """Attempts drawn for ``task``: all of them, or only the first when a cycle can never fail."""
+    return attempts(task, role) if role.failure.probability_per_cycle > 0 else 1
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ def draw_block(
     attempts' draws when retries are added. ``ideal`` gives every cycle its nominal duration and median
     tokens and never fails.
     """
-    count = drawn_attempts(role)
+    count = drawn_attempts(task, role)
     shape = (count, BLOCK, task.cycles)
     stable = task_key(task.id) if key is None else key
     if ideal:

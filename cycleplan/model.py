@@ -433,13 +433,56 @@ class Posterior(Frozen):
         return value
 
 
+DEFAULT_FINAL_EXIT_CODES = (126, 127)
+"""Exit statuses a shell gives a command it cannot execute (126) or cannot find (127): another attempt
+would end the same way, so ``--agent command`` does not retry them unless told otherwise."""
+
+
+def _exit_statuses(value: tuple[int, ...]) -> tuple[int, ...]:
+    for status in value:
+        if not 1 <= status <= 255:
+            raise ValueError(
+                f"{status} is not a failing exit status: give exit statuses from 1 to 255 "
+                "(0 is success; a command killed by a signal is always retried)"
+            )
+    return value
+
+
+ExitStatuses = Annotated[
+    tuple[Annotated[int, Field(strict=True)], ...], Field(max_length=255), AfterValidator(_exit_statuses)
+]
+"""Exit statuses of a command, each from 1 to 255."""
+
+Retries = Annotated[int, Field(ge=0, le=100, strict=True)]
+"""A count of retries: a whole number (``true`` is not one), from 0 to 100."""
+
+RETRIES_HELP = (
+    "Retries a failed cycle gets before its task fails for good (a cycle takes at most retries + 1 "
+    "attempts). `execute` retries after a backoff that doubles (about 5 s, then 10 s, ...); `simulate` "
+    "draws a failure, and a retry, per attempt. 0: the first failure is final."
+)
+FINAL_EXIT_CODES_HELP = (
+    "Exit statuses of a task's `command` (`execute --agent command`) that fail the task at once, "
+    "without retries: another attempt would exit the same way (a usage error, a failing test suite). "
+    "Any other non-zero status, and a command killed by a signal, is retried. A list given replaces "
+    "the default [126, 127] (the shell's 'cannot execute' and 'not found'); [] retries every failure."
+)
+
+
 class FailureModel(Frozen):
     """Per-cycle failures and what happens when a task runs out of retries."""
 
     probability_per_cycle: Probability = 0.0
-    max_retries: int = Field(default=2, ge=0, le=100)
+    max_retries: Retries = Field(
+        default=2,
+        description=f"{RETRIES_HELP} A task's own `retries` overrides this for that task.",
+    )
     cancel_parallel: bool = False
     """When a task fails for good, also cancel the running tasks of the same role."""
+    final_exit_codes: ExitStatuses = Field(
+        default=DEFAULT_FINAL_EXIT_CODES,
+        description=f"{FINAL_EXIT_CODES_HELP} A task's own `final_exit_codes` overrides this for that task.",
+    )
 
 
 class SyncCost(Frozen):
@@ -544,9 +587,38 @@ class Task(Frozen):
     duration_multiplier: float = Field(default=1.0, gt=0, le=1_000, allow_inf_nan=False)
     description: str = Field(default="", max_length=10_000)
     phase: str = Field(default="", max_length=200)
-    prompt: str = Field(default="", max_length=200_000)
-    command: list[str] | None = Field(default=None, min_length=1, max_length=1_000)
-    shell: bool = False
+    prompt: str = Field(
+        default="",
+        max_length=200_000,
+        description="What the agent is asked to do (anthropic, claude-code, emulated); when empty, the "
+        "task's description, else its id.",
+    )
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1_000,
+        description="What `execute --agent command` runs for each cycle of the task: an argument list, run "
+        "without a shell (e.g. [python3, scripts/migrate.py]) in the working directory (the lane's worktree "
+        "with --worktrees). Exit status 0 is a cycle done; any other a failed attempt, retried unless it "
+        "is one of `final_exit_codes`. The command learns where it is from CYCLEPLAN_RUN_ID, "
+        "CYCLEPLAN_TASK, CYCLEPLAN_LANE, CYCLEPLAN_ROLE, CYCLEPLAN_CYCLE, CYCLEPLAN_CYCLES, "
+        "CYCLEPLAN_ATTEMPT and CYCLEPLAN_ARTIFACTS (a folder of its own to write to); of the executor's "
+        "environment it gets PATH, HOME, the locale and the like, and what `--pass-env NAME` names. Its "
+        "standard output and error are kept with the run. Other agents ignore it.",
+    )
+    shell: bool = Field(
+        default=False,
+        description="Run `command` with /bin/sh -c: its first item is the shell text, the others become "
+        "$0, $1, ...",
+    )
+    retries: Retries | None = Field(
+        default=None,
+        description=f"{RETRIES_HELP} Overrides the role's `failure.max_retries` (default 2) for this task.",
+    )
+    final_exit_codes: ExitStatuses | None = Field(
+        default=None,
+        description=f"{FINAL_EXIT_CODES_HELP} Overrides the role's `failure.final_exit_codes` for this task.",
+    )
     template_cycles: tuple[int, int] | None = None
     """Where the task sits in its template (first and last template cycle), when it comes from one."""
     cycle_models: dict[int, str] = Field(default_factory=dict, max_length=MAX_CYCLES)
@@ -587,6 +659,17 @@ class Task(Frozen):
             if not model or len(model) > 200:
                 raise ValueError(f"cycle {cycle}: a model id has 1 to 200 characters")
         return value
+
+    def max_retries(self, role: Role) -> int:
+        """Retries a failed cycle of this task gets when ``role`` does it: its own ``retries``, else the
+        role's ``failure.max_retries``."""
+        return role.failure.max_retries if self.retries is None else self.retries
+
+    def final_exit_statuses(self, role: Role) -> frozenset[int]:
+        """Exit statuses of its command that fail this task at once: its own ``final_exit_codes``, else
+        the role's."""
+        given = role.failure.final_exit_codes if self.final_exit_codes is None else self.final_exit_codes
+        return frozenset(given)
 
     def model_of(self, role: Role, cycle: int) -> str:
         """The model cycle ``cycle`` (1-based) runs on."""

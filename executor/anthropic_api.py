@@ -19,9 +19,12 @@ Usage (input, output, cache read, cache write), latency and stop reason are reco
 whose answer stops with ``refusal`` failed. 429 and 529 answers are retried after their ``retry-after``
 (their waits recorded as ``rate_limit_wait_ms``; a floor that doubles while the server names shorter
 waits, and at most :data:`MAX_RATE_LIMIT_RETRIES` in a row), 5xx and connection errors a few times with
-backoff; other errors fail the attempt at once. Every attempt is kept as an artifact
+backoff; other errors fail the attempt at once, and those no retry can mend (a refused key, a bad
+request, a host name that does not resolve) fail the task. Every attempt is kept as an artifact
 (``cycle-003.attempt-1.json``: prompt, answer, usage, and for a loop each call's usage), and the
-conversation of a resumed task is rebuilt from those files.
+conversation of a resumed task is rebuilt from those files. Before a run is recorded, :func:`preflight`
+checks the key, and that the API's host name resolves and its port accepts connections: a mistyped
+``ANTHROPIC_BASE_URL`` is an error at once rather than a run of retries.
 
 The key comes from ``ANTHROPIC_API_KEY`` only and goes to the SDK only. ``emulated`` is the same
 backend pointed at :class:`cycleplan.executor.emulator.Emulator` on loopback, with requests tagged by
@@ -71,6 +74,8 @@ TRANSIENT_BACKOFF_S = 1.0
 DEFAULT_RETRY_AFTER_S = 5.0
 """Wait after a 429/529 that names none."""
 REQUEST_TIMEOUT_S = 600.0
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+"""Where the SDK sends requests when neither the backend nor ``ANTHROPIC_BASE_URL`` says otherwise."""
 
 CALL_CAP_FACTOR = 3
 """A real agent loop stops after this many times its role's ``calls.per_cycle.p90`` calls."""
@@ -108,6 +113,25 @@ def cycle_prompt(request: CycleRequest) -> str:
     if arrived:
         lines.append(f"Now available from the other agents: {', '.join(arrived)}.")
     return "\n".join(lines)
+
+
+def preflight(scenario: Scenario, options: BackendOptions) -> None:
+    """Refuse to start, before anything is recorded, without a key, or when the API's host name does
+    not resolve or its port refuses connections (:mod:`.reach`): a run would spend every task's retries
+    finding that out."""
+    from cycleplan.executor.reach import unreachable
+
+    api_key(options.api_key_env)
+    given = options.base_url or os.environ.get("ANTHROPIC_BASE_URL")
+    url = given or DEFAULT_BASE_URL
+    why = unreachable(url)
+    if why is not None:
+        named = f"ANTHROPIC_BASE_URL ({url})" if given else f"the Messages API ({url})"
+        remedy = "correct or unset ANTHROPIC_BASE_URL" if given else "check your network and DNS"
+        raise BackendUnavailableError(
+            f"--agent anthropic cannot reach {named}: {why}; {remedy}, then run again "
+            "(or rehearse offline with --agent emulated)"
+        )
 
 
 def retry_after_s(headers: Any) -> float | None:
@@ -309,6 +333,10 @@ class AnthropicBackend:
                     continue
                 return _Refused(f"HTTP {status}: {_message(exc)}", retryable=False)
             except APIConnectionError as exc:
+                unknown = _unknown_host(exc)
+                if unknown is not None:
+                    # The name has no address: no retry can give it one.
+                    return _Refused(f"connection failed: {unknown}", retryable=False)
                 tally.transient += 1
                 if tally.transient > MAX_TRANSIENT_RETRIES:
                     return _Refused(f"connection failed: {exc}")
@@ -544,6 +572,22 @@ class _Reply:
 class _Refused:
     error: str
     retryable: bool = True
+
+
+def _unknown_host(error: BaseException) -> str | None:
+    """What the resolver said, when ``error`` comes of a host name that has no address (not of a
+    resolver that failed to answer, which a retry may get past)."""
+    import socket
+
+    final = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, socket.gaierror) and seen.errno in final:
+            return f"{error} (the host name does not resolve)"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _cache_control(role: Role) -> dict[str, str]:

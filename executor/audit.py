@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cycleplan.executor import events as ev
+from cycleplan.executor.clock import counted
 from cycleplan.model import Event, Plan
 
 EPS_MS = 0.5
@@ -183,7 +184,7 @@ def _cycles(task: str, cycles: int, attempts: list[Event], end: Event | None) ->
             done = cycle
             tries = 0
     if end is not None and end.action == ev.TASK_COMPLETE and done != cycles:
-        problems.append(f"{task}: completed after {done} of {cycles} cycles")
+        problems.append(f"{task}: completed after {done} of {counted(cycles, 'cycle')}")
     return problems
 
 

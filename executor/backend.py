@@ -12,7 +12,8 @@ tool), implements :class:`SpawnsSubagents`: the orchestrator then does not start
 to the cycle (:attr:`CycleRequest.subagents`) and records what the backend reports while the cycle runs
 (:class:`CycleEvents`: each subagent's start and end, each tool the agents use). Backends are built by
 name with :func:`make_backend`, which imports each one lazily so that choosing ``command`` never imports
-the Anthropic SDK.
+the Anthropic SDK. :func:`preflight` asks a backend, before a run is recorded, whether it can run at all
+(a key, a reachable API, a ``claude`` to run, a command on every task), writing nothing.
 """
 
 from __future__ import annotations
@@ -207,9 +208,9 @@ def _anthropic(scenario: Scenario, options: BackendOptions, processes: ProcessRe
 
 
 def _claude_code(scenario: Scenario, options: BackendOptions, processes: ProcessRegistry) -> Backend:
-    from cycleplan.executor.claude_code import ClaudeCodeBackend, sdk_installed
+    from cycleplan.executor.claude_code import ClaudeCodeBackend, uses_sdk
 
-    if options.claude_client == "sdk" or (options.claude_client == "auto" and sdk_installed()):
+    if uses_sdk(options):
         from cycleplan.executor.claude_sdk import ClaudeSdkBackend
 
         return ClaudeSdkBackend(scenario, options)
@@ -228,21 +229,45 @@ def _emulated(scenario: Scenario, options: BackendOptions, processes: ProcessReg
     return EmulatedBackend(scenario, options)
 
 
+def _anthropic_ready(scenario: Scenario, options: BackendOptions) -> None:
+    from cycleplan.executor.anthropic_api import preflight
+
+    preflight(scenario, options)
+
+
+def _claude_code_ready(scenario: Scenario, options: BackendOptions) -> None:
+    from cycleplan.executor.claude_code import preflight
+
+    preflight(scenario, options)
+
+
+def _command_ready(scenario: Scenario, options: BackendOptions) -> None:
+    from cycleplan.executor.command import preflight
+
+    preflight(scenario, options)
+
+
+def _always_ready(scenario: Scenario, options: BackendOptions) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class BackendEntry:
-    """A backend ``execute --agent`` can name: what it is, in a few words, and how to make one."""
+    """A backend ``execute --agent`` can name: what it is, in a few words, how to make one, and what it
+    checks before a run is recorded (:func:`preflight`)."""
 
     name: str
     summary: str
     build: Callable[[Scenario, BackendOptions, ProcessRegistry], Backend]
+    ready: Callable[[Scenario, BackendOptions], None] = _always_ready
 
 
 BACKENDS: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
-        BackendEntry("anthropic", "the Messages API", _anthropic),
-        BackendEntry("claude-code", "Claude Code, a turn per cycle", _claude_code),
-        BackendEntry("command", "each task's command", _command),
+        BackendEntry("anthropic", "the Messages API", _anthropic, _anthropic_ready),
+        BackendEntry("claude-code", "Claude Code, a turn per cycle", _claude_code, _claude_code_ready),
+        BackendEntry("command", "each task's command", _command, _command_ready),
         BackendEntry("emulated", "a local imitation of the API; no network, no cost", _emulated),
     )
 }
@@ -250,6 +275,17 @@ BACKENDS: dict[str, BackendEntry] = {
 
 AGENTS = tuple(BACKENDS)
 """The backends ``cycleplan execute --agent`` accepts."""
+
+
+def preflight(agent: str, scenario: Scenario, options: BackendOptions) -> None:
+    """Raise :class:`BackendUnavailableError` when the backend called ``agent`` cannot run ``scenario``
+    as ``options`` say (no API key, an API host that does not resolve, no ``claude`` to run, a task
+    without a command...). It writes nothing, so a run that cannot go leaves no trace: the executor asks
+    before it records a run (or, resuming one, before it takes the run's lease)."""
+    entry = BACKENDS.get(agent)
+    if entry is None:
+        raise BackendUnavailableError(f"unknown agent '{agent}'; choose one of {', '.join(AGENTS)}")
+    entry.ready(scenario, options)
 
 
 def make_backend(

@@ -67,6 +67,34 @@ def sdk_installed() -> bool:
     return importlib.util.find_spec("claude_agent_sdk") is not None
 
 
+def claude_cli(options: BackendOptions) -> str:
+    """The path of the Claude Code CLI ``options`` name, or a one-line error saying how to get it."""
+    found = shutil.which(options.claude_executable)
+    if found is None:
+        raise BackendUnavailableError(
+            f"--agent claude-code needs the Claude Code CLI, and '{options.claude_executable}' is not on "
+            "PATH: install it (npm install -g @anthropic-ai/claude-code), name it with --claude PATH, or "
+            "use the SDK's own (pip install 'cycleplan[claude]', without --claude)"
+        )
+    return found
+
+
+def preflight(scenario: Scenario, options: BackendOptions) -> None:
+    """Refuse to start, before anything is recorded, when the client ``options`` choose is missing:
+    the SDK (and a CLI for it), or the CLI on PATH."""
+    if uses_sdk(options):
+        from cycleplan.executor.claude_sdk import sdk_cli
+
+        sdk_cli(options)
+    else:
+        claude_cli(options)
+
+
+def uses_sdk(options: BackendOptions) -> bool:
+    """Whether ``options`` run Claude Code through the SDK rather than the headless CLI."""
+    return options.claude_client == "sdk" or (options.claude_client == "auto" and sdk_installed())
+
+
 def system_prompt(scenario: Scenario, request: CycleRequest) -> str:
     """What is appended to Claude Code's own system prompt: the shared specification and the role's
     prompt."""
@@ -250,13 +278,7 @@ class ClaudeCodeBackend:
         )
 
     async def start(self) -> None:
-        found = shutil.which(self._options.claude_executable)
-        if found is None:
-            raise BackendUnavailableError(
-                f"--agent claude-code needs the Claude Code CLI, and '{self._options.claude_executable}' "
-                "is not on PATH (install it with: npm install -g @anthropic-ai/claude-code)"
-            )
-        self._executable = found
+        self._executable = claude_cli(self._options)
         if self.rehearsal is not None:
             await self.rehearsal.start()
 

@@ -77,6 +77,30 @@ def bundled_cli() -> str | None:
     return str(path) if path.is_file() else None
 
 
+def sdk_cli(options: BackendOptions) -> str | None:
+    """The Claude Code CLI the SDK is to run (None: the one it bundles), or a one-line error when the SDK
+    is not installed or has no CLI to run."""
+    try:
+        import claude_agent_sdk  # noqa: F401
+    except ImportError:
+        raise BackendUnavailableError(
+            "--agent claude-code on the SDK needs the claude extra: pip install 'cycleplan[claude]'"
+        ) from None
+    executable = options.claude_executable
+    if executable != "claude":
+        return shutil.which(executable) or executable
+    if bundled_cli() is not None:
+        return None
+    found = shutil.which("claude")
+    if found is None:
+        raise BackendUnavailableError(
+            "--agent claude-code: the installed claude-agent-sdk bundles no Claude Code CLI for this "
+            "platform and 'claude' is not on PATH: install it (npm install -g @anthropic-ai/claude-code) "
+            "or name it with --claude PATH"
+        )
+    return found
+
+
 @dataclass
 class ApiCall:
     """One Messages API call of a turn, as the stream (or a transcript) shows it."""
@@ -426,22 +450,7 @@ class ClaudeSdkBackend:
         return True
 
     async def start(self) -> None:
-        try:
-            import claude_agent_sdk  # noqa: F401
-        except ImportError:
-            raise BackendUnavailableError(
-                "--agent claude-code on the SDK needs the claude extra: pip install 'cycleplan[claude]'"
-            ) from None
-        executable = self._options.claude_executable
-        if executable != "claude":
-            self._cli = shutil.which(executable) or executable
-        elif bundled_cli() is None:
-            self._cli = shutil.which("claude")
-            if self._cli is None:
-                raise BackendUnavailableError(
-                    "--agent claude-code: the installed claude-agent-sdk bundles no Claude Code CLI for this "
-                    "platform and 'claude' is not on PATH"
-                )
+        self._cli = sdk_cli(self._options)
         if self.rehearsal is not None:
             await self.rehearsal.start()
 

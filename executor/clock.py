@@ -4,7 +4,8 @@ Timestamps come from the monotonic clock anchored once to the wall clock, so the
 is also the order of their timestamps even if the system clock is stepped. ``time_scale`` is how many
 scenario minutes pass in one real minute (``--time-scale 60``: a simulated minute lasts a second); only
 the emulated agent runs faster than real time, and the executor shrinks its own waits (timeouts,
-backoff) by the same factor so that a rehearsal keeps the scenario's proportions.
+backoff) by the same factor so that a rehearsal keeps the scenario's proportions. How the executor's
+messages say amounts lives here too: minutes (:func:`format_minutes`) and counts (:func:`counted`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ class Clock:
     def scenario_min(self, real_ms: float) -> float:
         """Scenario minutes that ``real_ms`` real milliseconds stand for."""
         return real_ms * self.time_scale / MS_PER_MIN
+
+
+def counted(number: float, noun: str, plural: str | None = None) -> str:
+    """``1 cycle``, ``2 cycles``, ``1,200 tokens``, ``0.5 scenario minutes``: the number and its noun,
+    plural (``plural``, else the noun and an ``s``) unless the number is exactly one."""
+    shown = f"{number:,}" if isinstance(number, int) else f"{number:,g}"
+    return f"{shown} {noun if number == 1 else plural or noun + 's'}"
 
 
 def format_minutes(minutes: float) -> str:

@@ -9,6 +9,12 @@ it gets only the allowed variables (``PATH``, ``HOME``, the locale... see :mod:`
 with ``execute --pass-env NAME``; the Anthropic API key is not passed on unless so named. Its standard
 output and error are kept as artifacts (``cycle-003.attempt-1.stdout`` / ``.stderr``). Cancelling a
 cycle stops the command's whole process group.
+
+A non-zero exit status is a failed attempt, which the orchestrator retries, unless the status is one of
+the task's final ones (``final_exit_codes``, else its role's ``failure.final_exit_codes``; by default
+126 and 127, a command the shell cannot execute or cannot find): another attempt would exit the same
+way, so the task fails at once. A command that cannot be started at all fails at once too. A command
+killed by a signal is always retried.
 """
 
 from __future__ import annotations
@@ -16,7 +22,12 @@ from __future__ import annotations
 import os
 import time
 
-from cycleplan.executor.backend import BackendUnavailableError, CycleOutcome, CycleRequest
+from cycleplan.executor.backend import (
+    BackendOptions,
+    BackendUnavailableError,
+    CycleOutcome,
+    CycleRequest,
+)
 from cycleplan.executor.processes import ProcessRegistry, run_in_group
 from cycleplan.executor.secrets import child_environment
 from cycleplan.model import Scenario
@@ -42,6 +53,17 @@ def tail(path: os.PathLike[str], limit: int = STDERR_TAIL_BYTES) -> str:
     return " ".join(data.decode("utf-8", "replace").split())
 
 
+def preflight(scenario: Scenario, options: BackendOptions) -> None:
+    """Refuse a scenario with a task that has no command to run, before anything is recorded."""
+    missing = [task.id for task in scenario.all_tasks() if not task.command]
+    if missing:
+        shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
+        raise BackendUnavailableError(
+            f"--agent command needs a 'command' on every task; missing on: {shown}. Give each task a "
+            "command (an argument list, e.g. command: [python3, step.py]), or choose another --agent"
+        )
+
+
 class CommandBackend:
     """Runs ``task.command`` once per cycle in its own process group."""
 
@@ -55,12 +77,7 @@ class CommandBackend:
         self._pass_env = pass_env
 
     async def start(self) -> None:
-        missing = [task.id for task in self._scenario.all_tasks() if not task.command]
-        if missing:
-            shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
-            raise BackendUnavailableError(
-                f"--agent command needs a 'command' on every task; missing on: {shown}"
-            )
+        preflight(self._scenario, BackendOptions())
 
     async def close(self) -> None:
         return None
@@ -111,10 +128,14 @@ class CommandBackend:
         if status == 0:
             return CycleOutcome(ok=True, duration_ms=duration_ms, details=details)
         how = f"killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        final = status in task.final_exit_statuses(request.role)
+        if final:
+            how += " (one of final_exit_codes: not retried)"
         last = tail(stderr)
         return CycleOutcome(
             ok=False,
             duration_ms=duration_ms,
             error=f"{argv[0]} {how}" + (f": {last}" if last else ""),
+            retryable=not final,
             details=details,
         )

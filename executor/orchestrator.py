@@ -6,7 +6,9 @@ Each lane runs its planned tasks in order. Before a task starts, its dependencie
 lane until every event it ``waits`` for before *k* is committed (the seed's ``watchFor``), and after cycle
 *j* it publishes what it ``emits`` after *j*. Failure policy:
 
-- a failed attempt is retried after an exponential backoff, up to the role's ``max_retries``;
+- a failed attempt is retried after an exponential backoff, up to the task's ``retries`` (else its
+  role's ``failure.max_retries``), unless the backend says another attempt cannot help (a final
+  failure: an API key refused, a command's exit status in ``final_exit_codes``);
 - a task out of retries, out of time (``timeout_min``) or refused by the backend fails
   (``task_failed``); its dependents, and tasks waiting for its events, are cancelled
   (``dependency_failed``); with the role's ``cancel_parallel`` its running siblings of the same role
@@ -63,13 +65,13 @@ from cycleplan.executor.backend import (
     TakesHandoff,
     Usage,
 )
-from cycleplan.executor.clock import Clock
+from cycleplan.executor.clock import Clock, counted
 from cycleplan.executor.coordination import EventBoard
 from cycleplan.executor.replay import RunProgress
 from cycleplan.executor.secrets import redact, secret_values
 from cycleplan.executor.slots import PARALLEL, Slots
 from cycleplan.executor.store import RunStore
-from cycleplan.executor.summary import stopped_spans
+from cycleplan.executor.summary import running_ms, stopped_spans
 from cycleplan.metrics import run_header
 from cycleplan.model import Event, Plan, PlannedTask, Role, Task
 from cycleplan.prices import cost_usd, resolve
@@ -256,6 +258,9 @@ class Orchestrator:
         """Each task that spawns subagents -> the cycle it spawns them at -> their ids, in order."""
         self._earlier: list[Event] = []
         """The events of the earlier parts of this run (a resumed run's)."""
+        self.earlier_ms = 0.0
+        """Real ms the earlier parts of this run were going (their stopped stretches left out): where
+        the clocks of the progress lines and the run's log carry on from."""
         self.races: dict[str, list[str]] = {}
         for task in tasks.values():
             if task.race is not None:
@@ -315,6 +320,7 @@ class Orchestrator:
     def publish_stored(self, trace: list[Event]) -> None:
         """Make the events of an earlier part of this run visible to the waits of this one."""
         self._earlier = list(trace)
+        self.earlier_ms = running_ms(trace)
         for event in trace:
             self.board.publish(event)
 
@@ -932,7 +938,7 @@ class Orchestrator:
         """Attempts at one cycle until one succeeds; None when the task failed. The first attempt
         recorded carries ``start``."""
         task = run.task
-        attempts = run.role.failure.max_retries + 1
+        attempts = task.max_retries(run.role) + 1
         while True:
             request = self._request(run, cycle, handoffs, artifacts)
             run.state = "running"
@@ -941,7 +947,7 @@ class Orchestrator:
             metadata = self._cycle_metadata(run, request, outcome, start)
             start = AFTER_FIRST
             if timed_out:
-                metadata["error"] = f"timed out after {self._timeout_min(task):g} scenario minutes"
+                metadata["error"] = f"timed out after {counted(self._timeout_min(task), 'scenario minute')}"
                 metadata["timeout"] = True
             self.record(run.lane, task.id, **metadata)
             if outcome.ok and not timed_out:
@@ -954,7 +960,7 @@ class Orchestrator:
             if timed_out or not outcome.retryable or run.failed_attempts >= attempts:
                 error = metadata.get("error") or "failed"
                 if not timed_out and outcome.retryable:
-                    error = f"{error} (cycle {cycle}, {attempts} attempt{'s' if attempts > 1 else ''})"
+                    error = f"{error} (cycle {cycle}, {counted(attempts, 'attempt')})"
                 self._failed(run, str(error), cycle=cycle, timeout=timed_out)
                 return None
             run.state = "backoff"

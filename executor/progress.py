@@ -6,7 +6,9 @@ a footer with the run's totals. :class:`PlainLines` writes one line per task-lev
 for pipes and CI logs. :class:`RunLog` appends the same lines to the run's ``log.txt``. Every line is
 redacted of secrets and made printable (an agent's error may carry escape sequences) before it is shown
 or logged. All three read the orchestrator's state and its events; none changes anything. Times shown are
-scenario minutes (real minutes, unless the run is a time-scaled rehearsal).
+scenario minutes (real minutes, unless the run is a time-scaled rehearsal) since the run began; a resumed
+run's carry on from the time its earlier parts were going (the time it stood stopped left out, as in its
+summary).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cycleplan.executor import events as ev
-from cycleplan.executor.clock import format_minutes
+from cycleplan.executor.clock import counted, format_minutes
 from cycleplan.executor.secrets import redact
 from cycleplan.model import Event
 from cycleplan.printable import printable
@@ -37,7 +39,8 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
     run = orchestrator.tasks.get(task)
     if action == ev.RUN_STARTED:
         return (
-            f"run {event.group_id} started: {len(orchestrator.lanes)} lanes, {len(orchestrator.tasks)} tasks"
+            f"run {event.group_id} started: {counted(len(orchestrator.lanes), 'lane')}, "
+            f"{counted(len(orchestrator.tasks), 'task')}"
         )
     if action == ev.RUN_RESUMED:
         return f"run {event.group_id} resumed ({meta.get('resume')})"
@@ -51,7 +54,7 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
     if action == ev.TASK_STARTED:
         spawn = run.task.spawned_by
         by = "" if spawn is None else f"; spawned by {spawn.task} at its cycle {spawn.cycle}"
-        return f"{where} started ({run.task.cycles} cycles{by})"
+        return f"{where} started ({counted(run.task.cycles, 'cycle')}{by})"
     if action == ev.TASK_RESUMED:
         return f"{where} resumed at cycle {meta.get('cycle')}"
     if action == ev.CYCLE_COMPLETED:
@@ -71,12 +74,13 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
         if meta.get("failed"):
             return f"{head} attempt {meta.get('attempt')} failed: {meta.get('error', '')}"
         cost = float(meta.get("cost_usd", 0.0))
-        calls = f"{meta['calls']} calls, " if meta.get("calls") else ""
+        calls = f"{counted(int(meta['calls']), 'call')}, " if meta.get("calls") else ""
         blocked = ""
         if meta.get("blocked_ms"):
             waited = orchestrator.clock.scenario_min(float(meta["blocked_ms"]))
             blocked = f" after {format_minutes(waited)} blocked on subagents"
-        return f"{head} done ({format_minutes(minutes)}, {calls}{tokens:,} tokens, ${cost:.4f}){blocked}"
+        used = f"{calls}{counted(tokens, 'token')}, ${cost:.4f}"
+        return f"{head} done ({format_minutes(minutes)}, {used}){blocked}"
     if action == ev.TASK_COMPLETE:
         return f"{where} complete (${run.cost_usd:.4f})"
     if action == ev.TASK_FAILED:
@@ -89,10 +93,16 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
     return None
 
 
+def run_began(orchestrator: Orchestrator) -> float:
+    """The monotonic time the run would have begun had it never stood stopped: a resumed run's clock
+    carries on from the time its earlier parts were going, rather than from zero."""
+    return time.monotonic() - orchestrator.earlier_ms / 1000.0
+
+
 class _Lines:
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
-        self.started = time.monotonic()
+        self.started = run_began(orchestrator)
 
     def stamp(self) -> str:
         minutes = self.orchestrator.clock.scenario_min((time.monotonic() - self.started) * 1000.0)
@@ -140,7 +150,7 @@ class LiveView:
 
         self.orchestrator = orchestrator
         self.console = Console(file=stream)
-        self.started = time.monotonic()
+        self.started = run_began(orchestrator)
         self._task: asyncio.Task[None] | None = None
         self._live: Any = None
 
@@ -199,10 +209,11 @@ class LiveView:
         cost = sum(run.cost_usd for run in orchestrator.tasks.values())
         finished = sum(1 for run in orchestrator.tasks.values() if run.outcome is not None)
         minutes = clock.scenario_min((now - self.started) * 1000)
-        more = f" ({hidden} more lanes)" if hidden > 0 else ""
+        more = f" ({counted(hidden, 'more lane', 'more lanes')})" if hidden > 0 else ""
         totals = Text(
             f"run {orchestrator.run_id}  {format_minutes(minutes)}  "
-            f"{finished}/{len(orchestrator.tasks)} tasks  {tokens:,} tokens  ${cost:.3f}{more}",
+            f"{finished}/{counted(len(orchestrator.tasks), 'task')}  {counted(tokens, 'token')}  "
+            f"${cost:.3f}{more}",
             style="bold",
         )
         return Group(table, totals)

@@ -1,8 +1,11 @@
 """A run's lifecycle: start a plan, or pick a killed run up again, and end with its summary.
 
-:func:`execute` records a new run (its plan and options) in the store, starts the backend, runs the
-:class:`~cycleplan.executor.orchestrator.Orchestrator` and returns a :class:`RunResult`. :func:`resume`
-reads a run's plan, options and events back, stops the agent processes a killed or interrupted executor
+:func:`execute` asks the backend's pre-flight (:func:`.backend.preflight`: a key, a reachable API, a
+``claude`` to run, a command on every task) before it writes anything, so a run that cannot go leaves no
+run folder, store row or lock behind; then it records a new run (its plan and options) in the store,
+starts the backend, runs the :class:`~cycleplan.executor.orchestrator.Orchestrator` and returns a
+:class:`RunResult`. :func:`resume` reads a run's plan, options and events back, asks the same pre-flight
+before it takes the run's lease, stops the agent processes a killed or interrupted executor
 left behind, and runs what is left: tasks that completed are not run again, a task that was running
 continues after its last completed cycle. ``resume`` refuses a run whose stored trace is damaged
 (:meth:`~cycleplan.executor.store.RunStore.check`). Ctrl-C (or SIGTERM) stops the running agents, records
@@ -50,7 +53,13 @@ from typing import Any, Literal, TextIO
 from pydantic import Field, field_validator
 
 from cycleplan.executor import events as ev
-from cycleplan.executor.backend import AGENTS, BackendOptions, BackendUnavailableError, make_backend
+from cycleplan.executor.backend import (
+    AGENTS,
+    BackendOptions,
+    BackendUnavailableError,
+    make_backend,
+    preflight,
+)
 from cycleplan.executor.clock import Clock
 from cycleplan.executor.orchestrator import Orchestrator, Policy
 from cycleplan.executor.processes import ProcessRegistry, kill_orphans
@@ -193,6 +202,33 @@ def run_lock(folder: Path) -> Iterator[bool]:
         handle.close()
 
 
+def _backend_options(
+    options: ExecuteOptions, folder: Path | None = None, faults: Any = None
+) -> BackendOptions:
+    """What the backend is told of ``options`` (and of the run's folder, once there is one)."""
+    return BackendOptions(
+        time_scale=options.time_scale,
+        seed=options.seed,
+        max_output_tokens=options.max_output_tokens,
+        claude_executable=options.claude_executable,
+        claude_args=tuple(options.claude_args),
+        emulator_faults=faults,
+        emulator=options.emulator,
+        claude_client=options.claude_client,
+        run_folder=folder,
+        pass_env=tuple(options.pass_env),
+    )
+
+
+def _ready(plan: Plan, options: ExecuteOptions) -> None:
+    """The backend's pre-flight (:func:`.backend.preflight`): it writes nothing, so a run that cannot go
+    leaves no run folder, no store row and no lock."""
+    try:
+        preflight(options.agent, plan.scenario, _backend_options(options))
+    except BackendUnavailableError as exc:
+        raise ExecutionError(str(exc)) from None
+
+
 def _check(plan: Plan, options: ExecuteOptions) -> None:
     if options.agent not in AGENTS:
         raise ExecutionError(f"unknown agent '{options.agent}'; choose one of {', '.join(AGENTS)}")
@@ -232,6 +268,7 @@ def execute(
     ``on_start`` is called with the new run's id once it is recorded.
     """
     _check(plan, options)
+    _ready(plan, options)
     if options.workdir is None:
         # Stored with the run, so that a resumed run's agents carry on in the same checkout.
         options = options.model_copy(update={"workdir": str(Path.cwd())})
@@ -280,6 +317,7 @@ def resume(
         ended = _ended(runs, run_id, plan, options, _sound_trace(runs, run_id))
         if ended is not None:
             return ended
+        _ready(plan, options)
         return asyncio.run(
             _drive(runs, run_id, plan, options, new=None, progress=progress, stream=stream, faults=faults)
         )
@@ -408,23 +446,7 @@ async def _work(
     registry = ProcessRegistry(store, run_id)
     workdir = Path(options.workdir) if options.workdir else Path.cwd()
     workdirs: dict[str, Path] = {}
-    backend = make_backend(
-        options.agent,
-        plan.scenario,
-        BackendOptions(
-            time_scale=options.time_scale,
-            seed=options.seed,
-            max_output_tokens=options.max_output_tokens,
-            claude_executable=options.claude_executable,
-            claude_args=tuple(options.claude_args),
-            emulator_faults=faults,
-            emulator=options.emulator,
-            claude_client=options.claude_client,
-            run_folder=folder,
-            pass_env=tuple(options.pass_env),
-        ),
-        registry,
-    )
+    backend = make_backend(options.agent, plan.scenario, _backend_options(options, folder, faults), registry)
     try:
         await backend.start()
         if new is not None:

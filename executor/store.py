@@ -992,6 +992,10 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _cycles(count: int) -> str:
+    return f"{count} cycle{'' if count == 1 else 's'}"
+
+
 def _accounting(events: list[Event], cycles: dict[str, int], status: str | None) -> list[str]:
     """Every cycle accounted for: one line per task (or run) whose events do not add up."""
     problems: list[str] = []
@@ -1033,16 +1037,15 @@ def _accounting(events: list[Event], cycles: dict[str, int], status: str | None)
             ended[task] = action
             total = cycles.get(task)
             if action == "task_complete" and total is not None and done.get(task, 0) != total:
-                problems.append(f"{task}: task_complete after {done.get(task, 0)} of {total} cycles")
+                problems.append(f"{task}: task_complete after {done.get(task, 0)} of {_cycles(total)}")
     if over:
         if len(over) > 1 or events[-1].action != "run_complete":
             problems.append("run_complete is not the last event, or is recorded more than once")
         for task in sorted(started - set(ended)):
             total = cycles.get(task)
-            of = f" of {total}" if total is not None else ""
-            problems.append(
-                f"{task}: started, {done.get(task, 0)}{of} cycles completed, never ended, yet the run is over"
-            )
+            completed = done.get(task, 0)
+            finished = f"{completed} of {_cycles(total)}" if total is not None else _cycles(completed)
+            problems.append(f"{task}: started, {finished} completed, never ended, yet the run is over")
         recorded = str(over[-1].metadata.get("status", ""))
         if status is not None and status != "running" and recorded and status != recorded:
             problems.append(f"the run is marked {status} but its run_complete says {recorded}")

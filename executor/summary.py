@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cycleplan.executor import events as ev
-from cycleplan.executor.clock import format_minutes
+from cycleplan.executor.clock import counted, format_minutes
 from cycleplan.executor.store import RunStore
 from cycleplan.metrics import MS_PER_MIN, metrics
 from cycleplan.model import Event, Plan
@@ -34,6 +34,15 @@ def stopped_spans(trace: Sequence[Event]) -> list[tuple[float, float]]:
         if event.action == ev.RUN_RESUMED and event.timestamp > previous.timestamp:
             spans.append((previous.timestamp, event.timestamp))
     return spans
+
+
+def running_ms(trace: Sequence[Event]) -> float:
+    """Real milliseconds the run of ``trace`` was going, from its first event to its last, the stretches
+    it stood stopped left out: where a resumed run's clock carries on from."""
+    if not trace:
+        return 0.0
+    idle = sum(end - begin for begin, end in stopped_spans(trace))
+    return trace[-1].timestamp - trace[0].timestamp - idle
 
 
 def scenario_trace(trace: Sequence[Event], time_scale: float) -> list[Event]:
@@ -158,7 +167,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"  tasks      {tasks['complete']} complete, {tasks['failed']} failed, "
             f"{tasks['cancelled']} cancelled of {tasks['total']}; "
-            f"{summary['failed_cycles']} failed attempt(s)"
+            f"{counted(summary['failed_cycles'], 'failed attempt')}"
         )
         if summary.get("time_scale", 1.0) != 1.0:
             lines.append(

@@ -93,7 +93,7 @@ def task_shape(
 ) -> TaskShape:
     """The static shape of ``task``'s work; ``per_slot`` cuts a segment per slot (rate limits apply);
     ``spawns``: cycle (from 1) -> subagents spawned at its start."""
-    attempts = drawn_attempts(role)
+    attempts = drawn_attempts(task, role)
     spawned_at = {cycle - 1: children for cycle, children in (spawns or {}).items()}
     waits_before: dict[int, list[str]] = {}
     for event, cycle in task.waits.items():

@@ -412,8 +412,8 @@ def test_the_command_agent_needs_a_command_on_every_task(tmp_path: Path) -> None
     the_plan = _plan("roles: {ops: {}}\ntasks: [{id: a, role: ops, cycles: 1}]")
     with pytest.raises(ExecutionError, match="needs a 'command' on every task; missing on: a"):
         _run(the_plan, tmp_path)
-    with RunStore(tmp_path / "store" / "runs.db") as store:
-        assert store.runs() == []
+    # Refused before the store was opened: no store, no run folder, no lock.
+    assert not (tmp_path / "store").exists()
 
 
 def test_time_scale_is_for_rehearsals_only(tmp_path: Path) -> None:

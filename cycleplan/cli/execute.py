@@ -291,7 +291,7 @@ def runs_command(
     """
     import datetime
 
-    from cycleplan.executor.clock import format_minutes
+    from cycleplan.executor.clock import counted, format_minutes
     from cycleplan.executor.store import RunStore, StoreError, is_live
 
     if not store.exists():
@@ -316,7 +316,10 @@ def runs_command(
                 }
             )
         elif checked.ok:
-            say(f"run {checked.run_id}: {checked.events} events, seq contiguous, every cycle accounted for")
+            say(
+                f"run {checked.run_id}: {counted(checked.events, 'event')}, seq contiguous, "
+                "every cycle accounted for"
+            )
         else:
             for problem in checked.problems:
                 say(problem)
@@ -391,6 +394,7 @@ def export_command(
     Example:  cycleplan export 20250114-093012-3f9a1c --format jsonl -o trace.jsonl
     """
     from cycleplan.executor import RunStore, StoreError, export_jsonl
+    from cycleplan.executor.clock import counted
 
     if format_ != "jsonl":
         fail(f"--format {format_}: only jsonl is supported")
@@ -406,4 +410,4 @@ def export_command(
         sys.stdout.write(text)
     else:
         write_atomically(output, text)
-        say(f"wrote {len(lines)} events to {output}", err=True)
+        say(f"wrote {counted(len(lines), 'event')} to {output}", err=True)
