@@ -25,8 +25,7 @@ demo: $(STAMP)
 	$(BIN)/cycleplan plan scenarios/full-feature.yaml --report $(DEMO)/plan.html
 	$(BIN)/cycleplan simulate scenarios/full-feature.yaml -n 2000 -o $(DEMO)/prediction.json --report $(DEMO)/prediction.html
 	$(BIN)/cycleplan execute scenarios/full-feature.yaml --agent emulated --time-scale 600 --seed 1 --store $(DEMO)/runs.db
-	$(BIN)/cycleplan compare "$$($(BIN)/cycleplan runs --store $(DEMO)/runs.db --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])')" \
-		--store $(DEMO)/runs.db --prediction $(DEMO)/prediction.json --report $(DEMO)/compare.html
+	$(BIN)/cycleplan compare latest --store $(DEMO)/runs.db --prediction $(DEMO)/prediction.json --report $(DEMO)/compare.html
 	@echo "reports: $(DEMO)/plan.html $(DEMO)/prediction.html $(DEMO)/compare.html"
 
 test: lint typecheck pytest

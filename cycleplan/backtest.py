@@ -134,7 +134,8 @@ def backtest(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> Backtest:
-    """Predict each of ``run_ids`` from the others (leave one out); raises :class:`BacktestError`."""
+    """Predict each of ``run_ids`` (ids, or any reference :meth:`~cycleplan.executor.store.RunStore.resolve`
+    takes) from the others (leave one out); raises :class:`BacktestError`."""
     from cycleplan.executor.store import RunStore, StoreError
     from cycleplan.executor.summary import scenario_trace
     from cycleplan.sim import SimulationError, cycle_minutes, simulate
@@ -151,7 +152,10 @@ def backtest(
     kinds: dict[str, str] = {}
     try:
         with RunStore(store, read_only=True) as runs:
-            for run_id in dict.fromkeys(run_ids):
+            run_ids = list(dict.fromkeys(runs.resolve(ref) for ref in run_ids))
+            if len(run_ids) < 2:
+                raise BacktestError(f"the runs given are all run {run_ids[0]}: give at least two runs")
+            for run_id in run_ids:
                 record = runs.run(run_id)
                 scale = float(record.options.get("time_scale", 1.0))
                 traces.append((run_id, scenario_trace(runs.trace(run_id), scale)))

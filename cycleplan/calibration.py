@@ -673,8 +673,10 @@ def calibrate_runs(
     prior_weight: float = DEFAULT_PRIOR_WEIGHT,
     role_map: Mapping[str, str] | None = None,
 ) -> Calibration:
-    """Calibrate from runs of the run store at ``store``; the prior is ``prior``, else the first run's
-    own scenario. Raises :class:`CalibrationError` for an unknown run or a store that cannot be read."""
+    """Calibrate from runs of the run store at ``store`` (ids, or any reference
+    :meth:`~cycleplan.executor.store.RunStore.resolve` takes; a run named twice counts once); the prior
+    is ``prior``, else the first run's own scenario. Raises :class:`CalibrationError` for an unknown run
+    or a store that cannot be read."""
     from cycleplan.executor.store import RunStore, StoreError
     from cycleplan.executor.summary import scenario_trace
     from cycleplan.model import Plan
@@ -687,6 +689,7 @@ def calibrate_runs(
     scenarios: list[Scenario] = []
     try:
         with RunStore(store, read_only=True) as runs:
+            run_ids = list(dict.fromkeys(runs.resolve(ref) for ref in run_ids))
             for run_id in run_ids:
                 record = runs.run(run_id)
                 scale = float(record.options.get("time_scale", 1.0))

@@ -460,7 +460,8 @@ def compare_run(
     prediction_source: str | None = None,
 ) -> Comparison:
     """Compare run ``run_id`` of the run store at ``store`` with ``prediction``, or, without one, with
-    a simulation of the run's own plan and scenario (``replications`` from ``seed``).
+    a simulation of the run's own plan and scenario (``replications`` from ``seed``). ``run_id`` may be
+    any reference :meth:`~cycleplan.executor.store.RunStore.resolve` takes (``latest``, a prefix).
 
     Raises :class:`ComparisonError` for a missing store, an unknown run, a run without events or a
     prediction of other tasks.
@@ -472,6 +473,7 @@ def compare_run(
         raise ComparisonError(f"{store}: no run store here (pass --store PATH)")
     try:
         with RunStore(store, read_only=True) as runs:
+            run_id = runs.resolve(run_id)
             record = runs.run(run_id)
             raw = runs.trace(run_id)
     except StoreError as exc:

@@ -7,8 +7,9 @@
 One coroutine per lane follows the plan, and subagents run on their own lanes when their parents spawn
 them (:mod:`.orchestrator`); waits and emits go through the run's committed events
 (:mod:`.coordination`); every event is committed to a SQLite run store before anything depends on it
-(:mod:`.store`), so a killed run resumes without redoing completed work (:mod:`.run`), and the store
-admits one writer per run, the holder of the run's lease.
+(:mod:`.store`; its runs listed and removed by :mod:`.catalog`), so a killed run resumes without
+redoing completed work (:mod:`.run`), and the store admits one writer per run, the holder of the run's
+lease.
 Agents sit behind one small async interface (:mod:`.backend`): ``anthropic`` (:mod:`.anthropic_api`),
 ``claude-code`` (on the official SDK, :mod:`.claude_sdk`, else the headless CLI, :mod:`.claude_code`),
 ``command`` (:mod:`.command`) and ``emulated``, a loopback server that speaks the Messages API

@@ -296,13 +296,15 @@ def resume(
     stream: TextIO | None = None,
     faults: Any = None,
 ) -> RunResult:
-    """Continue run ``run_id`` where its events leave it (after Ctrl-C, ``kill -9``, a crash, a
-    reboot). Refused while another executor owns the run (its lease is live), and when the run's stored
-    trace is damaged (``cycleplan runs --check RUN`` says how)."""
+    """Continue run ``run_id`` (or the run any reference :meth:`RunStore.resolve` takes names, such as
+    ``latest``) where its events leave it (after Ctrl-C, ``kill -9``, a crash, a reboot). Refused while
+    another executor owns the run (its lease is live), and when the run's stored trace is damaged
+    (``cycleplan runs --check RUN`` says how)."""
     if not Path(store).exists():
         raise ExecutionError(f"{store}: no run store here (pass --store PATH)")
     with _open(store) as runs:
         try:
+            run_id = runs.resolve(run_id)
             record = runs.run(run_id)
         except StoreError as exc:
             raise ExecutionError(str(exc)) from None

@@ -26,6 +26,10 @@ result it is an error (:class:`DuplicateEventError`), never dropped. ``seq`` num
 for. A store that cannot be written (a read-only file, folder or mount) opens read-only (SQLite's
 ``mode=ro``) for reading; writing to it is a :class:`StoreError`.
 
+A run is named by a reference (:meth:`RunStore.resolve`): its id, any unique beginning of it, or
+``latest`` (the newest run; ``latest~N`` the Nth before it). :meth:`RunStore.remove_run` deletes a run's
+rows, refusing one an executor holds unless forced.
+
 This module knows SQLite, the Event and Plan models and the executor's action names; it knows nothing of
 plans being run, backends or the terminal.
 """
@@ -33,10 +37,12 @@ plans being run, backends or the terminal.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fcntl
 import json
 import math
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -61,6 +67,11 @@ LEASE_S = 30.0
 ``CYCLEPLAN_LEASE_S`` overrides it (0.5 to 3600), for tests and for stores on slow shared disks."""
 
 LEASE_ENV = "CYCLEPLAN_LEASE_S"
+
+LATEST = "latest"
+"""The reference to the newest run; ``latest~N`` names the Nth run before it."""
+
+_LATEST = re.compile(r"latest(?:~(\d+))?")
 
 _TIMING = frozenset(
     {"started_at", "duration_ms", "sync_wait_ms", "sync_ms", "blocked_ms", "rate_limit_wait_ms"}
@@ -126,6 +137,19 @@ CREATE TABLE IF NOT EXISTS leases (
 
 class StoreError(Exception):
     """The store cannot be opened or written, or does not hold what was asked for (an unknown run id)."""
+
+
+class RunRefError(StoreError):
+    """A run reference names no run of the store (``candidates``: the nearest ids, or the newest), or
+    begins several (``candidates``: all of them)."""
+
+    def __init__(self, message: str, candidates: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+class RunLiveError(StoreError):
+    """An executor holds the run right now (its lease is live): it may not be removed."""
 
 
 class LeaseError(StoreError):
@@ -449,15 +473,81 @@ class RunStore:
             (run_id,),
         ).fetchone()
         if row is None:
-            known = [
+            raise self._unknown(run_id, self.run_ids())
+        return _run_record(row)
+
+    def run_ids(self) -> list[str]:
+        """Every run's id, newest first (by creation time; ids alike in time in reverse order)."""
+        try:
+            return [
                 str(found)
                 for (found,) in self._db.execute(
-                    "SELECT run_id FROM runs ORDER BY created_ms DESC, run_id DESC LIMIT 5"
+                    "SELECT run_id FROM runs ORDER BY created_ms DESC, run_id DESC"
                 )
             ]
-            hint = f"; recent runs: {', '.join(known)}" if known else "; the store holds no runs yet"
-            raise StoreError(f"no run '{run_id}' in {self.path}{hint}")
-        return _run_record(row)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: the run store cannot be read: {exc}") from None
+
+    def resolve(self, ref: str) -> str:
+        """The id of the run ``ref`` names: an id, ``latest`` (the newest run), ``latest~N`` (the Nth run
+        before the newest), or any beginning of an id that no other id shares. An id wins over the rest.
+        :class:`RunRefError` when ``ref`` names no run (with the nearest ids) or begins several (with
+        each of them)."""
+        ids = self.run_ids()
+        if ref in ids:
+            return ref
+        latest = _LATEST.fullmatch(ref)
+        if latest is not None:
+            back = int(latest.group(1) or 0)
+            if back < len(ids):
+                return ids[back]
+            if not ids:
+                raise RunRefError(f"no run '{ref}' in {self.path}: the store holds no runs yet", [])
+            raise RunRefError(
+                f"no run '{ref}' in {self.path}: it holds {len(ids)} run(s), "
+                f"{LATEST} to {LATEST}~{len(ids) - 1}",
+                ids[:5],
+            )
+        begun = [found for found in ids if ref and found.startswith(ref)]
+        if len(begun) == 1:
+            return begun[0]
+        if begun:
+            shown = ", ".join(begun[:10]) + (f", and {len(begun) - 10} more" if len(begun) > 10 else "")
+            raise RunRefError(
+                f"run '{ref}' is ambiguous in {self.path}: {len(begun)} runs begin so ({shown}); "
+                "give more of the id",
+                begun,
+            )
+        raise self._unknown(ref, ids)
+
+    def _unknown(self, ref: str, ids: list[str]) -> RunRefError:
+        """The error for a reference that names no run: the ids nearest to it, else the newest."""
+        if not ids:
+            return RunRefError(f"no run '{ref}' in {self.path}; the store holds no runs yet", [])
+        nearest = difflib.get_close_matches(ref, ids, n=3, cutoff=0.6)
+        if nearest:
+            return RunRefError(f"no run '{ref}' in {self.path}; nearest: {', '.join(nearest)}", nearest)
+        return RunRefError(f"no run '{ref}' in {self.path}; recent runs: {', '.join(ids[:5])}", ids[:5])
+
+    def remove_run(self, run_id: str, *, force: bool = False) -> None:
+        """Delete run ``run_id``: its events, its process notes, its lease and its row, in one transaction
+        (its folder is the caller's to remove). :class:`RunLiveError` while an executor holds the run,
+        unless ``force``: then that executor's next write finds its lease gone and it stops, recording
+        nothing more. :class:`RunRefError` for an unknown run."""
+        try:
+            with self._transaction():
+                if self._db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                    raise self._unknown(run_id, self.run_ids())
+                if not force and is_live(self, run_id):
+                    lease = self.lease(run_id)
+                    holder = f" ({lease.holder()})" if lease is not None else ""
+                    raise RunLiveError(f"run {run_id} is being executed{holder}: it cannot be removed now")
+                for table in ("events", "processes", "leases", "runs"):
+                    self._db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot remove run {run_id}: {exc}") from None
+        self._leases.pop(run_id, None)
+        self._next_seq.pop(run_id, None)
 
     def runs(self) -> list[RunRecord]:
         """Every run, newest first; :class:`StoreError` when a run's row cannot be read."""
@@ -1055,8 +1145,9 @@ def _accounting(events: list[Event], cycles: dict[str, int], status: str | None)
 
 
 def export_jsonl(store: RunStore, run_id: str) -> Iterator[str]:
-    """The run's trace as JSON lines, one Event a line, with the seed's field names."""
-    store.run(run_id)
+    """The run's trace as JSON lines, one Event a line, with the seed's field names; ``run_id`` may be
+    any reference :meth:`RunStore.resolve` takes."""
+    run_id = store.resolve(run_id)
     for stored in store.iter_events(run_id):
         yield stored.event.model_dump_json(by_alias=True)
 

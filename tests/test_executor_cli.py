@@ -165,7 +165,7 @@ def test_execute_refuses_a_plan_simulate_refuses(
         (["execute", "{scenario}", "--agent", "command", "--task-timeout", "0"], "must be above 0 minutes"),
         (["export", "nope", "--store", "{scenario}.db"], "no run store here"),
         (["export", "nope", "--format", "csv"], "only jsonl"),
-        (["runs", "--store", "{scenario}.db"], "no run store here yet"),
+        (["runs", "--check", "latest", "--store", "{scenario}.db"], "no run store here"),
     ],
 )
 def test_bad_input_exits_2_with_one_message(

@@ -1,11 +1,11 @@
 """The ``cycleplan`` command: the root app, the commands it has and where each one lives, and ``main``.
 
 The CLI is the only part of cycleplan that imports typer. Each command lives in the module of its concept
-(``scenario``, ``simulate``, ``execute``, ``importing``, ``calibrate``, ``sweep``, ``compare``; shared
-helpers and options in ``common``) and is imported only when it runs or shows its own help, so that
-``cycleplan --help`` imports none of them (see :mod:`cycleplan.cli.lazy`). Library errors and bad
-options become messages on stderr and exit status 2 in those modules; no traceback reaches the user for
-bad input. Heavy libraries are imported inside the commands that need them.
+(``scenario``, ``simulate``, ``execute``, ``runs``, ``importing``, ``calibrate``, ``sweep``,
+``compare``; shared helpers and options in ``common``) and is imported only when it runs or shows its
+own help, so that ``cycleplan --help`` imports none of them (see :mod:`cycleplan.cli.lazy`). Library
+errors and bad options become messages on stderr and exit status 2 in those modules; no traceback
+reaches the user for bad input. Heavy libraries are imported inside the commands that need them.
 
 To add a command: write it on the ``app`` of its module and add a line to :data:`COMMANDS` with its short
 help (the first sentence of its docstring; the tests check that the two agree).
@@ -53,9 +53,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "Run a plan against real agents, durably: every event is committed to the run store first.",
     ),
     "runs": LazyCommand(
-        _EXECUTE,
+        "cycleplan.cli.runs",
         "app",
-        "List the runs in a run store, newest first: id, status, agent, scenario, makespan and cost.",
+        "List the runs in a run store, newest first, with their tokens and cost; or remove runs.",
     ),
     "export": LazyCommand(
         _EXECUTE, "app", "Write a run's trace: its events in order, with the ONE platform's field names."

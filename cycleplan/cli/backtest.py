@@ -27,7 +27,9 @@ def backtest_command(
     runs: Annotated[
         list[str],
         typer.Argument(
-            help="Two or more runs of one kind (see `cycleplan runs`).", metavar="RUN", show_default=False
+            help="Two or more runs of one kind: ids, unique beginnings of ids, latest (see cycleplan runs).",
+            metavar="RUN",
+            show_default=False,
         ),
     ],
     replications: Annotated[

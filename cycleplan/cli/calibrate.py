@@ -26,7 +26,11 @@ app = command_app()
 def calibrate_command(
     runs: Annotated[
         list[str],
-        typer.Argument(help="Runs to fit from (see `cycleplan runs`).", metavar="RUN", show_default=False),
+        typer.Argument(
+            help="Runs to fit from: ids, unique beginnings of ids, or latest (see `cycleplan runs`).",
+            metavar="RUN",
+            show_default=False,
+        ),
     ],
     scenario: Annotated[
         Path | None,

@@ -24,7 +24,12 @@ app = command_app()
 
 @app.command("compare")
 def compare_command(
-    run: Annotated[str, typer.Argument(help="The run's id (see `cycleplan runs`).", metavar="RUN")],
+    run: Annotated[
+        str,
+        typer.Argument(
+            help="The run: its id, a unique beginning of it, or latest (see `cycleplan runs`).", metavar="RUN"
+        ),
+    ],
     prediction: Annotated[
         Path | None,
         typer.Option(
@@ -74,7 +79,7 @@ def compare_command(
 
     \b
     Examples:
-      cycleplan compare 20250114-093012-3f9a1c
+      cycleplan compare latest
       cycleplan compare 20250114-093012-3f9a1c --prediction prediction.json --json
       cycleplan compare 20250114-093012-3f9a1c -n 2000 --report compare.html
     """

@@ -1,6 +1,5 @@
-"""Runs against real agents: ``execute`` (durably, into the run store), ``runs`` (the store's runs, or
-with ``--check`` the soundness of one run's stored trace) and ``export`` (a run's trace). ``runs`` and
-``export`` only read, and open the store read-only.
+"""Runs against real agents: ``execute`` (durably, into the run store) and ``export`` (a run's trace,
+read from the store opened read-only). The store's list of runs is ``runs`` (:mod:`cycleplan.cli.runs`).
 """
 
 from __future__ import annotations
@@ -55,7 +54,8 @@ def execute_command(
         str | None,
         typer.Option(
             "--resume",
-            help="Continue a run stopped by Ctrl-C or killed: completed tasks are not run again.",
+            help="Continue a run stopped by Ctrl-C or killed: completed tasks are not run again. RUN is its "
+            "id, a unique beginning of it, or latest.",
             metavar="RUN",
             show_default=False,
         ),
@@ -172,6 +172,7 @@ def execute_command(
       cycleplan execute plan.json --agent claude-code --worktrees
       cycleplan execute my.yaml --agent command --pass-env DATABASE_URL --json
       cycleplan execute --resume 20250114-093012-3f9a1c
+      cycleplan execute --resume latest
     """
     from cycleplan.executor import AGENTS, ExecuteOptions, ExecutionError
     from cycleplan.executor import execute as run_plan
@@ -261,122 +262,14 @@ def _stopped(exc: Exception) -> NoReturn:
     raise typer.Exit(getattr(exc, "exit_code", 2))
 
 
-@app.command("runs")
-def runs_command(
-    store: StoreOption = STORE_PATH,
-    check: Annotated[
-        str | None,
-        typer.Option(
-            "--check",
-            help="Verify run RUN's stored trace instead of listing: seq contiguous, every row decodable, "
-            "every cycle accounted for. Prints each problem on a line; exit status 1 when there is one.",
-            metavar="RUN",
-            show_default=False,
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the runs (or the check) as JSON.")] = False,
-) -> None:
-    """List the runs in a run store, newest first: id, status, agent, scenario, makespan and cost.
-
-    A run stopped by Ctrl-C shows as `interrupted`, one whose executor was killed as `stopped`:
-    `cycleplan execute --resume RUN` finishes either. A run whose stored events have a gap in their
-    sequence or a row that cannot be decoded shows as `damaged`, with a line on stderr, and the exit
-    status is 1 (`--check RUN` lists what is wrong). The store is opened read-only, so a store on a
-    read-only mount can be listed.
-
-    \b
-    Examples:
-      cycleplan runs --store .cycleplan/runs.db
-      cycleplan runs --check 20250114-093012-3f9a1c --json
-    """
-    import datetime
-
-    from cycleplan.executor.clock import counted, format_minutes
-    from cycleplan.executor.store import RunStore, StoreError, is_live
-
-    if not store.exists():
-        fail(f"{store}: no run store here yet (cycleplan execute creates it)")
-    try:
-        runs_store = RunStore(store, read_only=True)
-    except StoreError as exc:
-        fail(str(exc))
-    if check is not None:
-        with runs_store:
-            try:
-                checked = runs_store.check(check)
-            except StoreError as exc:
-                fail(str(exc))
-        if as_json:
-            emit_json(
-                {
-                    "run_id": checked.run_id,
-                    "ok": checked.ok,
-                    "events": checked.events,
-                    "problems": checked.problems,
-                }
-            )
-        elif checked.ok:
-            say(
-                f"run {checked.run_id}: {counted(checked.events, 'event')}, seq contiguous, "
-                "every cycle accounted for"
-            )
-        else:
-            for problem in checked.problems:
-                say(problem)
-            say(f"run {checked.run_id}: {len(checked.problems)} problem(s) in its stored trace", err=True)
-        if not checked.ok:
-            raise typer.Exit(1)
-        return
-    with runs_store:
-        try:
-            records, damaged = runs_store.survey()
-        except StoreError as exc:
-            fail(str(exc))
-        rows = []
-        for record in records:
-            status = record.status
-            if status == "running" and not is_live(runs_store, record.run_id):
-                status = "stopped"
-            summary = record.summary or {}
-            rows.append(
-                {
-                    "run_id": record.run_id,
-                    "status": status,
-                    "agent": record.agent,
-                    "scenario": record.scenario,
-                    "source": record.source,
-                    "created": datetime.datetime.fromtimestamp(record.created_ms / 1000).isoformat(
-                        timespec="seconds"
-                    ),
-                    "makespan_min": summary.get("makespan_min"),
-                    "cost_usd": summary.get("cost_usd"),
-                    "damaged": damaged.get(record.run_id),
-                }
-            )
-    if as_json:
-        emit_json(rows)
-    elif not rows:
-        say(f"{store}: no runs yet")
-    else:
-        header = f"{'run':<24} {'status':<12} {'agent':<12} {'created':<20} {'makespan':>12} {'cost':>10}"
-        say(f"{header}  scenario")
-        for row in rows:
-            makespan = "" if row["makespan_min"] is None else format_minutes(float(row["makespan_min"]))
-            cost = "" if row["cost_usd"] is None else f"${row['cost_usd']:,.4f}"
-            shown = "damaged" if row["damaged"] else row["status"]
-            say(
-                f"{row['run_id']:<24} {shown:<12} {row['agent']:<12} {row['created']:<20} "
-                f"{makespan:>12} {cost:>10}  {row['scenario'] or row['source']}"
-            )
-    for problem in damaged.values():
-        say(problem, err=True)
-    if damaged:
-        raise typer.Exit(1)
-
-
 @app.command("export")
 def export_command(
-    run: Annotated[str, typer.Argument(help="The run's id (see `cycleplan runs`).", metavar="RUN")],
+    run: Annotated[
+        str,
+        typer.Argument(
+            help="The run: its id, a unique beginning of it, or latest (see `cycleplan runs`).", metavar="RUN"
+        ),
+    ],
     store: StoreOption = STORE_PATH,
     format_: Annotated[
         str, typer.Option("--format", "-f", help="jsonl: one event a line, in order.", metavar="FORMAT")
@@ -391,7 +284,9 @@ def export_command(
     Times are as recorded (epoch milliseconds; a time-scaled rehearsal's run_started says its scale).
 
     \b
-    Example:  cycleplan export 20250114-093012-3f9a1c --format jsonl -o trace.jsonl
+    Examples:
+      cycleplan export 20250114-093012-3f9a1c --format jsonl -o trace.jsonl
+      cycleplan export latest | jq -c 'select(.metadata.action == "task_failed")'
     """
     from cycleplan.executor import RunStore, StoreError, export_jsonl
     from cycleplan.executor.clock import counted
