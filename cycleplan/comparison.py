@@ -55,7 +55,7 @@ from cycleplan.bands import (
     place_in_band,
     show,
 )
-from cycleplan.metrics import MS_PER_MIN, TraceMetrics, metrics
+from cycleplan.metrics import MS_PER_MIN, TraceMetrics, WaitSpan, metrics, wait_spans
 from cycleplan.model import Event, Frozen, Plan
 from cycleplan.sim.prediction import Percentiles, Prediction
 from cycleplan.verdict import CostByKind, RunState, Verdict, build_verdict
@@ -83,8 +83,8 @@ class CumulativeActual(Frozen):
 
 
 class Comparison(Frozen):
-    """An actual run against its prediction. ``prediction`` and ``cumulative`` are kept for the report
-    and left out of the JSON."""
+    """An actual run against its prediction. ``prediction``, ``cumulative`` and ``wait_spans`` are kept
+    for the report and left out of the JSON."""
 
     run_id: str
     scenario: str
@@ -116,6 +116,11 @@ class Comparison(Frozen):
     makespan_crps_min: float = Field(description="CRPS of the predicted makespan against the actual.")
     prediction: Prediction = Field(exclude=True)
     cumulative: CumulativeActual = Field(exclude=True)
+    wait_spans: list[WaitSpan] = Field(
+        default_factory=list,
+        exclude=True,
+        description="Where the actual run's tasks held their lanes without working.",
+    )
 
     def placement(self, name: str) -> Placement:
         """A run-level placement by name (one of :data:`HEADLINE`, ``sequential_min``, ``failed_cycles``)."""
@@ -294,6 +299,7 @@ def compare(
         makespan_crps_min=crps(values["makespan_min"], measured.makespan_min),
         prediction=prediction,
         cumulative=cumulative_actual(trace),
+        wait_spans=wait_spans(trace),
     )
 
 

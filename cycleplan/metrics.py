@@ -99,6 +99,24 @@ class TaskSpan(Frozen):
     finish_min: float
     status: str
     """complete, failed or cancelled."""
+    role: str = ""
+
+
+WAIT_SPAN_CAUSES = ("sync", "subagents", "rate_limit")
+"""What holds a task's lane inside its span besides work: an awaited event and its handoff (``sync``),
+the subagents it spawned (``subagents``: blocked, neither work nor a wait in :data:`WAIT_CAUSES`), the
+organisation's rate limits (``rate_limit``)."""
+
+
+class WaitSpan(Frozen):
+    """A stretch of time a task held its lane without working, in minutes since the run's start."""
+
+    task: str
+    lane: str
+    cause: str
+    """One of :data:`WAIT_SPAN_CAUSES`."""
+    start_min: float
+    finish_min: float
 
 
 class TraceMetrics(Frozen):
@@ -271,6 +289,7 @@ def metrics(trace: Sequence[Event]) -> TraceMetrics:
             start_min=(run.start.get(task, run.end[task]) - origin) / MS_PER_MIN,
             finish_min=(run.end[task] - origin) / MS_PER_MIN,
             status=run.status[task],
+            role=roles.get(task, ""),
         )
         for task in tasks_info
         if task in run.end
@@ -312,6 +331,50 @@ def metrics(trace: Sequence[Event]) -> TraceMetrics:
         critical=_critical(run, tasks_info, origin, instant_ms(header)),
         tasks=spans,
     )
+
+
+def wait_spans(trace: Sequence[Event]) -> list[WaitSpan]:
+    """Where each task held its lane without working, as a trace records it.
+
+    A cycle attempt's ``cycle_completed`` carries its work (``duration_ms``) and what held it before
+    that work: the awaited events and their handoff, the subagents it spawned, the rate limits; a
+    cancelled task's end carries what held it since its last attempt. Both engines hold a lane in that
+    order before the work, which ends at the event's timestamp (see
+    :func:`cycleplan.comparison.first_cycle_starts`), so the spans are laid back from there. Zero-length
+    spans are left out.
+    """
+    if not trace:
+        return []
+    origin = trace[0].timestamp
+    spans: list[WaitSpan] = []
+    for event in trace:
+        action = event.action
+        if action == "cycle_completed":
+            work = float(event.metadata.get("duration_ms") or 0)
+        elif action == "task_cancelled":
+            work = 0.0
+        else:
+            continue
+        meta = event.metadata
+        held = (
+            ("sync", float(meta.get("sync_wait_ms") or 0) + float(meta.get("sync_ms") or 0)),
+            ("subagents", float(meta.get("blocked_ms") or 0)),
+            ("rate_limit", float(meta.get("rate_limit_wait_ms") or 0)),
+        )
+        begin = event.timestamp - work - sum(ms for _, ms in held)
+        for cause, ms in held:
+            if ms > EPS_MS:
+                spans.append(
+                    WaitSpan(
+                        task=event.target_id,
+                        lane=event.actor_id,
+                        cause=cause,
+                        start_min=max(begin - origin, 0.0) / MS_PER_MIN,
+                        finish_min=max(begin + ms - origin, 0.0) / MS_PER_MIN,
+                    )
+                )
+            begin += ms
+    return spans
 
 
 def _race_end(run: _Run, tasks_info: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[float, str]]:

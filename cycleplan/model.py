@@ -948,8 +948,10 @@ class Plan(Frozen):
 
     @property
     def cycle_map(self) -> str:
-        """The compressed cycle map, e.g. ``100 template cycles -> 65 wall cycles``."""
-        return f"{self.template_cycles} template cycles -> {self.wall_cycles:g} wall cycles"
+        """The compressed cycle map, e.g. ``100 template cycles -> 65 wall cycles`` (``34 cycles -> 20 wall
+        cycles`` for a scenario that names no template)."""
+        kind = "template cycles" if self.scenario.template is not None else "cycles"
+        return f"{self.template_cycles} {kind} -> {self.wall_cycles:g} wall cycles"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cycleplan.model import Plan
+from cycleplan.model import Claim, Plan
 
 if TYPE_CHECKING:
     from cycleplan.sim.prediction import Prediction
@@ -32,6 +32,15 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[st
         return "  ".join(cells).rstrip()
 
     return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
+
+
+def _claim_line(claim: Claim) -> str:
+    """The scenario's claim, said to be the scenario's, with the source it cites."""
+    source = f", from {claim.source}" if claim.source else ""
+    return (
+        f"claim          {duration(claim.sequential_min)} -> {duration(claim.parallel_min)} = "
+        f"{claim.speedup:.2f}x  (the scenario's{source})"
+    )
 
 
 def render_plan(plan: Plan) -> str:
@@ -70,10 +79,7 @@ def render_plan(plan: Plan) -> str:
     ]
     if scenario.claim is not None:
         claim = scenario.claim
-        out.append(
-            f"guide's claim  {duration(claim.sequential_min)} -> {duration(claim.parallel_min)} = "
-            f"{claim.speedup:.2f}x" + (f"  ({claim.source})" if claim.source else "")
-        )
+        out.append(_claim_line(claim))
     return "\n".join(out)
 
 
@@ -105,7 +111,7 @@ def _band(summary: Summary, show: Callable[[float], str]) -> list[str]:
 
 
 def render_prediction(prediction: Prediction, critical_shown: int = 6) -> str:
-    """A readable summary: the bands of speedup, makespan, tokens, cost and utilization, the guide's
+    """A readable summary: the bands of speedup, makespan, tokens, cost and utilization, the scenario's
     claim beside them, the tokens read and what they cost, the most critical tasks and where the time
     goes."""
     config = prediction.config
@@ -138,8 +144,7 @@ def render_prediction(prediction: Prediction, critical_shown: int = 6) -> str:
         speedups = prediction.replications.values["speedup"]
         reached = sum(1 for x in speedups if x >= claim.speedup - 1e-9) / len(speedups)
         out += [
-            f"guide's claim  {duration(claim.sequential_min)} -> {duration(claim.parallel_min)} = "
-            f"{claim.speedup:.2f}x" + (f"  ({claim.source})" if claim.source else ""),
+            _claim_line(claim),
             f"predicted      {s['speedup'].p50:.2f}x [{s['speedup'].p10:.2f}x - {s['speedup'].p90:.2f}x]; "
             f"the claim is reached in {reached:.0%} of replications",
         ]
@@ -178,7 +183,7 @@ def render_prediction(prediction: Prediction, critical_shown: int = 6) -> str:
     ]
     if "blocked_min" in s and s["blocked_min"].mean > 0:
         waits.append(["subagents", s["blocked_min"].mean, "lanes blocked on subagents their task spawned"])
-    out.append("where the time goes (mean minutes per run)")
+    out.append("where the time goes (mean per run, minutes summed over lanes; lane: over tasks)")
     out += [f"  {name:<12} {minutes:>9,.1f}  {meaning}" for name, minutes, meaning in waits]
     by_role = prediction.replications.utilization_by_role
     if by_role:

@@ -1,13 +1,18 @@
 """Headless Chromium for report tests: load a page from a file with the network off, and read back the
-rendered DOM, the console and a screenshot. Tests skip with the reason when Chromium is missing."""
+rendered DOM, the console, a screenshot, or what a script run in the drawn page returns. Tests skip with
+the reason when Chromium is missing."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,12 +60,19 @@ def _flags(profile: str) -> list[str]:
     ]
 
 
-def load(page: Path) -> Loaded:
-    """The page's DOM after its scripts ran, and Chromium's log (console messages included)."""
+def load(page: Path, width: int = 1280, height: int = 900) -> Loaded:
+    """The page's DOM after its scripts ran in a ``width`` x ``height`` window, and Chromium's log (console
+    messages included)."""
     browser = chromium_path()
     with tempfile.TemporaryDirectory() as profile:
         done = subprocess.run(
-            [browser, *_flags(profile), "--dump-dom", page.resolve().as_uri()],
+            [
+                browser,
+                *_flags(profile),
+                f"--window-size={width},{height}",
+                "--dump-dom",
+                page.resolve().as_uri(),
+            ],
             capture_output=True,
             text=True,
             timeout=120,
@@ -85,3 +97,33 @@ def screenshot(page: Path, target: Path, width: int = 1280, height: int = 2400) 
             check=False,
         )
     return target
+
+
+_PROBE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  let out;
+  try { out = {value: (function () { PROBE_SCRIPT })()}; }
+  catch (error) { out = {error: String((error && error.stack) || error)}; }
+  const pre = document.createElement("pre");
+  pre.id = "cycleplan-probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}, 100));
+</script>"""
+
+
+def probe(page: Path, script: str, width: int = 1280, height: int = 900) -> Any:
+    """Run ``script`` (the body of a JavaScript function) in a copy of ``page`` once it has loaded and
+    plotly has drawn, in a ``width`` x ``height`` window, and return what it returns (as JSON). A script
+    error fails the test with the script's stack."""
+    text = page.read_text(encoding="utf-8")
+    end = text.rindex("</body>")
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / page.name
+        copy.write_text(text[:end] + _PROBE.replace("PROBE_SCRIPT", script) + text[end:], encoding="utf-8")
+        loaded = load(copy, width, height)
+    found = re.search(r'<pre id="cycleplan-probe">(.*?)</pre>', loaded.dom, re.S)
+    assert found is not None, f"the probe did not run: {loaded.console_errors() or loaded.log[-2000:]}"
+    result = json.loads(html.unescape(found.group(1)))
+    assert "error" not in result, result["error"]
+    return result["value"]

@@ -134,7 +134,8 @@ def test_plan_output_file_round_trips(tmp_path: Path) -> None:
 def test_plan_table_shows_lanes_and_claim() -> None:
     result = runner.invoke(app, ["plan", str(SCENARIOS / "course-crud.yaml")])
     assert result.exit_code == 0
-    for text in ("backend-1", "frontend-1", "quality-1", "speedup        2.50x", "guide's claim"):
+    claim = "(the scenario's, from Parallel Agent Execution, Pattern 1)"
+    for text in ("backend-1", "frontend-1", "quality-1", "speedup        2.50x", claim, "25 cycles -> 10"):
         assert text in result.output
 
 

@@ -439,10 +439,12 @@ def test_help_says_how_speedup_is_defined() -> None:
 
 def test_comparison_round_trips_without_its_arrays() -> None:
     comparison = compare(_plan(), run_replication(_plan(), 1, seed=0).trace, _prediction())
+    kept = ("prediction", "cumulative", "wait_spans")
     again = Comparison.model_validate(
-        {**comparison.model_dump(), "prediction": comparison.prediction, "cumulative": comparison.cumulative}
+        {**comparison.model_dump(), **{name: getattr(comparison, name) for name in kept}}
     )
     assert again == comparison
+    assert comparison.wait_spans  # the frontend waited for schema_ready: the report draws it
 
 
 # --------------------------------------------------------------------------------------------------
@@ -464,13 +466,16 @@ def test_the_report_draws_the_run_over_its_prediction() -> None:
     assert "outside P10-P90" in report.headlines[0].detail
     assert report.facts["run"] == "r-slow" and report.notes[0] == f"Verdict: {comparison.verdict}"
     gantt, *distributions = report.figures[:5]
-    band, _median, actual = gantt.data
+    band = gantt.data[0]
     assert list(band.meta["tasks"]) == ["backend", "frontend", "quality"]
     frontend = next(row for row in comparison.tasks if row.task == "frontend")
     assert frontend.start is not None and frontend.finish is not None
-    position = list(actual.meta["tasks"]).index("frontend")
-    assert actual.base[position] == frontend.start.actual  # the actual bar starts at the first cycle
-    assert actual.meta["outside"][position] is True
+    (outside,) = [trace for trace in gantt.data if trace.name == "actual, finished outside P10-P90"]
+    assert outside.meta["outside"] is True and "frontend" in outside.meta["tasks"]
+    position = list(outside.meta["tasks"]).index("frontend")
+    assert outside.base[position] == frontend.start.actual  # the actual bar starts at the first cycle
+    (waiting,) = [trace for trace in gantt.data if trace.name == "waiting for an event"]
+    assert list(waiting.meta["tasks"]) == ["frontend"]  # before its first cycle, until schema_ready
     assert [figure.layout.meta["actual"] for figure in distributions] == [
         comparison.placement(name).actual for name in ("makespan_min", "speedup", "tokens_total", "cost_usd")
     ]

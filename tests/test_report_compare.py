@@ -11,6 +11,7 @@ from cycleplan.report.compare_figures import (
     cumulative_against_band,
     gantt_over_bands,
 )
+from cycleplan.report.palette import CRITICAL
 
 BANDS = [
     TaskBand("backend", "backend-1", Percentiles(0, 0, 0), Percentiles(100, 120, 150)),
@@ -25,13 +26,16 @@ ACTUAL = {
 
 def test_gantt_over_bands_draws_band_median_and_actual() -> None:
     figure = gantt_over_bands(ACTUAL, BANDS)
-    band, median, actual = figure.data
+    band, median, inside, outside = figure.data
     assert list(band.base) == [0, 20, 0]
     assert list(band.x) == [150, 140, 75]  # P10 start to P90 finish
     assert list(median.base) == [0, 24, 0] and list(median.x) == [120, 101, 60]
-    assert actual.meta["tasks"] == ["backend", "frontend"]  # the unrun task has no actual bar
-    assert list(actual.base) == [0, 26] and list(actual.x) == [130, 144]
-    assert actual.meta["outside"] == [False, True]  # frontend finished after its P90
+    # The unrun task has no actual bar; frontend finished after its P90, so it is red, in its own entry.
+    assert inside.meta == {"tasks": ["backend"], "outside": False} and inside.name == "actual"
+    assert list(inside.base) == [0] and list(inside.x) == [130]
+    assert outside.meta == {"tasks": ["frontend"], "outside": True}
+    assert outside.name == "actual, finished outside P10-P90" and outside.marker.color == CRITICAL
+    assert list(outside.base) == [26] and list(outside.x) == [144]
     assert "&lt;b&gt;qa&lt;/b&gt; (quality-1)" in band.y
 
 

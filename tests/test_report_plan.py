@@ -15,6 +15,7 @@ from cycleplan.loading import load_scenario, parse_scenario
 from cycleplan.model import Plan
 from cycleplan.planner import plan
 from cycleplan.report.page import render_page, write_page
+from cycleplan.report.palette import CRITICAL
 from cycleplan.report.plan_figures import gantt
 from cycleplan.report.reports import plan_report
 
@@ -39,8 +40,9 @@ def _one_100(lanes: dict[str, int] | None = None) -> Plan:
 def test_gantt_bars_match_the_plan() -> None:
     result = _one_100()
     figure = gantt(result)
-    minute_traces = [t for t in figure.data if t.meta["unit"] == "minutes"]
-    cycle_traces = [t for t in figure.data if t.meta["unit"] == "wall cycles"]
+    roles = [t for t in figure.data if "role" in t.meta]
+    minute_traces = [t for t in roles if t.meta["unit"] == "minutes"]
+    cycle_traces = [t for t in roles if t.meta["unit"] == "wall cycles"]
     assert len(minute_traces) == len(cycle_traces) == 8  # one per role
     planned = {p.task: p for _, p in result.planned_tasks()}
     for trace in minute_traces:
@@ -55,31 +57,38 @@ def test_gantt_bars_match_the_plan() -> None:
 
 def test_gantt_outlines_the_critical_path() -> None:
     result = _one_100({"backend": 2})
-    outlined = set()
-    for trace in gantt(result).data:
-        if trace.meta["unit"] != "minutes":
-            continue
-        for task, width in zip(trace.meta["tasks"], trace.marker.line.width, strict=True):
-            if width == 3:
-                outlined.add(task)
-    assert outlined == set(result.critical_path)
-    assert "integration" in outlined and "knowledge" not in outlined
+    figure = gantt(result)
+    (outline,) = [t for t in figure.data if t.meta.get("critical") and t.meta["unit"] == "minutes"]
+    assert set(outline.meta["tasks"]) == set(result.critical_path)
+    assert "integration" in outline.meta["tasks"] and "knowledge" not in outline.meta["tasks"]
+    assert outline.marker.line.color == CRITICAL and outline.name == "critical path (red outline)"
+    planned = {p.task: p for _, p in result.planned_tasks()}
+    for task, base, length in zip(outline.meta["tasks"], outline.base, outline.x, strict=True):
+        assert (base, base + length) == pytest.approx((planned[task].start_min, planned[task].finish_min))
 
 
 def test_units_button_switches_visibility() -> None:
     menu = gantt(_one_100()).layout.updatemenus[0]
     labels = [button.label for button in menu.buttons]
     assert labels == ["minutes", "wall cycles"]
+    figure = gantt(_one_100())
     cycles_visible = menu.buttons[1].args[0]["visible"]
-    assert cycles_visible.count(True) == cycles_visible.count(False) == 8
+    for trace, shown in zip(figure.data, cycles_visible, strict=True):
+        unit = (trace.meta or {}).get("unit")
+        assert shown == (unit in ("wall cycles", None))  # legend-only marks stay in both views
+    assert sum(cycles_visible) == 8 + 1 + 1 + 1  # roles, the wait before frontend, outline, event line
 
 
 def test_plan_report_headlines() -> None:
     report = plan_report(_one_100())
-    values = {h.label: h.value for h in report.headlines}
-    assert values["planned speedup"] == "1.54x"
-    assert values["cycles"] == "65 wall"
-    assert values["guide's claim"] == "2.50x"
+    values = {h.label: (h.value, h.detail) for h in report.headlines}
+    assert values["planned speedup"][0] == "1.54x"
+    assert values["cycles"] == ("65 wall", "from the one-100 template's 100 cycles")
+    assert values["scenario's claim"] == (
+        "2.50x",
+        "600 min (10h 00m) -> 240 min (4h 00m), from Parallel Agent Execution, Performance Metrics",
+    )
+    assert "The one-100 template's guide says: A cycle takes 2-5 minutes" in " ".join(report.notes)
 
 
 def test_untrusted_text_is_escaped_in_figures_and_page() -> None:

@@ -16,6 +16,7 @@ from cycleplan.loading import load_scenario
 from cycleplan.planner import plan
 from cycleplan.report import prediction_figures as figures
 from cycleplan.report.page import render_page, write_page
+from cycleplan.report.palette import CRITICAL
 from cycleplan.report.reports import prediction_report
 from cycleplan.sim import simulate
 from cycleplan.sim.prediction import Prediction
@@ -35,7 +36,10 @@ def test_headlines_come_from_the_summaries() -> None:
         f"{speedup.p50:.2f}x",
         f"P10-P90 {speedup.p10:.2f}x - {speedup.p90:.2f}x",
     )
-    assert values["guide's claim"][0] == "2.50x"
+    assert values["scenario's claim"] == (
+        "2.50x",
+        "300 min (5h 00m) -> 120 min (2h 00m), from Parallel Agent Execution, Pattern 1",
+    )
     assert report.facts["replications"] == "200" and report.facts["seed"] == "3"
 
 
@@ -56,16 +60,21 @@ def test_cost_utilization_waits_and_criticality_figures() -> None:
     by_role = figures.tokens_and_cost_by_role(prediction)
     roles = [trace.name for trace in by_role.data if trace.x == ("tokens",)]
     assert roles == ["backend", "frontend", "quality"]
-    utilization = figures.utilization_by_lane(prediction).data[0]
-    assert list(utilization.x) == list(prediction.replications.utilization_by_lane)
-    assert list(utilization.y) == [
-        prediction.summaries[f"utilization_by_lane.{lane}"].p50 for lane in utilization.x
-    ]
-    lost = figures.time_lost(prediction).data[0]
-    assert lost.meta["names"][-1] == "waste_min" and len(lost.y) == 5
-    critical = figures.criticality(prediction).data[0]
-    assert list(critical.x) == sorted(critical.x, reverse=True)
-    assert set(critical.y) == set(prediction.criticality)
+    utilization = figures.utilization_by_lane(prediction).data
+    lanes = list(prediction.replications.utilization_by_lane)
+    assert [lane for trace in utilization for lane in trace.x] == lanes
+    for trace in utilization:  # a trace per role, holding that role's lanes
+        assert {prediction.lanes[lane] for lane in trace.x} == {trace.meta["role"]}
+        assert list(trace.y) == [prediction.summaries[f"utilization_by_lane.{lane}"].p50 for lane in trace.x]
+    lost = figures.time_lost(prediction)
+    assert lost.data[0].meta["names"][-1] == "waste_min" and len(lost.data[0].y) == 5
+    assert lost.layout.yaxis.title.text == "lane-minutes per run"
+    assert "summed over all 3 lanes" in lost.layout.title.subtitle.text
+    critical = figures.criticality(prediction).data
+    shares = [share for trace in critical for share in trace.x]
+    assert shares == sorted(shares, reverse=True)
+    assert {task for trace in critical for task in trace.meta["tasks"]} == set(prediction.criticality)
+    assert all(share >= 0.5 for share in critical[0].x) and critical[0].marker.color == CRITICAL
 
 
 def test_page_does_not_grow_with_replications() -> None:

@@ -54,7 +54,7 @@ def test_the_summary_shows_the_band_next_to_the_claim() -> None:
         "makespan",
         "cost",
         "utilization",
-        "guide's claim",
+        "claim          300 min (5h 00m) -> 120 min (2h 00m) = 2.50x  (the scenario's",
         "2.50x",
         "predicted",
         "tokens read",

@@ -12,10 +12,10 @@ import pytest
 from support import ROOT, SCENARIOS
 
 from cycleplan.loading import load_scenario
-from cycleplan.metrics import metrics, run_header
+from cycleplan.metrics import WaitSpan, metrics, run_header, wait_spans
 from cycleplan.model import Event, Task
 from cycleplan.planner import plan
-from cycleplan.sim import Prediction, simulate
+from cycleplan.sim import Prediction, run_replication, simulate
 from cycleplan.sim.stats import confidence_interval, summarize, t_quantile
 
 EPOCH_MS = 1_764_000_000_000.0  # an executed run's timestamps are wall-clock milliseconds
@@ -90,7 +90,44 @@ def test_metrics_of_an_executed_trace() -> None:
     assert m.completed and m.failures == 0 and m.cancellations == 0 and m.waste_min == 0
     # y ends the run; it started 2 minutes after x ended, so nothing held it up: only y is critical.
     assert m.critical == ["y"]
-    assert m.tasks["y"].start_min == 12 and m.tasks["y"].lane == "b-1"
+    assert m.tasks["y"].start_min == 12 and m.tasks["y"].lane == "b-1" and m.tasks["y"].role == "b"
+
+
+def test_wait_spans_are_laid_before_the_work_they_held_up() -> None:
+    # z reached its 2nd cycle at 3 and waited for e until 5, then worked until 9.
+    assert wait_spans(hand_trace()) == [
+        WaitSpan(task="z", lane="a-2", cause="sync", start_min=3, finish_min=5)
+    ]
+    # A cycle that ended at 10 after 4 minutes of work, held before it 1 minute for an event and its
+    # handoff, then 2 by the subagents it spawned, then half a minute by rate limits.
+    held = {
+        "sync_wait_ms": 0.75 * MIN,
+        "sync_ms": 0.25 * MIN,
+        "blocked_ms": 2 * MIN,
+        "rate_limit_wait_ms": 0.5 * MIN,
+    }
+    trace = [
+        hand_trace()[0],
+        event("a-1", "x", 0, action="task_started"),
+        cycle("a-1", "x", 10, 1, 4, **held),
+    ]
+    assert wait_spans(trace) == [
+        WaitSpan(task="x", lane="a-1", cause="sync", start_min=2.5, finish_min=3.5),
+        WaitSpan(task="x", lane="a-1", cause="subagents", start_min=3.5, finish_min=5.5),
+        WaitSpan(task="x", lane="a-1", cause="rate_limit", start_min=5.5, finish_min=6),
+    ]
+
+
+@pytest.mark.parametrize("name", ["agent-session.yaml", "rate-limited.yaml", "full-feature.yaml"])
+def test_simulated_waits_lie_inside_their_task_on_its_lane(name: str) -> None:
+    trace = run_replication(plan(load_scenario(SCENARIOS / name)), 0, seed=3).trace
+    spans = metrics(trace).tasks
+    waits = wait_spans(trace)
+    assert waits  # subagents, rate limits and an awaited event, one scenario each
+    for wait in waits:
+        task = spans[wait.task]
+        assert wait.lane == task.lane
+        assert task.start_min - 1e-9 <= wait.start_min < wait.finish_min <= task.finish_min + 1e-9, wait
 
 
 def test_critical_tasks_follow_what_held_each_task_up() -> None:

@@ -193,7 +193,7 @@ def simulate_command(
 
     Runs the plan many times with random cycle durations, tokens and failures (the scenario's model),
     each replication on the same draws as its one-lane sequential baseline. Prints P50 [P10-P90] and the
-    95% confidence interval of the mean, the guide's claim beside them, the most critical tasks and where
+    95% confidence interval of the mean, the scenario's claim beside them, the most critical tasks and where
     the time goes. The same seed gives the same output.
 
     \b

@@ -1,7 +1,7 @@
 """Figures of a backtest: each held-out run's actuals drawn over the bands predicted from the others.
 
 - per quantity (cost, cache reads, output tokens, agent time), one row per run: the predicted P10-P90 as
-  a bar, P50 as a tick, the actual as a dot (red when outside the band);
+  a bar, P50 as a tick, the actual as a dot (red when outside the band), each in the legend;
 - per turn, the same, on a log scale of minutes.
 
 Inputs are the plain :class:`BandRow` records the report fills from a backtest; nothing is computed here.
@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cycleplan.report.palette import BAND, CRITICAL, REFERENCE
+from cycleplan.report.labels import axis_format
+from cycleplan.report.palette import ACTUAL, BAND, CRITICAL, REFERENCE
 from cycleplan.report.text import safe
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ class BandRow:
 
 
 def bands(rows: Sequence[BandRow], title: str, unit: str, *, log: bool = False) -> go.Figure:
-    """Each row's P10-P90 band, its P50 and its actual; actuals outside their band in red."""
+    """Each row's P10-P90 band, its P50 and its actual; actuals outside their band in red, each kind of
+    mark in the legend."""
     import plotly.graph_objects as go
 
     labels = [safe(row.label) for row in rows]
@@ -59,25 +61,33 @@ def bands(rows: Sequence[BandRow], title: str, unit: str, *, log: bool = False) 
             hovertemplate="P50 %{x:,.4g}<extra></extra>",
         )
     )
-    figure.add_trace(
-        go.Scatter(
-            y=labels,
-            x=[row.actual for row in rows],
-            mode="markers",
-            marker={
-                "size": 10,
-                "color": [REFERENCE if row.p10 <= row.actual <= row.p90 else CRITICAL for row in rows],
-            },
-            name="actual",
-            hovertemplate="actual %{x:,.4g}<extra></extra>",
+    inside = [row.p10 <= row.actual <= row.p90 for row in rows]
+    for name, colour, wanted in (
+        ("actual, inside P10-P90", ACTUAL, True),
+        ("actual, outside P10-P90", CRITICAL, False),
+    ):
+        chosen = [(label, row) for label, row, ok in zip(labels, rows, inside, strict=True) if ok is wanted]
+        if not chosen:
+            continue
+        figure.add_trace(
+            go.Scatter(
+                y=[label for label, _ in chosen],
+                x=[row.actual for _, row in chosen],
+                mode="markers",
+                marker={"size": 10, "color": colour},
+                name=name,
+                hovertemplate="actual %{x:,.4g}<extra></extra>",
+                meta={"rows": [row.label for _, row in chosen]},
+            )
         )
-    )
+    xaxis: dict[str, object] = {"title": {"text": safe(unit)}, **axis_format(unit)}
+    if log:
+        xaxis.update({"type": "log", "dtick": 1, "minor": {"showgrid": True, "dtick": "D1"}})
     figure.update_layout(
-        title=safe(title),
-        xaxis_title=safe(unit),
-        xaxis_type="log" if log else "linear",
-        height=140 + 36 * len(rows),
-        margin={"l": 200},
-        legend={"orientation": "h"},
+        title={"text": safe(title), "automargin": True},
+        xaxis=xaxis,
+        yaxis={"categoryorder": "array", "categoryarray": list(reversed(labels)), "automargin": True},
+        height=150 + 30 * len(rows),
+        margin={"l": 20, "t": 40, "r": 20, "b": 50},
     )
     return figure

@@ -1,6 +1,7 @@
 """The reports users ask for, assembled from figures: one function per kind of result.
 
 Each returns a :class:`cycleplan.report.page.Report`; :func:`cycleplan.report.page.write_page` writes it.
+A page's figures share one role -> colour map, made here once per page and handed to each figure.
 """
 
 from __future__ import annotations
@@ -8,14 +9,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cycleplan.render import duration
+from cycleplan.report.labels import CLAIM_LABEL, claim_detail, cycles_detail, template_note
 from cycleplan.report.page import Headline, Report, standard_facts
+from cycleplan.report.palette import RoleColours, role_colours
 
 if TYPE_CHECKING:
     from cycleplan.backtest import Backtest
     from cycleplan.comparison import Comparison
-    from cycleplan.model import Plan
+    from cycleplan.model import Claim, Plan
     from cycleplan.sim.prediction import Prediction
     from cycleplan.sim.sweep import SweepResult
+
+
+def _claim_headline(claim: Claim) -> Headline:
+    """The scenario's claim, named as the scenario's, with the source it cites."""
+    return Headline(
+        CLAIM_LABEL,
+        f"{claim.speedup:.2f}x",
+        claim_detail(duration(claim.sequential_min), duration(claim.parallel_min), claim.source),
+    )
+
+
+def plan_colours(plan: Plan) -> RoleColours:
+    """The page's role colours, in the order the plan's lanes first run each role."""
+    return role_colours(dict.fromkeys(planned.role for _, planned in plan.planned_tasks()))
 
 
 def plan_report(plan: Plan) -> Report:
@@ -27,24 +44,20 @@ def plan_report(plan: Plan) -> Report:
         Headline("planned speedup", f"{plan.speedup:.2f}x", f"{plan.algorithm} plan"),
         Headline("makespan", duration(plan.makespan_min), f"sequential {duration(plan.sequential_min)}"),
         Headline("lower bound", duration(plan.lower_bound_min), "no plan can beat this"),
-        Headline("cycles", f"{plan.wall_cycles:g} wall", f"from {plan.template_cycles} template cycles"),
+        Headline("cycles", f"{plan.wall_cycles:g} wall", cycles_detail(plan)),
     ]
     if scenario.claim is not None:
-        headlines.append(
-            Headline(
-                "guide's claim",
-                f"{scenario.claim.speedup:.2f}x",
-                f"{duration(scenario.claim.sequential_min)} -> {duration(scenario.claim.parallel_min)}",
-            )
-        )
+        headlines.append(_claim_headline(scenario.claim))
     notes = [f"Critical path: {' -> '.join(plan.critical_path)}."]
     if scenario.description:
         notes.insert(0, scenario.description)
+    if (note := template_note(plan)) is not None:
+        notes.append(note)
     return Report(
         title=f"Plan: {scenario.name or 'scenario'}",
         headlines=headlines,
         facts=standard_facts(scenario.name),
-        figures=[gantt(plan)],
+        figures=[gantt(plan, plan_colours(plan))],
         notes=notes,
     )
 
@@ -57,7 +70,7 @@ def _band(prediction: Prediction, name: str, fmt: str) -> tuple[str, str]:
 def prediction_report(prediction: Prediction, plan: Plan | None = None) -> Report:
     """The prediction's few numbers with their bands, then distributions, costs, utilization, waits,
     criticality and the median replication (and the plan's Gantt chart when given)."""
-    from cycleplan.metrics import metrics
+    from cycleplan.metrics import metrics, wait_spans
     from cycleplan.report import prediction_figures as figures
     from cycleplan.report.plan_figures import gantt
 
@@ -78,13 +91,10 @@ def prediction_report(prediction: Prediction, plan: Plan | None = None) -> Repor
         Headline("utilization (P50)", utilization, utilization_band),
     ]
     if claim is not None:
-        headlines.append(
-            Headline(
-                "guide's claim",
-                f"{claim.speedup:.2f}x",
-                f"{duration(claim.sequential_min)} -> {duration(claim.parallel_min)}",
-            )
-        )
+        headlines.append(_claim_headline(claim))
+    colours = plan_colours(plan) if plan is not None else role_colours(())
+    colours.add(role for role in prediction.lanes.values() if role is not None)
+    measured = metrics(prediction.trace)
     samples = prediction.replications.values
     shown = [
         figures.distribution(
@@ -97,18 +107,21 @@ def prediction_report(prediction: Prediction, plan: Plan | None = None) -> Repor
         figures.distribution(
             samples["makespan_min"], makespan, "makespan", "min", claim.parallel_min if claim else None
         ),
-        figures.tokens_and_cost_by_role(prediction),
-        figures.utilization_by_lane(prediction),
+        figures.tokens_and_cost_by_role(prediction, colours),
+        figures.utilization_by_lane(prediction, colours),
         figures.time_lost(prediction),
         figures.criticality(prediction),
         figures.trace_gantt(
-            metrics(prediction.trace).tasks,
+            measured.tasks,
             prediction.lanes,
             f"The median replication (#{prediction.median_replication})",
+            colours,
+            wait_spans(prediction.trace),
+            measured.critical,
         ),
     ]
     if plan is not None:
-        shown.insert(0, gantt(plan))
+        shown.insert(0, gantt(plan, colours))
     facts = standard_facts(config.scenario, config.seed)
     facts["replications"] = f"{config.replications:,}"
     facts["dispatch"] = config.dispatch + (" (ideal)" if config.ideal else "")
@@ -118,6 +131,8 @@ def prediction_report(prediction: Prediction, plan: Plan | None = None) -> Repor
         f"{prediction.plan_speedup:.2f}x; the bands above come from {config.replications:,} replications "
         "with random cycle durations, tokens and failures drawn from the scenario's model."
     ]
+    if plan is not None and (note := template_note(plan)) is not None:
+        notes.append(note)
     return Report(
         title=f"Prediction: {config.scenario or 'scenario'}",
         headlines=headlines,
@@ -196,6 +211,7 @@ def comparison_report(comparison: Comparison) -> Report:
             start_min=row.start.actual,
             finish_min=row.finish.actual,
             status=row.status,
+            role=row.role,
         )
         for row in comparison.tasks
         if row.start is not None and row.finish is not None
@@ -212,12 +228,12 @@ def comparison_report(comparison: Comparison) -> Report:
         and predicted.start is not None
         and predicted.finish is not None
     ]
-    shown = [figures.gantt_over_bands(spans, bands)]
+    shown = [figures.gantt_over_bands(spans, bands, comparison.wait_spans)]
     for name, unit in (
         ("makespan_min", "min"),
         ("speedup", "x"),
         ("tokens_total", "tokens"),
-        ("cost_usd", "USD"),
+        ("cost_usd", "usd"),
     ):
         placed = comparison.placement(name)
         shown.append(
@@ -233,12 +249,12 @@ def comparison_report(comparison: Comparison) -> Report:
     curves = prediction.cumulative
     if curves is not None:
         actual = comparison.cumulative
-        for values, low, middle, high, name in (
-            (actual.tokens, curves.tokens_p10, curves.tokens_p50, curves.tokens_p90, "tokens"),
-            (actual.cost_usd, curves.cost_p10, curves.cost_p50, curves.cost_p90, "cost (USD)"),
+        for values, low, middle, high, name, unit in (
+            (actual.tokens, curves.tokens_p10, curves.tokens_p50, curves.tokens_p90, "tokens", "tokens"),
+            (actual.cost_usd, curves.cost_p10, curves.cost_p50, curves.cost_p90, "cost", "usd"),
         ):
             band = figures.CumulativeBand(curves.grid_min, low, middle, high)
-            shown.append(figures.cumulative_against_band(band, actual.minutes, values, name))
+            shown.append(figures.cumulative_against_band(band, actual.minutes, values, name, unit))
     facts = standard_facts(comparison.scenario, comparison.seed)
     facts["run"] = comparison.run_id
     facts["status"] = comparison.status

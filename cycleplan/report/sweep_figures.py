@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cycleplan.report.labels import axis_format
 from cycleplan.report.palette import BAND, CRITICAL, ROLE_COLOURS
 from cycleplan.report.text import safe
 
@@ -95,11 +96,16 @@ def speedup_by_lanes(result: SweepResult) -> go.Figure:
         )
     )
     figure.update_layout(
-        title=f"Speedup against {safe(_lane_axis(result))} ({result.replications:,} replications each, "
-        "common random numbers)",
+        title={
+            "text": f"Speedup against {safe(_lane_axis(result))}",
+            "subtitle": {"text": f"{result.replications:,} replications each, on common random numbers"},
+            "automargin": True,
+        },
         xaxis={"title": {"text": safe(_lane_axis(result))}, "dtick": 1},
-        yaxis={"title": {"text": "speedup over one lane (x)"}, "rangemode": "tozero"},
+        yaxis={"title": {"text": "speedup over one lane"}, "rangemode": "tozero", **axis_format("x")},
         hovermode="closest",
+        height=420,
+        margin={"t": 40, "r": 20, "b": 50},
     )
     return figure
 
@@ -165,9 +171,15 @@ def pareto(result: SweepResult) -> go.Figure:
         )
     )
     figure.update_layout(
-        title="Time and cost: the Pareto front (P50; bars span P10-P90 makespan)",
+        title={
+            "text": "Time and cost: the Pareto front",
+            "subtitle": {"text": "P50 of each configuration; bars span its P10-P90 makespan"},
+            "automargin": True,
+        },
         xaxis={"title": {"text": "makespan P50 (minutes)"}},
-        yaxis={"title": {"text": "cost P50 (US dollars)"}},
+        yaxis={"title": {"text": "cost P50 (US dollars)"}, **axis_format("usd")},
         hovermode="closest",
+        height=440,
+        margin={"t": 40, "r": 20, "b": 50},
     )
     return figure
