@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cycleplan.wording import counted
+
 if TYPE_CHECKING:
     from cycleplan.model import Plan, Scenario, Task
 
@@ -106,7 +108,8 @@ def plan_problems(plan: Plan) -> list[Problem]:
                 problems.append(
                     Problem(
                         (*path, "cycles"),
-                        f"'{planned.task}' has {task.cycles} cycles in the scenario, not {planned.cycles}",
+                        f"'{planned.task}' has {counted(task.cycles, 'cycle')} in the scenario, "
+                        f"not {planned.cycles}",
                     )
                 )
     unplaced = [name for name in tasks if name not in placed]
@@ -240,7 +243,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 problems.append(
                     Problem(
                         (*where, "waits", event),
-                        f"waits before cycle {cycle}, but the task has only {task.cycles} cycles; "
+                        f"waits before cycle {cycle}, but the task has only {counted(task.cycles, 'cycle')}; "
                         f"use a cycle from 1 to {task.cycles}",
                     )
                 )
@@ -249,7 +252,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 problems.append(
                     Problem(
                         (*where, "emits", event),
-                        f"emits after cycle {cycle}, but the task has only {task.cycles} cycles; "
+                        f"emits after cycle {cycle}, but the task has only {counted(task.cycles, 'cycle')}; "
                         f"use a cycle from 1 to {task.cycles}",
                     )
                 )
@@ -258,7 +261,7 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 problems.append(
                     Problem(
                         (*where, "cycle_models", cycle),
-                        f"names cycle {cycle}, but the task has only {task.cycles} cycles; "
+                        f"names cycle {cycle}, but the task has only {counted(task.cycles, 'cycle')}; "
                         f"use a cycle from 1 to {task.cycles}",
                     )
                 )

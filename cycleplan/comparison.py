@@ -21,11 +21,11 @@ normal through those three (exact at P10, P50 and P90). Distances from the band 
 same split-normal score for every quantity: (actual - P50) over (P90 - P50) / z(0.9) above the median,
 over (P50 - P10) / z(0.9) below it, so a score of +-1.28 sits on the band's edge.
 
-**Speedup.** A run's one-lane baseline is never observed, so the actual speedup is the run's own work
-summed as one lane would run it in plan order, over its makespan: every cycle attempt's work and
+**Speedup.** A run's sequential baseline is never observed, so the actual speedup is the run's own
+work summed as one lane would run it in plan order, over its makespan: every cycle attempt's work and
 handoff, failed attempts included, race losers left out, with no waiting
 (:func:`cycleplan.executor.summary.sequential_min`, what ``execute`` prints). The predicted speedup is
-the simulator's one-lane baseline on the same draws over the makespan; it is the same sum whenever a
+the simulator's sequential baseline on the same draws over the makespan; it is the same sum whenever a
 lone lane is not held by rate limits, so the two are compared like for like.
 
 This module reads the run store and may run the simulator; it writes nothing and draws nothing
@@ -61,11 +61,11 @@ from cycleplan.sim.prediction import Percentiles, Prediction
 from cycleplan.verdict import CostByKind, RunState, Verdict, build_verdict
 
 SPEEDUP_DEFINITION = (
-    "speedup = one-lane baseline / makespan. A run's one-lane baseline is not observed: it is the run's "
-    "own work summed as one lane would run it in plan order (every cycle attempt's work and handoff, "
-    "failed attempts included, race losers left out, no waiting). The predicted speedup uses the "
-    "simulator's one-lane baseline on the same draws, the same sum whenever a lone lane is not held by "
-    "rate limits."
+    "speedup = sequential baseline / makespan. A run's sequential baseline is not observed: it is the "
+    "run's own work summed as one lane would run it in plan order (every cycle attempt's work and "
+    "handoff, failed attempts included, race losers left out, no waiting). The predicted speedup uses "
+    "the simulator's sequential baseline on the same draws, the same sum whenever a lone lane is not "
+    "held by rate limits."
 )
 """How the actual speedup is defined, shown by ``compare --help``, its JSON and its report."""
 

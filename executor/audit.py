@@ -28,6 +28,7 @@ from typing import Any
 
 from cycleplan.executor import events as ev
 from cycleplan.model import Event, Plan
+from cycleplan.wording import counted
 
 EPS_MS = 0.5
 """Timestamps this close count as the same instant (the clock rounds to microseconds)."""
@@ -183,7 +184,7 @@ def _cycles(task: str, cycles: int, attempts: list[Event], end: Event | None) ->
             done = cycle
             tries = 0
     if end is not None and end.action == ev.TASK_COMPLETE and done != cycles:
-        problems.append(f"{task}: completed after {done} of {cycles} cycles")
+        problems.append(f"{task}: completed after {done} of {counted(cycles, 'cycle')}")
     return problems
 
 

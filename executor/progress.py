@@ -22,6 +22,7 @@ from cycleplan.executor.clock import format_minutes
 from cycleplan.executor.secrets import redact
 from cycleplan.model import Event
 from cycleplan.printable import printable
+from cycleplan.wording import counted
 
 if TYPE_CHECKING:
     from cycleplan.executor.orchestrator import Orchestrator
@@ -37,7 +38,8 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
     run = orchestrator.tasks.get(task)
     if action == ev.RUN_STARTED:
         return (
-            f"run {event.group_id} started: {len(orchestrator.lanes)} lanes, {len(orchestrator.tasks)} tasks"
+            f"run {event.group_id} started: {counted(len(orchestrator.lanes), 'lane')}, "
+            f"{counted(len(orchestrator.tasks), 'task')}"
         )
     if action == ev.RUN_RESUMED:
         return f"run {event.group_id} resumed ({meta.get('resume')})"
@@ -51,7 +53,7 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
     if action == ev.TASK_STARTED:
         spawn = run.task.spawned_by
         by = "" if spawn is None else f"; spawned by {spawn.task} at its cycle {spawn.cycle}"
-        return f"{where} started ({run.task.cycles} cycles{by})"
+        return f"{where} started ({counted(run.task.cycles, 'cycle')}{by})"
     if action == ev.TASK_RESUMED:
         return f"{where} resumed at cycle {meta.get('cycle')}"
     if action == ev.CYCLE_COMPLETED:
@@ -71,12 +73,13 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
         if meta.get("failed"):
             return f"{head} attempt {meta.get('attempt')} failed: {meta.get('error', '')}"
         cost = float(meta.get("cost_usd", 0.0))
-        calls = f"{meta['calls']} calls, " if meta.get("calls") else ""
+        calls = f"{counted(meta['calls'], 'call')}, " if meta.get("calls") else ""
         blocked = ""
         if meta.get("blocked_ms"):
             waited = orchestrator.clock.scenario_min(float(meta["blocked_ms"]))
             blocked = f" after {format_minutes(waited)} blocked on subagents"
-        return f"{head} done ({format_minutes(minutes)}, {calls}{tokens:,} tokens, ${cost:.4f}){blocked}"
+        spent = f"{calls}{counted(tokens, 'token')}, ${cost:.4f}"
+        return f"{head} done ({format_minutes(minutes)}, {spent}){blocked}"
     if action == ev.TASK_COMPLETE:
         return f"{where} complete (${run.cost_usd:.4f})"
     if action == ev.TASK_FAILED:
@@ -199,10 +202,11 @@ class LiveView:
         cost = sum(run.cost_usd for run in orchestrator.tasks.values())
         finished = sum(1 for run in orchestrator.tasks.values() if run.outcome is not None)
         minutes = clock.scenario_min((now - self.started) * 1000)
-        more = f" ({hidden} more lanes)" if hidden > 0 else ""
+        more = f" ({counted(hidden, 'more lane')})" if hidden > 0 else ""
         totals = Text(
             f"run {orchestrator.run_id}  {format_minutes(minutes)}  "
-            f"{finished}/{len(orchestrator.tasks)} tasks  {tokens:,} tokens  ${cost:.3f}{more}",
+            f"{finished}/{counted(len(orchestrator.tasks), 'task')}  {counted(tokens, 'token')}  "
+            f"${cost:.3f}{more}",
             style="bold",
         )
         return Group(table, totals)

@@ -49,6 +49,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cycleplan.model import Event, Plan
+from cycleplan.wording import counted
 
 DEFAULT_STORE = Path(".cycleplan") / "runs.db"
 """Where runs are kept unless ``--store`` says otherwise (relative to the working directory)."""
@@ -1033,7 +1034,8 @@ def _accounting(events: list[Event], cycles: dict[str, int], status: str | None)
             ended[task] = action
             total = cycles.get(task)
             if action == "task_complete" and total is not None and done.get(task, 0) != total:
-                problems.append(f"{task}: task_complete after {done.get(task, 0)} of {total} cycles")
+                after = f"{done.get(task, 0)} of {counted(total, 'cycle')}"
+                problems.append(f"{task}: task_complete after {after}")
     if over:
         if len(over) > 1 or events[-1].action != "run_complete":
             problems.append("run_complete is not the last event, or is recorded more than once")

@@ -7,7 +7,7 @@ simulator's are. It also takes out the time a run stood stopped (Ctrl-C or a kil
 ``--resume`` picked it up: from the last event before each ``run_resumed`` to that event. Work a killed
 executor did after its last recorded event is lost with it and counts as stopped time.
 
-The sequential estimate, and so the speedup, counts every attempt's work and handoff once, on one lane,
+The sequential baseline, and so the speedup, counts every attempt's work and handoff once, on one lane,
 subagents' included and race members that lost left out: what one agent doing everything would take.
 """
 
@@ -22,6 +22,7 @@ from cycleplan.executor.clock import format_minutes
 from cycleplan.executor.store import RunStore
 from cycleplan.metrics import MS_PER_MIN, metrics
 from cycleplan.model import Event, Plan
+from cycleplan.wording import SEQUENTIAL_BASELINE, counted
 
 SCALED_FIELDS = ("duration_ms", "sync_wait_ms", "sync_ms", "rate_limit_wait_ms", "latency_ms", "blocked_ms")
 
@@ -141,12 +142,12 @@ def render_summary(summary: dict[str, Any]) -> str:
         speedup = summary.get("speedup")
         makespan = format_minutes(summary["makespan_min"])
         planned = format_minutes(summary["planned_makespan_min"])
-        one_lane = format_minutes(summary["sequential_min"])
+        baseline = format_minutes(summary["sequential_min"])
         lines.append(f"  makespan   {makespan} (plan {planned})")
         if summary.get("status") == "complete":
             lines.append(
                 f"  speedup    {'-' if speedup is None else f'{speedup:.2f}x'} "
-                f"(plan {summary['planned_speedup']:.2f}x; one lane would take {one_lane})"
+                f"(plan {summary['planned_speedup']:.2f}x; {SEQUENTIAL_BASELINE} {baseline})"
             )
         else:
             # A run that stopped or failed part way did not do the work its speedup would be about.
@@ -158,7 +159,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"  tasks      {tasks['complete']} complete, {tasks['failed']} failed, "
             f"{tasks['cancelled']} cancelled of {tasks['total']}; "
-            f"{summary['failed_cycles']} failed attempt(s)"
+            f"{counted(summary['failed_cycles'], 'failed attempt')}"
         )
         if summary.get("time_scale", 1.0) != 1.0:
             lines.append(

@@ -29,6 +29,7 @@ from pydantic import Field
 from cycleplan.model import Frozen, Scenario
 from cycleplan.sim.layout import SimulationError
 from cycleplan.sim.stats import Summary, confidence_interval
+from cycleplan.wording import counted, duration
 
 MAX_CONFIGURATIONS = 1_000
 DEFAULT_WITHIN_PERCENT = 10.0
@@ -294,7 +295,7 @@ def sweep(
 
 
 def _label(outcome: Outcome, several_algorithms: bool) -> str:
-    lanes = f"{outcome.lanes} lane{'s' if outcome.lanes != 1 else ''}"
+    lanes = counted(outcome.lanes, "lane")
     return f"{lanes}, {outcome.algorithm}" if several_algorithms else lanes
 
 
@@ -339,7 +340,6 @@ def summarize_sweep(
     runtime_s: float,
 ) -> SweepResult:
     """Pair, rank and describe the configurations' outcomes (in the order they were given)."""
-    from cycleplan.render import duration
 
     several = len({outcome.algorithm for outcome in outcomes}) > 1
     labels = [_label(outcome, several) for outcome in outcomes]
@@ -386,12 +386,11 @@ def summarize_sweep(
             )
         )
     chosen = outcomes[recommended]
-    plural = "s" if chosen.lanes != 1 else ""
-    counted = (
-        f"{chosen.lanes} lane{plural} per role" if role is None else f"{chosen.lanes} {role} lane{plural}"
+    lanes = (
+        f"{counted(chosen.lanes, 'lane')} per role" if role is None else counted(chosen.lanes, f"{role} lane")
     )
     words = (
-        f"Run {counted} ({chosen.algorithm} plan, {chosen.total_lanes} lanes in all): P50 makespan "
+        f"Run {lanes} ({chosen.algorithm} plan, {counted(chosen.total_lanes, 'lane')} in all): P50 makespan "
         f"{duration(p50[recommended])}, P50 cost ${cost[recommended]:,.2f}"
     )
     if recommended == best:
@@ -428,7 +427,6 @@ def summarize_sweep(
 
 def render_sweep(result: SweepResult) -> str:
     """The sweep as a text table and the recommendation, for a terminal."""
-    from cycleplan.render import duration
 
     header = ["", "lanes", "speedup P50 [P10-P90]", "makespan P50", "cost P50", "util.", "vs one lane fewer"]
     rows: list[list[str]] = []

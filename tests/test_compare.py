@@ -513,7 +513,7 @@ def test_a_run_long_across_the_board_is_said_to_be_so() -> None:
     failed = place_in_band(Percentiles(p10=0, p50=0, p90=0), 0, "count")
     work = place_in_band(Percentiles(p10=170, p50=180, p90=200), 218, "min")
     cause = _lengthened(1.0, rows, {"dependency": quiet}, failed, ["t0", "t1", "t2"], work)
-    assert cause.startswith("the run's whole work (one-lane baseline) above P90"), cause
+    assert cause.startswith("the run's whole work (sequential baseline) above P90"), cause
     assert "no task is outside its band" in cause and "calibrate" in cause
     # Without the work outside its band, the furthest task is named as before.
     inside = place_in_band(Percentiles(p10=170, p50=180, p90=200), 190, "min")

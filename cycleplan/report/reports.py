@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cycleplan.render import duration
 from cycleplan.report.page import Headline, Report, standard_facts
+from cycleplan.wording import SEQUENTIAL_BASELINE, duration
 
 if TYPE_CHECKING:
     from cycleplan.backtest import Backtest
@@ -25,7 +25,9 @@ def plan_report(plan: Plan) -> Report:
     scenario = plan.scenario
     headlines = [
         Headline("planned speedup", f"{plan.speedup:.2f}x", f"{plan.algorithm} plan"),
-        Headline("makespan", duration(plan.makespan_min), f"sequential {duration(plan.sequential_min)}"),
+        Headline(
+            "makespan", duration(plan.makespan_min), f"{SEQUENTIAL_BASELINE} {duration(plan.sequential_min)}"
+        ),
         Headline("lower bound", duration(plan.lower_bound_min), "no plan can beat this"),
         Headline("cycles", f"{plan.wall_cycles:g} wall", f"from {plan.template_cycles} template cycles"),
     ]

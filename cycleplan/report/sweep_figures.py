@@ -98,7 +98,7 @@ def speedup_by_lanes(result: SweepResult) -> go.Figure:
         title=f"Speedup against {safe(_lane_axis(result))} ({result.replications:,} replications each, "
         "common random numbers)",
         xaxis={"title": {"text": safe(_lane_axis(result))}, "dtick": 1},
-        yaxis={"title": {"text": "speedup over one lane (x)"}, "rangemode": "tozero"},
+        yaxis={"title": {"text": "speedup over the sequential baseline (x)"}, "rangemode": "tozero"},
         hovermode="closest",
     )
     return figure
