@@ -425,56 +425,6 @@ def summarize_sweep(
     )
 
 
-def render_sweep(result: SweepResult) -> str:
-    """The sweep as a text table and the recommendation, for a terminal."""
-
-    header = ["", "lanes", "speedup P50 [P10-P90]", "makespan P50", "cost P50", "util.", "vs one lane fewer"]
-    rows: list[list[str]] = []
-    for index, configuration in enumerate(result.configurations):
-        fewer = configuration.versus_fewer
-        speedup = configuration.speedup
-        marks = ("*" if index == result.recommended else "") + ("p" if configuration.pareto else "")
-        rows.append(
-            [
-                f"{configuration.label} {marks}".rstrip(),
-                str(configuration.total_lanes),
-                f"{speedup.p50:.2f}x [{speedup.p10:.2f}-{speedup.p90:.2f}]",
-                f"{configuration.makespan_min.p50:,.1f} min",
-                f"${configuration.cost_usd.p50:,.2f}",
-                f"{configuration.utilization.p50:.0%}",
-                "-"
-                if fewer is None
-                else f"{fewer.mean_min:+,.1f} min "
-                f"({fewer.ci95_low_min:+,.1f} to {fewer.ci95_high_min:+,.1f})",
-            ]
-        )
-    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        cells = [row[0].ljust(widths[0])] + [
-            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
-        ]
-        return "  ".join(cells).rstrip()
-
-    lanes_of = f"{result.role} lanes" if result.role is not None else "lanes per role"
-    best = result.configurations[result.best]
-    out = [
-        f"{result.scenario or 'scenario'}: {len(result.configurations)} configurations of {lanes_of}, "
-        f"{result.replications:,} replications each on common random numbers (seed {result.seed}), "
-        f"{result.dispatch} dispatch",
-        "",
-        line(header),
-        *(line(row) for row in rows),
-        "",
-        "* recommended  p on the time/cost Pareto front; vs one lane fewer: mean paired difference in "
-        "makespan (95% CI)",
-        f"fastest        {best.label}: {duration(best.makespan_min.p50)} at the P50",
-        "",
-        result.recommendation,
-    ]
-    return "\n".join(out)
-
-
 def open_dask(address: str, workers: int | None = None) -> tuple[Any, Callable[[], None]]:
     """A Dask client for ``address`` (``tcp://host:8786``), or for a new LocalCluster (``local``), and a
     function that closes what was opened. Needs the ``dask`` extra."""
@@ -518,7 +468,6 @@ __all__ = [
     "open_dask",
     "pareto_front",
     "parse_lanes",
-    "render_sweep",
     "run_job",
     "sweep",
 ]

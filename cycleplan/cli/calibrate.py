@@ -14,6 +14,7 @@ from cycleplan.cli.common import (
     emit_json,
     fail,
     load_scenario_file,
+    note,
     output_option,
     say,
     write_atomically,
@@ -106,4 +107,4 @@ def calibrate_command(
     if output is not None and text is not None:
         write_atomically(output, text)
         kept = " (the original's comments are not kept)" if scenario is not None else ""
-        say(f"wrote {output}{kept}", err=as_json)
+        note(f"wrote {output}{kept}", err=as_json)
