@@ -554,8 +554,8 @@ def calibrated_yaml(
         data = calibration.scenario.model_dump(mode="json", exclude_defaults=True)
     apply_fits(data, calibration.roles, calibration.runs)
     header = (
-        f"# Calibrated by cycleplan from run(s) {', '.join(calibration.runs)}; the prior counted as "
-        f"{calibration.prior_weight:g} cycle(s).\n"
+        f"# Calibrated by cycleplan from {counted(len(calibration.runs), 'run')} "
+        f"{', '.join(calibration.runs)}; the prior counted as {counted(calibration.prior_weight, 'cycle')}.\n"
     )
     text = header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
     try:
@@ -597,8 +597,8 @@ def distinct_runs(
         key = timeline(trace)
         if key and key in first:
             notes.append(
-                f"run {run} has the same timeline as run {first[key]} ({len(key)} cycle(s) at the same "
-                "moments): it is a copy of that run, counted once"
+                f"run {run} has the same timeline as run {first[key]} ({counted(len(key), 'cycle')} at the "
+                "same moments): it is a copy of that run, counted once"
             )
             continue
         first.setdefault(key, run)
@@ -627,7 +627,7 @@ def calibrate(
     for role, observed in seen.items():
         if role not in known:
             notes.append(
-                f"role '{role}' ({observed.attempts} cycle(s)) is not in the scenario: left out; "
+                f"role '{role}' ({counted(observed.attempts, 'cycle')}) is not in the scenario: left out; "
                 f"map it onto one of {', '.join(sorted(known))} with --role {role}=ROLE"
             )
             continue
