@@ -342,7 +342,7 @@ def templates(
             after = f"  after {', '.join(task.after)}" if task.after else ""
             sync = "".join(f"  emits {e} after cycle {c}" for e, c in task.emits.items())
             sync += "".join(f"  waits {e} before cycle {c}" for e, c in task.waits.items())
-            say(f"    {span[0]:>3}-{span[1]:<3} {task.id:<12} {task.role:<12}{after}{sync}")
+            say(f"    {span[0]:>3}-{span[1]:<3} {task.id:<12} {task.role:<12}{after}{sync}".rstrip())
 
 
 @app.command("init")
