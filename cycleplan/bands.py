@@ -35,7 +35,7 @@ LABELS = {
     "tokens_total": ("tokens", "tokens"),
     "cost_usd": ("cost", "usd"),
     "utilization": ("utilization", "share"),
-    "sequential_min": ("one-lane baseline", "min"),
+    "sequential_min": ("sequential baseline", "min"),
     "failed_cycles": ("failed attempts", "count"),
     "input_tokens": ("uncached input tokens", "tokens"),
     "cache_write_tokens": ("cache writes", "tokens"),

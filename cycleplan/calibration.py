@@ -58,6 +58,7 @@ from cycleplan.model import (
     Scenario,
     Spread,
 )
+from cycleplan.wording import counted
 
 DEFAULT_PRIOR_WEIGHT = 5.0
 """How many observed cycles the scenario's own values count for, unless told otherwise."""
@@ -559,7 +560,7 @@ def calibrated_yaml(
 
     header = (
         f"{HEADER}{', '.join(calibration.runs)}; the prior counted as "
-        f"{calibration.prior_weight:g} cycle(s).\n"
+        f"{counted(calibration.prior_weight, 'cycle')}.\n"
     )
     if original_text is not None:
         if original_text.startswith(HEADER):
@@ -614,8 +615,8 @@ def distinct_runs(
         key = timeline(trace)
         if key and key in first:
             notes.append(
-                f"run {run} has the same timeline as run {first[key]} ({len(key)} cycle(s) at the same "
-                "moments): it is a copy of that run, counted once"
+                f"run {run} has the same timeline as run {first[key]} ({counted(len(key), 'cycle')} at the "
+                "same moments): it is a copy of that run, counted once"
             )
             continue
         first.setdefault(key, run)
@@ -644,7 +645,7 @@ def calibrate(
     for role, observed in seen.items():
         if role not in known:
             notes.append(
-                f"role '{role}' ({observed.attempts} cycle(s)) is not in the scenario: left out; "
+                f"role '{role}' ({counted(observed.attempts, 'cycle')}) is not in the scenario: left out; "
                 f"map it onto one of {', '.join(sorted(known))} with --role {role}=ROLE"
             )
             continue
@@ -735,7 +736,8 @@ def _loop_lines(label: str, fit: LoopFit) -> list[str]:
     if fit.cycle is not None:
         rows.append(("cycle (min)", fit.cycle.median_min, fit.cycle.p90_min, "cycle", "{:.2f}"))
     lines = [
-        f"{label:<14} agent loop from {fit.calls:,} calls in {fit.cycles} cycles of {fit.runs} run(s):"
+        f"{label:<14} agent loop from {counted(fit.calls, 'call')} in {counted(fit.cycles, 'cycle')} of "
+        f"{counted(fit.runs, 'run')}:"
         f"{'':<4}median        p90   log sd"
     ]
     for what, median, p90, name, fmt in rows:
@@ -768,8 +770,8 @@ def _loop_lines(label: str, fit: LoopFit) -> list[str]:
 def render_calibration(calibration: Calibration) -> str:
     """The before/after table ``cycleplan calibrate`` prints."""
     lines = [
-        f"calibrated from {len(calibration.runs)} run(s): {', '.join(calibration.runs)}; "
-        f"the prior counts as {calibration.prior_weight:g} cycle(s)",
+        f"calibrated from {counted(len(calibration.runs), 'run')}: {', '.join(calibration.runs)}; "
+        f"the prior counts as {counted(calibration.prior_weight, 'cycle')}",
         "",
         f"{'role':<14} {'':<24} {'before':>10} {'after':>10} {'sd':>9}  {'90% interval':<24} data",
     ]
@@ -790,7 +792,7 @@ def render_calibration(calibration: Calibration) -> str:
                 f"{c.median_min.value:.2f}",
                 f"{c.median_min.sd:.2f}",
                 _interval(c.median_min, 2),
-                f"{c.cycles} cycles" + (f", {c.left_out} left out" if c.left_out else ""),
+                counted(c.cycles, "cycle") + (f", {c.left_out} left out" if c.left_out else ""),
             )
             row(
                 "",
@@ -811,7 +813,7 @@ def render_calibration(calibration: Calibration) -> str:
                 f"{spread.median.value:,.0f}",
                 f"{spread.median.sd:,.0f}",
                 _interval(spread.median, 0),
-                f"{spread.cycles} cycles",
+                counted(spread.cycles, "cycle"),
             )
             row(
                 "",
@@ -850,8 +852,9 @@ def render_calibration(calibration: Calibration) -> str:
             lines.extend(_loop_lines(label, fit.loop))
         for child, fan in fit.fan_out.items():
             lines.append(
-                f"{'':<14}   spawned {fan.subagents} '{child}' subagent(s), {fan.per_cycle:.2f} per cycle, "
-                f"median {fan.cycles_median:g} cycle(s) each (observed: a scenario states its subagents)"
+                f"{'':<14}   spawned {counted(fan.subagents, f'{child!r} subagent')}, "
+                f"{fan.per_cycle:.2f} per cycle, median {counted(fan.cycles_median, 'cycle')} each "
+                "(observed: a scenario states its subagents)"
             )
         for note in fit.notes:
             lines.append(f"{'':<14} note: {note}")

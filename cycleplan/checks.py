@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cycleplan.wording import counted
+
 if TYPE_CHECKING:
     from cycleplan.model import Plan, Scenario, Task
 
@@ -146,7 +148,8 @@ def plan_problems(plan: Plan) -> list[Problem]:
                 problems.append(
                     Problem(
                         (*path, "cycles"),
-                        f"'{planned.task}' has {task.cycles} cycles in the scenario, not {planned.cycles}",
+                        f"'{planned.task}' has {counted(task.cycles, 'cycle')} in the scenario, "
+                        f"not {planned.cycles}",
                     )
                 )
     unplaced = [name for name in tasks if name not in placed]
@@ -293,7 +296,7 @@ def scenario_problems(scenario: Scenario, unvalidated: Unvalidated = VALIDATED) 
                 problems.append(
                     Problem(
                         (*where, "waits", event),
-                        f"waits before cycle {cycle}, but the task has only {task.cycles} cycles; "
+                        f"waits before cycle {cycle}, but the task has only {counted(task.cycles, 'cycle')}; "
                         f"use a cycle from 1 to {task.cycles}",
                     )
                 )
@@ -302,7 +305,7 @@ def scenario_problems(scenario: Scenario, unvalidated: Unvalidated = VALIDATED) 
                 problems.append(
                     Problem(
                         (*where, "emits", event),
-                        f"emits after cycle {cycle}, but the task has only {task.cycles} cycles; "
+                        f"emits after cycle {cycle}, but the task has only {counted(task.cycles, 'cycle')}; "
                         f"use a cycle from 1 to {task.cycles}",
                     )
                 )
@@ -311,7 +314,7 @@ def scenario_problems(scenario: Scenario, unvalidated: Unvalidated = VALIDATED) 
                 problems.append(
                     Problem(
                         (*where, "cycle_models", cycle),
-                        f"names cycle {cycle}, but the task has only {task.cycles} cycles; "
+                        f"names cycle {cycle}, but the task has only {counted(task.cycles, 'cycle')}; "
                         f"use a cycle from 1 to {task.cycles}",
                     )
                 )

@@ -21,11 +21,11 @@ normal through those three (exact at P10, P50 and P90). Distances from the band 
 same split-normal score for every quantity: (actual - P50) over (P90 - P50) / z(0.9) above the median,
 over (P50 - P10) / z(0.9) below it, so a score of +-1.28 sits on the band's edge.
 
-**Speedup.** A run's one-lane baseline is never observed, so the actual speedup is the run's own work
-summed as one lane would run it in plan order, over its makespan: every cycle attempt's work and
+**Speedup.** A run's sequential baseline is never observed, so the actual speedup is the run's own
+work summed as one lane would run it in plan order, over its makespan: every cycle attempt's work and
 handoff, failed attempts included, race losers left out, with no waiting
 (:func:`cycleplan.executor.summary.sequential_min`, what ``execute`` prints). The predicted speedup is
-the simulator's one-lane baseline on the same draws over the makespan; it is the same sum whenever a
+the simulator's sequential baseline on the same draws over the makespan; it is the same sum whenever a
 lone lane is not held by rate limits, so the two are compared like for like.
 
 This module reads the run store and may run the simulator; it writes nothing and draws nothing
@@ -50,10 +50,8 @@ from cycleplan.bands import (
     Placement,
     TaskComparison,
     crps,
-    percentile_text,
     place,
     place_in_band,
-    show,
 )
 from cycleplan.metrics import MS_PER_MIN, TraceMetrics, WaitSpan, metrics, wait_spans
 from cycleplan.model import Event, Frozen, Plan
@@ -61,11 +59,11 @@ from cycleplan.sim.prediction import Percentiles, Prediction
 from cycleplan.verdict import CostByKind, RunState, Verdict, build_verdict
 
 SPEEDUP_DEFINITION = (
-    "speedup = one-lane baseline / makespan. A run's one-lane baseline is not observed: it is the run's "
-    "own work summed as one lane would run it in plan order (every cycle attempt's work and handoff, "
-    "failed attempts included, race losers left out, no waiting). The predicted speedup uses the "
-    "simulator's one-lane baseline on the same draws, the same sum whenever a lone lane is not held by "
-    "rate limits."
+    "speedup = sequential baseline / makespan. A run's sequential baseline is not observed: it is the "
+    "run's own work summed as one lane would run it in plan order (every cycle attempt's work and "
+    "handoff, failed attempts included, race losers left out, no waiting). The predicted speedup uses "
+    "the simulator's sequential baseline on the same draws, the same sum whenever a lone lane is not "
+    "held by rate limits."
 )
 """How the actual speedup is defined, shown by ``compare --help``, its JSON and its report."""
 
@@ -569,95 +567,6 @@ def fidelity(comparisons: Sequence[Comparison]) -> Fidelity:
 
 # --------------------------------------------------------------------------------------------------
 # Text
-
-
-def render_comparison(comparison: Comparison) -> str:
-    """What ``cycleplan compare`` prints: the run's numbers in the predicted bands, each task against its
-    band, and the verdict."""
-    c = comparison
-    source = (
-        f"{c.replications:,} simulated replications of its own plan (seed {c.seed})"
-        if c.prediction_source == "simulated"
-        else f"{c.prediction_source} ({c.replications:,} replications, seed {c.seed})"
-    )
-    scale = f", time scale {c.time_scale:g}" if c.time_scale != 1.0 else ""
-    out = [
-        f"run {c.run_id} ({c.agent}, {c.status}{scale}) of {c.scenario or 'scenario'} against {source}",
-        "",
-    ]
-    rows = [["", "actual", "P10", "P50", "P90", "percentile"]]
-    for name in (*HEADLINE, "sequential_min"):
-        label, unit = LABELS[name]
-        p = c.placement(name)
-        rows.append(_row(label, p, unit))
-    for role, p in c.tokens_by_role.items():
-        rows.append(_row(f"  tokens {role}", p, "tokens"))
-    for role, p in c.cost_by_role.items():
-        rows.append(_row(f"  cost {role}", p, "usd"))
-    out += _table(rows)
-    out += ["", "tasks: actual against predicted P10-P90, minutes since the run's start (! outside the band)"]
-    task_rows = [["task", "lane", "status", "start", "finish", "duration"]]
-    for row in c.tasks:
-        task_rows.append(
-            [
-                row.task,
-                row.actual_lane or row.lane,
-                row.status,
-                *(_cell(getattr(row, part)) for part in ("start", "finish", "duration")),
-            ]
-        )
-    out += _table(task_rows)
-    out += [
-        "",
-        f"verdict   {c.verdict.headline}",
-        # Each finding once: the headline opens with the first when it is the run's.
-        *(
-            f"          - {finding.text}"
-            for finding in c.verdict.findings
-            if not c.verdict.headline.startswith(finding.text)
-        ),
-        f"CRPS      makespan {c.makespan_crps_min:.2f} min",
-        f"note      {SPEEDUP_DEFINITION}",
-    ]
-    return "\n".join(out)
-
-
-def _row(label: str, placement: Placement, unit: str) -> list[str]:
-    """A table row: the actual (``-`` when the run did not record it), P10, P50, P90 and the mark."""
-    actual = show(placement.actual, unit) if placement.recorded else "-"
-    return [
-        label,
-        actual,
-        *(show(x, unit) for x in (placement.p10, placement.p50, placement.p90)),
-        _mark(placement),
-    ]
-
-
-def _mark(placement: Placement) -> str:
-    if placement.inside is None:
-        return "not recorded" if not placement.recorded else "not judged"
-    return percentile_text(placement) + ("" if placement.inside else " !")
-
-
-def _cell(placement: Placement | None) -> str:
-    if placement is None:
-        return "-"
-    flag = " !" if placement.outside else ""
-    return f"{_minutes(placement.actual)} [{_minutes(placement.p10)}-{_minutes(placement.p90)}]{flag}"
-
-
-def _minutes(value: float) -> str:
-    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
-
-
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(
-            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
-        ).rstrip()
-        for row in rows
-    ]
 
 
 def summary_json(comparison: Comparison) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cycleplan.model import Scenario
+from cycleplan.wording import counted
 
 ROLE = "job"
 
@@ -182,7 +183,7 @@ def instance_to_scenario(instance: Instance) -> Scenario:
         where = ".".join(str(part) for part in first["loc"])
         raise PsplibError(
             f"{instance.name}: not a scenario cycleplan can plan ({where}: {first['msg']}; "
-            f"{exc.error_count()} problem(s) in all)"
+            f"{counted(exc.error_count(), 'problem')} in all)"
         ) from None
 
 

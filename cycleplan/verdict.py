@@ -37,6 +37,7 @@ from cycleplan.bands import (
     show,
 )
 from cycleplan.model import Frozen
+from cycleplan.wording import counted
 
 MAX_TASKS = 8
 """Tasks named one by one in the findings; more are counted in the headline."""
@@ -178,7 +179,7 @@ def _lengthened(
 ) -> str:
     """Why the run took longer (``direction`` +1) or shorter (-1) than predicted: the task furthest out
     that way among those outside their bands (on the run's critical path first), or the wait; when no
-    task is outside its band but the run's whole work (``work``, its one-lane baseline) is, the work
+    task is outside its band but the run's whole work (``work``, its sequential baseline) is, the work
     across the board; and failures, when there were more than predicted."""
     durations = [
         Deviation(what=f"task.{row.task}.duration", subject=row.task, unit="min", placement=row.duration)
@@ -202,7 +203,7 @@ def _lengthened(
     elif work is not None and work.outside and direction * work.score > 0:
         side = "longer" if direction > 0 else "shorter"
         parts.append(
-            f"the run's whole work (one-lane baseline) {position(work)}: no task is outside its band, but "
+            f"the run's whole work (sequential baseline) {position(work)}: no task is outside its band, but "
             f"together they ran {side}, so cycles took {side} than the model's durations across the board "
             "(cycleplan calibrate RUN fits them)"
         )
@@ -251,7 +252,7 @@ def _run_cause(
             if row.duration is not None and row.duration.outside
         ]
         chosen = _pick(work, direction)
-        cause = f"the run's own work (one-lane baseline) {position(baseline)}"
+        cause = f"the run's own work (sequential baseline) {position(baseline)}"
         return cause + (f": {_detail(chosen)}" if chosen is not None else "")
     if name == "tokens_total":
         return _tokens_cause(direction, tokens_by_role, run_level, failed)
@@ -315,7 +316,8 @@ def build_verdict(
     notice = ""
     if not state.complete:
         notice = (
-            f"The run did not finish ({state.status}): {state.finished} of {state.total} tasks finished, "
+            f"The run did not finish ({state.status}): {state.finished} of {counted(state.total, 'task')} "
+            "finished, "
             f"{state.partly} partly run, {state.not_run} not run; its makespan, speedup, utilization, tokens "
             "and cost are not judged against the prediction of a whole run."
         )

@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from cycleplan.executor import events as ev
-from cycleplan.executor.clock import counted
 from cycleplan.model import Event, Plan
+from cycleplan.wording import counted
 
 EPS_MS = 0.5
 """Timestamps this close count as the same instant (the clock rounds to microseconds)."""

@@ -5,7 +5,7 @@ is also the order of their timestamps even if the system clock is stepped. ``tim
 scenario minutes pass in one real minute (``--time-scale 60``: a simulated minute lasts a second); only
 the emulated agent runs faster than real time, and the executor shrinks its own waits (timeouts,
 backoff) by the same factor so that a rehearsal keeps the scenario's proportions. How the executor's
-messages say amounts lives here too: minutes (:func:`format_minutes`) and counts (:func:`counted`).
+messages say minutes lives here too (:func:`format_minutes`).
 """
 
 from __future__ import annotations
@@ -36,13 +36,6 @@ class Clock:
     def scenario_min(self, real_ms: float) -> float:
         """Scenario minutes that ``real_ms`` real milliseconds stand for."""
         return real_ms * self.time_scale / MS_PER_MIN
-
-
-def counted(number: float, noun: str, plural: str | None = None) -> str:
-    """``1 cycle``, ``2 cycles``, ``1,200 tokens``, ``0.5 scenario minutes``: the number and its noun,
-    plural (``plural``, else the noun and an ``s``) unless the number is exactly one."""
-    shown = f"{number:,}" if isinstance(number, int) else f"{number:,g}"
-    return f"{shown} {noun if number == 1 else plural or noun + 's'}"
 
 
 def format_minutes(minutes: float) -> str:

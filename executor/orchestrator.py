@@ -65,7 +65,7 @@ from cycleplan.executor.backend import (
     TakesHandoff,
     Usage,
 )
-from cycleplan.executor.clock import Clock, counted
+from cycleplan.executor.clock import Clock
 from cycleplan.executor.coordination import EventBoard
 from cycleplan.executor.replay import RunProgress
 from cycleplan.executor.secrets import redact, secret_values
@@ -76,6 +76,7 @@ from cycleplan.metrics import run_header
 from cycleplan.model import Event, Plan, PlannedTask, Role, Task
 from cycleplan.prices import cost_usd, resolve
 from cycleplan.rules import DispatchUnit, Holding, dispatch_units, holds_while_waiting
+from cycleplan.wording import counted
 
 MAX_BACKOFF_S = 300.0
 """Backoff between attempts never exceeds this (scenario seconds)."""

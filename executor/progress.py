@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cycleplan.executor import events as ev
-from cycleplan.executor.clock import counted, format_minutes
+from cycleplan.executor.clock import format_minutes
 from cycleplan.executor.secrets import redact
 from cycleplan.model import Event
 from cycleplan.printable import printable
+from cycleplan.wording import counted
 
 if TYPE_CHECKING:
     from cycleplan.executor.orchestrator import Orchestrator

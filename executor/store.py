@@ -55,6 +55,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cycleplan.model import Event, Plan
+from cycleplan.wording import counted
 
 DEFAULT_STORE = Path(".cycleplan") / "runs.db"
 """Where runs are kept unless ``--store`` says otherwise (relative to the working directory)."""
@@ -1082,10 +1083,6 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _cycles(count: int) -> str:
-    return f"{count} cycle{'' if count == 1 else 's'}"
-
-
 def _accounting(events: list[Event], cycles: dict[str, int], status: str | None) -> list[str]:
     """Every cycle accounted for: one line per task (or run) whose events do not add up."""
     problems: list[str] = []
@@ -1127,14 +1124,16 @@ def _accounting(events: list[Event], cycles: dict[str, int], status: str | None)
             ended[task] = action
             total = cycles.get(task)
             if action == "task_complete" and total is not None and done.get(task, 0) != total:
-                problems.append(f"{task}: task_complete after {done.get(task, 0)} of {_cycles(total)}")
+                after = f"{done.get(task, 0)} of {counted(total, 'cycle')}"
+                problems.append(f"{task}: task_complete after {after}")
     if over:
         if len(over) > 1 or events[-1].action != "run_complete":
             problems.append("run_complete is not the last event, or is recorded more than once")
         for task in sorted(started - set(ended)):
             total = cycles.get(task)
             completed = done.get(task, 0)
-            finished = f"{completed} of {_cycles(total)}" if total is not None else _cycles(completed)
+            of_total = f"{completed} of {counted(total, 'cycle')}" if total is not None else None
+            finished = of_total or counted(completed, "cycle")
             problems.append(f"{task}: started, {finished} completed, never ended, yet the run is over")
         recorded = str(over[-1].metadata.get("status", ""))
         if status is not None and status != "running" and recorded and status != recorded:

@@ -7,7 +7,7 @@ simulator's are. It also takes out the time a run stood stopped (Ctrl-C or a kil
 ``--resume`` picked it up: from the last event before each ``run_resumed`` to that event. Work a killed
 executor did after its last recorded event is lost with it and counts as stopped time.
 
-The sequential estimate, and so the speedup, counts every attempt's work and handoff once, on one lane,
+The sequential baseline, and so the speedup, counts every attempt's work and handoff once, on one lane,
 subagents' included and race members that lost left out: what one agent doing everything would take.
 """
 
@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from cycleplan.executor import events as ev
-from cycleplan.executor.clock import counted, format_minutes
+from cycleplan.executor.clock import format_minutes
 from cycleplan.executor.store import RunStore
 from cycleplan.metrics import MS_PER_MIN, metrics
 from cycleplan.model import Event, Plan
+from cycleplan.wording import SEQUENTIAL_BASELINE, counted
 
 SCALED_FIELDS = ("duration_ms", "sync_wait_ms", "sync_ms", "rate_limit_wait_ms", "latency_ms", "blocked_ms")
 
@@ -150,12 +151,12 @@ def render_summary(summary: dict[str, Any]) -> str:
         speedup = summary.get("speedup")
         makespan = format_minutes(summary["makespan_min"])
         planned = format_minutes(summary["planned_makespan_min"])
-        one_lane = format_minutes(summary["sequential_min"])
+        baseline = format_minutes(summary["sequential_min"])
         lines.append(f"  makespan   {makespan} (plan {planned})")
         if summary.get("status") == "complete":
             lines.append(
                 f"  speedup    {'-' if speedup is None else f'{speedup:.2f}x'} "
-                f"(plan {summary['planned_speedup']:.2f}x; one lane would take {one_lane})"
+                f"(plan {summary['planned_speedup']:.2f}x; {SEQUENTIAL_BASELINE} {baseline})"
             )
         else:
             # A run that stopped or failed part way did not do the work its speedup would be about.

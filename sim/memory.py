@@ -31,6 +31,7 @@ from cycleplan.draws import BLOCK
 from cycleplan.metrics import WAIT_CAUSES
 from cycleplan.sim.layout import SimulationError
 from cycleplan.sim.prediction import SCALARS
+from cycleplan.wording import counted
 
 if TYPE_CHECKING:
     from cycleplan.sim.simulation import Simulator
@@ -124,8 +125,10 @@ class MemoryPlan:
     def refusal(self, fits: int, fewer: str = "run {fits:,}", more: str = "raise the limit") -> str:
         """The one line that says why the replications do not fit and what to do: ``fewer`` (with
         ``{fits}``, how many fit) or ``more`` (raise the limit)."""
+        needs = "needs" if self.replications == 1 else "need"
         head = (
-            f"{self.replications:,} replications need at least {megabytes(self.least(self.replications))} "
+            f"{counted(self.replications, 'replication')} {needs} at least "
+            f"{megabytes(self.least(self.replications))} "
             f"(about {megabytes(self.fixed + max(self.worked_batch, self.trace))} for the plan, a batch and "
             f"the median trace, then {megabytes(self.kept)} per replication), more than the "
             f"{megabytes(self.limit or 0)} memory limit"

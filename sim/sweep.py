@@ -29,6 +29,7 @@ from pydantic import Field
 from cycleplan.model import Frozen, Scenario
 from cycleplan.sim.layout import SimulationError
 from cycleplan.sim.stats import Summary, confidence_interval
+from cycleplan.wording import counted, duration
 
 MAX_CONFIGURATIONS = 1_000
 DEFAULT_WITHIN_PERCENT = 10.0
@@ -294,7 +295,7 @@ def sweep(
 
 
 def _label(outcome: Outcome, several_algorithms: bool) -> str:
-    lanes = f"{outcome.lanes} lane{'s' if outcome.lanes != 1 else ''}"
+    lanes = counted(outcome.lanes, "lane")
     return f"{lanes}, {outcome.algorithm}" if several_algorithms else lanes
 
 
@@ -339,7 +340,6 @@ def summarize_sweep(
     runtime_s: float,
 ) -> SweepResult:
     """Pair, rank and describe the configurations' outcomes (in the order they were given)."""
-    from cycleplan.render import duration
 
     several = len({outcome.algorithm for outcome in outcomes}) > 1
     labels = [_label(outcome, several) for outcome in outcomes]
@@ -386,12 +386,11 @@ def summarize_sweep(
             )
         )
     chosen = outcomes[recommended]
-    plural = "s" if chosen.lanes != 1 else ""
-    counted = (
-        f"{chosen.lanes} lane{plural} per role" if role is None else f"{chosen.lanes} {role} lane{plural}"
+    lanes = (
+        f"{counted(chosen.lanes, 'lane')} per role" if role is None else counted(chosen.lanes, f"{role} lane")
     )
     words = (
-        f"Run {counted} ({chosen.algorithm} plan, {chosen.total_lanes} lanes in all): P50 makespan "
+        f"Run {lanes} ({chosen.algorithm} plan, {counted(chosen.total_lanes, 'lane')} in all): P50 makespan "
         f"{duration(p50[recommended])}, P50 cost ${cost[recommended]:,.2f}"
     )
     if recommended == best:
@@ -424,57 +423,6 @@ def summarize_sweep(
         workers=workers,
         runtime_s=runtime_s,
     )
-
-
-def render_sweep(result: SweepResult) -> str:
-    """The sweep as a text table and the recommendation, for a terminal."""
-    from cycleplan.render import duration
-
-    header = ["", "lanes", "speedup P50 [P10-P90]", "makespan P50", "cost P50", "util.", "vs one lane fewer"]
-    rows: list[list[str]] = []
-    for index, configuration in enumerate(result.configurations):
-        fewer = configuration.versus_fewer
-        speedup = configuration.speedup
-        marks = ("*" if index == result.recommended else "") + ("p" if configuration.pareto else "")
-        rows.append(
-            [
-                f"{configuration.label} {marks}".rstrip(),
-                str(configuration.total_lanes),
-                f"{speedup.p50:.2f}x [{speedup.p10:.2f}-{speedup.p90:.2f}]",
-                f"{configuration.makespan_min.p50:,.1f} min",
-                f"${configuration.cost_usd.p50:,.2f}",
-                f"{configuration.utilization.p50:.0%}",
-                "-"
-                if fewer is None
-                else f"{fewer.mean_min:+,.1f} min "
-                f"({fewer.ci95_low_min:+,.1f} to {fewer.ci95_high_min:+,.1f})",
-            ]
-        )
-    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        cells = [row[0].ljust(widths[0])] + [
-            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
-        ]
-        return "  ".join(cells).rstrip()
-
-    lanes_of = f"{result.role} lanes" if result.role is not None else "lanes per role"
-    best = result.configurations[result.best]
-    out = [
-        f"{result.scenario or 'scenario'}: {len(result.configurations)} configurations of {lanes_of}, "
-        f"{result.replications:,} replications each on common random numbers (seed {result.seed}), "
-        f"{result.dispatch} dispatch",
-        "",
-        line(header),
-        *(line(row) for row in rows),
-        "",
-        "* recommended  p on the time/cost Pareto front; vs one lane fewer: mean paired difference in "
-        "makespan (95% CI)",
-        f"fastest        {best.label}: {duration(best.makespan_min.p50)} at the P50",
-        "",
-        result.recommendation,
-    ]
-    return "\n".join(out)
 
 
 def open_dask(address: str, workers: int | None = None) -> tuple[Any, Callable[[], None]]:
@@ -520,7 +468,6 @@ __all__ = [
     "open_dask",
     "pareto_front",
     "parse_lanes",
-    "render_sweep",
     "run_job",
     "sweep",
 ]

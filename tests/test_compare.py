@@ -27,7 +27,6 @@ from cycleplan.comparison import (
     cumulative_actual,
     fidelity,
     first_cycle_starts,
-    render_comparison,
     summary_json,
 )
 from cycleplan.executor import ExecuteOptions, RunStore, execute
@@ -36,10 +35,12 @@ from cycleplan.loading import load_scenario, parse_scenario
 from cycleplan.metrics import metrics
 from cycleplan.model import Event, Plan, Scenario
 from cycleplan.planner import plan
+from cycleplan.render_runs import comparison_view
 from cycleplan.report.page import write_page
 from cycleplan.report.reports import comparison_report
 from cycleplan.sim import run_replication, simulate
 from cycleplan.sim.prediction import Percentiles, Prediction
+from cycleplan.terminal import to_text
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 runner = CliRunner()
@@ -248,7 +249,7 @@ def test_the_verdict_names_failures_and_cheaper_runs() -> None:
     flaky = _variant(the_plan.scenario, "backend", failure={"probability_per_cycle": 0.6, "max_retries": 20})
     comparison = compare(the_plan, _actual_from(the_plan, flaky), _prediction())
     assert not comparison.inside
-    words = render_comparison(comparison)
+    words = to_text(comparison_view(comparison))
     assert "failed attempts came to" in words
     assert "failure.probability_per_cycle is likely underestimated" in words or (
         "failed attempt is sent and billed again" in words
@@ -286,7 +287,7 @@ def test_json_holds_the_run_numbers_with_their_percentiles_and_not_the_arrays() 
     assert len(data["verdict"]["findings"]) == len(comparison.verdict.findings)
     assert all("outside" in row for row in data["tasks"])
     assert len(json.dumps(data)) < 40_000
-    text = render_comparison(comparison)
+    text = to_text(comparison_view(comparison))
     assert "verdict" in text and "frontend" in text and "P10" in text
 
 
@@ -518,7 +519,7 @@ def test_a_run_long_across_the_board_is_said_to_be_so() -> None:
     failed = place_in_band(Percentiles(p10=0, p50=0, p90=0), 0, "count")
     work = place_in_band(Percentiles(p10=170, p50=180, p90=200), 218, "min")
     cause = _lengthened(1.0, rows, {"dependency": quiet}, failed, ["t0", "t1", "t2"], work)
-    assert cause.startswith("the run's whole work (one-lane baseline) above P90"), cause
+    assert cause.startswith("the run's whole work (sequential baseline) above P90"), cause
     assert "no task is outside its band" in cause and "calibrate" in cause
     # Without the work outside its band, the furthest task is named as before.
     inside = place_in_band(Percentiles(p10=170, p50=180, p90=200), 190, "min")

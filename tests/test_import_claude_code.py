@@ -228,7 +228,7 @@ def test_some_responses_without_usage_are_warned_about(tmp_path: Path) -> None:
     partial = tmp_path / "partial.jsonl"
     partial.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     imported = import_claude_code(partial)
-    assert any("carry no message.usage" in w.message for w in imported.warnings)
+    assert any("1 API response carries no message.usage" in w.message for w in imported.warnings)
 
 
 @pytest.mark.parametrize(

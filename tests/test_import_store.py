@@ -101,7 +101,7 @@ def test_import_command_stores_and_warns(tmp_path: Path) -> None:
     result = runner.invoke(app, ["import", "one-state", str(STATE), "--store", str(store)])
     assert result.exit_code == 0, result.output
     assert "imported run" in result.stdout
-    assert f"{STATE}:3136:2: warning: 32 character(s) of text after the JSON object" in result.stderr
+    assert f"{STATE}:3136:2: warning: 32 characters of text after the JSON object" in result.stderr
     result = runner.invoke(app, ["import", "claude-code", str(SESSION), "--store", str(store), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

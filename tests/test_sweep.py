@@ -121,7 +121,7 @@ def test_bad_settings_are_named() -> None:
 
 def test_cli_table_json_and_report(tmp_path: Path) -> None:
     path = str(SCENARIOS / "full-feature.yaml")
-    text = runner.invoke(app, ["sweep", path, "--lanes", "1..3", "--role", "backend", "-n", "60", "-w", "1"])
+    text = runner.invoke(app, ["sweep", path, "--lanes", "backend=1..3", "-n", "60", "-w", "1"])
     assert text.exit_code == 0, text.output
     for needle in ("speedup P50", "makespan P50", "cost P50", "Pareto", "Run 2 backend lanes"):
         assert needle in text.output, needle
@@ -132,9 +132,7 @@ def test_cli_table_json_and_report(tmp_path: Path) -> None:
             "sweep",
             path,
             "--lanes",
-            "1..3",
-            "--role",
-            "backend",
+            "backend=1..3",
             "-n",
             "60",
             "-w",
@@ -163,8 +161,9 @@ def test_cli_bad_input_exits_2() -> None:
     path = str(SCENARIOS / "course-crud.yaml")
     for options, message in (
         (["--lanes", "3..1"], "--lanes 3..1"),
-        (["--role", "nobody"], "--role"),
-        (["--algorithms", "magic"], "--algorithms"),
+        (["--lanes", "nobody=1..2"], "no role 'nobody'"),
+        (["--lanes", "backend=1..2", "--lanes", "frontend=1..2"], "give --lanes once"),
+        (["--algorithm", "magic"], "--algorithm"),
         (["--engine", "fast", "--dispatch", "dynamic"], "dynamic dispatch"),
         (["--workers", "0"], "--workers 0"),
     ):
@@ -217,7 +216,7 @@ def test_a_model_without_a_price_is_one_line_from_sweep_not_a_broken_pool(tmp_pa
         "roles: {backend: {model: claude-sonet-4-5}}\n"
         "tasks: [{id: a, role: backend, cycles: 2}, {id: b, role: backend, cycles: 1}]\n"
     )
-    arguments = ["sweep", str(scenario), "--lanes", "1..3", "--role", "backend", "-n", "50"]
+    arguments = ["sweep", str(scenario), "--lanes", "backend=1..3", "-n", "50"]
     done = CliRunner().invoke(app, arguments)
     assert done.exit_code == 2, done.output
     assert "unknown model 'claude-sonet-4-5' (did you mean 'claude-sonnet-4-5'?)" in done.output

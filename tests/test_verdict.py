@@ -20,15 +20,17 @@ from hypothesis import strategies as st
 from support import ROOT
 
 from cycleplan.bands import HEADLINE, INSIDE, Placement, percentile_text, place
-from cycleplan.comparison import Comparison, compare, compare_run, render_comparison, summary_json
+from cycleplan.comparison import Comparison, compare, compare_run, summary_json
 from cycleplan.executor import ExecuteOptions, execute
 from cycleplan.executor.summary import render_summary
 from cycleplan.importers import import_one_state, store_run
 from cycleplan.loading import parse_scenario
 from cycleplan.model import Event, Plan, Scenario
 from cycleplan.planner import plan
+from cycleplan.render_runs import comparison_view
 from cycleplan.sim import run_replication, simulate
 from cycleplan.sim.prediction import Prediction
+from cycleplan.terminal import to_text
 from cycleplan.verdict import MAX_TASKS
 
 SMALL = """
@@ -81,7 +83,7 @@ def assert_truthful(comparison: Comparison) -> None:
     """Every finding from its table; every task outside its band named or counted; one "inside"."""
     verdict = comparison.verdict
     headline = verdict.headline
-    table = render_comparison(comparison)
+    table = to_text(comparison_view(comparison))
     outside = [row.task for row in comparison.tasks if any(row.outside.values())]
     named = {finding.subject for finding in verdict.findings if finding.subject_kind == "task"}
     assert named <= set(outside)
@@ -187,7 +189,7 @@ def test_a_run_that_stopped_part_way_is_not_judged_as_a_whole() -> None:
     assert not comparison.inside
     statuses = {row.task: row.status for row in comparison.tasks}
     assert "partly run" in statuses.values() and "not run" in statuses.values()
-    text = render_comparison(comparison)
+    text = to_text(comparison_view(comparison))
     assert "inside" not in text.split("verdict")[0].replace("not judged", "")
     assert "Inside the prediction" not in verdict.headline
     nothing = compare(_plan(), _cut(run_replication(_plan(), 3, seed=21).trace, 0.0), _prediction())
@@ -222,7 +224,7 @@ def test_a_run_without_token_records_is_not_judged_on_tokens(tmp_path: Path) -> 
     for name in ("tokens_total", "cost_usd"):
         assert comparison.placement(name).inside is None and not comparison.placement(name).recorded
     assert not any(f.quantity in ("tokens_total", "cost_usd") for f in comparison.verdict.findings)
-    text = render_comparison(comparison)
+    text = to_text(comparison_view(comparison))
     assert "not recorded" in text and "P0 !" not in text
     assert_truthful(comparison)
 

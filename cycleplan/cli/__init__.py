@@ -17,9 +17,12 @@ import sys
 from typing import Annotated
 
 import typer
+from typer import _click
+from typer.core import TyperGroup
 
 from cycleplan import __version__
 from cycleplan.cli.lazy import LazyCommand, LazyGroup
+from cycleplan.cli.verbosity import QuietOption, VerboseOption, output_options
 
 _SCENARIO = "cycleplan.cli.scenario"
 _SIMULATE = "cycleplan.cli.simulate"
@@ -91,9 +94,15 @@ that holds it, and its short help."""
 
 
 class CycleplanGroup(LazyGroup):
-    """The root group: the commands of :data:`COMMANDS`, each imported when asked for."""
+    """The root group: the commands of :data:`COMMANDS`, each imported when asked for, each given
+    ``--quiet`` and ``--verbose`` (:mod:`cycleplan.cli.verbosity`) as it loads."""
 
     registry = COMMANDS
+
+    def prepare(self, command: _click.Command) -> None:
+        commands = command.commands.values() if isinstance(command, TyperGroup) else [command]
+        for each in commands:
+            each.params.extend(output_options())
 
 
 app = typer.Typer(
@@ -123,8 +132,10 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
-    del version
+    del version, quiet, verbose
 
 
 def main() -> None:

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cycleplan.cli.common import (
     STORE_PATH,
     PlotlyJsOption,
+    SeedOption,
     StoreOption,
     command_app,
+    detail,
     fail,
+    level,
     plotly_js_mode,
     report_option,
     show_result,
     write_report,
 )
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from cycleplan.terminal import Verbosity
 
 app = command_app()
 
@@ -35,7 +43,7 @@ def backtest_command(
     replications: Annotated[
         int, typer.Option("--replications", "-n", help="Replications per prediction.", metavar="N")
     ] = 1000,
-    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of every prediction.", metavar="S")] = 0,
+    seed: SeedOption = 0,
     store: StoreOption = STORE_PATH,
     as_json: Annotated[
         bool,
@@ -69,33 +77,35 @@ def backtest_command(
       cycleplan backtest RUN1 RUN2 RUN3 RUN4 RUN5
       cycleplan backtest RUN1 RUN2 RUN3 --json -n 2000 --report backtest.html
     """
-    from cycleplan.backtest import BacktestError, backtest, backtest_json, render_backtest
+    import time
+
+    from cycleplan.backtest import BacktestError, backtest, backtest_json
 
     if not 1 <= replications <= 100_000:
         fail(f"--replications {replications}: choose from 1 to 100,000")
     if seed < 0:
         fail(f"--seed {seed}: must be zero or positive")
     plotly_mode = plotly_js_mode(plotly_js)
+    began = time.perf_counter()
     try:
         if as_json:
             result = backtest(store, runs, replications=replications, seed=seed)
         else:
-            from rich.console import Console
-            from rich.progress import Progress
+            from cycleplan.terminal import progress
 
-            with Progress(console=Console(stderr=True), transient=True) as bar:
-                job = bar.add_task("predicting each run from the others", total=len(set(runs)))
-                result = backtest(
-                    store,
-                    runs,
-                    replications=replications,
-                    seed=seed,
-                    progress=lambda done, total: bar.update(job, completed=done, total=total),
-                )
+            with progress("predicting each run from the others", len(set(runs)), level()) as advance:
+                result = backtest(store, runs, replications=replications, seed=seed, progress=advance)
     except BacktestError as exc:
         fail(str(exc))
+    detail(f"backtested in {time.perf_counter() - began:.2f} s")
     if report is not None:
         from cycleplan.report.reports import backtest_report
 
         write_report(report, backtest_report(result), plotly_mode)
-    show_result(as_json, lambda: backtest_json(result), lambda: render_backtest(result), report)
+
+    def view(verbosity: Verbosity) -> RenderableType:
+        from cycleplan.render_runs import backtest_view
+
+        return backtest_view(result, verbosity)
+
+    show_result(as_json, lambda: backtest_json(result), view, report)

@@ -14,6 +14,7 @@ from cycleplan.cli.common import (
     emit_json,
     fail,
     load_scenario_file,
+    note,
     output_option,
     say,
     write_atomically,
@@ -110,4 +111,4 @@ def calibrate_command(
         say(render_calibration(calibration))
     if output is not None and text is not None:
         write_atomically(output, text)
-        say(f"wrote {output}", err=as_json)
+        note(f"wrote {output}", err=as_json)

@@ -1,8 +1,15 @@
-"""What the command modules share: failing with exit status 2, loading a scenario, the ``--lanes ROLE=N``
-option, atomic writes, JSON and report output, and the options several commands declare alike.
+"""What the command modules share: failing with exit status 2, loading a scenario, the ``--lanes``
+option, atomic writes, JSON, report and terminal output, and the options several commands declare alike.
 
 Every helper that meets bad input ends in :func:`fail`: the message goes to stderr and the exit status is
-2, with no traceback. Heavy libraries are imported inside the helpers that need them.
+2, with no traceback. Results go through :func:`show_result` or :func:`show` (a view on the terminal of
+:mod:`cycleplan.terminal`), what is not a result through :func:`note` (left out by ``--quiet``) and
+:func:`detail` (shown by ``--verbose``). Heavy libraries, rich among them, are imported inside the
+helpers that need them.
+
+One flag has one meaning in every command (the README's "Flags" table; a test holds every command to it).
+A flag renamed to keep that promise stays for a while as a hidden alias that still works and says what to
+write instead (:func:`deprecated`).
 """
 
 from __future__ import annotations
@@ -14,11 +21,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 
+from cycleplan.cli import verbosity
 from cycleplan.printable import printable
+from cycleplan.wording import counted
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from cycleplan.model import Scenario
     from cycleplan.report.page import Report
+    from cycleplan.terminal import Verbosity
 
 EXIT_BAD_INPUT = 2
 
@@ -30,16 +42,18 @@ PlotlyJsOption = Annotated[
     str, typer.Option("--plotly-js", metavar="HOW", help="embed (works offline) or cdn (small file).")
 ]
 StoreOption = Annotated[Path, typer.Option("--store", help=STORE_HELP, metavar="PATH")]
+LANES_METAVAR = "[ROLE=]N"
 ScenarioLanesOption = Annotated[
     list[str] | None,
     typer.Option(
         "--lanes",
         "-l",
-        help="Lanes of a role, ROLE=N (scenario files only); repeat for several roles.",
-        metavar="ROLE=N",
+        help="Lanes of ROLE, ROLE=N, or of every role, N (scenario files only); repeat for several roles.",
+        metavar=LANES_METAVAR,
         show_default=False,
     ),
 ]
+SeedOption = Annotated[int, typer.Option("--seed", "-s", help="Seed of every random draw.", metavar="S")]
 
 
 def output_option(help_text: str) -> Any:
@@ -81,28 +95,47 @@ def load_scenario_file(path: Path) -> Scenario:
     try:
         return load_scenario(path)
     except LoadError as exc:
-        fail(*(str(error) for error in exc.errors), f"{len(exc.errors)} problem(s) in {path}")
+        fail(*(str(error) for error in exc.errors), f"{counted(len(exc.errors), 'problem')} in {path}")
+
+
+def lanes_role(scenario: Scenario, spec: str) -> tuple[str | None, str]:
+    """``--lanes [ROLE=]N`` split into its role (None: every role), checked against the scenario's
+    roles, and the count as written."""
+    from cycleplan.checks import did_you_mean
+
+    role, sep, count = spec.rpartition("=")
+    if (sep and not role) or not count:
+        fail(f"--lanes {spec}: write ROLE=N, or N for every role, e.g. --lanes backend=2")
+    if not sep:
+        return None, count
+    roles = scenario.role_names()
+    if role not in roles:
+        fail(
+            f"--lanes {spec}: no role '{role}' in this scenario{did_you_mean(role, roles)}; "
+            f"roles: {', '.join(roles)}"
+        )
+    return role, count
 
 
 def parse_lanes_option(scenario: Scenario, specs: list[str]) -> dict[str, int]:
-    """The lane counts that ``--lanes ROLE=N`` options give, checked against the scenario's roles."""
-    from cycleplan.checks import did_you_mean
-
+    """The lane counts that ``--lanes [ROLE=]N`` options give (a bare N: every role), checked against the
+    scenario's roles; a later option wins over an earlier one for the same role."""
     lanes: dict[str, int] = {}
-    roles = scenario.role_names()
     for spec in specs:
-        role, sep, count = spec.partition("=")
-        if not sep or not role or not count:
-            fail(f"--lanes {spec}: write ROLE=N, e.g. --lanes backend=2")
-        if role not in roles:
-            fail(
-                f"--lanes {spec}: no role '{role}' in this scenario{did_you_mean(role, roles)}; "
-                f"roles: {', '.join(roles)}"
-            )
+        role, count = lanes_role(scenario, spec)
         if not count.isdigit() or not 1 <= int(count) <= 1000:
-            fail(f"--lanes {spec}: the lane count must be a whole number from 1 to 1000")
-        lanes[role] = int(count)
+            fail(
+                f"--lanes {spec}: the lane count must be a whole number from 1 to 1000"
+                + ("" if role is not None or count.isdigit() else "; write ROLE=N, e.g. --lanes backend=2")
+            )
+        lanes.update(dict.fromkeys([role] if role is not None else scenario.role_names(), int(count)))
     return lanes
+
+
+def deprecated(old: str, instead: str) -> None:
+    """Say on stderr (even with ``--quiet``: it is a warning) that ``old``, a flag as given, is on its way
+    out and what to write instead."""
+    say(f"{old} is deprecated and will go: write {instead}", err=True)
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -138,16 +171,45 @@ def emit_json(data: Any) -> None:
     say(json.dumps(data, indent=2, sort_keys=False))
 
 
+def level() -> Verbosity:
+    """How much the command line asks to be told (``--quiet``, ``--verbose``)."""
+    from cycleplan.terminal import Verbosity
+
+    return Verbosity(verbosity.level())
+
+
+def note(text: str, *, err: bool = False) -> None:
+    """What is not a result (a file written, the next step, a warning): printed unless ``--quiet``."""
+    if verbosity.level() > verbosity.QUIET:
+        say(text, err=err)
+
+
+def detail(text: str) -> None:
+    """What only ``--verbose`` asks for (timings): on stderr, so that it never mixes with results."""
+    if verbosity.level() == verbosity.VERBOSE:
+        say(text, err=True)
+
+
+def show(view: RenderableType) -> None:
+    """A view of a result on stdout (:mod:`cycleplan.terminal`: colour, width, made printable)."""
+    from cycleplan.terminal import show as show_on_terminal
+
+    show_on_terminal(view)
+
+
 def show_result(
-    as_json: bool, summary: Callable[[], Any], text: Callable[[], str], *written: Path | None
+    as_json: bool,
+    summary: Callable[[], Any],
+    view: Callable[[Verbosity], RenderableType],
+    *written: Path | None,
 ) -> None:
-    """A command's answer on stdout: ``summary()`` as JSON, or ``text()`` followed by a ``wrote FILE``
-    line for each file it wrote (``None``: not asked for). Both are called only when needed, so that
-    a command imports its renderer only to print text."""
+    """A command's answer on stdout: ``summary()`` as JSON, or ``view(verbosity)`` followed by a
+    ``wrote FILE`` note for each file it wrote (``None``: not asked for). Both are called only when
+    needed, so that a command imports its renderer (and rich) only to print text."""
     if as_json:
         emit_json(summary())
         return
-    say(text())
+    show(view(level()))
     for path in written:
         if path is not None:
-            say(f"wrote {path}")
+            note(f"wrote {path}")

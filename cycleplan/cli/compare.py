@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cycleplan.cli.common import (
     STORE_PATH,
     PlotlyJsOption,
+    SeedOption,
     StoreOption,
     command_app,
+    detail,
     fail,
     plotly_js_mode,
     report_option,
     show_result,
     write_report,
 )
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from cycleplan.terminal import Verbosity
 
 app = command_app()
 
@@ -46,9 +53,7 @@ def compare_command(
             "--replications", "-n", help="Replications to simulate without --prediction.", metavar="N"
         ),
     ] = 1000,
-    seed: Annotated[
-        int, typer.Option("--seed", "-s", help="Seed of the simulation without --prediction.", metavar="S")
-    ] = 0,
+    seed: SeedOption = 0,
     store: StoreOption = STORE_PATH,
     as_json: Annotated[
         bool,
@@ -72,10 +77,10 @@ def compare_command(
     source of error. Without --prediction the run's own plan and scenario are simulated. Works on
     executed and imported runs alike.
 
-    The actual speedup is the run's own work summed as one lane would run it in plan order (every cycle
-    attempt's work and handoff, failed attempts included, race losers left out, no waiting) over its
-    makespan; the predicted speedup is the simulator's one-lane baseline on the same draws over the
-    makespan, the same sum unless a lone lane is held by rate limits.
+    The actual speedup is the run's sequential baseline over its makespan: its own work summed as one lane
+    would run it in plan order (every cycle attempt's work and handoff, failed attempts included, race
+    losers left out, no waiting); the predicted speedup is the simulator's sequential baseline on the
+    same draws over the makespan, the same sum unless a lone lane is held by rate limits.
 
     \b
     Examples:
@@ -83,9 +88,11 @@ def compare_command(
       cycleplan compare 20250114-093012-3f9a1c --prediction prediction.json --json
       cycleplan compare 20250114-093012-3f9a1c -n 2000 --report compare.html
     """
+    import time
+
     from pydantic import ValidationError
 
-    from cycleplan.comparison import ComparisonError, compare_run, render_comparison, summary_json
+    from cycleplan.comparison import ComparisonError, compare_run, summary_json
 
     if replications < 1:
         fail(f"--replications {replications}: must be at least 1")
@@ -104,6 +111,7 @@ def compare_command(
             first = exc.errors()[0]
             place = ".".join(str(part) for part in first["loc"]) or "(file)"
             fail(f"{prediction}: {place}: {first['msg']} (was it written by `cycleplan simulate -o`?)")
+    began = time.perf_counter()
     try:
         comparison = compare_run(
             store,
@@ -115,8 +123,15 @@ def compare_command(
         )
     except ComparisonError as exc:
         fail(str(exc))
+    detail(f"compared in {time.perf_counter() - began:.2f} s")
     if report is not None:
         from cycleplan.report.reports import comparison_report
 
         write_report(report, comparison_report(comparison), plotly_mode)
-    show_result(as_json, lambda: summary_json(comparison), lambda: render_comparison(comparison), report)
+
+    def view(verbosity: Verbosity) -> RenderableType:
+        from cycleplan.render_runs import comparison_view
+
+        return comparison_view(comparison, verbosity)
+
+    show_result(as_json, lambda: summary_json(comparison), view, report)

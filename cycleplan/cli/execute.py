@@ -10,19 +10,23 @@ from typing import Annotated, Literal, NoReturn
 
 import typer
 
+from cycleplan.cli import verbosity
 from cycleplan.cli.common import (
     STORE_PATH,
     ScenarioLanesOption,
+    SeedOption,
     StoreOption,
     command_app,
     emit_json,
     fail,
+    note,
     output_option,
     parse_lanes_option,
     say,
     write_atomically,
 )
 from cycleplan.executor.backend import BACKENDS
+from cycleplan.wording import counted
 
 app = command_app()
 
@@ -77,7 +81,7 @@ def execute_command(
             metavar="X",
         ),
     ] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the emulator's draws.", metavar="S")] = 0,
+    seed: SeedOption = 0,
     lanes: ScenarioLanesOption = None,
     worktrees: Annotated[
         bool, typer.Option("--worktrees", help="Give each lane its own git worktree of this repository.")
@@ -138,7 +142,8 @@ def execute_command(
         str,
         typer.Option(
             "--progress",
-            help="auto (a live table on a terminal, plain lines otherwise), live, plain or none; on stderr.",
+            help="auto (a live table on a terminal, plain lines otherwise; none with --quiet), live, plain "
+            "or none; on stderr.",
             metavar="MODE",
         ),
     ] = "auto",
@@ -182,6 +187,8 @@ def execute_command(
     if progress not in ("auto", "live", "plain", "none"):
         fail(f"--progress {progress}: choose one of auto, live, plain, none")
     mode: Literal["auto", "live", "plain", "none"] = progress  # type: ignore[assignment]
+    if mode == "auto" and verbosity.level() == verbosity.QUIET:
+        mode = "none"
     if resume is not None:
         if file is not None or agent is not None or lanes:
             fail(
@@ -233,7 +240,7 @@ def execute_command(
         try:
             loaded = load_scenario_or_plan(file)
         except LoadError as exc:
-            fail(*(str(error) for error in exc.errors), f"{len(exc.errors)} problem(s) in {file}")
+            fail(*(str(error) for error in exc.errors), f"{counted(len(exc.errors), 'problem')} in {file}")
         if isinstance(loaded, Plan):
             if lanes:
                 fail(
@@ -289,7 +296,6 @@ def export_command(
       cycleplan export latest | jq -c 'select(.metadata.action == "task_failed")'
     """
     from cycleplan.executor import RunStore, StoreError, export_jsonl
-    from cycleplan.executor.clock import counted
 
     if format_ != "jsonl":
         fail(f"--format {format_}: only jsonl is supported")
@@ -305,4 +311,4 @@ def export_command(
         sys.stdout.write(text)
     else:
         write_atomically(output, text)
-        say(f"wrote {counted(len(lines), 'event')} to {output}", err=True)
+        note(f"wrote {counted(len(lines), 'event')} to {output}", err=True)

@@ -14,10 +14,12 @@ from cycleplan.cli.common import (
     StoreOption,
     emit_json,
     fail,
+    note,
     output_option,
     say,
     write_atomically,
 )
+from cycleplan.wording import SEQUENTIAL_BASELINE, counted
 
 if TYPE_CHECKING:
     from cycleplan.importers import ImportedRun
@@ -70,14 +72,13 @@ def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
     say(f"imported run {run_id} ({imported.kind}, {imported.status}) from {imported.source}")
     say(
         f"  tasks      {sum(roles.values())} ({', '.join(f'{n} {role}' for role, n in roles.items())}) "
-        f"on {lanes} lane(s); {cycles} cycles"
+        f"on {counted(lanes, 'lane')}; {counted(cycles, 'cycle')}"
     )
     details = imported.details
-    makespan, work = format_minutes(summary["makespan_min"]), format_minutes(summary["sequential_min"])
+    makespan = format_minutes(summary["makespan_min"])
+    baseline = f"{SEQUENTIAL_BASELINE} {format_minutes(summary['sequential_min'])}"
     if "wall_min" in details:
-        say(
-            f"  makespan   {makespan} of agent time (wall {format_minutes(details['wall_min'])}); work {work}"
-        )
+        say(f"  makespan   {makespan} of agent time (wall {format_minutes(details['wall_min'])}); {baseline}")
         if "person_waits_min" in details:
             causes = ", ".join(
                 f"{cause} {format_minutes(m)}" for cause, m in details["person_waits_min"].items()
@@ -91,13 +92,13 @@ def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
         else:
             say(
                 f"  idle       {format_minutes(details.get('idle_min', 0.0))} in "
-                f"{details.get('idle_cycles', 0)} gap(s), out of the makespan"
+                f"{counted(details.get('idle_cycles', 0), 'gap')}, out of the makespan"
             )
     else:
-        say(f"  makespan   {makespan}; work {work}")
+        say(f"  makespan   {makespan}; {baseline}")
     if details.get("tokens_recorded", True):
         calls = (
-            f"    {details['calls']:,} calls, {details['compaction_calls']} compaction(s)"
+            f"    {counted(details['calls'], 'call')}, {counted(details['compaction_calls'], 'compaction')}"
             if "calls" in details
             else ""
         )
@@ -105,8 +106,8 @@ def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
     else:
         say("  tokens     not recorded by this source")
     if imported.warnings:
-        say(f"  warnings   {len(imported.warnings)} (on stderr)")
-    say(f"  next       cycleplan calibrate {run_id} -o calibrated.yaml")
+        note(f"  warnings   {len(imported.warnings)} (on stderr)")
+    note(f"  next       cycleplan calibrate {run_id} -o calibrated.yaml")
 
 
 @app.command("claude-code")
@@ -216,4 +217,4 @@ def import_psplib_command(
         say(text, nl=False)
     else:
         write_atomically(output, text)
-        say(f"wrote {output}; next: cycleplan plan {output}")
+        note(f"wrote {output}; next: cycleplan plan {output}")

@@ -4,6 +4,7 @@
 The top-level help prints the registry's lines, so it imports no command module; running a command, or
 asking for its help, imports that command's module alone and builds its click command from the typer app
 found there. A module's app may hold several commands: the one of the requested name is taken from it.
+A subclass may add what every command shares in :meth:`LazyGroup.prepare`.
 """
 
 from __future__ import annotations
@@ -56,8 +57,12 @@ class LazyGroup(TyperGroup):
         command = typer.main.get_command(getattr(importlib.import_module(entry.module), entry.attribute))
         if isinstance(command, TyperGroup) and command.name != cmd_name:
             command = command.commands[cmd_name]
+        self.prepare(command)
         self._loaded[cmd_name] = command
         return command
+
+    def prepare(self, command: _click.Command) -> None:
+        """Called once on each command as it loads, before it runs; a subclass may add to it here."""
 
     def resolve_command(
         self, ctx: _click.Context, args: list[str]

@@ -13,11 +13,15 @@ import typer
 
 from cycleplan.cli.common import (
     EXIT_BAD_INPUT,
+    LANES_METAVAR,
     PlotlyJsOption,
     command_app,
+    deprecated,
+    detail,
     emit_json,
     fail,
     load_scenario_file,
+    note,
     output_option,
     parse_lanes_option,
     plotly_js_mode,
@@ -27,9 +31,13 @@ from cycleplan.cli.common import (
     write_atomically,
     write_report,
 )
+from cycleplan.wording import counted
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from cycleplan.model import Plan
+    from cycleplan.terminal import Verbosity
 
 app = command_app()
 
@@ -63,7 +71,7 @@ def validate(
                 }
             )
             raise typer.Exit(EXIT_BAD_INPUT) from None
-        fail(*(str(error) for error in exc.errors), f"{len(exc.errors)} problem(s) in {file}")
+        fail(*(str(error) for error in exc.errors), f"{counted(len(exc.errors), 'problem')} in {file}")
     tasks = scenario.all_tasks()
     roles = scenario.role_names()
     lanes = sum(scenario.role(role).lanes for role in roles)
@@ -83,8 +91,8 @@ def validate(
         return
     source = f", template {scenario.template}" if scenario.template else ""
     say(
-        f"{file}: valid: {len(tasks)} tasks, {sum(t.cycles for t in tasks)} cycles, "
-        f"{len(roles)} roles, {lanes} lanes{source}"
+        f"{file}: valid: {counted(len(tasks), 'task')}, {counted(sum(t.cycles for t in tasks), 'cycle')}, "
+        f"{counted(len(roles), 'role')}, {counted(lanes, 'lane')}{source}"
     )
 
 
@@ -132,8 +140,8 @@ def plan_file_text(plan: Plan, output: Path) -> str:
     if size > MAX_PLAN_BYTES:
         tasks, lanes = len(plan.scenario.all_tasks()), len(plan.lanes)
         fail(
-            f"{output}: not written: the plan takes {size:,} bytes ({tasks:,} tasks, "
-            f"{lanes:,} lanes), more than the {MAX_PLAN_BYTES:,} bytes simulate and execute read; "
+            f"{output}: not written: the plan takes {size:,} bytes ({counted(tasks, 'task')}, "
+            f"{counted(lanes, 'lane')}), more than the {MAX_PLAN_BYTES:,} bytes simulate and execute read; "
             "plan fewer tasks or fewer lanes at a time"
         )
     return text
@@ -146,7 +154,6 @@ def plan_command(
         str,
         typer.Option(
             "--algorithm",
-            "-a",
             metavar="NAME",
             help="improve (default: genetic search with forward-backward improvement), list "
             "(one pass of a priority rule), sequential (one lane), cpsat (exact; the optimal extra).",
@@ -165,8 +172,8 @@ def plan_command(
         typer.Option(
             "--lanes",
             "-l",
-            help="Lanes of a role, ROLE=N; repeat for several roles.",
-            metavar="ROLE=N",
+            help="Lanes of ROLE, ROLE=N, or of every role, N; repeat for several roles.",
+            metavar=LANES_METAVAR,
             show_default=False,
         ),
     ] = None,
@@ -199,15 +206,21 @@ def plan_command(
     ] = None,
     seed: Annotated[
         int | None,
-        typer.Option("--seed", metavar="S", help="improve: seed of the search.", show_default=False),
+        typer.Option("--seed", "-s", metavar="S", help="improve: seed of the search.", show_default=False),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            metavar="N",
+            help="cpsat: solver threads (default one per core, at most 8).",
+            show_default=False,
+        ),
     ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers",
-            metavar="N",
-            help="cpsat: solver threads (default one per core, at most 8).",
-            show_default=False,
+            "--workers", metavar="N", hidden=True, help="Deprecated: --threads.", show_default=False
         ),
     ] = None,
 ) -> None:
@@ -220,21 +233,26 @@ def plan_command(
       cycleplan plan scenarios/course-crud.yaml
       cycleplan plan scenarios/full-feature.yaml --lanes backend=2 --json
       cycleplan plan my.yaml -o plan.json --report plan.html
-      cycleplan plan big.yaml --algorithm cpsat --time-limit 30
+      cycleplan plan big.yaml --algorithm cpsat --time-limit 30 --threads 4
     """
+    import time
+
     from cycleplan.planner import ALGORITHMS, OPTIONS, RULES, plan
     from cycleplan.planner.cpsat import MissingExtraError
 
+    if workers is not None:
+        deprecated(f"plan --workers {workers}", f"--threads {workers}")
+        threads = workers if threads is None else threads
     if algorithm not in ALGORITHMS:
         fail(f"--algorithm {algorithm}: choose one of {', '.join(ALGORITHMS)}")
     if rule is not None and rule not in RULES:
         fail(f"--rule {rule}: choose one of {', '.join(RULES)}")
-    for option, value, low in (("--schedules", schedules, 1), ("--workers", workers, 1), ("--seed", seed, 0)):
+    for option, value, low in (("--schedules", schedules, 1), ("--threads", threads, 1), ("--seed", seed, 0)):
         if value is not None and value < low:
             fail(f"{option} {value}: must be at least {low}")
     if time_limit is not None and not time_limit > 0:
         fail(f"--time-limit {time_limit}: must be a positive number of seconds")
-    options = {"schedules": schedules, "time_limit_s": time_limit, "seed": seed, "workers": workers}
+    options = {"schedules": schedules, "time_limit_s": time_limit, "seed": seed, "workers": threads}
     given = {name: value for name, value in options.items() if value is not None}
     unsupported = sorted(set(given) - OPTIONS[algorithm])
     if unsupported:
@@ -242,17 +260,19 @@ def plan_command(
             "schedules": "--schedules",
             "time_limit_s": "--time-limit",
             "seed": "--seed",
-            "workers": "--workers",
+            "workers": "--threads",
         }
         fail(f"{', '.join(flags[name] for name in unsupported)}: not an option of --algorithm {algorithm}")
     scenario = load_scenario_file(file)
     if lanes:
         scenario = scenario.with_lanes(parse_lanes_option(scenario, lanes))
     plotly_mode = plotly_js_mode(plotly_js)
+    began = time.perf_counter()
     try:
         result = plan(scenario, algorithm=algorithm, rule=rule, **given)
     except MissingExtraError as exc:
         fail(str(exc))
+    detail(f"planned in {time.perf_counter() - began:.2f} s")
     if output is not None:
         write_atomically(output, plan_file_text(result, output))
     if report is not None:
@@ -260,12 +280,12 @@ def plan_command(
 
         write_report(report, plan_report(result), plotly_mode)
 
-    def text() -> str:
-        from cycleplan.render import render_plan
+    def view(verbosity: Verbosity) -> RenderableType:
+        from cycleplan.render import plan_view
 
-        return render_plan(result)
+        return plan_view(result, verbosity)
 
-    show_result(as_json, lambda: plan_summary(result), text, output, report)
+    show_result(as_json, lambda: plan_summary(result), view, output, report)
 
 
 @app.command("schema")
@@ -287,7 +307,7 @@ def schema(
         say(text)
     else:
         write_atomically(output, text + "\n")
-        say(f"wrote {output}")
+        note(f"wrote {output}")
 
 
 @app.command("templates")
@@ -315,14 +335,14 @@ def templates(
         )
         return
     for template in TEMPLATES.values():
-        say(f"{template.name}  ({template.cycles} cycles, {len(template.tasks)} tasks)")
+        say(f"{template.name}  ({counted(template.cycles, 'cycle')}, {counted(len(template.tasks), 'task')})")
         say(f"  {template.description}")
         for task in template.tasks:
             span = task.template_cycles or (0, 0)
             after = f"  after {', '.join(task.after)}" if task.after else ""
             sync = "".join(f"  emits {e} after cycle {c}" for e, c in task.emits.items())
             sync += "".join(f"  waits {e} before cycle {c}" for e, c in task.waits.items())
-            say(f"    {span[0]:>3}-{span[1]:<3} {task.id:<12} {task.role:<12}{after}{sync}")
+            say(f"    {span[0]:>3}-{span[1]:<3} {task.id:<12} {task.role:<12}{after}{sync}".rstrip())
 
 
 @app.command("init")
@@ -336,7 +356,8 @@ def init(
         ),
     ],
     template: Annotated[
-        str, typer.Option("--template", "-t", help="one-100 or blank.", metavar="NAME")
+        str,
+        typer.Option("--template", "-t", help="The starter's template: one-100 or blank.", metavar="NAME"),
     ] = "one-100",
     output: Annotated[
         Path | None,
@@ -363,4 +384,4 @@ def init(
     if target.exists() and not force:
         fail(f"{target}: already exists; choose another name or pass --force to overwrite")
     write_atomically(target, starter_text(template, name))
-    say(f"wrote {target}; next: cycleplan plan {target}")
+    note(f"wrote {target}; next: cycleplan plan {target}")

@@ -7,7 +7,6 @@ Also :func:`prediction_summary`, the JSON that ``simulate --json`` prints.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,20 +15,26 @@ import typer
 from cycleplan.cli.common import (
     PlotlyJsOption,
     ScenarioLanesOption,
+    SeedOption,
     command_app,
     fail,
+    level,
+    note,
     output_option,
     parse_lanes_option,
     plotly_js_mode,
     report_option,
-    say,
     show_result,
     write_atomically,
     write_report,
 )
+from cycleplan.wording import counted
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from cycleplan.sim.prediction import Prediction
+    from cycleplan.terminal import Verbosity
 
 app = command_app()
 
@@ -140,7 +145,7 @@ def simulate_command(
     replications: Annotated[
         int, typer.Option("--replications", "-n", help="How many runs to simulate.", metavar="N")
     ] = 1000,
-    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of every random draw.", metavar="S")] = 0,
+    seed: SeedOption = 0,
     ideal: Annotated[
         bool,
         typer.Option(
@@ -192,9 +197,9 @@ def simulate_command(
     """Predict speedup, makespan, tokens, cost and utilization with error bars.
 
     Runs the plan many times with random cycle durations, tokens and failures (the scenario's model),
-    each replication on the same draws as its one-lane sequential baseline. Prints P50 [P10-P90] and the
-    95% confidence interval of the mean, the scenario's claim beside them, the most critical tasks and where
-    the time goes. The same seed gives the same output.
+    each replication on the same draws as its sequential baseline (the same work on one lane). Prints P50
+    [P10-P90] and the 95% confidence interval of the mean (one value each for -n 1), the scenario's claim
+    beside them, the most critical tasks and where the time goes. The same seed gives the same output.
 
     \b
     Examples:
@@ -226,7 +231,7 @@ def simulate_command(
     try:
         loaded = load_scenario_or_plan(file)
     except LoadError as exc:
-        fail(*(str(error) for error in exc.errors), f"{len(exc.errors)} problem(s) in {file}")
+        fail(*(str(error) for error in exc.errors), f"{counted(len(exc.errors), 'problem')} in {file}")
     if isinstance(loaded, Plan):
         if lanes:
             fail("--lanes: changes a scenario's lanes; plan.json is already planned, so pass the scenario")
@@ -237,7 +242,7 @@ def simulate_command(
         scenario = loaded.with_lanes(parse_lanes_option(loaded, lanes)) if lanes else loaded
         the_plan = plan(scenario)
 
-    long_run = not ideal and replications >= PROGRESS_FROM_REPLICATIONS and sys.stderr.isatty()
+    long_run = not ideal and replications >= PROGRESS_FROM_REPLICATIONS
     settings: dict[str, Any] = {
         "replications": replications,
         "seed": seed,
@@ -248,15 +253,9 @@ def simulate_command(
     }
     try:
         if long_run:
-            from rich.console import Console
-            from rich.progress import Progress
+            from cycleplan.terminal import progress
 
-            with Progress(console=Console(stderr=True), transient=True) as bar:
-                job = bar.add_task("simulating", total=replications)
-
-                def advance(done: int, _total: int) -> None:
-                    bar.update(job, completed=done)
-
+            with progress("simulating", replications, level()) as advance:
                 prediction = simulate(the_plan, progress=advance, **settings)
         else:
             prediction = simulate(the_plan, **settings)
@@ -273,12 +272,12 @@ def simulate_command(
 
         write_report(report, prediction_report(prediction, the_plan), plotly_mode)
 
-    def text() -> str:
-        from cycleplan.render import render_prediction
+    def view(verbosity: Verbosity) -> RenderableType:
+        from cycleplan.render import prediction_view
 
-        return render_prediction(prediction)
+        return prediction_view(prediction, verbosity)
 
-    show_result(as_json, lambda: prediction_summary(prediction), text, output, report)
+    show_result(as_json, lambda: prediction_summary(prediction), view, output, report)
 
 
 @app.command("report")
@@ -340,7 +339,7 @@ def report_command(
         except LoadError as exc:
             fail(*(str(error) for error in exc.errors))
     write_report(output, built, plotly_mode)
-    say(f"wrote {output}")
+    note(f"wrote {output}")
 
 
 _OTHER_RESULTS = (

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cycleplan.cli.common import (
+    LANES_METAVAR,
     PlotlyJsOption,
+    SeedOption,
     command_app,
+    deprecated,
+    detail,
     emit_json,
     fail,
+    lanes_role,
+    level,
     load_scenario_file,
+    note,
     plotly_js_mode,
     report_option,
-    say,
+    show,
     write_report,
 )
+
+if TYPE_CHECKING:
+    from cycleplan.model import Scenario
 
 app = command_app()
 
@@ -26,33 +36,30 @@ app = command_app()
 def sweep_command(
     file: Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False, metavar="FILE")],
     lanes: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
             "--lanes",
             "-l",
-            help="Lane counts to try: a range 1..8, a list 1,2,4 or both.",
-            metavar="N..M",
-        ),
-    ] = "1..8",
-    role: Annotated[
-        str | None,
-        typer.Option(
-            "--role",
-            "-r",
-            help="The role whose lanes vary (default: every role gets the count).",
-            metavar="ROLE",
+            help="The lane counts to try, of ROLE (ROLE=N) or of every role (N), N a range 1..8, a list "
+            "1,2,4 or both. [default: 1..8]",
+            metavar=LANES_METAVAR,
+            show_default=False,
         ),
     ] = None,
     algorithms: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
-            "--algorithms", "-a", help="Planning algorithms to compare, comma-separated.", metavar="A,B"
+            "--algorithm",
+            help="A planning algorithm to compare (see plan); repeat, or list them: list,improve. "
+            "[default: improve]",
+            metavar="NAME",
+            show_default=False,
         ),
-    ] = "improve",
+    ] = None,
     replications: Annotated[
         int, typer.Option("--replications", "-n", help="Replications per configuration.", metavar="N")
     ] = 1000,
-    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of every random draw.", metavar="S")] = 0,
+    seed: SeedOption = 0,
     within: Annotated[
         float,
         typer.Option(
@@ -63,10 +70,21 @@ def sweep_command(
     ] = 10.0,
     engine: Annotated[
         str,
-        typer.Option("--engine", "-e", help="simpy, fast or auto (fast when the model allows).", metavar="E"),
+        typer.Option(
+            "--engine",
+            "-e",
+            help="The simulation engine: simpy, fast or auto (fast when the model allows).",
+            metavar="simpy|fast|auto",
+        ),
     ] = "auto",
     dispatch: Annotated[
-        str, typer.Option("--dispatch", "-d", help="plan or dynamic (see simulate).", metavar="plan|dynamic")
+        str,
+        typer.Option(
+            "--dispatch",
+            "-d",
+            help="How lanes pick their next task: plan or dynamic (see simulate).",
+            metavar="plan|dynamic",
+        ),
     ] = "plan",
     workers: Annotated[
         int | None,
@@ -89,6 +107,14 @@ def sweep_command(
         report_option("Write an interactive HTML report."),
     ] = None,
     plotly_js: PlotlyJsOption = "embed",
+    role: Annotated[
+        str | None,
+        typer.Option("--role", "-r", hidden=True, help="Deprecated: --lanes ROLE=N..M.", metavar="ROLE"),
+    ] = None,
+    old_algorithms: Annotated[
+        str | None,
+        typer.Option("--algorithms", hidden=True, help="Deprecated: --algorithm.", metavar="A,B"),
+    ] = None,
 ) -> None:
     """Compare lane counts (and planners): speedup, makespan, cost, utilization, and a recommendation.
 
@@ -100,12 +126,12 @@ def sweep_command(
 
     \b
     Examples:
-      cycleplan sweep scenarios/full-feature.yaml --lanes 1..4 --role backend
-      cycleplan sweep scenarios/three-features.yaml --lanes 1..6 --algorithms list,improve --json
+      cycleplan sweep scenarios/full-feature.yaml --lanes backend=1..4
+      cycleplan sweep scenarios/three-features.yaml --lanes 1..6 --algorithm list --algorithm improve --json
       cycleplan sweep scenarios/payment.yaml --lanes 1..8 --report sweep.html --dask local
     """
     from cycleplan.sim import DISPATCH_MODES, ENGINES, SimulationError
-    from cycleplan.sim.sweep import SweepError, dask_runner, open_dask, parse_lanes, render_sweep, sweep
+    from cycleplan.sim.sweep import SweepError, dask_runner, open_dask, sweep
 
     if replications < 1:
         fail(f"--replications {replications}: must be at least 1")
@@ -118,12 +144,12 @@ def sweep_command(
     if workers is not None and workers < 1:
         fail(f"--workers {workers}: must be at least 1")
     plotly_mode = plotly_js_mode(plotly_js)
-    try:
-        counts = parse_lanes(lanes)
-    except SweepError as exc:
-        fail(f"--lanes {lanes}: {str(exc).removeprefix('lanes: ')}")
     scenario = load_scenario_file(file)
-    chosen = [name.strip() for name in algorithms.split(",") if name.strip()]
+    role, counts = _lanes_to_try(scenario, lanes or ["1..8"], role)
+    if old_algorithms is not None:
+        deprecated(f"--algorithms {old_algorithms}", f"--algorithm {old_algorithms}")
+    listed = [*(algorithms or []), *([old_algorithms] if old_algorithms is not None else [])] or ["improve"]
+    chosen = [name.strip() for names in listed for name in names.split(",") if name.strip()]
     close = None
     try:
         runner = None
@@ -146,7 +172,7 @@ def sweep_command(
             backend=backend,
         )
     except SweepError as exc:
-        option = {"within": "--within", "dask": "--dask", "role": "--role", "algorithms": "--algorithms"}
+        option = {"within": "--within", "dask": "--dask", "role": "--lanes", "algorithms": "--algorithm"}
         fail(f"{option.get(exc.field, '--' + exc.field)}: {str(exc).split(': ', 1)[1]}")
     except SimulationError as exc:
         if exc.field == "engine":
@@ -159,12 +185,42 @@ def sweep_command(
         from cycleplan.report.reports import sweep_report
 
         write_report(report, sweep_report(result), plotly_mode)
+    detail(f"swept on {result.backend} in {result.runtime_s:.2f} s")
     if as_json:
         data = result.model_dump(mode="json", exclude={"runtime_s", "backend", "workers"})
         for configuration in data["configurations"]:
             configuration.pop("runtime_s")
         emit_json(data)
         return
-    say(render_sweep(result))
+    from cycleplan.render import sweep_view
+
+    show(sweep_view(result, level()))
     if report is not None:
-        say(f"\nwrote {report}")
+        note(f"wrote {report}")
+
+
+def _lanes_to_try(scenario: Scenario, specs: list[str], role: str | None) -> tuple[str | None, list[int]]:
+    """The role whose lanes vary (None: every role) and the lane counts to try, from ``--lanes``; the
+    deprecated ``--role ROLE --lanes N..M`` still names the role, with a word on what to write."""
+    from cycleplan.sim.sweep import SweepError, parse_lanes
+
+    if len(specs) > 1:
+        fail(
+            f"--lanes {' --lanes '.join(specs)}: a sweep varies the lanes of one role, or of every role; "
+            "give --lanes once, e.g. --lanes backend=1..4"
+        )
+    spec = specs[0]
+    named, counts = lanes_role(scenario, spec)
+    if role is not None:
+        if named is not None:
+            fail(f"--role {role} --lanes {spec}: the role is named twice; write --lanes {spec}")
+        deprecated(f"--role {role} --lanes {spec}", f"--lanes {role}={spec}")
+        if role not in scenario.role_names():
+            fail(
+                f"--role {role}: no role '{role}' in this scenario; roles: {', '.join(scenario.role_names())}"
+            )
+        named = role
+    try:
+        return named, parse_lanes(counts)
+    except SweepError as exc:
+        fail(f"--lanes {spec}: {str(exc).removeprefix('lanes: ')}")

@@ -97,6 +97,7 @@ from cycleplan.loading import FileError
 from cycleplan.metrics import MS_PER_MIN
 from cycleplan.model import Role, Scenario, Spawn, Task, TokenModel
 from cycleplan.prices import cost_usd, resolve
+from cycleplan.wording import counted
 
 KIND = "claude-code"
 USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
@@ -426,7 +427,9 @@ def _read(path: Path, warnings: list[FileError]) -> list[_Record]:
         records.append(_Record(number, value, time_ms))
     warnings.extend(bad[:MAX_LINE_WARNINGS])
     if len(bad) > MAX_LINE_WARNINGS:
-        warnings.append(FileError(name, f"{len(bad) - MAX_LINE_WARNINGS} more unreadable line(s) skipped"))
+        warnings.append(
+            FileError(name, f"{counted(len(bad) - MAX_LINE_WARNINGS, 'more unreadable line')} skipped")
+        )
     if not records and data.strip():
         raise TraceImportError(
             [
@@ -843,7 +846,8 @@ def import_claude_code(path: str | Path) -> ImportedRun:
         warnings.append(
             FileError(
                 file,
-                f"{count} API response(s) carry no message.usage; their tokens count as zero",
+                f"{counted(count, 'API response')} {'carries' if count == 1 else 'carry'} no message.usage; "
+                "their tokens count as zero",
                 line=first,
             )
         )
@@ -1042,8 +1046,8 @@ def _scenario(
     label = min(sessions) if len(sessions) == 1 else root.name
     return Scenario(
         name=f"imported claude-code {label}"[:200],
-        description=f"Imported from Claude Code transcripts at {root}: {len(sessions)} session(s), "
-        f"{sum(1 for t in work if t.role == 'subagent')} subagent(s)."[:10_000],
+        description=f"Imported from Claude Code transcripts at {root}: {counted(len(sessions), 'session')}, "
+        f"{counted(sum(1 for t in work if t.role == 'subagent'), 'subagent')}."[:10_000],
         roles=roles,
         tasks=tasks,
     )
@@ -1138,7 +1142,7 @@ def _build(
         warnings.append(
             FileError(
                 str(root),
-                f"no price for model {model!r} ({count} response(s)): their cost counts as zero; "
+                f"no price for model {model!r} ({counted(count, 'response')}): their cost counts as zero; "
                 "give its price under prices: in a scenario",
             )
         )

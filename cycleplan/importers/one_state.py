@@ -44,6 +44,7 @@ from cycleplan.loading import FileError
 from cycleplan.metrics import MS_PER_MIN
 from cycleplan.model import Scenario, Task
 from cycleplan.templates import get_template
+from cycleplan.wording import counted
 
 KIND = "one-state"
 TEMPLATE = "one-100"
@@ -88,7 +89,7 @@ def _read(path: Path, warnings: list[FileError]) -> dict[str, Any]:
         warnings.append(
             FileError(
                 name,
-                f"{len(trailing)} character(s) of text after the JSON object ({preview!r}); ignored",
+                f"{counted(len(trailing), 'character')} of text after the JSON object ({preview!r}); ignored",
                 line=line,
                 column=column,
             )
@@ -150,7 +151,7 @@ def import_one_state(path: str | Path, idle_after_min: float = DEFAULT_IDLE_AFTE
         warnings.append(
             FileError(
                 name,
-                f"cycle {cycle} is recorded {count} more time(s) after its first entry; "
+                f"cycle {cycle} is recorded {counted(count, 'more time')} after its first entry; "
                 "only the first counts",
                 field="lessons_learned",
             )
@@ -160,8 +161,8 @@ def import_one_state(path: str | Path, idle_after_min: float = DEFAULT_IDLE_AFTE
             [
                 FileError(
                     name,
-                    f"{len(first)} completed cycle(s) with a timestamp: a cycle's duration needs the entry "
-                    "before it, so at least two are needed",
+                    f"{counted(len(first), 'completed cycle')} with a timestamp: a cycle's duration needs "
+                    "the entry before it, so at least two are needed",
                     field="lessons_learned",
                 )
             ]
@@ -190,15 +191,17 @@ def import_one_state(path: str | Path, idle_after_min: float = DEFAULT_IDLE_AFTE
         warnings.append(
             FileError(
                 name,
-                f"{len(missing)} cycle(s) have no entry ({_ranges(missing)}); "
-                "they share the next entry's gap",
+                f"{counted(len(missing), 'cycle')} {'has' if len(missing) == 1 else 'have'} no entry "
+                f"({_ranges(missing)}); they share the next entry's gap",
                 field="lessons_learned",
             )
         )
     if backwards:
         warnings.append(
             FileError(
-                name, f"{backwards} cycle(s) are timed before the cycle they follow; counted as 0 minutes"
+                name,
+                f"{counted(backwards, 'cycle')} {'is' if backwards == 1 else 'are'} timed before the cycle "
+                "they follow; counted as 0 minutes",
             )
         )
 
@@ -211,9 +214,9 @@ def import_one_state(path: str | Path, idle_after_min: float = DEFAULT_IDLE_AFTE
         warnings.append(
             FileError(
                 name,
-                f"{len(idle)} gap(s) longer than {idle_after_min:g} min (the longest {_hours(longest)}) "
-                "flagged as idle, not work; each of those cycles counts the median cycle, "
-                f"{typical / MS_PER_MIN:.1f} min",
+                f"{counted(len(idle), 'gap')} longer than {idle_after_min:g} min (the longest "
+                f"{_hours(longest)}) flagged as idle, not work; each of those cycles counts the median "
+                f"cycle, {typical / MS_PER_MIN:.1f} min",
                 field="lessons_learned",
             )
         )

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cycleplan.render import duration
 from cycleplan.report.labels import CLAIM_LABEL, claim_detail, cycles_detail, template_note
 from cycleplan.report.page import Headline, Report, standard_facts
 from cycleplan.report.palette import RoleColours, role_colours
+from cycleplan.wording import SEQUENTIAL_BASELINE, duration
 
 if TYPE_CHECKING:
     from cycleplan.backtest import Backtest
@@ -42,7 +42,9 @@ def plan_report(plan: Plan) -> Report:
     scenario = plan.scenario
     headlines = [
         Headline("planned speedup", f"{plan.speedup:.2f}x", f"{plan.algorithm} plan"),
-        Headline("makespan", duration(plan.makespan_min), f"sequential {duration(plan.sequential_min)}"),
+        Headline(
+            "makespan", duration(plan.makespan_min), f"{SEQUENTIAL_BASELINE} {duration(plan.sequential_min)}"
+        ),
         Headline("lower bound", duration(plan.lower_bound_min), "no plan can beat this"),
         Headline("cycles", f"{plan.wall_cycles:g} wall", cycles_detail(plan)),
     ]

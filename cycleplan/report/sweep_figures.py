@@ -102,7 +102,11 @@ def speedup_by_lanes(result: SweepResult) -> go.Figure:
             "automargin": True,
         },
         xaxis={"title": {"text": safe(_lane_axis(result))}, "dtick": 1},
-        yaxis={"title": {"text": "speedup over one lane"}, "rangemode": "tozero", **axis_format("x")},
+        yaxis={
+            "title": {"text": "speedup over the sequential baseline"},
+            "rangemode": "tozero",
+            **axis_format("x"),
+        },
         hovermode="closest",
         height=420,
         margin={"t": 40, "r": 20, "b": 50},
