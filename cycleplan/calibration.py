@@ -541,7 +541,7 @@ def _apply_loop(entry: dict[str, Any], loop: LoopFit) -> None:
     put(entry, "posterior", loop.posterior.model_dump(mode="json"))
 
 
-HEADER = "# Calibrated by cycleplan from run(s) "
+HEADER = "# Calibrated by cycleplan from "
 """How the line a calibrated scenario opens with starts; calibrating it again replaces the line."""
 
 
@@ -559,7 +559,8 @@ def calibrated_yaml(
     from cycleplan.rewriting import RewriteError, ScenarioText, new_text
 
     header = (
-        f"{HEADER}{', '.join(calibration.runs)}; the prior counted as "
+        f"{HEADER}{counted(len(calibration.runs), 'run')} {', '.join(calibration.runs)}; "
+        f"the prior counted as "
         f"{counted(calibration.prior_weight, 'cycle')}.\n"
     )
     if original_text is not None:

@@ -950,8 +950,10 @@ class Plan(Frozen):
     def cycle_map(self) -> str:
         """The compressed cycle map, e.g. ``100 template cycles -> 65 wall cycles`` (``34 cycles -> 20 wall
         cycles`` for a scenario that names no template)."""
-        kind = "template cycles" if self.scenario.template is not None else "cycles"
-        return f"{self.template_cycles} {kind} -> {self.wall_cycles:g} wall cycles"
+        from cycleplan.wording import counted
+
+        kind = "template cycle" if self.scenario.template is not None else "cycle"
+        return f"{counted(self.template_cycles, kind)} -> {counted(self.wall_cycles, 'wall cycle')}"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -242,7 +242,7 @@ def test_calibrate_changes_only_the_fitted_values_of_a_scenario_file(tmp_path: P
     _calibrate_file(store, cc, source, out)
 
     header, *body = out.read_text(encoding="utf-8").splitlines()
-    assert header.startswith(f"# Calibrated by cycleplan from run(s) {cc}; the prior counted as 5 cycle(s)")
+    assert header.startswith(f"# Calibrated by cycleplan from 1 run {cc}; the prior counted as 5 cycles.")
     original = WRITTEN_BY_HAND.splitlines()
     # Byte for byte up to the fitted role, and from the role after it to the end.
     fitted = original.index("  backend:") + 1

@@ -34,6 +34,8 @@ def _commands() -> Iterator[tuple[str, object]]:
         command = group.get_command(context, name)
         assert command is not None, name
         if isinstance(command, TyperGroup):
+            if command.invoke_without_command:
+                yield name, command  # a group that also acts alone (runs lists): its own options
             for sub, each in command.commands.items():
                 yield f"{name} {sub}", each
         else:

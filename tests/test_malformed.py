@@ -175,7 +175,7 @@ def test_every_kind_of_problem_is_reported_in_one_run() -> None:
     assert messages[1] == "must be at least 1, got -1"
     assert messages[2].startswith("unknown role 'fronted' (did you mean 'frontend'?)")
     assert messages[3].startswith("dependency loop: api -> ui -> api")
-    assert run.stderr.splitlines()[-1] == f"4 problem(s) in {EVERY_KIND}"
+    assert run.stderr.splitlines()[-1] == f"4 problems in {EVERY_KIND}"
 
 
 def test_every_kind_of_problem_is_listed_in_json() -> None:

@@ -100,7 +100,10 @@ class CycleplanGroup(LazyGroup):
     registry = COMMANDS
 
     def prepare(self, command: _click.Command) -> None:
-        commands = command.commands.values() if isinstance(command, TyperGroup) else [command]
+        commands: list[_click.Command] = [command]
+        if isinstance(command, TyperGroup):
+            # A group that also acts alone (`runs` lists) takes them too; one that only groups does not.
+            commands = [*([command] if command.invoke_without_command else []), *command.commands.values()]
         for each in commands:
             each.params.extend(output_options())
 

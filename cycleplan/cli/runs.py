@@ -91,7 +91,7 @@ def runs_command(
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", "-n", help="At most N runs (the newest).", metavar="N", show_default=False),
+        typer.Option("--limit", help="At most N runs (the newest).", metavar="N", show_default=False),
     ] = None,
     check: Annotated[
         str | None,
