@@ -38,13 +38,13 @@ from typing import Any
 
 from revisions import installed
 
+from cycleplan.core.model import Scenario
 from cycleplan.executor.backend import CycleOutcome, CycleRequest, Usage
 from cycleplan.executor.clock import Clock
 from cycleplan.executor.orchestrator import Orchestrator, Policy
 from cycleplan.executor.replay import replay
-from cycleplan.executor.store import RunStore
-from cycleplan.model import Scenario
 from cycleplan.planner import plan
+from cycleplan.store.runs import RunStore
 
 
 def scenario(lanes: int, tasks_per_lane: int, cycles: int, limited: bool) -> Scenario:
@@ -128,7 +128,8 @@ def bookkeeping(lanes: int, tasks_per_lane: int, cycles: int) -> dict[str, Any]:
 
 
 def emulated(lanes: int, tasks_per_lane: int, cycles: int, time_scale: float) -> dict[str, Any]:
-    from cycleplan.executor import ExecuteOptions, RunStore, execute
+    from cycleplan.executor import ExecuteOptions, execute
+    from cycleplan.store import RunStore
 
     the_plan = plan(scenario(lanes, tasks_per_lane, cycles, limited=True))
     with tempfile.TemporaryDirectory() as folder:

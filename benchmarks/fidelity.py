@@ -5,7 +5,7 @@ draws as the simulator (seed ``s`` of a run is replication 0 of ``simulate(..., 
 then runs the plan for real, at a time scale, through the SDK, HTTP, the run store and, where a scenario
 has them, the rate limits' 429s. For each scenario: plan it, predict it (``--replications`` from seed 0),
 execute it ``--runs`` times with seeds 1, 2, ... and hold each run against the prediction with
-:func:`cycleplan.comparison.compare_run`.
+:func:`cycleplan.workflows.comparison.compare_run`.
 
 The executor's own overhead is real time, so the time scale stretches it: each scenario runs at the time
 scale that makes its predicted median run last ``--seconds`` real seconds (between 50x and 5000x),
@@ -42,11 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cycleplan.comparison import Comparison, Fidelity, compare_run, fidelity
+from cycleplan.core.loading import load_scenario
 from cycleplan.executor import ExecuteOptions, execute
-from cycleplan.loading import load_scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
+from cycleplan.workflows.comparison import Comparison, Fidelity, compare_run, fidelity
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCENARIOS = [

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cycleplan.loading import load_scenario
+from cycleplan.core.loading import load_scenario
 from cycleplan.planner import plan
 
 SIZES = (1_000, 2_000, 5_000, 10_000)

@@ -21,7 +21,7 @@ import time
 
 from sim_throughput import random_scenario
 
-from cycleplan.model import Scenario
+from cycleplan.core.model import Scenario
 from cycleplan.planner import plan
 
 TARGET_S = 0.5

@@ -54,7 +54,7 @@ class Row:
 
 
 def instance_files(folder: Path, limit: int | None, names: Sequence[str] = ()) -> list[Path]:
-    from cycleplan.psplib import instance_key
+    from cycleplan.workflows.psplib import instance_key
 
     files = sorted(folder.glob("*.sm"), key=lambda path: instance_key(path) or (0, 0))
     if names:
@@ -74,7 +74,7 @@ def solve_one(
     from cycleplan.planner import ALGORITHMS
     from cycleplan.planner.priority import passes
     from cycleplan.planner.problem import Problem, nominal_durations
-    from cycleplan.psplib import psplib_to_scenario
+    from cycleplan.workflows.psplib import psplib_to_scenario
 
     scenario = psplib_to_scenario(path)
     problem = Problem.from_scenario(scenario)
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
     from cycleplan.planner import ALGORITHMS
-    from cycleplan.psplib import instance_key, read_known_makespans
+    from cycleplan.workflows.psplib import instance_key, read_known_makespans
 
     folder = args.data / args.instance_set
     if not folder.is_dir():

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cycleplan.backtest import QUANTITIES, Backtest, backtest, backtest_json
-from cycleplan.importers import import_claude_code, store_run
+from cycleplan.workflows.backtest import QUANTITIES, Backtest, backtest, backtest_json
+from cycleplan.workflows.importers import import_claude_code, store_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = ROOT.parent / "shared" / "data" / "traces" / "claude-code"

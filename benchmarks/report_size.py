@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cycleplan.loading import load_scenario
+from cycleplan.core.loading import load_scenario
 from cycleplan.planner import plan
-from cycleplan.report.page import write_page
-from cycleplan.report.reports import prediction_report
+from cycleplan.present.report.page import write_page
+from cycleplan.present.report.reports import prediction_report
 from cycleplan.sim import simulate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -54,8 +54,8 @@ import numpy as np
 import simpy
 from revisions import installed
 
-from cycleplan.draws import BLOCK, draw_block
-from cycleplan.model import Plan, Scenario
+from cycleplan.core.draws import BLOCK, draw_block
+from cycleplan.core.model import Plan, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import simulate
 from cycleplan.sim.curves import CumulativeSketch
@@ -276,7 +276,7 @@ def loops(replications: int, repeats: int) -> None:
 
 PROBE = """
 import statistics, sys, time
-from cycleplan.model import Scenario
+from cycleplan.core.model import Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import simulate
 planned = plan(Scenario(name="one-100", template="one-100"))

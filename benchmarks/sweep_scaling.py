@@ -20,8 +20,8 @@ import statistics
 import time
 from pathlib import Path
 
-from cycleplan.loading import load_scenario
-from cycleplan.sim.sweep import SweepResult, sweep
+from cycleplan.core.loading import load_scenario
+from cycleplan.workflows.sweep import SweepResult, sweep
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "full-feature.yaml"
 

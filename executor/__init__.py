@@ -6,8 +6,8 @@
 
 One coroutine per lane follows the plan, and subagents run on their own lanes when their parents spawn
 them (:mod:`.orchestrator`); waits and emits go through the run's committed events
-(:mod:`.coordination`); every event is committed to a SQLite run store before anything depends on it
-(:mod:`.store`; its runs listed and removed by :mod:`.catalog`), so a killed run resumes without
+(:mod:`.coordination`); every event is committed to the SQLite run store (:mod:`cycleplan.store`) before
+anything depends on it, so a killed run resumes without
 redoing completed work (:mod:`.run`), and the store admits one writer per run, the holder of the run's
 lease.
 Agents sit behind one small async interface (:mod:`.backend`): ``anthropic`` (:mod:`.anthropic_api`),
@@ -15,7 +15,7 @@ Agents sit behind one small async interface (:mod:`.backend`): ``anthropic`` (:m
 ``command`` (:mod:`.command`) and ``emulated``, a loopback server that speaks the Messages API
 (:mod:`.emulator`), which also bills any real client from the requests it sends (:mod:`.billing`), so
 that ``claude-code --emulator`` rehearses with the real Claude Code offline. A run is measured by
-:func:`cycleplan.metrics.metrics`, as simulations are (:mod:`.summary`), and
+:func:`cycleplan.core.metrics.metrics`, as simulations are (:mod:`.summary`), and
 :func:`.audit.trace_problems` checks that a trace kept its plan's promises. Never imports the simulator.
 """
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
         execute,
         resume,
     )
-    from cycleplan.executor.store import DEFAULT_STORE, RunStore, StoreError, export_jsonl, is_live
     from cycleplan.executor.summary import run_summary, scenario_trace
 
 _HOME = {
@@ -45,17 +44,11 @@ _HOME = {
     "RunResult": "run",
     "RunTakenOverError": "run",
     "execute": "run",
-    "is_live": "store",
     "resume": "run",
-    "DEFAULT_STORE": "store",
-    "RunStore": "store",
-    "StoreError": "store",
-    "export_jsonl": "store",
     "run_summary": "summary",
     "scenario_trace": "summary",
 }
-"""Where each name lives: loaded when first asked for, so that reading a run store (``runs``, ``export``,
-``compare``) does not load the orchestrator and its backends."""
+"""Where each name lives: loaded when first asked for, so that importing the package loads no backend."""
 
 
 def __getattr__(name: str) -> Any:
@@ -67,17 +60,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AGENTS",
-    "DEFAULT_STORE",
     "BackendUnavailableError",
     "ExecuteOptions",
     "ExecutionError",
     "RunResult",
-    "RunStore",
     "RunTakenOverError",
-    "StoreError",
     "execute",
-    "export_jsonl",
-    "is_live",
     "resume",
     "run_summary",
     "scenario_trace",

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cycleplan.core.model import Role, Scenario
 from cycleplan.executor.backend import (
     BackendOptions,
     BackendUnavailableError,
@@ -51,7 +52,6 @@ from cycleplan.executor.backend import (
     Usage,
 )
 from cycleplan.executor.secrets import api_key, redact
-from cycleplan.model import Role, Scenario
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic

@@ -26,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cycleplan.core.model import Event, Plan
+from cycleplan.core.wording import counted
 from cycleplan.executor import events as ev
-from cycleplan.model import Event, Plan
-from cycleplan.wording import counted
 
 EPS_MS = 0.5
 """Timestamps this close count as the same instant (the clock rounds to microseconds)."""

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from cycleplan.core.model import Role, Scenario, Task
     from cycleplan.executor.processes import ProcessRegistry
-    from cycleplan.model import Role, Scenario, Task
 
 
 class BackendUnavailableError(Exception):

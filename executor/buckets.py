@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cycleplan.model import RateLimits
+from cycleplan.core.model import RateLimits
 
 KINDS = ("requests", "input-tokens", "output-tokens")
 """The names the ``anthropic-ratelimit-<kind>-*`` headers use."""

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cycleplan.core.model import Scenario
 from cycleplan.executor.anthropic_api import cycle_prompt
 from cycleplan.executor.backend import (
     BackendOptions,
@@ -38,7 +39,6 @@ from cycleplan.executor.billing import LEDGER_FILE
 from cycleplan.executor.command import tail
 from cycleplan.executor.processes import ProcessRegistry, run_in_group
 from cycleplan.executor.secrets import child_environment
-from cycleplan.model import Scenario
 
 if TYPE_CHECKING:
     from cycleplan.executor.emulator import Emulator

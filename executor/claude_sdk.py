@@ -13,7 +13,7 @@ parsing the CLI's output:
 - the raw stream events (``message_start``, ``message_delta``, ``message_stop``) give each API call of
   the cycle's own agent, with its final usage and its time: the cycle's ``api_calls`` rows,
   ``[duration_ms, input_tokens, cache_write_5m, cache_write_1h, cache_read, output_tokens]`` as
-  :mod:`cycleplan.importers.claude_code` writes them, adding up to the cycle's work;
+  :mod:`cycleplan.workflows.importers.claude_code` writes them, adding up to the cycle's work;
 - hooks report each tool call as it ends (``PostToolUse``: name, time, the subagent that made it) and
   each subagent Claude Code spawns through its Agent tool (``PreToolUse`` of the Agent call: spawned;
   ``PostToolUse``: returned). The orchestrator records them as they happen (:class:`.backend.CycleEvents`):
@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cycleplan.core.model import Scenario
+from cycleplan.core.prices import cost_usd, resolve
 from cycleplan.executor.anthropic_api import cycle_prompt
 from cycleplan.executor.backend import (
     BackendOptions,
@@ -61,8 +63,6 @@ from cycleplan.executor.claude_code import (
     system_prompt,
 )
 from cycleplan.executor.secrets import hidden_environment, redact, secret_values
-from cycleplan.model import Scenario
-from cycleplan.prices import cost_usd, resolve
 
 USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
 

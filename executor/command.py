@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 
+from cycleplan.core.model import Scenario
 from cycleplan.executor.backend import (
     BackendOptions,
     BackendUnavailableError,
@@ -30,7 +31,6 @@ from cycleplan.executor.backend import (
 )
 from cycleplan.executor.processes import ProcessRegistry, run_in_group
 from cycleplan.executor.secrets import child_environment
-from cycleplan.model import Scenario
 
 STDERR_TAIL_BYTES = 400
 """How much of a failed command's standard error goes into the event's ``error``."""

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from cycleplan.model import Event
+from cycleplan.core.model import Event
 
 Predicate = Callable[[Event], bool]
 

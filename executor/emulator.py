@@ -5,15 +5,15 @@ It answers two kinds of requests.
 **Tagged requests (the emulated backend).** A request that names a task of the scenario with
 ``x-cycleplan-task``, ``x-cycleplan-cycle`` and ``x-cycleplan-attempt`` (and which call of a loop with
 ``x-cycleplan-call``) is answered after the cycle's drawn duration (divided by the time scale) with the
-drawn tokens as ``usage``, from the same draws the simulator uses (:func:`cycleplan.draws.draw_task`,
-keyed by seed, task, cycle and attempt, and :class:`cycleplan.draws.Conversation` for context, history
+drawn tokens as ``usage``, from the same draws the simulator uses (:func:`cycleplan.core.draws.draw_task`,
+keyed by seed, task, cycle and attempt, and :class:`cycleplan.core.draws.Conversation` for context, history
 and caching): a rehearsal bills what the simulator's replication bills, to the token. A cycle the role's
 failure model fails is answered with ``stop_reason: "refusal"``: its time and tokens are spent and its
 work is unusable. A role with an agent loop (``calls``) plays it call by call: an attempt is the drawn
 number of calls ``n``; calls 1 to ``n - 1`` are answered with ``stop_reason: "tool_use"`` and a
 ``tool_use`` block of the first tool the request offers, and call ``n`` ends the turn (``end_turn``, or
 ``refusal`` when the attempt fails). Call ``j``'s usage is the difference between the rounded totals of
-:func:`cycleplan.draws.loop_cycle` over ``j`` and over ``j - 1`` calls from the attempt's starting
+:func:`cycleplan.core.draws.loop_cycle` over ``j`` and over ``j - 1`` calls from the attempt's starting
 conversation, so that the answers of an attempt add up to exactly the simulator's tokens for it,
 compactions (folded into the call they precede) and handoff tokens (on the first call) included; each
 call lasts its share of the attempt's drawn duration, plus the minutes of the compactions it carries.
@@ -73,7 +73,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cycleplan.draws import Conversation, LoopState, RequestTokens, TaskDraws, draw_task, loop_cycle
+from cycleplan.core.draws import Conversation, LoopState, RequestTokens, TaskDraws, draw_task, loop_cycle
+from cycleplan.core.model import Role, Scenario, Task
+from cycleplan.core.prices import cost_usd, resolve
 from cycleplan.executor.billing import (
     BLOCK_OVERHEAD_TOKENS,
     CHARS_PER_TOKEN,
@@ -83,8 +85,6 @@ from cycleplan.executor.billing import (
     prompt_blocks,
 )
 from cycleplan.executor.buckets import Buckets
-from cycleplan.model import Role, Scenario, Task
-from cycleplan.prices import cost_usd, resolve
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -1,6 +1,6 @@
 """The executor's event vocabulary: action names, what each carries, and each one's idempotency key.
 
-Every event is the seed's record (:class:`cycleplan.model.Event`): ``type`` "task_event", ``actorId`` the
+Every event is the seed's record (:class:`cycleplan.core.model.Event`): ``type`` "task_event", ``actorId`` the
 lane (``backend-1``; ``cycleplan`` for run-wide events), ``targetId`` the task id (the run id for
 run-wide events), ``groupId`` the run id, ``timestamp`` in epoch milliseconds, and ``metadata.action``:
 
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cycleplan.model import STANDARD_ACTIONS, Event
+from cycleplan.core.model import STANDARD_ACTIONS, Event
 
 RUN_ACTOR = "cycleplan"
 """``actorId`` of run-wide events."""

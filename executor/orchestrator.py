@@ -38,7 +38,7 @@ recorded ``folded``); the parent's cycle records the time it was blocked on them
 ``duration_ms``) of the task whose agent made it.
 
 A task holds its lane, its resources and its ``max_parallel`` slot from its start to its end, through
-waits on events, subagents and rate limits, as :mod:`cycleplan.rules` rules for the planner and
+waits on events, subagents and rate limits, as :mod:`cycleplan.core.rules` rules for the planner and
 the simulator too (:meth:`Orchestrator._before_cycle` gives back what that rule says a waiting task does
 not keep). Every event goes through :meth:`Orchestrator.record`, which commits it to the
 store before anything may react to it. This module never imports a concrete backend, the terminal or the
@@ -56,6 +56,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cycleplan.core.metrics import run_header
+from cycleplan.core.model import Event, Plan, PlannedTask, Role, Task
+from cycleplan.core.prices import cost_usd, resolve
+from cycleplan.core.rules import DispatchUnit, Holding, dispatch_units, holds_while_waiting
+from cycleplan.core.wording import counted
 from cycleplan.executor import events as ev
 from cycleplan.executor.backend import (
     Backend,
@@ -70,13 +75,8 @@ from cycleplan.executor.coordination import EventBoard
 from cycleplan.executor.replay import RunProgress
 from cycleplan.executor.secrets import redact, secret_values
 from cycleplan.executor.slots import PARALLEL, Slots
-from cycleplan.executor.store import RunStore
 from cycleplan.executor.summary import running_ms, stopped_spans
-from cycleplan.metrics import run_header
-from cycleplan.model import Event, Plan, PlannedTask, Role, Task
-from cycleplan.prices import cost_usd, resolve
-from cycleplan.rules import DispatchUnit, Holding, dispatch_units, holds_while_waiting
-from cycleplan.wording import counted
+from cycleplan.store.runs import RunStore
 
 MAX_BACKOFF_S = 300.0
 """Backoff between attempts never exceeds this (scenario seconds)."""
@@ -105,7 +105,7 @@ class TaskRun:
     role: Role
     lane: str
     priority: tuple[float, int]
-    """Its unit's (:func:`cycleplan.rules.dispatch_units`): who takes shared capacity first."""
+    """Its unit's (:func:`cycleplan.core.rules.dispatch_units`): who takes shared capacity first."""
     started: bool = False
     cycles_done: int = 0
     failed_attempts: int = 0
@@ -502,7 +502,7 @@ class Orchestrator:
 
     async def _start_together(self, run: TaskRun, unit: DispatchUnit) -> None:
         """Wait on the lane until every member of ``unit`` still running has come this far, then take
-        the unit's capacity for all of them at once (:mod:`cycleplan.rules`)."""
+        the unit's capacity for all of them at once (:mod:`cycleplan.core.rules`)."""
         gate = self._gates[unit.name]
         gate.arrived.add(run.task.id)
         self._open_gate(unit)

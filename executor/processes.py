@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from cycleplan.executor.secrets import redact_file
 
 if TYPE_CHECKING:
-    from cycleplan.executor.store import RunStore
+    from cycleplan.store.runs import RunStore
 
 GRACE_S = 2.0
 """Seconds a cancelled group gets between SIGTERM and SIGKILL."""
@@ -51,7 +51,7 @@ class ProcessRegistry:
         self.alive: dict[int, str] = {}
 
     def add(self, pgid: int, task: str) -> None:
-        """Note a group just started; the store's :class:`~cycleplan.executor.store.LeaseLostError` once
+        """Note a group just started; the store's :class:`~cycleplan.store.runs.LeaseLostError` once
         another executor owns the run (the group is then not noted anywhere)."""
         if self._store is not None:
             self._store.add_process(self._run_id, pgid, start_ticks(pgid), task)

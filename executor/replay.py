@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cycleplan.core.model import Event
 from cycleplan.executor import events as ev
-from cycleplan.model import Event
 
 
 @dataclass

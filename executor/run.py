@@ -8,7 +8,7 @@ starts the backend, runs the :class:`~cycleplan.executor.orchestrator.Orchestrat
 before it takes the run's lease, stops the agent processes a killed or interrupted executor
 left behind, and runs what is left: tasks that completed are not run again, a task that was running
 continues after its last completed cycle. ``resume`` refuses a run whose stored trace is damaged
-(:meth:`~cycleplan.executor.store.RunStore.check`). Ctrl-C (or SIGTERM) stops the running agents, records
+(:meth:`~cycleplan.store.runs.RunStore.check`). Ctrl-C (or SIGTERM) stops the running agents, records
 the attempts it cut short and ``run_interrupted``, and leaves the run ``interrupted``, not over:
 ``resume`` continues it as it would a killed run. Errors meant for the user are :class:`ExecutionError`
 with a one-line message.
@@ -19,7 +19,7 @@ transaction of every write):
 - ``execute`` takes the lease (epoch 1) in the transaction that records the run; ``resume`` takes it
   before it reads, kills or runs anything.
 - While it works, the executor renews the lease every sixth of its length
-  (:data:`~cycleplan.executor.store.LEASE_S`, 30 s; ``CYCLEPLAN_LEASE_S``), from a task of its event
+  (:data:`~cycleplan.store.runs.LEASE_S`, 30 s; ``CYCLEPLAN_LEASE_S``), from a task of its event
   loop: one small transaction every 5 s, nothing per event. At the end, however it ends, it releases it.
 - A resume while the lease is live is refused (:class:`ExecutionError`, exit status 2) with the owner's
   pid and host and when the lease expires; the run is left alone, agents and all. The lease is dead
@@ -48,10 +48,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from pydantic import Field, field_validator
 
+from cycleplan.core.model import Event, Frozen, Plan
+from cycleplan.core.redaction import find_secret
 from cycleplan.executor import events as ev
 from cycleplan.executor.backend import (
     AGENTS,
@@ -65,18 +67,32 @@ from cycleplan.executor.orchestrator import Orchestrator, Policy
 from cycleplan.executor.processes import ProcessRegistry, kill_orphans
 from cycleplan.executor.replay import replay
 from cycleplan.executor.secrets import redact, secret_values
-from cycleplan.executor.store import (
+from cycleplan.executor.summary import run_summary
+from cycleplan.store.runs import (
     DEFAULT_STORE,
     LeaseError,
     LeaseLostError,
     RunStore,
     StoreError,
 )
-from cycleplan.executor.summary import run_summary
-from cycleplan.model import Event, Frozen, Plan
-from cycleplan.redaction import find_secret
 
 Progress = Literal["auto", "live", "plain", "none"]
+
+
+class LiveView(Protocol):
+    """What redraws a run in place on a terminal while it goes (drawn by the presentation layer, e.g.
+    :class:`cycleplan.present.live.LiveTable`): it observes every event between ``start`` and ``stop``."""
+
+    def __call__(self, event: Event) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+LiveFactory = Callable[[Orchestrator, TextIO], LiveView]
+"""Makes the live view of a run from its orchestrator and the stream to draw on. ``progress="live"`` (and
+``"auto"`` on a terminal) draws with it; without one, progress is written as plain lines."""
 
 EXIT_CODES = {"complete": 0, "failed": 1, "timeout": 1, "interrupted": 130}
 
@@ -258,6 +274,7 @@ def execute(
     store: str | Path = DEFAULT_STORE,
     source: str = "",
     progress: Progress = "auto",
+    live: LiveFactory | None = None,
     stream: TextIO | None = None,
     faults: Any = None,
     on_start: Callable[[str], None] | None = None,
@@ -282,6 +299,7 @@ def execute(
                 options,
                 new=(source, on_start),
                 progress=progress,
+                live=live,
                 stream=stream,
                 faults=faults,
             )
@@ -293,6 +311,7 @@ def resume(
     *,
     store: str | Path = DEFAULT_STORE,
     progress: Progress = "auto",
+    live: LiveFactory | None = None,
     stream: TextIO | None = None,
     faults: Any = None,
 ) -> RunResult:
@@ -321,7 +340,17 @@ def resume(
             return ended
         _ready(plan, options)
         return asyncio.run(
-            _drive(runs, run_id, plan, options, new=None, progress=progress, stream=stream, faults=faults)
+            _drive(
+                runs,
+                run_id,
+                plan,
+                options,
+                new=None,
+                progress=progress,
+                live=live,
+                stream=stream,
+                faults=faults,
+            )
         )
 
 
@@ -396,6 +425,7 @@ async def _drive(
     *,
     new: tuple[str, Callable[[str], None] | None] | None,
     progress: Progress,
+    live: LiveFactory | None,
     stream: TextIO | None,
     faults: Any,
 ) -> RunResult:
@@ -413,7 +443,9 @@ async def _drive(
             if ended is not None:
                 return ended
         with run_lock(folder):
-            return await _work(store, run_id, plan, options, keeper, trace, new, progress, stream, faults)
+            return await _work(
+                store, run_id, plan, options, keeper, trace, new, progress, live, stream, faults
+            )
     except LeaseLostError as exc:
         raise RunTakenOverError(str(exc)) from None
     except LeaseError as exc:
@@ -435,6 +467,7 @@ async def _work(
     trace: list[Event],
     new: tuple[str, Callable[[str], None] | None] | None,
     progress: Progress,
+    live: LiveFactory | None,
     stream: TextIO | None,
     faults: Any,
 ) -> RunResult:
@@ -488,6 +521,7 @@ async def _work(
                 workdir,
                 workdirs,
                 progress,
+                live,
                 stream,
             )
         )
@@ -507,7 +541,7 @@ async def _work(
 
 class _LeaseKeeper:
     """Renews this executor's lease on a run while it works (every
-    :attr:`~cycleplan.executor.store.RunStore.lease_renewal_s`), and cancels the work at once when the
+    :attr:`~cycleplan.store.runs.RunStore.lease_renewal_s`), and cancels the work at once when the
     lease turns out to be lost: its agents are stopped as the work unwinds, and the store refuses every
     write the unwinding tries."""
 
@@ -558,9 +592,10 @@ async def _orchestrate(
     workdir: Path,
     workdirs: dict[str, Path],
     progress: Progress,
+    live: LiveFactory | None,
     stream: TextIO | None,
 ) -> RunResult:
-    from cycleplan.executor.progress import LiveView, PlainLines, RunLog
+    from cycleplan.executor.progress import PlainLines, RunLog
 
     scenario = plan.scenario
     run_timeout = options.run_timeout_min if options.run_timeout_min is not None else scenario.run_timeout_min
@@ -590,13 +625,15 @@ async def _orchestrate(
     log = RunLog(orchestrator, folder / "log.txt")
     orchestrator.observers.append(log)
     out = stream if stream is not None else sys.stderr
-    live: LiveView | None = None
+    view: LiveView | None = None
     mode = progress
     if mode == "auto":
-        mode = "live" if out.isatty() else "plain"
-    if mode == "live":
-        live = LiveView(orchestrator, out)
-        orchestrator.observers.append(live)
+        mode = "live" if out.isatty() and live is not None else "plain"
+    if mode == "live" and live is None:
+        mode = "plain"
+    if mode == "live" and live is not None:
+        view = live(orchestrator, out)
+        orchestrator.observers.append(view)
     elif mode == "plain":
         orchestrator.observers.append(PlainLines(orchestrator, out))
 
@@ -612,13 +649,13 @@ async def _orchestrate(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(number, on_signal, number)
             handled.append(number)
-    if live is not None:
-        live.start()
+    if view is not None:
+        view.start()
     try:
         status = await orchestrator.run(resumed=bool(trace))
     finally:
-        if live is not None:
-            live.stop()
+        if view is not None:
+            view.stop()
         for number in handled:
             loop.remove_signal_handler(number)
         log.close()

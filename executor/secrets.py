@@ -9,7 +9,7 @@ the variables a user names with ``execute --pass-env NAME``, and for Claude Code
 the whole environment itself (the SDK): every other variable set empty. :func:`redact` is the last line
 of defence: everything the executor writes (events, artifacts, logs, the summary, the run's stored
 options, scenario and plan) passes through it, so even an agent that echoes the key leaves
-``[redacted]`` behind, and so does a key pasted into a scenario (:mod:`cycleplan.redaction`).
+``[redacted]`` behind, and so does a key pasted into a scenario (:mod:`cycleplan.core.redaction`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from cycleplan.core.redaction import MIN_SECRET_LENGTH, REDACTED, redact_secrets
 from cycleplan.executor.backend import BackendUnavailableError
-from cycleplan.redaction import MIN_SECRET_LENGTH, REDACTED, redact_secrets
 
 SECRET_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 """Environment variables whose values are secrets."""

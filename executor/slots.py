@@ -2,7 +2,7 @@
 
 A unit (a task, or a race group's members together) takes all the units it needs at once or none (no
 unit holds some while waiting for others, so slots alone cannot deadlock) and keeps them until it ends,
-as :mod:`cycleplan.rules` says. Units are served in the plan's order (:attr:`DispatchUnit.priority`):
+as :mod:`cycleplan.core.rules` says. Units are served in the plan's order (:attr:`DispatchUnit.priority`):
 every unit not yet started is *reserved* with its demand, and a unit does not take units of a capacity
 that a reserved unit of higher priority also needs, even when they are free, as the simulator and the
 plan do. A unit that ends without starting is withdrawn.
@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cycleplan.rules import PARALLEL, blocked_by_earlier
+from cycleplan.core.rules import PARALLEL, blocked_by_earlier
 
 __all__ = ["PARALLEL", "Slots"]
 

@@ -1,4 +1,4 @@
-"""A run's result in numbers: its stored trace measured by :func:`cycleplan.metrics.metrics`.
+"""A run's result in numbers: its stored trace measured by :func:`cycleplan.core.metrics.metrics`.
 
 The store keeps real times. A rehearsal at ``--time-scale X`` ran X times faster than the scenario's
 clock, so :func:`scenario_trace` stretches its times back (timestamps from the run's start, and the
@@ -17,12 +17,12 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from cycleplan.core.metrics import MS_PER_MIN, metrics
+from cycleplan.core.model import Event, Plan
+from cycleplan.core.wording import SEQUENTIAL_BASELINE, counted
 from cycleplan.executor import events as ev
 from cycleplan.executor.clock import format_minutes
-from cycleplan.executor.store import RunStore
-from cycleplan.metrics import MS_PER_MIN, metrics
-from cycleplan.model import Event, Plan
-from cycleplan.wording import SEQUENTIAL_BASELINE, counted
+from cycleplan.store.runs import RunStore
 
 SCALED_FIELDS = ("duration_ms", "sync_wait_ms", "sync_ms", "rate_limit_wait_ms", "latency_ms", "blocked_ms")
 

@@ -6,7 +6,7 @@
     >>> plan(scenario, algorithm="cpsat", time_limit_s=10)
 
 Each algorithm is a module with ``schedule(problem, rule, **options) -> Schedule``; :func:`plan` turns its
-answer into a :class:`cycleplan.model.Plan` with the critical path, lower bounds and the sequential
+answer into a :class:`cycleplan.core.model.Plan` with the critical path, lower bounds and the sequential
 baseline. Options (``schedules``, ``time_limit_s``, ``seed``) go to the algorithms that take them.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cycleplan.model import Plan, Scenario
+from cycleplan.core.model import Plan, Scenario
 from cycleplan.planner import cpsat, improve, list_schedule, sequential
 from cycleplan.planner.build import build_plan
 from cycleplan.planner.priority import RULES

@@ -24,10 +24,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cycleplan.core.rules import require_holding
 from cycleplan.planner.problem import EPS, Durations, Lane, Placement, Problem
-from cycleplan.rules import require_holding
 
-require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.rules)
+require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.core.rules)
 
 
 @dataclass(frozen=True)

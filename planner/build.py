@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING
 
-from cycleplan.model import Task
+from cycleplan.core.model import Task
 from cycleplan.planner import sequential
 from cycleplan.planner.priority import passes
 from cycleplan.planner.problem import (
@@ -25,8 +25,8 @@ from cycleplan.planner.problem import (
 from cycleplan.planner.replay import emit_times
 
 if TYPE_CHECKING:
-    from cycleplan.model import Lane as PlanLane
-    from cycleplan.model import Plan
+    from cycleplan.core.model import Lane as PlanLane
+    from cycleplan.core.model import Plan
 
 
 def lane_name(lane: Lane) -> str:
@@ -125,8 +125,8 @@ def critical_path(problem: Problem, placements: dict[int, Placement], durations:
 
 
 def build_plan(problem: Problem, schedule: Schedule, algorithm: str, rule: str | None) -> Plan:
-    from cycleplan.model import Lane as PlanLane
-    from cycleplan.model import Plan, PlannedTask, SyncPoint
+    from cycleplan.core.model import Lane as PlanLane
+    from cycleplan.core.model import Plan, PlannedTask, SyncPoint
 
     scenario = problem.scenario
     # The sequential baseline runs subagents on its one lane, one after the other.
@@ -244,8 +244,8 @@ def _subagent_lanes(problem: Problem, schedule: Schedule, inline: bool) -> list[
     """The planned rows of every subagent: spawned when its parent begins the spawning cycle, each on a
     lane of its own named after its parent's (``backend-1-sub2``: the second subagent spawned there),
     or, ``inline`` (the sequential baseline), on the parent's lane one after the other."""
-    from cycleplan.model import Lane as PlanLane
-    from cycleplan.model import PlannedTask
+    from cycleplan.core.model import Lane as PlanLane
+    from cycleplan.core.model import PlannedTask
 
     scenario = problem.scenario
     spawned = scenario.subagents()

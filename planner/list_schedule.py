@@ -6,6 +6,7 @@ start on any free lane of its role. Fast and predictable; the baseline every bet
 
 from __future__ import annotations
 
+from cycleplan.core.rules import require_holding
 from cycleplan.planner.priority import rule_key
 from cycleplan.planner.problem import (
     Problem,
@@ -17,9 +18,8 @@ from cycleplan.planner.problem import (
     topological_order,
 )
 from cycleplan.planner.replay import retime
-from cycleplan.rules import require_holding
 
-require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.rules)
+require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.core.rules)
 
 DEFAULT_RULE = "lft"
 

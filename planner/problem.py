@@ -22,8 +22,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from cycleplan.model import Scenario, Task
-from cycleplan.rules import PARALLEL, scenario_units
+from cycleplan.core.model import Scenario, Task
+from cycleplan.core.rules import PARALLEL, scenario_units
 
 EPS = 1e-9
 
@@ -111,7 +111,7 @@ class Problem:
         # it, and their time is in their parent's (see nominal_durations).
         tasks = [task for task in scenario.all_tasks() if task.spawned_by is None]
         by_id = {task.id: task for task in tasks}
-        # The units the executor and the simulator start, in the same order (cycleplan.rules).
+        # The units the executor and the simulator start, in the same order (cycleplan.core.rules).
         order = [[by_id[member] for member in unit] for unit in scenario_units(scenario)]
         activity_of = {task.id: index for index, members in enumerate(order) for task in members}
         emitter = {event: (task.id, cycle) for task in tasks for event, cycle in task.emits.items()}

@@ -18,7 +18,7 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
-from cycleplan.model import Task
+from cycleplan.core.model import Task
 from cycleplan.planner.problem import EPS, Durations, Lane, Placement, Problem
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cycleplan.model import Task
+from cycleplan.core.model import Task
 from cycleplan.planner.problem import (
     Durations,
     Placement,

@@ -11,8 +11,8 @@ arrays, and the trace they stand for), :mod:`.ratelimit` (shared token buckets),
 (cumulative tokens and cost over time), :mod:`.simulation` (the lifecycle over replications),
 :mod:`.sweep` (many configurations, on local processes or Dask), :mod:`.stats` (summaries) and
 :mod:`.prediction` (the result). The draws live in
-:mod:`cycleplan.draws` and the measuring in :mod:`cycleplan.metrics`, shared with the executor, which
-this package never imports. SimPy is imported only when a simulation is run, not by
+:mod:`cycleplan.core.draws` and the measuring in :mod:`cycleplan.core.metrics`, shared with the executor,
+which this package never imports. SimPy is imported only when a simulation is run, not by
 ``import cycleplan.sim`` or :mod:`.prediction`.
 """
 

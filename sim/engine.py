@@ -26,7 +26,7 @@ from typing import Any
 import simpy
 from simpy.events import Initialize
 
-from cycleplan.rules import require_holding
+from cycleplan.core.rules import require_holding
 from cycleplan.sim.layout import Unit
 from cycleplan.sim.ratelimit import TokenBuckets
 from cycleplan.sim.shape import (
@@ -44,7 +44,7 @@ from cycleplan.sim.shape import (
     Shape,
 )
 
-require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.rules)
+require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.core.rules)
 
 NAN = math.nan
 

@@ -29,12 +29,12 @@ import itertools
 import numpy as np
 import numpy.typing as npt
 
-from cycleplan.rules import require_holding
+from cycleplan.core.rules import require_holding
 from cycleplan.sim.programs import Programs
 from cycleplan.sim.records import Records
 from cycleplan.sim.shape import CANCELLED, DONE, RACE_LOST, Shape
 
-require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.rules)
+require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.core.rules)
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

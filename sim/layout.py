@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cycleplan.model import ModelPrice, Plan, PlannedTask, Role, Scenario, Task
+from cycleplan.core.model import ModelPrice, Plan, PlannedTask, Role, Scenario, Task
+from cycleplan.core.prices import PRICES_AS_OF, resolve
+from cycleplan.core.rules import PARALLEL
 from cycleplan.planner.problem import Problem, topological_order
-from cycleplan.prices import PRICES_AS_OF, resolve
-from cycleplan.rules import PARALLEL
 
 SEQUENTIAL_LANE = "sequential"
 

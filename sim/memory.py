@@ -4,7 +4,7 @@ replications are batched to stay under a limit.
 A simulation's peak memory has these parts (:class:`MemoryPlan`):
 
 - **fixed**: the interpreter and its libraries, the plan and what the simulator derives from it, and one
-  task's block of draws (:data:`cycleplan.draws.BLOCK` replications at once, whatever the batch);
+  task's block of draws (:data:`cycleplan.core.draws.BLOCK` replications at once, whatever the batch);
 - **per replication kept**: what the result holds for every replication (each scalar, lane, role and
   wait series; each task's start and finish, for its percentiles), however the replications are run;
 - then the larger of two phases that never overlap: **a batch** running (per replication of it: the
@@ -27,11 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cycleplan.draws import BLOCK
-from cycleplan.metrics import WAIT_CAUSES
+from cycleplan.core.draws import BLOCK
+from cycleplan.core.metrics import WAIT_CAUSES
+from cycleplan.core.wording import counted
 from cycleplan.sim.layout import SimulationError
 from cycleplan.sim.prediction import SCALARS
-from cycleplan.wording import counted
 
 if TYPE_CHECKING:
     from cycleplan.sim.simulation import Simulator

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from cycleplan.model import Claim, Event, Frozen
+from cycleplan.core.model import Claim, Event, Frozen
 from cycleplan.sim.stats import Summary
 
 SCALARS = (
@@ -80,7 +80,7 @@ class Replications(Frozen):
     utilization_by_lane: dict[str, list[float]]
     utilization_by_role: dict[str, list[float]]
     waits_min: dict[str, list[float]]
-    """dependency, sync, lane, rate_limit (see :data:`cycleplan.metrics.WAIT_CAUSES`)."""
+    """dependency, sync, lane, rate_limit (see :data:`cycleplan.core.metrics.WAIT_CAUSES`)."""
     tokens_by_role: dict[str, list[float]]
     cost_by_role: dict[str, list[float]]
 

@@ -23,8 +23,8 @@ from typing import overload
 import numpy as np
 import numpy.typing as npt
 
-from cycleplan.draws import BLOCK, DrawBlock, LoopState, draw_block, drawn_attempts, loop_cycle, task_key
-from cycleplan.model import ModelPrice, Role, Task
+from cycleplan.core.draws import BLOCK, DrawBlock, LoopState, draw_block, drawn_attempts, loop_cycle, task_key
+from cycleplan.core.model import ModelPrice, Role, Task
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -203,7 +203,7 @@ class TaskProgram:
 def _cost(
     price: ModelPrice, fresh: IntArray, written: IntArray, read: IntArray, output: IntArray
 ) -> FloatArray:
-    """:func:`cycleplan.prices.cost_usd` over arrays, with the same operations in the same order."""
+    """:func:`cycleplan.core.prices.cost_usd` over arrays, with the same operations in the same order."""
     total: FloatArray = (
         fresh * price.input_per_mtok
         + written * price.cache_write
@@ -372,7 +372,7 @@ def _sure_program(shape: TaskShape, draws: DrawBlock, rows: slice) -> TaskProgra
 
 def _loop_program(shape: TaskShape, draws: DrawBlock, rows: slice) -> TaskProgram:
     """:func:`task_program` for a role whose cycles are agent loops: each attempt's calls read and write
-    the conversation as :func:`cycleplan.draws.loop_cycle` bills them, cycle after cycle; a failed
+    the conversation as :func:`cycleplan.core.draws.loop_cycle` bills them, cycle after cycle; a failed
     attempt's calls are paid and its context dropped (the retry starts from the same state, now cached).
     Compactions add their minutes to the cycle when the loop times its calls."""
     loop = shape.role.calls

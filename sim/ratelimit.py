@@ -10,7 +10,7 @@ must this request wait", and the engine waits that long.
 
 from __future__ import annotations
 
-from cycleplan.model import RateLimits
+from cycleplan.core.model import RateLimits
 
 
 class TokenBuckets:

@@ -4,12 +4,12 @@ Both engines record the same few arrays per task and replication (:class:`Record
 when, when each of its segments began, how and when it ended, and how long it was held. With the
 programs (:mod:`cycleplan.sim.programs`) that is everything that happened, attempt by attempt.
 
-:func:`measure` computes, for every replication of a batch at once, what :func:`cycleplan.metrics.metrics`
-computes from one trace (makespan, work, tokens, cost, waste, waits, criticality), plus each task's first
-cycle start and end and every attempt's time and spending for the cumulative curves. It follows
-``metrics()`` rule for rule; ``metrics()`` stays the definition, and the tests hold the two to agree on
-traces that :func:`trace` writes from the same records. :func:`trace` is built only when a trace is
-wanted (the median replication, or :func:`cycleplan.sim.run_replication`).
+:func:`measure` computes, for every replication of a batch at once, what
+:func:`cycleplan.core.metrics.metrics` computes from one trace (makespan, work, tokens, cost, waste, waits,
+criticality), plus each task's first cycle start and end and every attempt's time and spending for the
+cumulative curves. It follows ``metrics()`` rule for rule; ``metrics()`` stays the definition, and the tests
+hold the two to agree on traces that :func:`trace` writes from the same records. :func:`trace` is built only
+when a trace is wanted (the median replication, or :func:`cycleplan.sim.run_replication`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cycleplan.metrics import EPS_MS, MS_PER_MIN
-from cycleplan.model import Event
-from cycleplan.prices import cost_usd
+from cycleplan.core.metrics import EPS_MS, MS_PER_MIN
+from cycleplan.core.model import Event
+from cycleplan.core.prices import cost_usd
 from cycleplan.sim.curves import Curves
 from cycleplan.sim.programs import Programs, TaskProgram, _cost
 from cycleplan.sim.shape import CANCELLED, DONE, FAILED, RACE_LOST, REASONS, Row, Shape
@@ -286,7 +286,7 @@ def _attempts(shape: Shape, static: _Static, program: TaskProgram, records: Reco
 
 
 def measure(shape: Shape, programs: Programs, records: Records, step_min: float) -> Measures:
-    """What every replication of the batch measures (see :func:`cycleplan.metrics.metrics`), with the
+    """What every replication of the batch measures (see :func:`cycleplan.core.metrics.metrics`), with the
     cumulative tokens and cost on a grid of step ``step_min``. Takes one task's program at a time."""
     static = _static_of(shape)
     count = records.makespan.shape[0]
@@ -560,7 +560,7 @@ def _critical(
     shape: Shape, static: _Static, records: Records, cycle_end: dict[tuple[int, int], FloatArray]
 ) -> BoolArray:
     """Tasks with zero slack, walking back from the last to finish through whatever held each one up
-    (as :func:`cycleplan.metrics._critical`), for every replication at once."""
+    (as :func:`cycleplan.core.metrics._critical`), for every replication at once."""
     tasks = len(shape.names)
     taken = records.taken * MS_PER_MIN
     end = records.end * MS_PER_MIN

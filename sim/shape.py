@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cycleplan.model import RateLimits
+from cycleplan.core.model import RateLimits
 from cycleplan.sim.layout import Layout, Spec
 from cycleplan.sim.programs import Programs, TaskShape
 from cycleplan.sim.ratelimit import TokenBuckets

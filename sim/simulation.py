@@ -1,7 +1,7 @@
 """``simulate()``: the simulator's one entry point and its fixed lifecycle.
 
 Replications run in batches. For each batch: draw every task's randomness (common random numbers from
-(seed, replication, task, cycle, attempt), :mod:`cycleplan.draws`) and work out each task's program
+(seed, replication, task, cycle, attempt), :mod:`cycleplan.core.draws`) and work out each task's program
 (:mod:`.programs`); run the plan on its lanes with the chosen engine (SimPy's, or the max-plus recursion
 of :mod:`.fast` where the model is static, handing it back the replications it cannot take); measure the
 records (:mod:`.records`); run the one-lane sequential baseline on the same draws. Then summarise the
@@ -21,9 +21,9 @@ import numpy as np
 import numpy.typing as npt
 
 from cycleplan import __version__
-from cycleplan.draws import BLOCK, TaskDraws, draw_task
-from cycleplan.metrics import WAIT_CAUSES, TraceMetrics, metrics, run_header
-from cycleplan.model import Event, Plan, Scenario
+from cycleplan.core.draws import BLOCK, TaskDraws, draw_task
+from cycleplan.core.metrics import WAIT_CAUSES, TraceMetrics, metrics, run_header
+from cycleplan.core.model import Event, Plan, Scenario
 from cycleplan.sim import fast
 from cycleplan.sim.curves import CumulativeSketch
 from cycleplan.sim.engine import Run

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cycleplan.model import Frozen
+from cycleplan.core.model import Frozen
 
 
 class Summary(Frozen):

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cycleplan.executor import ExecuteOptions, RunResult, RunStore, execute
+from cycleplan.core.model import Event, Plan
+from cycleplan.executor import ExecuteOptions, RunResult, execute
 from cycleplan.executor.audit import trace_problems
-from cycleplan.model import Event, Plan
+from cycleplan.store import RunStore
 
 
 def run_and_audit(

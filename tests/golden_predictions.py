@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from cycleplan.loading import load_scenario
+from cycleplan.core.loading import load_scenario
 from cycleplan.planner import plan
 from cycleplan.sim import simulate
 

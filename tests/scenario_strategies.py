@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from cycleplan.model import Scenario
+from cycleplan.core.model import Scenario
 
 ROLE_NAMES = ("backend", "frontend", "quality", "ops")
 FIXED_MINUTES = (1.0, 2.0, 2.5, 3.0, 0.7)

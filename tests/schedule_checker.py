@@ -24,7 +24,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cycleplan.model import Plan, PlannedTask, Scenario, Task
+from cycleplan.core.model import Plan, PlannedTask, Scenario, Task
 
 TOLERANCE = 1e-6
 

@@ -14,9 +14,9 @@ import pytest
 from support import ROOT, SHARED_DATA
 from typer.testing import CliRunner
 
-from cycleplan.backtest import QUANTITIES, backtest
 from cycleplan.cli import app
-from cycleplan.importers import import_claude_code, import_one_state, store_run
+from cycleplan.workflows.backtest import QUANTITIES, backtest
+from cycleplan.workflows.importers import import_claude_code, import_one_state, store_run
 
 runner = CliRunner()
 DATA = ROOT / "tests" / "data"

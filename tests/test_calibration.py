@@ -14,7 +14,12 @@ import pytest
 from support import ROOT, SCENARIOS, SHARED_DATA
 from typer.testing import CliRunner
 
-from cycleplan.calibration import (
+from cycleplan.cli import app
+from cycleplan.core.loading import load_scenario
+from cycleplan.core.model import Event, FailureModel, Lognormal, Role, Scenario, Spread, Task, TokenModel
+from cycleplan.planner import plan
+from cycleplan.sim import run_replication
+from cycleplan.workflows.calibration import (
     CalibrationError,
     Estimate,
     RoleFit,
@@ -24,12 +29,7 @@ from cycleplan.calibration import (
     fit_log,
     render_calibration,
 )
-from cycleplan.cli import app
-from cycleplan.importers import import_claude_code, import_one_state, store_run
-from cycleplan.loading import load_scenario
-from cycleplan.model import Event, FailureModel, Lognormal, Role, Scenario, Spread, Task, TokenModel
-from cycleplan.planner import plan
-from cycleplan.sim import run_replication
+from cycleplan.workflows.importers import import_claude_code, import_one_state, store_run
 
 DATA = ROOT / "tests" / "data"
 runner = CliRunner()

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from cycleplan.cli import COMMANDS, app
-from cycleplan.loading import load_plan, load_scenario
+from cycleplan.core.loading import load_plan, load_scenario
 from cycleplan.planner import plan
 
 runner = CliRunner()

@@ -16,9 +16,21 @@ import pytest
 from support import ROOT, SCENARIOS
 from typer.testing import CliRunner
 
-from cycleplan.bands import HEADLINE, crps, percentile_of, place, place_in_band
 from cycleplan.cli import app
-from cycleplan.comparison import (
+from cycleplan.core.loading import load_scenario, parse_scenario
+from cycleplan.core.metrics import metrics
+from cycleplan.core.model import Event, Plan, Scenario
+from cycleplan.executor import ExecuteOptions, execute
+from cycleplan.planner import plan
+from cycleplan.present.render_runs import comparison_view
+from cycleplan.present.report.page import write_page
+from cycleplan.present.report.reports import comparison_report
+from cycleplan.present.terminal import to_text
+from cycleplan.sim import run_replication, simulate
+from cycleplan.sim.prediction import Percentiles, Prediction
+from cycleplan.store import RunStore
+from cycleplan.workflows.bands import HEADLINE, crps, percentile_of, place, place_in_band
+from cycleplan.workflows.comparison import (
     SPEEDUP_DEFINITION,
     Comparison,
     ComparisonError,
@@ -29,18 +41,7 @@ from cycleplan.comparison import (
     first_cycle_starts,
     summary_json,
 )
-from cycleplan.executor import ExecuteOptions, RunStore, execute
-from cycleplan.importers import import_claude_code, store_run
-from cycleplan.loading import load_scenario, parse_scenario
-from cycleplan.metrics import metrics
-from cycleplan.model import Event, Plan, Scenario
-from cycleplan.planner import plan
-from cycleplan.render_runs import comparison_view
-from cycleplan.report.page import write_page
-from cycleplan.report.reports import comparison_report
-from cycleplan.sim import run_replication, simulate
-from cycleplan.sim.prediction import Percentiles, Prediction
-from cycleplan.terminal import to_text
+from cycleplan.workflows.importers import import_claude_code, store_run
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 runner = CliRunner()
@@ -497,8 +498,8 @@ def test_the_report_page_opens_offline_without_errors(tmp_path: Path) -> None:
 
 def test_a_run_long_across_the_board_is_said_to_be_so() -> None:
     """Every task a little long, none outside its band, the whole work outside: the work is the cause."""
-    from cycleplan.bands import TaskComparison
-    from cycleplan.verdict import _lengthened
+    from cycleplan.workflows.bands import TaskComparison
+    from cycleplan.workflows.verdict import _lengthened
 
     band = Percentiles(p10=50, p50=60, p90=75)
     rows = [

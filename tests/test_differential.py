@@ -13,12 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenario_strategies import scenarios
 
-from cycleplan.executor import ExecuteOptions, RunStore, execute
+from cycleplan.core.model import Event, Scenario
+from cycleplan.executor import ExecuteOptions, execute
 from cycleplan.executor import events as ev
 from cycleplan.executor.summary import scenario_trace
-from cycleplan.model import Event, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication
+from cycleplan.store import RunStore
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 

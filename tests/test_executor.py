@@ -19,14 +19,15 @@ from typing import Any
 import pytest
 from executor_support import run_and_audit
 
-from cycleplan.executor import ExecutionError, RunResult, RunStore
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Event, Plan
+from cycleplan.core.reading import LoadError
+from cycleplan.executor import ExecutionError, RunResult
 from cycleplan.executor import events as ev
 from cycleplan.executor.coordination import EventBoard
 from cycleplan.executor.summary import scenario_trace, stopped_spans
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Event, Plan
 from cycleplan.planner import plan
-from cycleplan.reading import LoadError
+from cycleplan.store import RunStore
 
 
 def _plan(text: str) -> Plan:
@@ -440,7 +441,7 @@ def test_every_action_the_executor_records_is_one_no_task_may_emit() -> None:
 
 
 def test_exported_trace_is_the_stored_events_in_the_seed_schema(tmp_path: Path) -> None:
-    from cycleplan.executor import export_jsonl
+    from cycleplan.store import export_jsonl
 
     result, trace = _run(_plan(COURSE), tmp_path)
     with RunStore(tmp_path / "store" / "runs.db") as store:

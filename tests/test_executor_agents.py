@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from executor_support import run_and_audit
 
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Event, Plan, Role, Scenario
 from cycleplan.executor import RunResult
 from cycleplan.executor import events as ev
 from cycleplan.executor.anthropic_api import AnthropicBackend
 from cycleplan.executor.backend import BackendOptions, CycleRequest
 from cycleplan.executor.emulator import Emulator
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Event, Plan, Role, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication
 

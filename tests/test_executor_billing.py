@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Scenario
 from cycleplan.executor.billing import (
     BLOCK_OVERHEAD_TOKENS,
     CHARS_PER_TOKEN,
@@ -20,8 +22,6 @@ from cycleplan.executor.billing import (
     read_ledger,
 )
 from cycleplan.executor.emulator import SUBAGENT_MARK, TURN_HEADER, Emulator, read_turn, sse_events
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Scenario
 
 LOOP = """
     name: loop

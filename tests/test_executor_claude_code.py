@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from executor_support import run_and_audit
 
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Event, Plan
 from cycleplan.executor import ExecutionError, RunResult
 from cycleplan.executor import events as ev
 from cycleplan.executor.claude_code import parse_result
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Event, Plan
 from cycleplan.planner import plan
 
 FAKE = Path(__file__).parent / "fakes" / "claude"

@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from executor_support import run_and_audit
 
-from cycleplan.executor import RunStore
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Event, Plan
 from cycleplan.executor import events as ev
 from cycleplan.executor.billing import read_ledger
 from cycleplan.executor.claude_code import cli_flags
 from cycleplan.executor.claude_sdk import bundled_cli
-from cycleplan.importers import import_claude_code, store_run
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Event, Plan
 from cycleplan.planner import plan
+from cycleplan.store import RunStore
+from cycleplan.workflows.importers import import_claude_code, store_run
 
 pytestmark = pytest.mark.skipif(
     bundled_cli() is None,

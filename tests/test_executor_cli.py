@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cycleplan.executor import ExecuteOptions, RunStore, execute
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Event
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Event
+from cycleplan.executor import ExecuteOptions, execute
 from cycleplan.planner import plan
+from cycleplan.present.live import LiveTable
+from cycleplan.store import RunStore
 
 SCENARIO = """
     name: cli
@@ -187,6 +189,7 @@ def test_the_live_view_draws_a_row_per_lane(tmp_path: Path) -> None:
         ExecuteOptions(agent="command", workdir=str(tmp_path)),
         store=tmp_path / "runs.db",
         progress="live",
+        live=LiveTable,
         stream=stream,
     )
     assert result.status == "complete"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support import cycleplan_executable
 
-from cycleplan.executor import RunStore
+from cycleplan.store import RunStore
 
 SCENARIO = """\
 roles: {a: {lanes: 1}}

@@ -21,12 +21,12 @@ from typing import Any
 import yaml
 from executor_support import wait_for
 
-from cycleplan.executor import RunStore
+from cycleplan.core.loading import load_scenario
+from cycleplan.core.model import Event, Plan
 from cycleplan.executor import events as ev
 from cycleplan.executor.audit import trace_problems
-from cycleplan.loading import load_scenario
-from cycleplan.model import Event, Plan
 from cycleplan.planner import plan
+from cycleplan.store import RunStore
 
 
 def _stored(store: Path) -> list[tuple[str, str]]:

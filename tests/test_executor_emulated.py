@@ -15,18 +15,19 @@ from typing import Any
 import pytest
 from support import SCENARIOS
 
-from cycleplan.draws import Conversation, draw_task
-from cycleplan.executor import ExecuteOptions, ExecutionError, RunResult, RunStore, execute
+from cycleplan.core.draws import Conversation, draw_task
+from cycleplan.core.loading import load_scenario, parse_scenario
+from cycleplan.core.metrics import metrics
+from cycleplan.core.model import Event, Plan, Scenario
+from cycleplan.executor import ExecuteOptions, ExecutionError, RunResult, execute
 from cycleplan.executor import events as ev
 from cycleplan.executor.anthropic_api import AnthropicBackend, retry_after_s
 from cycleplan.executor.audit import trace_problems
 from cycleplan.executor.backend import BackendOptions, CycleRequest
 from cycleplan.executor.emulator import Emulator, Faults
 from cycleplan.executor.summary import scenario_trace
-from cycleplan.loading import load_scenario, parse_scenario
-from cycleplan.metrics import metrics
-from cycleplan.model import Event, Plan, Scenario
 from cycleplan.planner import plan
+from cycleplan.store import RunStore
 
 # The SDK warns about every call to a model it knows is deprecated; the scenarios name such models.
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")

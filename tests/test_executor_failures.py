@@ -21,10 +21,10 @@ import pytest
 from executor_support import wait_for
 from support import cycleplan_executable
 
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Event
 from cycleplan.executor.anthropic_api import AnthropicBackend
 from cycleplan.executor.backend import BackendOptions, CycleRequest
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Event
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,9 +22,11 @@ import pytest
 import yaml
 from executor_support import DEADLINE_S, wait_for
 
+from cycleplan.core.loading import load_scenario
 from cycleplan.executor import ExecuteOptions, ExecutionError, execute, resume
 from cycleplan.executor import events as ev
-from cycleplan.executor.store import (
+from cycleplan.planner import plan
+from cycleplan.store.runs import (
     DuplicateEventError,
     Lease,
     LeaseError,
@@ -34,8 +36,6 @@ from cycleplan.executor.store import (
     StoreError,
     TraceError,
 )
-from cycleplan.loading import load_scenario
-from cycleplan.planner import plan
 
 TASKS = {"alpha": 6, "beta": 5}
 

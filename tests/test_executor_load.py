@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from cycleplan.executor import ExecuteOptions, RunStore, execute
+from cycleplan.core.model import Scenario
+from cycleplan.executor import ExecuteOptions, execute
 from cycleplan.executor import events as ev
 from cycleplan.executor.audit import trace_problems
-from cycleplan.model import Scenario
 from cycleplan.planner import plan
+from cycleplan.store import RunStore
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from cycleplan.comparison import Comparison, compare_run, fidelity
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Plan
 from cycleplan.executor import ExecuteOptions, execute
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Plan
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
+from cycleplan.workflows.comparison import Comparison, compare_run, fidelity
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import ROOT
 
-from cycleplan.importers import TraceImportError, import_claude_code, import_one_state
-from cycleplan.loading import load_plan, load_scenario, load_scenario_or_plan
+from cycleplan.core.loading import load_plan, load_scenario, load_scenario_or_plan
+from cycleplan.core.reading import LoadError
 from cycleplan.planner import plan
-from cycleplan.psplib import PsplibError, psplib_to_scenario
-from cycleplan.reading import LoadError
+from cycleplan.workflows.importers import TraceImportError, import_claude_code, import_one_state
+from cycleplan.workflows.psplib import PsplibError, psplib_to_scenario
 
 DATA = ROOT / "tests" / "data"
 

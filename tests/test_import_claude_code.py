@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from support import ROOT, SHARED_DATA
 
-from cycleplan.importers import ImportedRun, TraceImportError, import_claude_code
-from cycleplan.importers.claude_code import IDLE_GAP_S, USAGE_FIELDS, prompt_kind
-from cycleplan.metrics import MS_PER_MIN, metrics
-from cycleplan.model import Spawn
+from cycleplan.core.metrics import MS_PER_MIN, metrics
+from cycleplan.core.model import Spawn
+from cycleplan.workflows.importers import ImportedRun, TraceImportError, import_claude_code
+from cycleplan.workflows.importers.claude_code import IDLE_GAP_S, USAGE_FIELDS, prompt_kind
 
 DATA = ROOT / "tests" / "data" / "claude-code"
 SESSION = "258c7280-ae70-4798-800f-63464d01a85d"

@@ -16,8 +16,8 @@ from support import ROOT
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
-from cycleplan.importers import import_claude_code
-from cycleplan.psplib import PsplibError, parse_instance
+from cycleplan.workflows.importers import import_claude_code
+from cycleplan.workflows.psplib import PsplibError, parse_instance
 
 DATA = ROOT / "tests" / "data"
 runner = CliRunner()
@@ -90,6 +90,6 @@ def test_psplib_refuses_negative_numbers_and_what_cannot_be_planned() -> None:
     parts[2] = "200000"
     rows[at] = "  ".join(parts)
     with pytest.raises(PsplibError, match="not a scenario cycleplan can plan"):
-        from cycleplan.psplib import instance_to_scenario
+        from cycleplan.workflows.psplib import instance_to_scenario
 
         instance_to_scenario(parse_instance("\n".join(rows), "huge"))

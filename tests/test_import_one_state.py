@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from support import ROOT, SHARED_DATA
 
-from cycleplan.importers import ImportedRun, TraceImportError, import_one_state
-from cycleplan.metrics import MS_PER_MIN, metrics
+from cycleplan.core.metrics import MS_PER_MIN, metrics
+from cycleplan.workflows.importers import ImportedRun, TraceImportError, import_one_state
 
 DATA = ROOT / "tests" / "data" / "one-state" / "cycle-405b946017.json"
 FULL = SHARED_DATA / "traces" / "one-cycle-state"

@@ -13,12 +13,13 @@ from support import ROOT
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
-from cycleplan.executor import RunStore, resume, run_summary
-from cycleplan.executor.store import StoreError
-from cycleplan.importers import import_claude_code, import_one_state, store_run
-from cycleplan.importers import run as import_run
-from cycleplan.metrics import metrics
-from cycleplan.model import Plan
+from cycleplan.core.metrics import metrics
+from cycleplan.core.model import Plan
+from cycleplan.executor import resume, run_summary
+from cycleplan.store import RunStore
+from cycleplan.store.runs import StoreError
+from cycleplan.workflows.importers import import_claude_code, import_one_state, store_run
+from cycleplan.workflows.importers import run as import_run
 
 DATA = ROOT / "tests" / "data"
 SESSION = DATA / "claude-code" / "258c7280-ae70-4798-800f-63464d01a85d.jsonl"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cycleplan.executor import RunStore
+from cycleplan.store import RunStore
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -22,11 +22,11 @@ def test_reading_the_run_store_loads_no_orchestrator(tmp_path: Path) -> None:
     store = tmp_path / "runs.db"
     RunStore(store).close()
     loaded = _loaded_after(
-        "from cycleplan.executor import RunStore\n"
+        "from cycleplan.store import RunStore\n"
         f"with RunStore({str(store)!r}, read_only=True) as runs:\n"
         "    runs.runs()\n"
     )
-    assert "cycleplan.executor.store" in loaded
+    assert "cycleplan.store.runs" in loaded
     heavy = {"cycleplan.executor.orchestrator", "cycleplan.executor.run", "anthropic", "aiohttp"}
     assert not heavy & loaded, sorted(heavy & loaded)
 
@@ -38,7 +38,7 @@ def test_the_runs_command_loads_no_orchestrator(tmp_path: Path) -> None:
         "import sys\nfrom cycleplan.cli import app\n"
         f"try:\n    app(['runs', '--store', {str(store)!r}])\nexcept SystemExit:\n    pass\n"
     )
-    assert "cycleplan.executor.store" in loaded
+    assert "cycleplan.store.runs" in loaded
     assert "cycleplan.executor.orchestrator" not in loaded
 
 

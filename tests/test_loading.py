@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cycleplan.checks import closest_name, did_you_mean
-from cycleplan.loading import (
+from cycleplan.core.checks import closest_name, did_you_mean
+from cycleplan.core.loading import (
     FileError,
     LoadError,
     load_plan,
@@ -21,8 +21,8 @@ from cycleplan.loading import (
     load_scenario_or_plan,
     parse_scenario,
 )
-from cycleplan.model import Lane, Plan, PlannedTask, Scenario
-from cycleplan.reading import Composer
+from cycleplan.core.model import Lane, Plan, PlannedTask, Scenario
+from cycleplan.core.reading import Composer
 
 VALID = """\
 name: checkout

@@ -23,7 +23,7 @@ from support import cycleplan_executable
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
-from cycleplan.loading import LoadError, load_scenario
+from cycleplan.core.loading import LoadError, load_scenario
 
 MALFORMED = Path(__file__).parent / "malformed"
 CASES = sorted(MALFORMED.glob("*.yaml"))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from cycleplan.loading import LoadError, parse_scenario
-from cycleplan.model import ModelPrice, Role
-from cycleplan.prices import cost_usd
+from cycleplan.core.loading import LoadError, parse_scenario
+from cycleplan.core.model import ModelPrice, Role
+from cycleplan.core.prices import cost_usd
 
 AGENTS = """\
 name: a session with a subagent

@@ -63,7 +63,7 @@ def test_wheel_installs_everything_under_cycleplan(tmp_path: Path) -> None:
     )
     probe = (
         "import cycleplan.planner, cycleplan.sim, cycleplan.executor\n"
-        "from cycleplan.loading import parse_scenario\n"
+        "from cycleplan.core.loading import parse_scenario\n"
         "print(cycleplan.planner.__file__)\n"
         "print(cycleplan.planner.plan(parse_scenario('template: one-100')).wall_cycles)\n"
     )

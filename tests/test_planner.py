@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from schedule_checker import check_plan
 
-from cycleplan.model import Plan, Scenario
+from cycleplan.core.model import Plan, Scenario
 from cycleplan.planner import ALGORITHMS, DEFAULT_ALGORITHM, DESCRIPTIONS, RULES, plan
 from cycleplan.planner.problem import Problem
 

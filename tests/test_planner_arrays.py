@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scenario_strategies import scenarios
 from schedule_checker import check_plan
 
-from cycleplan.model import Scenario
+from cycleplan.core.model import Scenario
 from cycleplan.planner import plan
 from cycleplan.planner.arrays import Compact, compact, to_placements
 from cycleplan.planner.problem import Problem, Timeline, nominal_durations, topological_order

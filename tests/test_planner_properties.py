@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scenario_strategies import scenarios as random_scenarios
 from schedule_checker import check_plan
 
-from cycleplan.model import Plan, Scenario
+from cycleplan.core.model import Plan, Scenario
 from cycleplan.planner import ALGORITHMS, RULES, plan
 
 try:  # the exact algorithm is an optional extra

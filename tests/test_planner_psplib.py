@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from schedule_checker import check_plan
 
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Scenario
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Scenario
 from cycleplan.planner import ALGORITHMS, plan
 from cycleplan.planner.arrays import compact
 from cycleplan.planner.problem import Problem, nominal_durations
-from cycleplan.psplib import (
+from cycleplan.workflows.psplib import (
     PsplibError,
     instance_key,
     instance_to_scenario,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cycleplan.metrics import TaskSpan
-from cycleplan.report.compare_figures import (
+from cycleplan.core.metrics import TaskSpan
+from cycleplan.present.report.compare_figures import (
     CumulativeBand,
     Percentiles,
     TaskBand,
@@ -11,7 +11,7 @@ from cycleplan.report.compare_figures import (
     cumulative_against_band,
     gantt_over_bands,
 )
-from cycleplan.report.palette import CRITICAL
+from cycleplan.present.report.palette import CRITICAL
 
 BANDS = [
     TaskBand("backend", "backend-1", Percentiles(0, 0, 0), Percentiles(100, 120, 150)),

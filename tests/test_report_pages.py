@@ -3,7 +3,7 @@ figure, a legend entry for every kind of mark, labels apart, numbers short, wait
 Gantt bars, units and sources named, and the page fitting a 1400 px and a 1000 x 700 window.
 
 The pages come from the commands users run (``plan``, ``simulate``, ``sweep``, ``backtest --report``) or,
-for a run against its prediction, from :func:`cycleplan.comparison.compare` on a run slower than its
+for a run against its prediction, from :func:`cycleplan.workflows.comparison.compare` on a run slower than its
 prediction. What is checked is read off the drawn page: the SVG plotly drew and its computed styles.
 """
 
@@ -22,12 +22,12 @@ from support import ROOT, SCENARIOS
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
-from cycleplan.comparison import compare
-from cycleplan.loading import parse_scenario
+from cycleplan.core.loading import parse_scenario
 from cycleplan.planner import plan
-from cycleplan.report.page import write_page
-from cycleplan.report.reports import comparison_report
+from cycleplan.present.report.page import write_page
+from cycleplan.present.report.reports import comparison_report
 from cycleplan.sim import run_replication, simulate
+from cycleplan.workflows.comparison import compare
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 

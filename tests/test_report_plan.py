@@ -11,13 +11,13 @@ from support import SCENARIOS
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
-from cycleplan.loading import load_scenario, parse_scenario
-from cycleplan.model import Plan
+from cycleplan.core.loading import load_scenario, parse_scenario
+from cycleplan.core.model import Plan
 from cycleplan.planner import plan
-from cycleplan.report.page import render_page, write_page
-from cycleplan.report.palette import CRITICAL
-from cycleplan.report.plan_figures import gantt
-from cycleplan.report.reports import plan_report
+from cycleplan.present.report.page import render_page, write_page
+from cycleplan.present.report.palette import CRITICAL
+from cycleplan.present.report.plan_figures import gantt
+from cycleplan.present.report.reports import plan_report
 
 HOSTILE = """
 name: "<script>document.body.setAttribute('data-pwned','script')</script>"

@@ -12,12 +12,12 @@ from support import SCENARIOS
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
-from cycleplan.loading import load_scenario
+from cycleplan.core.loading import load_scenario
 from cycleplan.planner import plan
-from cycleplan.report import prediction_figures as figures
-from cycleplan.report.page import render_page, write_page
-from cycleplan.report.palette import CRITICAL
-from cycleplan.report.reports import prediction_report
+from cycleplan.present.report import prediction_figures as figures
+from cycleplan.present.report.page import render_page, write_page
+from cycleplan.present.report.palette import CRITICAL
+from cycleplan.present.report.reports import prediction_report
 from cycleplan.sim import simulate
 from cycleplan.sim.prediction import Prediction
 

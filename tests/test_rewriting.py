@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from support import SCENARIOS
 
-from cycleplan.loading import parse_scenario
-from cycleplan.rewriting import Layout, ScenarioText, new_text, own, put
-from cycleplan.starter import STARTERS, starter_text
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.starter import STARTERS, starter_text
+from cycleplan.workflows.rewriting import Layout, ScenarioText, new_text, own, put
 
 FILES = sorted(SCENARIOS.glob("*.yaml"))
 

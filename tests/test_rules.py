@@ -1,4 +1,4 @@
-"""The coordination rules (:mod:`cycleplan.rules`), kept by the plan, both simulator engines and the
+"""The coordination rules (:mod:`cycleplan.core.rules`), kept by the plan, both simulator engines and the
 executor alike: what a waiting task holds, races that start together, capacity in the plan's order.
 
 The regression case: a shared resource of capacity 2 and a task that waits for an event before its second
@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from cycleplan import rules
-from cycleplan.executor import ExecuteOptions, RunStore, execute
+from cycleplan.core import rules
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Event
+from cycleplan.executor import ExecuteOptions, execute
 from cycleplan.executor.summary import scenario_trace
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Event
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
+from cycleplan.store import RunStore
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 

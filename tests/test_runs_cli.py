@@ -26,10 +26,11 @@ from support import cycleplan_executable
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
-from cycleplan.executor import ExecuteOptions, RunStore, execute
-from cycleplan.executor.store import LeaseLostError
-from cycleplan.loading import parse_scenario
+from cycleplan.core.loading import parse_scenario
+from cycleplan.executor import ExecuteOptions, execute
 from cycleplan.planner import plan
+from cycleplan.store import RunStore
+from cycleplan.store.runs import LeaseLostError
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 runner = CliRunner()

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from support import SCENARIOS
 
-from cycleplan.loading import load_scenario
+from cycleplan.core.loading import load_scenario
 from cycleplan.planner import plan
 
 # file -> (sequential minutes, parallel minutes, speedup) as the guide states them

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cycleplan.draws import LoopState, loop_cycle
-from cycleplan.loading import parse_scenario
+from cycleplan.core.draws import LoopState, loop_cycle
+from cycleplan.core.loading import parse_scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
 

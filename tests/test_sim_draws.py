@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cycleplan.draws import draw_task, task_key
-from cycleplan.model import Event, Role, Scenario, Task
+from cycleplan.core.draws import draw_task, task_key
+from cycleplan.core.model import Event, Role, Scenario, Task
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
 
@@ -31,7 +31,7 @@ def durations_by_cycle(trace: list[Event]) -> dict[tuple[str, int, int], float]:
 def test_task_key_is_stable_across_processes() -> None:
     # A fixed value: the key must never come from Python's per-process hash().
     assert task_key("backend") == task_key("backend")
-    probe = "from cycleplan.draws import task_key; print(task_key('backend'))"
+    probe = "from cycleplan.core.draws import task_key; print(task_key('backend'))"
     values = set()
     for hash_seed in ("1", "2"):
         done = subprocess.run(

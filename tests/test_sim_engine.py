@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from support import SCENARIOS
 
-from cycleplan.loading import load_scenario
-from cycleplan.model import Z90, Scenario
+from cycleplan.core.loading import load_scenario
+from cycleplan.core.model import Z90, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
 from cycleplan.sim.stats import confidence_interval

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cycleplan.model import Event, Plan, Scenario
+from cycleplan.core.model import Event, Plan, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
 from cycleplan.sim.stats import confidence_interval

@@ -22,8 +22,8 @@ from support import SCENARIOS
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
-from cycleplan.loading import load_scenario
-from cycleplan.model import Scenario
+from cycleplan.core.loading import load_scenario
+from cycleplan.core.model import Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import SimulationError, fast, simulate
 from cycleplan.sim.layout import build_layout

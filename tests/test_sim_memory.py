@@ -12,11 +12,11 @@ import yaml
 from support import SCENARIOS
 from typer.testing import CliRunner
 
-import cycleplan.reading
+import cycleplan.core.reading
 from cycleplan.cli import app
-from cycleplan.loading import load_scenario
+from cycleplan.core.loading import load_scenario
+from cycleplan.core.reading import MAX_FILE_BYTES
 from cycleplan.planner import plan
-from cycleplan.reading import MAX_FILE_BYTES
 from cycleplan.sim import simulate, simulation
 from cycleplan.sim.layout import build_layout
 from cycleplan.sim.memory import MemoryLimitError, MemoryPlan, memory_plan
@@ -115,7 +115,7 @@ def test_a_plan_larger_than_a_scenario_file_is_written_and_read_back(tmp_path: P
 def test_plan_o_refuses_a_plan_the_readers_would_refuse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cycleplan.reading, "MAX_PLAN_BYTES", 5_000)
+    monkeypatch.setattr(cycleplan.core.reading, "MAX_PLAN_BYTES", 5_000)
     target = tmp_path / "plan.json"
     result = runner.invoke(app, ["plan", str(SCENARIOS / "full-feature.yaml"), "-o", str(target)])
     assert result.exit_code == 2

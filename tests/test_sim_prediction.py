@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from support import SCENARIOS
 
-from cycleplan.loading import load_scenario
-from cycleplan.model import Scenario
+from cycleplan.core.loading import load_scenario
+from cycleplan.core.model import Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import Prediction, run_replication, simulate
 from cycleplan.sim.curves import BINS, POINTS, CumulativeSketch

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenario_strategies import scenarios as random_scenarios
 
-from cycleplan.metrics import STANDARD_ACTIONS, metrics
-from cycleplan.model import Event, Scenario
+from cycleplan.core.metrics import STANDARD_ACTIONS, metrics
+from cycleplan.core.model import Event, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cycleplan.model import RateLimits, Scenario
+from cycleplan.core.model import RateLimits, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
 from cycleplan.sim.ratelimit import TokenBuckets

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from support import SCENARIOS
 from test_sim_properties import check_trace, scenarios
 
-from cycleplan.loading import load_scenario
-from cycleplan.metrics import TraceMetrics, metrics
-from cycleplan.model import Scenario
+from cycleplan.core.loading import load_scenario
+from cycleplan.core.metrics import TraceMetrics, metrics
+from cycleplan.core.model import Scenario
 from cycleplan.planner import plan
 from cycleplan.sim.layout import build_layout
 from cycleplan.sim.records import Measures, measure, trace

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from cycleplan.draws import Conversation, RequestTokens, draw_task
-from cycleplan.model import ModelPrice, Role, Scenario, Task
+from cycleplan.core.draws import Conversation, RequestTokens, draw_task
+from cycleplan.core.model import ModelPrice, Role, Scenario, Task
+from cycleplan.core.prices import PRICE_TABLE, PRICES_AS_OF, cost_usd, resolve
 from cycleplan.planner import plan
-from cycleplan.prices import PRICE_TABLE, PRICES_AS_OF, cost_usd, resolve
 from cycleplan.sim import SimulationError, simulate
 
 

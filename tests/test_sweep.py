@@ -13,10 +13,10 @@ from support import SCENARIOS
 from typer.testing import CliRunner
 
 from cycleplan.cli import app
-from cycleplan.loading import load_scenario
+from cycleplan.core.loading import load_scenario
 from cycleplan.planner import plan
 from cycleplan.sim import simulate
-from cycleplan.sim.sweep import (
+from cycleplan.workflows.sweep import (
     SweepError,
     SweepResult,
     configure,
@@ -176,8 +176,8 @@ def test_report_escapes_scenario_text(tmp_path: Path) -> None:
     scenario = load_scenario(SCENARIOS / "course-crud.yaml")
     hostile = scenario.model_copy(update={"name": "<script>alert(1)</script>"})
     result = sweep(hostile, [1, 2], replications=20, workers=1)
-    from cycleplan.report.page import write_page
-    from cycleplan.report.reports import sweep_report
+    from cycleplan.present.report.page import write_page
+    from cycleplan.present.report.reports import sweep_report
 
     path = tmp_path / "hostile.html"
     write_page(path, sweep_report(result), "cdn")
@@ -189,8 +189,8 @@ def test_report_escapes_scenario_text(tmp_path: Path) -> None:
 def test_the_report_renders_offline_without_console_errors(tmp_path: Path) -> None:
     import browser
 
-    from cycleplan.report.page import write_page
-    from cycleplan.report.reports import sweep_report
+    from cycleplan.present.report.page import write_page
+    from cycleplan.present.report.reports import sweep_report
 
     scenario = load_scenario(SCENARIOS / "full-feature.yaml")
     result = sweep(scenario, [1, 2, 3], algorithms=["list", "improve"], replications=50, workers=1)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from support import SCENARIOS
 
-from cycleplan.loading import load_scenario
-from cycleplan.sim.sweep import SweepResult, dask_runner, sweep
+from cycleplan.core.loading import load_scenario
+from cycleplan.workflows.sweep import SweepResult, dask_runner, sweep
 
 distributed = pytest.importorskip("distributed", reason="Dask is an extra: pip install 'cycleplan[dask]'")
 

@@ -1,5 +1,5 @@
 """No escape sequence or control character from a scenario, a transcript or an agent's output reaches the
-terminal or a log: :func:`cycleplan.printable.printable` on its own, then the real command end to end."""
+terminal or a log: :func:`cycleplan.core.printable.printable` on its own, then the real command end to end."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cycleplan.printable import printable
+from cycleplan.core.printable import printable
 
 OSC52 = "\x1b]52;c;SGVsbG8=\x07"
 """Writes "Hello" to the clipboard of a terminal that allows it."""

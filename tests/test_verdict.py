@@ -19,19 +19,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import ROOT
 
-from cycleplan.bands import HEADLINE, INSIDE, Placement, percentile_text, place
-from cycleplan.comparison import Comparison, compare, compare_run, summary_json
+from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Event, Plan, Scenario
 from cycleplan.executor import ExecuteOptions, execute
 from cycleplan.executor.summary import render_summary
-from cycleplan.importers import import_one_state, store_run
-from cycleplan.loading import parse_scenario
-from cycleplan.model import Event, Plan, Scenario
 from cycleplan.planner import plan
-from cycleplan.render_runs import comparison_view
+from cycleplan.present.render_runs import comparison_view
+from cycleplan.present.terminal import to_text
 from cycleplan.sim import run_replication, simulate
 from cycleplan.sim.prediction import Prediction
-from cycleplan.terminal import to_text
-from cycleplan.verdict import MAX_TASKS
+from cycleplan.workflows.bands import HEADLINE, INSIDE, Placement, percentile_text, place
+from cycleplan.workflows.comparison import Comparison, compare, compare_run, summary_json
+from cycleplan.workflows.importers import import_one_state, store_run
+from cycleplan.workflows.verdict import MAX_TASKS
 
 SMALL = """
     name: small

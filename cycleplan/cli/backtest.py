@@ -23,9 +23,7 @@ from cycleplan.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
-    from cycleplan.terminal import Verbosity
+    from cycleplan.present.terminal import Verbosity, View
 
 app = command_app()
 
@@ -79,7 +77,7 @@ def backtest_command(
     """
     import time
 
-    from cycleplan.backtest import BacktestError, backtest, backtest_json
+    from cycleplan.workflows.backtest import BacktestError, backtest, backtest_json
 
     if not 1 <= replications <= 100_000:
         fail(f"--replications {replications}: choose from 1 to 100,000")
@@ -91,7 +89,7 @@ def backtest_command(
         if as_json:
             result = backtest(store, runs, replications=replications, seed=seed)
         else:
-            from cycleplan.terminal import progress
+            from cycleplan.present.terminal import progress
 
             with progress("predicting each run from the others", len(set(runs)), level()) as advance:
                 result = backtest(store, runs, replications=replications, seed=seed, progress=advance)
@@ -99,12 +97,12 @@ def backtest_command(
         fail(str(exc))
     detail(f"backtested in {time.perf_counter() - began:.2f} s")
     if report is not None:
-        from cycleplan.report.reports import backtest_report
+        from cycleplan.present.report.reports import backtest_report
 
         write_report(report, backtest_report(result), plotly_mode)
 
-    def view(verbosity: Verbosity) -> RenderableType:
-        from cycleplan.render_runs import backtest_view
+    def view(verbosity: Verbosity) -> View:
+        from cycleplan.present.render_runs import backtest_view
 
         return backtest_view(result, verbosity)
 

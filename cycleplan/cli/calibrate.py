@@ -78,7 +78,12 @@ def calibrate_command(
     """
     import math
 
-    from cycleplan.calibration import CalibrationError, calibrate_runs, calibrated_yaml, render_calibration
+    from cycleplan.workflows.calibration import (
+        CalibrationError,
+        calibrate_runs,
+        calibrated_yaml,
+        render_calibration,
+    )
 
     if not 0 <= prior_weight <= 1e9 or math.isnan(prior_weight):
         fail(f"--prior-weight {prior_weight:g}: must be zero (no prior) or more")

@@ -3,7 +3,7 @@ option, atomic writes, JSON, report and terminal output, and the options several
 
 Every helper that meets bad input ends in :func:`fail`: the message goes to stderr and the exit status is
 2, with no traceback. Results go through :func:`show_result` or :func:`show` (a view on the terminal of
-:mod:`cycleplan.terminal`), what is not a result through :func:`note` (left out by ``--quiet``) and
+:mod:`cycleplan.present.terminal`), what is not a result through :func:`note` (left out by ``--quiet``) and
 :func:`detail` (shown by ``--verbose``). Heavy libraries, rich among them, are imported inside the
 helpers that need them.
 
@@ -22,15 +22,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 import typer
 
 from cycleplan.cli import verbosity
-from cycleplan.printable import printable
-from cycleplan.wording import counted
+from cycleplan.core.printable import printable
+from cycleplan.core.wording import counted
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
-    from cycleplan.model import Scenario
-    from cycleplan.report.page import Report
-    from cycleplan.terminal import Verbosity
+    from cycleplan.core.model import Scenario
+    from cycleplan.present.report.page import Report
+    from cycleplan.present.terminal import Verbosity, View
 
 EXIT_BAD_INPUT = 2
 
@@ -77,7 +75,7 @@ def command_app() -> typer.Typer:
 def say(text: str = "", *, err: bool = False, nl: bool = True) -> None:
     """Print ``text`` on stdout (stderr with ``err``) as :func:`typer.echo` does, made printable first:
     names, messages and outputs from scenarios, transcripts and agents may carry escape sequences, and
-    none of them may reach the terminal (:mod:`cycleplan.printable`)."""
+    none of them may reach the terminal (:mod:`cycleplan.core.printable`)."""
     typer.echo(printable(text), err=err, nl=nl)
 
 
@@ -90,7 +88,7 @@ def fail(*lines: str) -> NoReturn:
 
 def load_scenario_file(path: Path) -> Scenario:
     """The scenario in ``path``, or every problem in it on stderr and exit status 2."""
-    from cycleplan.loading import LoadError, load_scenario
+    from cycleplan.core.loading import LoadError, load_scenario
 
     try:
         return load_scenario(path)
@@ -101,7 +99,7 @@ def load_scenario_file(path: Path) -> Scenario:
 def lanes_role(scenario: Scenario, spec: str) -> tuple[str | None, str]:
     """``--lanes [ROLE=]N`` split into its role (None: every role), checked against the scenario's
     roles, and the count as written."""
-    from cycleplan.checks import did_you_mean
+    from cycleplan.core.checks import did_you_mean
 
     role, sep, count = spec.rpartition("=")
     if (sep and not role) or not count:
@@ -158,7 +156,7 @@ def plotly_js_mode(value: str) -> Literal["embed", "cdn"]:
 
 def write_report(path: Path, report: Report, plotly_js: Literal["embed", "cdn"]) -> None:
     """Write an HTML report; a file that cannot be written is bad input."""
-    from cycleplan.report.page import write_page
+    from cycleplan.present.report.page import write_page
 
     try:
         write_page(path, report, plotly_js)
@@ -173,7 +171,7 @@ def emit_json(data: Any) -> None:
 
 def level() -> Verbosity:
     """How much the command line asks to be told (``--quiet``, ``--verbose``)."""
-    from cycleplan.terminal import Verbosity
+    from cycleplan.present.terminal import Verbosity
 
     return Verbosity(verbosity.level())
 
@@ -190,9 +188,9 @@ def detail(text: str) -> None:
         say(text, err=True)
 
 
-def show(view: RenderableType) -> None:
-    """A view of a result on stdout (:mod:`cycleplan.terminal`: colour, width, made printable)."""
-    from cycleplan.terminal import show as show_on_terminal
+def show(view: View) -> None:
+    """A view of a result on stdout (:mod:`cycleplan.present.terminal`: colour, width, made printable)."""
+    from cycleplan.present.terminal import show as show_on_terminal
 
     show_on_terminal(view)
 
@@ -200,7 +198,7 @@ def show(view: RenderableType) -> None:
 def show_result(
     as_json: bool,
     summary: Callable[[], Any],
-    view: Callable[[Verbosity], RenderableType],
+    view: Callable[[Verbosity], View],
     *written: Path | None,
 ) -> None:
     """A command's answer on stdout: ``summary()`` as JSON, or ``view(verbosity)`` followed by a

@@ -22,9 +22,7 @@ from cycleplan.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
-    from cycleplan.terminal import Verbosity
+    from cycleplan.present.terminal import Verbosity, View
 
 app = command_app()
 
@@ -92,7 +90,7 @@ def compare_command(
 
     from pydantic import ValidationError
 
-    from cycleplan.comparison import ComparisonError, compare_run, summary_json
+    from cycleplan.workflows.comparison import ComparisonError, compare_run, summary_json
 
     if replications < 1:
         fail(f"--replications {replications}: must be at least 1")
@@ -125,12 +123,12 @@ def compare_command(
         fail(str(exc))
     detail(f"compared in {time.perf_counter() - began:.2f} s")
     if report is not None:
-        from cycleplan.report.reports import comparison_report
+        from cycleplan.present.report.reports import comparison_report
 
         write_report(report, comparison_report(comparison), plotly_mode)
 
-    def view(verbosity: Verbosity) -> RenderableType:
-        from cycleplan.render_runs import comparison_view
+    def view(verbosity: Verbosity) -> View:
+        from cycleplan.present.render_runs import comparison_view
 
         return comparison_view(comparison, verbosity)
 

@@ -25,8 +25,8 @@ from cycleplan.cli.common import (
     say,
     write_atomically,
 )
+from cycleplan.core.wording import counted
 from cycleplan.executor.backend import BACKENDS
-from cycleplan.wording import counted
 
 app = command_app()
 
@@ -183,6 +183,7 @@ def execute_command(
     from cycleplan.executor import execute as run_plan
     from cycleplan.executor import resume as resume_run
     from cycleplan.executor.summary import render_summary
+    from cycleplan.present.live import LiveTable
 
     if progress not in ("auto", "live", "plain", "none"):
         fail(f"--progress {progress}: choose one of auto, live, plain, none")
@@ -196,7 +197,7 @@ def execute_command(
                 "leave out FILE, --agent and --lanes"
             )
         try:
-            result = resume_run(resume, store=store, progress=mode)
+            result = resume_run(resume, store=store, progress=mode, live=LiveTable)
         except ExecutionError as exc:
             _stopped(exc)
     else:
@@ -234,8 +235,8 @@ def execute_command(
             )
         except ValidationError as exc:
             fail(*(str(error["ctx"]["error"]) if "ctx" in error else error["msg"] for error in exc.errors()))
-        from cycleplan.loading import LoadError, load_scenario_or_plan
-        from cycleplan.model import Plan
+        from cycleplan.core.loading import LoadError, load_scenario_or_plan
+        from cycleplan.core.model import Plan
 
         try:
             loaded = load_scenario_or_plan(file)
@@ -252,7 +253,7 @@ def execute_command(
 
             the_plan = plan(loaded.with_lanes(parse_lanes_option(loaded, lanes)) if lanes else loaded)
         try:
-            result = run_plan(the_plan, options, store=store, source=str(file), progress=mode)
+            result = run_plan(the_plan, options, store=store, source=str(file), progress=mode, live=LiveTable)
         except ExecutionError as exc:
             _stopped(exc)
     if as_json:
@@ -295,7 +296,7 @@ def export_command(
       cycleplan export 20250114-093012-3f9a1c --format jsonl -o trace.jsonl
       cycleplan export latest | jq -c 'select(.metadata.action == "task_failed")'
     """
-    from cycleplan.executor import RunStore, StoreError, export_jsonl
+    from cycleplan.store import RunStore, StoreError, export_jsonl
 
     if format_ != "jsonl":
         fail(f"--format {format_}: only jsonl is supported")

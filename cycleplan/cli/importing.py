@@ -19,10 +19,10 @@ from cycleplan.cli.common import (
     say,
     write_atomically,
 )
-from cycleplan.wording import SEQUENTIAL_BASELINE, counted
+from cycleplan.core.wording import SEQUENTIAL_BASELINE, counted
 
 if TYPE_CHECKING:
-    from cycleplan.importers import ImportedRun
+    from cycleplan.workflows.importers import ImportedRun
 
 app = typer.Typer(
     name="import",
@@ -48,8 +48,8 @@ app = typer.Typer(
 def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
     """Print an import's warnings, write the run, and say what was stored."""
     from cycleplan.executor.clock import format_minutes
-    from cycleplan.executor.store import StoreError
-    from cycleplan.importers import store_run
+    from cycleplan.store.runs import StoreError
+    from cycleplan.workflows.importers import store_run
 
     for warning in imported.warnings:
         where = warning.file
@@ -136,7 +136,7 @@ def import_claude_code_command(
       cycleplan import claude-code ~/.claude/projects/-home-me-my-app
       cycleplan import claude-code ~/.claude/projects/-home-me-my-app/3f2a...jsonl --json
     """
-    from cycleplan.importers import TraceImportError, import_claude_code
+    from cycleplan.workflows.importers import TraceImportError, import_claude_code
 
     try:
         imported = import_claude_code(path.expanduser())
@@ -173,7 +173,7 @@ def import_one_state_command(
     \b
     Example:  cycleplan import one-state .claude/state/cycle.json
     """
-    from cycleplan.importers import TraceImportError, import_one_state
+    from cycleplan.workflows.importers import TraceImportError, import_one_state
 
     if not 0 < idle_minutes <= 1e6:
         fail(f"--idle-minutes {idle_minutes:g}: must be above 0")
@@ -206,7 +206,7 @@ def import_psplib_command(
       cycleplan import psplib j301_1.sm -o j301_1.yaml
       cycleplan import psplib j301_1.sm | cycleplan plan /dev/stdin
     """
-    from cycleplan.psplib import PsplibError, psplib_to_scenario, scenario_yaml
+    from cycleplan.workflows.psplib import PsplibError, psplib_to_scenario, scenario_yaml
 
     try:
         text = scenario_yaml(psplib_to_scenario(file))

@@ -4,7 +4,7 @@ soundness of one run's stored trace; ``runs rm`` and ``runs prune`` take runs ou
 Listing and checking open the store read-only. A listing with nothing to show (no store, an empty one,
 filters that match nothing) is no error: exit status 0, with a line on stderr. Naming a run that is not
 there is (exit status 2). Every run is read and removed through
-:class:`~cycleplan.executor.store.RunStore` and :mod:`cycleplan.executor.catalog`.
+:class:`~cycleplan.store.runs.RunStore` and :mod:`cycleplan.store.catalog`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cycleplan.cli.common import STORE_HELP, STORE_PATH, StoreOption, emit_json, fail, say
-from cycleplan.printable import printable
+from cycleplan.core.printable import printable
 
 if TYPE_CHECKING:
-    from cycleplan.executor.catalog import RunRow
-    from cycleplan.executor.store import RunStore
+    from cycleplan.store.catalog import RunRow
+    from cycleplan.store.runs import RunStore
 
 app = typer.Typer(
     name="runs",
@@ -166,8 +166,8 @@ def runs_command(
 
 
 def _list(store: Path, statuses: list[str], since_ms: float | None, limit: int | None, shape: str) -> None:
-    from cycleplan.executor.catalog import list_runs
-    from cycleplan.executor.store import StoreError
+    from cycleplan.store.catalog import list_runs
+    from cycleplan.store.runs import StoreError
 
     if not store.exists():
         _show([], shape)
@@ -191,7 +191,7 @@ def _list(store: Path, statuses: list[str], since_ms: float | None, limit: int |
 
 
 def _check(store: Path, ref: str, as_json: bool) -> None:
-    from cycleplan.executor.store import StoreError
+    from cycleplan.store.runs import StoreError
 
     if not store.exists():
         fail(f"{store}: no run store here (pass --store PATH)")
@@ -251,7 +251,7 @@ def rm_command(
     path = _sub_store(ctx, store)
     if not path.exists():
         fail(f"{path}: no run store here (pass --store PATH)")
-    from cycleplan.executor.store import StoreError
+    from cycleplan.store.runs import StoreError
 
     with _opened(path, read_only=None) as runs_store:
         try:
@@ -307,8 +307,8 @@ def prune_command(
             _pruned_json([], dry_run)
         say(f"{path}: no run store here: nothing to prune", err=True)
         return
-    from cycleplan.executor.catalog import prune_candidates
-    from cycleplan.executor.store import StoreError
+    from cycleplan.store.catalog import prune_candidates
+    from cycleplan.store.runs import StoreError
 
     with _opened(path, read_only=True if dry_run else None) as runs_store:
         try:
@@ -334,8 +334,8 @@ def prune_command(
 
 def _remove(runs_store: RunStore, run_ids: list[str], *, yes: bool, force: bool, as_json: bool) -> None:
     """Ask (on a terminal, unless ``yes``), then remove the runs and their folders, and say so."""
-    from cycleplan.executor.catalog import list_runs, refuse_live, remove_runs
-    from cycleplan.executor.store import RunLiveError, StoreError
+    from cycleplan.store.catalog import list_runs, refuse_live, remove_runs
+    from cycleplan.store.runs import RunLiveError, StoreError
 
     advice = "; let it finish (or stop it) first, or pass --force: its executor then stops"
     try:
@@ -389,8 +389,8 @@ def _sub_store(ctx: typer.Context, store: Path | None) -> Path:
 
 def _statuses(given: Sequence[str] | None, option: str) -> list[str]:
     """The statuses of a repeatable, comma-separated option, each checked."""
-    from cycleplan.checks import did_you_mean
-    from cycleplan.executor.catalog import STATUSES
+    from cycleplan.core.checks import did_you_mean
+    from cycleplan.store.catalog import STATUSES
 
     statuses = [part.strip() for value in given or [] for part in value.split(",") if part.strip()]
     for name in statuses:
@@ -422,7 +422,7 @@ def _moment_ms(text: str, option: str) -> float:
 
 
 def _opened(store: Path, *, read_only: bool | None) -> RunStore:
-    from cycleplan.executor.store import RunStore, StoreError
+    from cycleplan.store.runs import RunStore, StoreError
 
     try:
         return RunStore(store, read_only=read_only)
@@ -480,37 +480,6 @@ def _show(rows: list[RunRow], shape: str) -> None:
         writer.writerows(records)
         say(buffer.getvalue(), nl=False)
     elif rows:
-        _table(list(_COLUMNS), [_fields(row) for row in rows], _RIGHT)
+        from cycleplan.present.listing import show_table
 
-
-def _table(header: list[str], rows: list[list[str]], right: set[str]) -> None:
-    """Rows under a header: drawn with rich on a terminal, in plain columns when piped."""
-    if sys.stdout.isatty():
-        from rich import box
-        from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for index, name in enumerate(header):
-            # Ids, statuses and numbers are read whole: on a narrow terminal only the words wrap.
-            whole = index == 0 or name in right or name == "status"
-            table.add_column(
-                name,
-                justify="right" if name in right else "left",
-                no_wrap=whole,
-                min_width=max(len(row[index]) for row in [header, *rows]) if whole else None,
-                overflow="fold",
-            )
-        for row in rows:
-            table.add_row(*(Text(cell) for cell in row))
-        Console().print(table)
-        return
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=False)]
-    for cells in (header, *rows):
-        say(
-            "  ".join(
-                (cell.rjust(width) if name in right else cell.ljust(width))
-                for name, cell, width in zip(header, cells, widths, strict=True)
-            ).rstrip()
-        )
+        show_table(list(_COLUMNS), [_fields(row) for row in rows], _RIGHT, plain=say)

@@ -31,13 +31,11 @@ from cycleplan.cli.common import (
     write_atomically,
     write_report,
 )
-from cycleplan.wording import counted
+from cycleplan.core.wording import counted
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
-    from cycleplan.model import Plan
-    from cycleplan.terminal import Verbosity
+    from cycleplan.core.model import Plan
+    from cycleplan.present.terminal import Verbosity, View
 
 app = command_app()
 
@@ -54,7 +52,7 @@ def validate(
     \b
     Example:  cycleplan validate scenarios/course-crud.yaml
     """
-    from cycleplan.loading import LoadError, load_scenario
+    from cycleplan.core.loading import LoadError, load_scenario
 
     try:
         scenario = load_scenario(file)
@@ -130,7 +128,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
 def plan_file_text(plan: Plan, output: Path) -> str:
     """What ``plan -o`` writes: indented JSON, or JSON on one line when indenting would take it past
     the largest plan file ``simulate`` and ``execute`` read; a plan too big even so is refused (exit 2)."""
-    from cycleplan.reading import MAX_PLAN_BYTES
+    from cycleplan.core.reading import MAX_PLAN_BYTES
 
     text = plan.model_dump_json(indent=1)
     if len(text.encode("utf-8")) <= MAX_PLAN_BYTES:
@@ -276,12 +274,12 @@ def plan_command(
     if output is not None:
         write_atomically(output, plan_file_text(result, output))
     if report is not None:
-        from cycleplan.report.reports import plan_report
+        from cycleplan.present.report.reports import plan_report
 
         write_report(report, plan_report(result), plotly_mode)
 
-    def view(verbosity: Verbosity) -> RenderableType:
-        from cycleplan.render import plan_view
+    def view(verbosity: Verbosity) -> View:
+        from cycleplan.present.render import plan_view
 
         return plan_view(result, verbosity)
 
@@ -300,7 +298,7 @@ def schema(
     \b
     Example:  cycleplan schema -o cycleplan.schema.json
     """
-    from cycleplan.model import Scenario
+    from cycleplan.core.model import Scenario
 
     text = json.dumps(Scenario.model_json_schema(), indent=2)
     if output is None:
@@ -319,7 +317,7 @@ def templates(
     \b
     Example:  cycleplan templates
     """
-    from cycleplan.templates import TEMPLATES
+    from cycleplan.core.templates import TEMPLATES
 
     if as_json:
         emit_json(
@@ -372,7 +370,7 @@ def init(
       cycleplan init my-feature                 # one-100 template with every knob explained
       cycleplan init api-sprint --template blank
     """
-    from cycleplan.starter import STARTERS, starter_text
+    from cycleplan.core.starter import STARTERS, starter_text
 
     if template not in STARTERS:
         fail(f"--template {template}: choose one of {', '.join(STARTERS)}")

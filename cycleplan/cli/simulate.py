@@ -28,13 +28,11 @@ from cycleplan.cli.common import (
     write_atomically,
     write_report,
 )
-from cycleplan.wording import counted
+from cycleplan.core.wording import counted
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
+    from cycleplan.present.terminal import Verbosity, View
     from cycleplan.sim.prediction import Prediction
-    from cycleplan.terminal import Verbosity
 
 app = command_app()
 
@@ -210,8 +208,8 @@ def simulate_command(
       cycleplan simulate scenarios/payment.yaml --report payment.html
       cycleplan simulate scenarios/full-feature.yaml -n 100000 --engine fast
     """
-    from cycleplan.loading import LoadError, load_scenario_or_plan
-    from cycleplan.model import Plan
+    from cycleplan.core.loading import LoadError, load_scenario_or_plan
+    from cycleplan.core.model import Plan
     from cycleplan.sim import DISPATCH_MODES, ENGINES, SimulationError, simulate
     from cycleplan.sim.memory import MemoryLimitError
 
@@ -253,7 +251,7 @@ def simulate_command(
     }
     try:
         if long_run:
-            from cycleplan.terminal import progress
+            from cycleplan.present.terminal import progress
 
             with progress("simulating", replications, level()) as advance:
                 prediction = simulate(the_plan, progress=advance, **settings)
@@ -268,12 +266,12 @@ def simulate_command(
     if output is not None:
         write_atomically(output, prediction.to_json() + "\n")
     if report is not None:
-        from cycleplan.report.reports import prediction_report
+        from cycleplan.present.report.reports import prediction_report
 
         write_report(report, prediction_report(prediction, the_plan), plotly_mode)
 
-    def view(verbosity: Verbosity) -> RenderableType:
-        from cycleplan.render import prediction_view
+    def view(verbosity: Verbosity) -> View:
+        from cycleplan.present.render import prediction_view
 
         return prediction_view(prediction, verbosity)
 
@@ -308,7 +306,7 @@ def report_command(
     """
     from pydantic import ValidationError
 
-    from cycleplan.loading import LoadError, load_plan
+    from cycleplan.core.loading import LoadError, load_plan
 
     plotly_mode = plotly_js_mode(plotly_js)
     if not file.is_file():
@@ -318,7 +316,7 @@ def report_command(
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         fail(f"{file}: not a JSON file written by cycleplan ({exc})")
     if isinstance(head, dict) and "replications" in head and "config" in head:
-        from cycleplan.report.reports import prediction_report
+        from cycleplan.present.report.reports import prediction_report
         from cycleplan.sim.prediction import Prediction
 
         try:
@@ -329,7 +327,7 @@ def report_command(
             fail(f"{file}: {place}: {first['msg']} (was it written by `cycleplan simulate -o`?)")
         built = prediction_report(prediction)
     else:
-        from cycleplan.report.reports import plan_report
+        from cycleplan.present.report.reports import plan_report
 
         other = _other_result(head)
         if other is not None:

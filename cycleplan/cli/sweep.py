@@ -27,7 +27,7 @@ from cycleplan.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from cycleplan.model import Scenario
+    from cycleplan.core.model import Scenario
 
 app = command_app()
 
@@ -131,7 +131,7 @@ def sweep_command(
       cycleplan sweep scenarios/payment.yaml --lanes 1..8 --report sweep.html --dask local
     """
     from cycleplan.sim import DISPATCH_MODES, ENGINES, SimulationError
-    from cycleplan.sim.sweep import SweepError, dask_runner, open_dask, sweep
+    from cycleplan.workflows.sweep import SweepError, dask_runner, open_dask, sweep
 
     if replications < 1:
         fail(f"--replications {replications}: must be at least 1")
@@ -182,7 +182,7 @@ def sweep_command(
         if close is not None:
             close()
     if report is not None:
-        from cycleplan.report.reports import sweep_report
+        from cycleplan.present.report.reports import sweep_report
 
         write_report(report, sweep_report(result), plotly_mode)
     detail(f"swept on {result.backend} in {result.runtime_s:.2f} s")
@@ -192,7 +192,7 @@ def sweep_command(
             configuration.pop("runtime_s")
         emit_json(data)
         return
-    from cycleplan.render import sweep_view
+    from cycleplan.present.render import sweep_view
 
     show(sweep_view(result, level()))
     if report is not None:
@@ -202,7 +202,7 @@ def sweep_command(
 def _lanes_to_try(scenario: Scenario, specs: list[str], role: str | None) -> tuple[str | None, list[int]]:
     """The role whose lanes vary (None: every role) and the lane counts to try, from ``--lanes``; the
     deprecated ``--role ROLE --lanes N..M`` still names the role, with a word on what to write."""
-    from cycleplan.sim.sweep import SweepError, parse_lanes
+    from cycleplan.workflows.sweep import SweepError, parse_lanes
 
     if len(specs) > 1:
         fail(

@@ -20,7 +20,7 @@ _QUIET = "cycleplan.quiet"
 _VERBOSE = "cycleplan.verbose"
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
-"""The levels :func:`level` returns, the values of :class:`cycleplan.terminal.Verbosity`."""
+"""The levels :func:`level` returns, the values of :class:`cycleplan.present.terminal.Verbosity`."""
 
 
 def _remember(ctx: typer.Context, asked: str, other: str) -> None:
