@@ -36,8 +36,3 @@ class Clock:
     def scenario_min(self, real_ms: float) -> float:
         """Scenario minutes that ``real_ms`` real milliseconds stand for."""
         return real_ms * self.time_scale / MS_PER_MIN
-
-
-def format_minutes(minutes: float) -> str:
-    """``12.3 min``, or ``42.0 s`` under a minute."""
-    return f"{minutes:,.1f} min" if abs(minutes) >= 1 else f"{minutes * 60:.1f} s"

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from cycleplan.core.model import Event
 from cycleplan.core.printable import printable
-from cycleplan.core.wording import counted
+from cycleplan.core.wording import counted, minutes
 from cycleplan.executor import events as ev
-from cycleplan.executor.clock import format_minutes
 from cycleplan.executor.secrets import redact
 
 if TYPE_CHECKING:
@@ -55,7 +54,7 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
     if action == ev.TASK_RESUMED:
         return f"{where} resumed at cycle {meta.get('cycle')}"
     if action == ev.CYCLE_COMPLETED:
-        minutes = orchestrator.clock.scenario_min(float(meta.get("duration_ms", 0.0)))
+        took = orchestrator.clock.scenario_min(float(meta.get("duration_ms", 0.0)))
         tokens = sum(
             int(meta.get(name, 0))
             for name in (
@@ -75,9 +74,9 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
         blocked = ""
         if meta.get("blocked_ms"):
             waited = orchestrator.clock.scenario_min(float(meta["blocked_ms"]))
-            blocked = f" after {format_minutes(waited)} blocked on subagents"
+            blocked = f" after {minutes(waited)} blocked on subagents"
         used = f"{calls}{counted(tokens, 'token')}, ${cost:.4f}"
-        return f"{head} done ({format_minutes(minutes)}, {used}){blocked}"
+        return f"{head} done ({minutes(took)}, {used}){blocked}"
     if action == ev.TASK_COMPLETE:
         return f"{where} complete (${run.cost_usd:.4f})"
     if action == ev.TASK_FAILED:
@@ -102,8 +101,8 @@ class _Lines:
         self.started = run_began(orchestrator)
 
     def stamp(self) -> str:
-        minutes = self.orchestrator.clock.scenario_min((time.monotonic() - self.started) * 1000.0)
-        return f"[{format_minutes(minutes):>10}]"
+        since = self.orchestrator.clock.scenario_min((time.monotonic() - self.started) * 1000.0)
+        return f"[{minutes(since):>10}]"
 
 
 class PlainLines(_Lines):

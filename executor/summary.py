@@ -19,9 +19,8 @@ from typing import Any
 
 from cycleplan.core.metrics import MS_PER_MIN, metrics
 from cycleplan.core.model import Event, Plan
-from cycleplan.core.wording import SEQUENTIAL_BASELINE, counted
+from cycleplan.core.wording import SEQUENTIAL_BASELINE, counted, minutes
 from cycleplan.executor import events as ev
-from cycleplan.executor.clock import format_minutes
 from cycleplan.store.runs import RunStore
 
 SCALED_FIELDS = ("duration_ms", "sync_wait_ms", "sync_ms", "rate_limit_wait_ms", "latency_ms", "blocked_ms")
@@ -149,9 +148,9 @@ def render_summary(summary: dict[str, Any]) -> str:
     lines = [f"run {summary['run_id']}: {summary['status']}"]
     if "planned_makespan_min" in summary:
         speedup = summary.get("speedup")
-        makespan = format_minutes(summary["makespan_min"])
-        planned = format_minutes(summary["planned_makespan_min"])
-        baseline = format_minutes(summary["sequential_min"])
+        makespan = minutes(summary["makespan_min"])
+        planned = minutes(summary["planned_makespan_min"])
+        baseline = minutes(summary["sequential_min"])
         lines.append(f"  makespan   {makespan} (plan {planned})")
         if summary.get("status") == "complete":
             lines.append(

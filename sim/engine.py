@@ -253,7 +253,9 @@ class Run:
             if self.used[resource] + units > shape.capacities[resource]:
                 return False
         if in_plan_order:
-            # Shared capacity goes to units in planned order, as the plan assumed.
+            # Shared capacity goes to units in planned order, as the plan assumed:
+            # cycleplan.core.rules.blocked_by_earlier, applied inline on the engine's arrays (the hot loop),
+            # and held to the executor's use of it by tests/test_differential.py.
             for index in shape.by_priority:
                 other = shape.units[index]
                 if other.priority >= unit.priority:

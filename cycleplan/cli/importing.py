@@ -47,7 +47,7 @@ app = typer.Typer(
 
 def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
     """Print an import's warnings, write the run, and say what was stored."""
-    from cycleplan.executor.clock import format_minutes
+    from cycleplan.core.wording import minutes
     from cycleplan.store.runs import StoreError
     from cycleplan.workflows.importers import store_run
 
@@ -75,23 +75,21 @@ def _store_imported(imported: ImportedRun, store: Path, as_json: bool) -> None:
         f"on {counted(lanes, 'lane')}; {counted(cycles, 'cycle')}"
     )
     details = imported.details
-    makespan = format_minutes(summary["makespan_min"])
-    baseline = f"{SEQUENTIAL_BASELINE} {format_minutes(summary['sequential_min'])}"
+    makespan = minutes(summary["makespan_min"])
+    baseline = f"{SEQUENTIAL_BASELINE} {minutes(summary['sequential_min'])}"
     if "wall_min" in details:
-        say(f"  makespan   {makespan} of agent time (wall {format_minutes(details['wall_min'])}); {baseline}")
+        say(f"  makespan   {makespan} of agent time (wall {minutes(details['wall_min'])}); {baseline}")
         if "person_waits_min" in details:
-            causes = ", ".join(
-                f"{cause} {format_minutes(m)}" for cause, m in details["person_waits_min"].items()
-            )
+            causes = ", ".join(f"{cause} {minutes(m)}" for cause, m in details["person_waits_min"].items())
             say(
-                f"  waiting    on a person {format_minutes(details['person_wait_min'])}"
+                f"  waiting    on a person {minutes(details['person_wait_min'])}"
                 + (f" ({causes})" if causes else "")
-                + f"; idle between turns {format_minutes(details['idle_min'])}; "
-                f"blocked on subagents {format_minutes(details['blocked_min'])}"
+                + f"; idle between turns {minutes(details['idle_min'])}; "
+                f"blocked on subagents {minutes(details['blocked_min'])}"
             )
         else:
             say(
-                f"  idle       {format_minutes(details.get('idle_min', 0.0))} in "
+                f"  idle       {minutes(details.get('idle_min', 0.0))} in "
                 f"{counted(details.get('idle_cycles', 0), 'gap')}, out of the makespan"
             )
     else:

@@ -22,6 +22,7 @@ import typer
 
 from cycleplan.cli.common import STORE_HELP, STORE_PATH, StoreOption, emit_json, fail, say
 from cycleplan.core.printable import printable
+from cycleplan.core.wording import minutes
 
 if TYPE_CHECKING:
     from cycleplan.store.catalog import RunRow
@@ -454,19 +455,13 @@ def _fields(row: RunRow) -> list[str]:
         "damaged" if row.damaged else row.status,
         printable(row.agent, one_line=True),
         _local(row.created_ms).strftime("%Y-%m-%d %H:%M:%S %z"),
-        "" if row.makespan_min is None else _minutes(row.makespan_min),
+        "" if row.makespan_min is None else minutes(row.makespan_min),
         count(row.input_tokens),
         count(row.output_tokens),
         count(row.cache_tokens),
         "" if row.cost_usd is None else f"${row.cost_usd:,.4f}",
         printable(row.scenario or row.source, one_line=True),
     ]
-
-
-def _minutes(value: float) -> str:
-    from cycleplan.executor.clock import format_minutes
-
-    return format_minutes(value)
 
 
 def _show(rows: list[RunRow], shape: str) -> None:

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from cycleplan.core.model import Event
 from cycleplan.core.printable import printable
-from cycleplan.core.wording import counted
+from cycleplan.core.wording import counted, minutes
 from cycleplan.executor import events as ev
-from cycleplan.executor.clock import format_minutes
 from cycleplan.executor.progress import describe, run_began
 from cycleplan.executor.secrets import redact
 
@@ -93,10 +92,10 @@ class LiveTable:
         tokens = sum(run.tokens for run in orchestrator.tasks.values())
         cost = sum(run.cost_usd for run in orchestrator.tasks.values())
         finished = sum(1 for run in orchestrator.tasks.values() if run.outcome is not None)
-        minutes = clock.scenario_min((now - self.started) * 1000)
+        since = clock.scenario_min((now - self.started) * 1000)
         more = f" ({counted(hidden, 'more lane', 'more lanes')})" if hidden > 0 else ""
         totals = Text(
-            f"run {orchestrator.run_id}  {format_minutes(minutes)}  "
+            f"run {orchestrator.run_id}  {minutes(since)}  "
             f"{finished}/{counted(len(orchestrator.tasks), 'task')}  {counted(tokens, 'token')}  "
             f"${cost:.3f}{more}",
             style="bold",

@@ -14,7 +14,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from cycleplan.core.model import Claim, Plan
-from cycleplan.core.wording import SEQUENTIAL_BASELINE, counted, duration
+from cycleplan.core.wording import SEQUENTIAL_BASELINE, counted, duration, minutes
 from cycleplan.present.terminal import CHOSEN, Verbosity, facts, heading, legend, styled, table
 
 if TYPE_CHECKING:
@@ -97,10 +97,6 @@ def _tokens(count: float) -> str:
     return f"{count:.0f}"
 
 
-def _minutes(value: float) -> str:
-    return f"{value:.0f} min" if value >= 10 else f"{value:.1f} min"
-
-
 def _band(summary: Summary, show: Callable[[float], str]) -> list[str]:
     return [
         show(summary.p50),
@@ -122,8 +118,8 @@ def prediction_view(
     rule = f" {config.rule}" if config.rule else ""
     quantities: list[tuple[str, Summary, Callable[[float], str]]] = [
         ("speedup", s["speedup"], lambda x: f"{x:.2f}x"),
-        ("makespan", s["makespan_min"], _minutes),
-        (SEQUENTIAL_BASELINE, s["sequential_min"], _minutes),
+        ("makespan", s["makespan_min"], minutes),
+        (SEQUENTIAL_BASELINE, s["sequential_min"], minutes),
         ("tokens", s["tokens_total"], _tokens),
         ("cost", s["cost_usd"], lambda x: f"${x:,.2f}"),
         ("utilization", s["utilization"], lambda x: f"{x:.0%}"),
@@ -252,8 +248,8 @@ def _time(prediction: Prediction, verbosity: Verbosity) -> list[RenderableType]:
         waits.append(("subagents", s["blocked_min"].mean, "lanes blocked on subagents their task spawned"))
     per_run = "minutes of the run" if prediction.config.replications == 1 else "mean minutes per run"
     rows: list[tuple[str, RenderableType]] = []
-    for name, minutes, meaning in waits:
-        value = Text(f"{minutes:>9,.1f}")
+    for name, waited, meaning in waits:
+        value = Text(f"{waited:>9,.1f}")
         if verbosity is not Verbosity.QUIET:
             value.append("  ").append(legend(meaning))
         rows.append((name, value))

@@ -7,13 +7,14 @@ they compute nothing the results do not already hold. A value outside its predic
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cycleplan.core.wording import counted
+from cycleplan.core.wording import counted, minutes
 from cycleplan.present.terminal import MARK, Verbosity, facts, heading, legend, table
 from cycleplan.workflows.bands import HEADLINE, LABELS, Placement, percentile_text, show
 
@@ -110,12 +111,9 @@ def _mark(placement: Placement) -> str | Text:
 def _cell(placement: Placement | None) -> str | Text:
     if placement is None:
         return "-"
-    band = f"{_minutes(placement.actual)} [{_minutes(placement.p10)}-{_minutes(placement.p90)}]"
+    show = functools.partial(minutes, unit=False)
+    band = f"{show(placement.actual)} [{show(placement.p10)}-{show(placement.p90)}]"
     return Text(f"{band} !", style=MARK) if placement.outside else band
-
-
-def _minutes(value: float) -> str:
-    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
 
 
 # --------------------------------------------------------------------------------------------------

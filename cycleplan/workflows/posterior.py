@@ -3,8 +3,9 @@
 Calibration fits each parameter (a median: of calls per cycle, of tokens per call, of a cycle's minutes)
 from observations grouped by run. Runs differ from one another more than cycles of one run do (another
 repository, another person, another day), so the next run is not one more cycle of the runs seen: it has
-its own median, drawn from the population of runs. :func:`log_spread` estimates, on the logarithm of the
-observations, with the one-way random-effects (analysis of variance) estimator:
+its own median, drawn from the population of runs. :func:`moment_spread` estimates, on the logarithm of
+each run's lognormal (matched to the run's mean and variance), with the one-way random-effects (analysis
+of variance) estimator:
 
 - ``sigma``: the spread of single observations around their own run's centre (within runs);
 - ``between``: the spread of runs' centres around the overall centre, beyond what ``sigma`` alone would
@@ -45,39 +46,10 @@ class LogSpread:
         return math.exp(self.centre)
 
 
-def log_spread(values_by_run: Mapping[str, Sequence[float]]) -> LogSpread | None:
-    """The spreads of ``log(values)`` by run (all values positive); None when there are none."""
-    groups = [np.log(np.asarray(values, dtype=float)) for values in values_by_run.values() if len(values)]
-    if not groups:
-        return None
-    runs = len(groups)
-    total = sum(len(group) for group in groups)
-    centres = np.array([float(group.mean()) for group in groups])
-    within = sum(float(((group - group.mean()) ** 2).sum()) for group in groups)
-    sigma = math.sqrt(within / (total - runs)) if total > runs else 0.0
-    if runs >= 2:
-        noise = float(np.mean([sigma**2 / len(group) for group in groups]))
-        between = math.sqrt(max(float(centres.var(ddof=1)) - noise, 0.0))
-        dof = float(runs - 1)
-    else:
-        between = 0.0
-        dof = float(max(total - 1, 1))
-    log_sd = math.sqrt(between**2 * (1.0 + 1.0 / runs) + sigma**2 / total)
-    return LogSpread(
-        centre=float(centres.mean()),
-        sigma=sigma,
-        between=between,
-        log_sd=log_sd,
-        dof=dof,
-        runs=runs,
-        observations=total,
-    )
-
-
 def moment_spread(
     values_by_run: Mapping[str, Sequence[float]], counts_by_run: Mapping[str, Sequence[float]] | None = None
 ) -> LogSpread | None:
-    """:func:`log_spread` for quantities summed many at a time (tokens or minutes per call): each run's
+    """The spreads of a quantity summed many at a time (tokens or minutes per call), by run: each run's
     lognormal is matched to its mean and variance (not to its logarithms), so that the median and spread
     reproduce the mean a sum of many calls converges to, heavy tail included. Zeros are allowed.
 
