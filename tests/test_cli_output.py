@@ -107,6 +107,13 @@ def test_calibrate_prints_a_table_coloured_on_a_terminal_plain_when_piped_or_no_
     assert "before: the scenario's value" in piped and "before: the scenario's value" not in quiet
 
 
+def test_plan_minutes_are_rounded_to_a_tenth() -> None:
+    # A fitted scenario's medians printed as 0-41.3836 beside the makespan's 41.4 min.
+    out, _ = _run(["plan", str(SCENARIOS / "agent-session.yaml")])
+    assert re.search(r"^main-1 +session +2 +0-41\.4 +0-3$", out, re.M), out
+    assert not re.search(r"\d\.\d{2,}", out.split("makespan")[0]), out
+
+
 def test_long_lines_wrap_to_the_columns_asked_for_with_their_indent() -> None:
     wide, _ = _run(["plan", FULL, "-v"], {**PLAIN, "COLUMNS": "200"})
     narrow, _ = _run(["plan", FULL, "-v"], {**PLAIN, "COLUMNS": "70"})
