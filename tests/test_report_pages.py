@@ -429,3 +429,15 @@ def test_the_page_fits_the_window(pages: dict[str, Path], name: str, size: tuple
                 assert not _overlap(figure["legendBox"], area), f"{where}: the legend covers the plot"
             for button in figure["buttons"]:
                 assert not _overlap(button, area), f"{where}: a button covers the plot"
+
+
+def test_one_ideal_replication_reads_as_one_value(tmp_path: Path) -> None:
+    # `simulate --ideal -n 1 --report` headed its numbers "(P50)" with "P10-P90 2.50x - 2.50x" under
+    # them and said they came "from 1 replications with random cycle durations".
+    page = tmp_path / "ideal.html"
+    _cli("simulate", str(SCENARIOS / "course-crud.yaml"), "--ideal", "-n", "1", "--report", str(page))
+    text = browser.probe(page, "return document.body.innerText", 1000, 700)
+    head = text.split("The plan's own arithmetic")[0]
+    assert "(P50)" not in head.upper() and "P10-P90" not in head, head
+    assert "the numbers above come from one replication of the ideal model" in text
+    assert "1 replications" not in text and "random cycle durations" not in text
