@@ -18,6 +18,8 @@ from cycleplan.cli import app
 from cycleplan.core.loading import load_scenario
 from cycleplan.core.model import Event, FailureModel, Lognormal, Role, Scenario, Spread, Task, TokenModel
 from cycleplan.planner import plan
+from cycleplan.present.render_calibration import calibration_view
+from cycleplan.present.terminal import to_text
 from cycleplan.sim import run_replication
 from cycleplan.workflows.calibration import (
     CalibrationError,
@@ -27,7 +29,6 @@ from cycleplan.workflows.calibration import (
     calibrate_runs,
     calibrated_yaml,
     fit_log,
-    render_calibration,
 )
 from cycleplan.workflows.importers import import_claude_code, import_one_state, store_run
 
@@ -132,7 +133,7 @@ def test_the_calibrated_scenario_validates_and_keeps_the_rest(tmp_path: Path) ->
         assert cycle.median_min == pytest.approx(fit.cycle.median_min.value, rel=1e-3)
     assert loaded.roles == calibration.scenario.roles
     assert "&" not in text.split("roles:")[1]  # aliases were written out, each role its own
-    assert "backend" in render_calibration(calibration)
+    assert "backend" in to_text(calibration_view(calibration))
 
 
 def test_roles_the_scenario_lacks_are_left_out_or_mapped() -> None:

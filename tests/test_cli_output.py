@@ -83,6 +83,37 @@ def test_no_color_means_no_escape_sequence_even_on_a_terminal(command: list[str]
     assert "speedup" in out
 
 
+def test_calibrate_prints_a_table_coloured_on_a_terminal_plain_when_piped_or_no_color(
+    one_run: tuple[str, str, Path],
+) -> None:
+    # It printed columns padded by hand, the same on a terminal and in a pipe.
+    store, run_id, scenario = one_run
+    command = ["calibrate", run_id, "--store", store, "--scenario", str(scenario)]
+    piped, _ = _run(command)
+    assert ESCAPE not in piped and "─" not in piped
+    lines = piped.splitlines()
+    header = next(index for index, line in enumerate(lines) if line.startswith("role"))
+    assert re.fullmatch(r"role +value +before +after +sd +90% interval +data", lines[header]), lines[header]
+    assert set(lines[header + 1]) == {"-"}
+    assert re.match(r"ops +cycle median \(min\) +1\.00 +\S+ +\S+ +\S+ - \S+ +1 cycle$", lines[header + 2])
+    assert all(line == line.rstrip() for line in lines)
+    coloured, _ = _run(command, TERMINAL)
+    assert ANSI.search(coloured) and "─" in coloured
+    plain, _ = _run(command, {**PLAIN, "COLUMNS": "120"})
+    assert ANSI.sub("", coloured).replace("─", "-").split() == plain.split()
+    no_color, _ = _run(command, {**TERMINAL, "NO_COLOR": "1"})
+    assert ESCAPE not in no_color and "ops" in no_color
+    quiet, _ = _run([*command, "--quiet"])
+    assert "before: the scenario's value" in piped and "before: the scenario's value" not in quiet
+
+
+def test_plan_minutes_are_rounded_to_a_tenth() -> None:
+    # A fitted scenario's medians printed as 0-41.3836 beside the makespan's 41.4 min.
+    out, _ = _run(["plan", str(SCENARIOS / "agent-session.yaml")])
+    assert re.search(r"^main-1 +session +2 +0-41\.4 +0-3$", out, re.M), out
+    assert not re.search(r"\d\.\d{2,}", out.split("makespan")[0]), out
+
+
 def test_long_lines_wrap_to_the_columns_asked_for_with_their_indent() -> None:
     wide, _ = _run(["plan", FULL, "-v"], {**PLAIN, "COLUMNS": "200"})
     narrow, _ = _run(["plan", FULL, "-v"], {**PLAIN, "COLUMNS": "70"})

@@ -96,6 +96,14 @@ const figures = [...document.querySelectorAll(".js-plotly-plot")].map((gd) => {
       .filter((t) => t.textContent.trim() && t.getBoundingClientRect().width > 0)
       .map((t) => ({text: t.textContent, box: box(t), legend: !!t.closest(".legend")})),
     y2ticks: [...gd.querySelectorAll("g.y2tick text")].map((t) => t.textContent),
+    ticks: [...gd.querySelectorAll(".xaxislayer-above text, .yaxislayer-above text")]
+      .filter((t) => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+      .map((t) => ({text: t.textContent, box: box(t)})),
+    barTexts: [...gd.querySelectorAll(".cartesianlayer g.trace.bars text.bartext")]
+      .filter((t) => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+      .map((t) => ({text: t.textContent, transform: t.getAttribute("transform") || "",
+                    size: parseFloat(getComputedStyle(t).fontSize), box: box(t),
+                    bar: box(t.closest("g.point").querySelector("path"))})),
   };
 });
 return {width: window.innerWidth, scrollWidth: document.documentElement.scrollWidth,
@@ -264,6 +272,63 @@ def test_no_two_labels_overlap(pages: dict[str, Path], name: str, size: tuple[in
                 assert not _overlap(label["box"], figure["legendBox"]), (name, figure["title"], label)
 
 
+@pytest.mark.parametrize("name", PAGES)
+@pytest.mark.parametrize("size", SIZES, ids=["1400", "1000"])
+def test_no_label_runs_over_an_axis_s_tick_labels(
+    pages: dict[str, Path], name: str, size: tuple[int, int]
+) -> None:
+    # Subplot titles and the marks' labels are annotations; at 1000 px "tokens by kind (P50, P10-P90)"
+    # ran over the "35M" at the top of the axis beside it.
+    for figure in read(pages, name, size)["figures"]:
+        for label in figure["annotations"]:
+            for tick in figure["ticks"]:
+                assert not _overlap(label["box"], tick["box"]), (name, figure["title"], label, tick)
+
+
+@pytest.mark.parametrize("name", ["plan", "simulate", "simulate-subagent"])
+@pytest.mark.parametrize("size", SIZES, ids=["1400", "1000"])
+def test_task_names_in_gantt_bars_are_level_legible_and_inside(
+    pages: dict[str, Path], name: str, size: tuple[int, int]
+) -> None:
+    # A one-cycle task ("complete", a subagent's "explore") had its name turned on end at 4 px; a name
+    # that does not fit its bar at a legible size is left to the hover.
+    gantts = [figure for figure in read(pages, name, size)["figures"] if figure["barTexts"]]
+    assert gantts, name
+    for figure in gantts:
+        sizes = {text["size"] for text in figure["barTexts"]}
+        assert len(sizes) == 1 and min(sizes) >= 9, (figure["title"], sizes)  # one size on the chart
+        for text in figure["barTexts"]:
+            assert "rotate" not in text["transform"], (figure["title"], text)
+            assert text["box"]["left"] >= text["bar"]["left"] - 1, (figure["title"], text)
+            assert text["box"]["right"] <= text["bar"]["right"] + 1, (figure["title"], text)
+
+
+def test_an_actual_is_red_only_outside_its_band(pages: dict[str, Path]) -> None:
+    # Red on a page means outside a band (and the critical path, a claim); an actual inside P10-P90 was
+    # drawn red on the distributions and every actual curve red, while the Gantt drew it near black.
+    page = read(pages, "compare")
+    seen = set()
+    for figure in page["figures"]:
+        if figure["title"].endswith("on the predicted distribution"):
+            label = next(a["text"] for a in figure["annotations"] if a["text"].startswith("actual"))
+            rank = float(re.search(r"\(P(\d+(?:\.\d)?)\)", label).group(1))  # type: ignore[union-attr]
+            if 10 < rank < 90:
+                entry, red = "actual", False
+            elif rank < 10 or rank > 90:
+                entry, red = "actual, outside P10-P90", True
+            else:
+                continue
+            seen.add(red)
+            item = next(i for i in figure["legend"] if i["text"] == entry)
+            assert any(_is_red(style) for style in item["styles"]) is red, (figure["title"], item)
+            assert any(_is_red(style) and style["strokeWidth"] == "3px" for style in figure["shapes"]) is red
+        if figure["title"].startswith("Cumulative"):
+            actual = [trace for trace in figure["traces"] if trace["name"] == "actual"]
+            styles = [style for trace in actual for style in trace["styles"]]
+            assert styles and not any(_is_red(style) for style in styles), figure["title"]
+    assert seen == {True, False}, "the page should show an actual inside its band and one outside"
+
+
 def test_numbers_are_short_and_cdf_ticks_are_percentages(pages: dict[str, Path]) -> None:
     for name in PAGES:
         page = read(pages, name)
@@ -364,3 +429,15 @@ def test_the_page_fits_the_window(pages: dict[str, Path], name: str, size: tuple
                 assert not _overlap(figure["legendBox"], area), f"{where}: the legend covers the plot"
             for button in figure["buttons"]:
                 assert not _overlap(button, area), f"{where}: a button covers the plot"
+
+
+def test_one_ideal_replication_reads_as_one_value(tmp_path: Path) -> None:
+    # `simulate --ideal -n 1 --report` headed its numbers "(P50)" with "P10-P90 2.50x - 2.50x" under
+    # them and said they came "from 1 replications with random cycle durations".
+    page = tmp_path / "ideal.html"
+    _cli("simulate", str(SCENARIOS / "course-crud.yaml"), "--ideal", "-n", "1", "--report", str(page))
+    text = browser.probe(page, "return document.body.innerText", 1000, 700)
+    head = text.split("The plan's own arithmetic")[0]
+    assert "(P50)" not in head.upper() and "P10-P90" not in head, head
+    assert "the numbers above come from one replication of the ideal model" in text
+    assert "1 replications" not in text and "random cycle durations" not in text

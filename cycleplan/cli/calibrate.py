@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,14 +11,16 @@ from cycleplan.cli.common import (
     STORE_PATH,
     StoreOption,
     command_app,
-    emit_json,
     fail,
     load_scenario_file,
     note,
     output_option,
-    say,
+    show_result,
     write_atomically,
 )
+
+if TYPE_CHECKING:
+    from cycleplan.present.terminal import Verbosity, View
 
 app = command_app()
 
@@ -82,7 +84,6 @@ def calibrate_command(
         CalibrationError,
         calibrate_runs,
         calibrated_yaml,
-        render_calibration,
     )
 
     if not 0 <= prior_weight <= 1e9 or math.isnan(prior_weight):
@@ -102,18 +103,23 @@ def calibrate_command(
             text = calibrated_yaml(calibration, original, str(output))
     except CalibrationError as exc:
         fail(str(exc))
-    if as_json:
-        emit_json(
-            {
-                "runs": calibration.runs,
-                "prior_weight": calibration.prior_weight,
-                "roles": {name: fit.model_dump(mode="json") for name, fit in calibration.roles.items()},
-                "notes": calibration.notes,
-                "written": None if output is None else str(output),
-            }
-        )
-    else:
-        say(render_calibration(calibration))
+
+    def view(verbosity: Verbosity) -> View:
+        from cycleplan.present.render_calibration import calibration_view
+
+        return calibration_view(calibration, verbosity)
+
+    show_result(
+        as_json,
+        lambda: {
+            "runs": calibration.runs,
+            "prior_weight": calibration.prior_weight,
+            "roles": {name: fit.model_dump(mode="json") for name, fit in calibration.roles.items()},
+            "notes": calibration.notes,
+            "written": None if output is None else str(output),
+        },
+        view,
+    )
     if output is not None and text is not None:
         write_atomically(output, text)
         note(f"wrote {output}", err=as_json)

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 from cycleplan.present.report.binning import histogram
 from cycleplan.present.report.gantt_parts import ACTUAL_WIDTH, wait_traces
 from cycleplan.present.report.labels import axis_format, axis_title, number
-from cycleplan.present.report.marks import ACTUAL_LINE, DISTRIBUTION_PX, Mark, add_marks, headroom
+from cycleplan.present.report.marks import (
+    ACTUAL_LINE,
+    ACTUAL_OUTSIDE_LINE,
+    DISTRIBUTION_PX,
+    Mark,
+    add_marks,
+    headroom,
+)
 from cycleplan.present.report.palette import ACTUAL, BAND, CRITICAL
 from cycleplan.present.report.text import safe
 
@@ -147,8 +154,9 @@ def actual_on_distribution(
     samples: Sequence[float], actual: float, percentiles: Percentiles, name: str, unit: str, percentile: float
 ) -> go.Figure:
     """The predicted distribution of ``name`` as a histogram (fixed bins, so the figure's size does not
-    grow with the replications), P10/P50/P90 dotted, the actual value solid; each line labelled in a
-    row of its own and listed in the legend."""
+    grow with the replications), P10/P50/P90 dotted, the actual value solid (near black inside P10-P90,
+    red outside it, as on the page's Gantt chart); each line labelled in a row of its own and listed in
+    the legend."""
     import plotly.graph_objects as go
 
     bins = histogram(samples)
@@ -166,8 +174,14 @@ def actual_on_distribution(
         Mark(value, f"{label} {number(value, unit)}", "predicted P10, P50, P90")
         for label, value in (("P10", percentiles.p10), ("P50", percentiles.p50), ("P90", percentiles.p90))
     ]
+    outside = not percentiles.p10 <= actual <= percentiles.p90
     marks.append(
-        Mark(actual, f"actual {number(actual, unit)} (P{percentile:.0f})", "actual", dict(ACTUAL_LINE))
+        Mark(
+            actual,
+            f"actual {number(actual, unit)} (P{percentile:.0f})",
+            "actual, outside P10-P90" if outside else "actual",
+            dict(ACTUAL_OUTSIDE_LINE if outside else ACTUAL_LINE),
+        )
     )
     shown = [*bins.centres, *(mark.x for mark in marks)]
     add_marks(figure, marks, min(shown, default=0.0), max(shown, default=1.0))
@@ -193,7 +207,8 @@ def cumulative_against_band(
     name: str,
     unit: str = "",
 ) -> go.Figure:
-    """Cumulative ``name`` over time: the predicted P10-P90 band filled, P50 dashed, the actual as steps."""
+    """Cumulative ``name`` over time: the predicted P10-P90 band filled, P50 dashed, the actual as near-black
+    steps (red on this page means outside a band, which a curve is in places and not in others)."""
     import plotly.graph_objects as go
 
     grid = list(band.grid_min)
@@ -219,7 +234,7 @@ def cumulative_against_band(
             x=list(actual_min),
             y=list(actual_values),
             name="actual",
-            line={"shape": "hv", "color": CRITICAL, "width": 2},
+            line={"shape": "hv", "color": ACTUAL, "width": 2},
         )
     )
     figure.update_layout(

@@ -29,6 +29,13 @@ ACTUAL_WIDTH = 0.3
 CRITICAL_OUTLINE = {"color": CRITICAL, "width": 3}
 FAILED_PATTERN = {"shape": "-", "fgcolor": "#000000", "size": 6, "solidity": 0.25}
 CANCELLED_OPACITY = 0.4
+TASK_LABEL_MIN_PX = 9
+"""A task's name is written level inside its bar at one size on the whole chart, and left out (it is on
+hover) where the bar is too short to hold it at this size: never turned on end or shrunk past reading."""
+TASK_LABEL = {"textposition": "inside", "insidetextanchor": "middle", "textangle": 0}
+"""How a task bar carries its name (the settings of a plotly bar trace)."""
+TASK_LABEL_LAYOUT = {"uniformtext": {"minsize": TASK_LABEL_MIN_PX, "mode": "hide"}}
+"""The layout setting that goes with :data:`TASK_LABEL`."""
 MARKS_RANK = 1000
 """Legend rank of marks: after the roles (plotly's default rank is 1000; roles get lower ranks)."""
 

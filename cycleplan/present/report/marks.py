@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cycleplan.present.report.palette import CRITICAL, REFERENCE
+from cycleplan.present.report.palette import ACTUAL, CRITICAL, REFERENCE
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -25,7 +25,10 @@ assumes it: a little less than it is, so the labels always have room."""
 
 PERCENTILE_LINE: dict[str, Any] = {"dash": "dot", "color": REFERENCE, "width": 1.5}
 CLAIM_LINE: dict[str, Any] = {"dash": "dash", "color": CRITICAL, "width": 2}
-ACTUAL_LINE: dict[str, Any] = {"color": CRITICAL, "width": 3}
+ACTUAL_LINE: dict[str, Any] = {"color": ACTUAL, "width": 3}
+"""An actual value inside its predicted P10-P90: near black, as an actual span on a Gantt chart."""
+ACTUAL_OUTSIDE_LINE: dict[str, Any] = {"color": CRITICAL, "width": 3}
+"""An actual value outside its predicted P10-P90: red, as everything outside its band on the page."""
 
 
 @dataclass(frozen=True)

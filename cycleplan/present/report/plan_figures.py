@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from cycleplan.present.report.gantt_parts import (
     BAR_WIDTH,
+    TASK_LABEL,
+    TASK_LABEL_LAYOUT,
     critical_trace,
     gantt_height,
     legend_line,
@@ -92,8 +94,7 @@ def gantt(plan: Plan, colours: RoleColours | None = None) -> go.Figure:
                     base=starts,
                     x=lengths,
                     text=[safe(planned.task) for _, planned in rows],
-                    textposition="inside",
-                    insidetextanchor="middle",
+                    **TASK_LABEL,
                     hovertext=hover,
                     hoverinfo="text",
                     width=BAR_WIDTH,
@@ -165,6 +166,7 @@ def gantt(plan: Plan, colours: RoleColours | None = None) -> go.Figure:
             }
         ],
         shapes=sync_shapes[0],
+        **TASK_LABEL_LAYOUT,
         height=gantt_height(len(lane_order)),
         margin={"l": 110, "r": 20, "t": 70, "b": 50},
         meta={"cycles": cycles_detail(plan)},

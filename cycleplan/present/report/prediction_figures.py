@@ -15,6 +15,8 @@ from cycleplan.present.report.gantt_parts import (
     BAR_WIDTH,
     CANCELLED_OPACITY,
     FAILED_PATTERN,
+    TASK_LABEL,
+    TASK_LABEL_LAYOUT,
     critical_trace,
     gantt_height,
     status_entries,
@@ -147,9 +149,16 @@ def tokens_and_cost_by_role(prediction: Prediction, colours: RoleColours | None 
     figure = make_subplots(
         rows=1,
         cols=3,
-        subplot_titles=("tokens by role (mean)", "cost by role (mean)", "tokens by kind (P50, P10-P90)"),
+        subplot_titles=(
+            "tokens by role<br>(mean)",
+            "cost by role<br>(mean)",
+            "tokens by kind<br>(P50, P10-P90)",
+        ),
         horizontal_spacing=0.1,
     )
+    # Each subplot's title on two short lines and clear of the top tick label of its y axis, which
+    # stands half above the plot: on one line the longest ran over the next axis's labels at 1000 px.
+    figure.update_annotations(yshift=10)
     for rank, role in enumerate(role for role in roles if role in replications.tokens_by_role):
         figure.add_trace(
             go.Bar(
@@ -202,8 +211,8 @@ def tokens_and_cost_by_role(prediction: Prediction, colours: RoleColours | None 
         barmode="stack",
         title={"text": "Tokens and cost per run", "automargin": True},
         legend={"title": {"text": "role"}},
-        height=420,
-        margin={"t": 60, "b": 60, "r": 20},
+        height=440,
+        margin={"t": 80, "b": 60, "r": 20},
     )
     return figure
 
@@ -379,8 +388,7 @@ def trace_gantt(
                 base=[span.start_min for _, span in rows],
                 x=[span.finish_min - span.start_min for _, span in rows],
                 text=[safe(task) for task, _ in rows],
-                textposition="inside",
-                insidetextanchor="middle",
+                **TASK_LABEL,
                 width=BAR_WIDTH,
                 marker=_status_marker(colours[role], [span.status for _, span in rows]),
                 hovertext=[
@@ -411,6 +419,7 @@ def trace_gantt(
         xaxis={"title": {"text": "minutes"}, "rangemode": "tozero"},
         yaxis={"categoryorder": "array", "categoryarray": list(reversed(order))},
         legend={"title": {"text": "role"}, "tracegroupgap": 2},
+        **TASK_LABEL_LAYOUT,
         height=gantt_height(len(order)),
         margin={"l": 110, "t": 40, "r": 20, "b": 50},
     )

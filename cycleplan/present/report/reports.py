@@ -82,15 +82,15 @@ def prediction_report(prediction: Prediction, plan: Plan | None = None) -> Repor
     makespan = prediction.summaries["makespan_min"]
     cost, cost_band = _band(prediction, "cost_usd", "${:,.2f}")
     utilization, utilization_band = _band(prediction, "utilization", "{:.0%}")
+    makespan_band = f"P10-P90 {duration(makespan.p10)} - {duration(makespan.p90)}"
+    # One replication has one value, not a band: no P50 in the labels and no P10-P90 under them.
+    single = config.replications == 1
+    of = "" if single else " (P50)"
     headlines = [
-        Headline("speedup (P50)", speedup, speedup_band),
-        Headline(
-            "makespan (P50)",
-            duration(makespan.p50),
-            f"P10-P90 {duration(makespan.p10)} - {duration(makespan.p90)}",
-        ),
-        Headline("cost per run (P50)", cost, cost_band),
-        Headline("utilization (P50)", utilization, utilization_band),
+        Headline(f"speedup{of}", speedup, "" if single else speedup_band),
+        Headline(f"makespan{of}", duration(makespan.p50), "" if single else makespan_band),
+        Headline(f"cost per run{of}", cost, "" if single else cost_band),
+        Headline(f"utilization{of}", utilization, "" if single else utilization_band),
     ]
     if claim is not None:
         headlines.append(_claim_headline(claim))
@@ -130,8 +130,17 @@ def prediction_report(prediction: Prediction, plan: Plan | None = None) -> Repor
     facts["plan"] = config.algorithm
     notes = [
         f"The plan's own arithmetic (nominal durations) gives {duration(prediction.plan_makespan_min)} and "
-        f"{prediction.plan_speedup:.2f}x; the bands above come from {config.replications:,} replications "
-        "with random cycle durations, tokens and failures drawn from the scenario's model."
+        f"{prediction.plan_speedup:.2f}x; "
+        + (
+            "the numbers above come from one replication"
+            if single
+            else f"the bands above come from {config.replications:,} replications"
+        )
+        + (
+            " of the ideal model: nominal durations, no failures, overheads or rate limits."
+            if config.ideal
+            else " with random cycle durations, tokens and failures drawn from the scenario's model."
+        )
     ]
     if plan is not None and (note := template_note(plan)) is not None:
         notes.append(note)
