@@ -9,6 +9,7 @@ draws), :mod:`.engine` (one replication in SimPy), :mod:`.fast` (every replicati
 max-plus recursion, where the model is static), :mod:`.records` (what the engines record, measured as
 arrays, and the trace they stand for), :mod:`.ratelimit` (shared token buckets), :mod:`.curves`
 (cumulative tokens and cost over time), :mod:`.simulation` (the lifecycle over replications),
+:mod:`.forecast` (the rest of a run from where it stands, on the fast engine's recursion),
 :mod:`.sweep` (many configurations, on local processes or Dask), :mod:`.stats` (summaries) and
 :mod:`.prediction` (the result). The draws live in
 :mod:`cycleplan.core.draws` and the measuring in :mod:`cycleplan.core.metrics`, shared with the executor,

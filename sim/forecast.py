@@ -1,0 +1,457 @@
+"""The rest of a run from where it stands: finish time, cost and tokens to complete, per replication.
+
+A run part done is a :class:`RunState`: when each started task took its lane, how many of its cycles it
+has completed, whether an attempt is in progress and since when, which tasks have ended and when, and
+which events are out. :func:`outlook` simulates the rest with the fast engine's recursion
+(:mod:`.fast`), on the same draws and programs as a prediction (:mod:`.programs`, so a calibrated
+posterior is drawn as it is there), with what has happened held fixed:
+
+- an ended task ends when it ended; an event already out was published when it was;
+- a running task's attempt in progress has already worked ``t`` minutes, so its remaining time is drawn
+  from its cycle's duration given that it is longer than ``t`` (``X - t | X > t``, resampled from the
+  task's own drawn cycle durations above ``t``; past the last few of them, their tail scaled up), then
+  the task works the rest of its cycles as drawn;
+- a task not started yet starts no sooner than now, in the plan's lane order, as in a prediction.
+
+Costs and tokens to complete count every attempt still to run (the one in progress included: its usage
+is recorded when it ends). Organisation rate limits cannot be kept in a max-plus recursion (requests
+queue in the order they arrive); where a scenario has them, a unit's end is held no earlier than the
+moment its requests could have been served at the limits' pace after every request of units before it
+(the limit as a fluid queue that starts empty), which is where binding limits put it.
+
+What it leaves out, as a prediction on the fast engine would hand them to SimPy: a task that runs out of
+retries here ends at its last failed cycle without cancelling its dependents, and the members of a race
+all count their whole cost. This module knows no events, executors or traces: the workflow that reads a
+trace (:mod:`cycleplan.workflows.forecast`) builds the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from cycleplan.core.model import Plan
+from cycleplan.sim import fast
+from cycleplan.sim.layout import SimulationError, build_layout
+from cycleplan.sim.programs import Programs, TaskProgram, TaskShape, task_shape
+from cycleplan.sim.ratelimit import TokenBuckets
+from cycleplan.sim.records import Records
+from cycleplan.sim.shape import Shape
+
+FloatArray = npt.NDArray[np.float64]
+
+FORECAST_STREAM = 3
+"""The spawn-key tag of the stream the conditioned remaining times are drawn from (the cycle draws use
+0, the agent loop's 1, the posterior's 2: :mod:`cycleplan.core.draws`)."""
+
+TAIL = 20
+"""Fewest drawn durations above the elapsed time to resample from; past them the tail is scaled."""
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """Where one started task stands, in scenario minutes since the run's start."""
+
+    taken_min: float
+    """When it took its lane."""
+    end_min: float | None = None
+    """When it ended (completed, failed or cancelled); None while it runs."""
+    cycles_done: int = 0
+    """Cycles completed successfully."""
+    attempts_failed: int = 0
+    """Attempts at the next cycle that failed (their usage is recorded; the retries are left)."""
+    working_since_min: float | None = None
+    """When the attempt in progress began; None when none is (the task waits for an event, is blocked on
+    its subagents, or is between attempts)."""
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run part done: the tasks that have started (those absent have not) and the events out."""
+
+    now_min: float
+    tasks: Mapping[str, TaskState] = field(default_factory=dict)
+    emitted: Mapping[str, float] = field(default_factory=dict)
+    """Event name -> when it was published."""
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """The rest of a run, per replication (each ``[replication]``)."""
+
+    finish_min: FloatArray
+    """When the run ends, in minutes since its start (never before now)."""
+    cost_usd: FloatArray
+    """Dollars still to spend."""
+    tokens: FloatArray
+    """Tokens still to spend."""
+
+
+def conditioned_remaining(
+    durations: FloatArray, elapsed_min: float, count: int, rng: np.random.Generator
+) -> FloatArray:
+    """``count`` draws of ``X - elapsed | X > elapsed`` for a cycle whose durations are drawn as
+    ``durations`` (minutes): resampled from those above ``elapsed`` when there are at least :data:`TAIL`
+    of them; else the largest :data:`TAIL` scaled by ``elapsed`` over the smallest of them (a tail that
+    keeps its shape as it stretches, as a lognormal's nearly does)."""
+    ordered = np.sort(durations[np.isfinite(durations)])
+    if ordered.size == 0 or elapsed_min <= 0:
+        if ordered.size == 0:
+            return np.zeros(count)
+        return np.asarray(ordered[rng.integers(0, ordered.size, count)], dtype=float)
+    first = int(np.searchsorted(ordered, elapsed_min, side="right"))
+    above = ordered.size - first
+    if above >= min(TAIL, ordered.size):
+        picked = ordered[first + rng.integers(0, above, count)]
+        return np.asarray(picked - elapsed_min, dtype=float)
+    tail = ordered[-min(TAIL, ordered.size) :]
+    scaled = elapsed_min * tail[rng.integers(0, tail.size, count)] / max(float(tail[0]), 1e-12)
+    return np.asarray(np.maximum(scaled - elapsed_min, 0.0), dtype=float)
+
+
+class _Forecaster:
+    """One plan's shapes and draws, and the recursion from a state."""
+
+    def __init__(self, plan: Plan, replications: int, seed: int) -> None:
+        if replications < 1:
+            raise SimulationError("replications", f"must be at least 1, got {replications}")
+        if seed < 0:
+            raise SimulationError("seed", f"must be zero or positive, got {seed}")
+        layout = build_layout(plan)
+        self.layout = layout
+        self.shapes: list[TaskShape] = [
+            task_shape(
+                position,
+                task,
+                layout.roles[task_id],
+                layout.prices[task_id],
+                ideal=False,
+                per_slot=False,
+                cycle_prices=layout.cycle_prices.get(task_id),
+                spawns=layout.spawns.get(task_id),
+            )
+            for position, (task_id, task) in enumerate(layout.tasks.items())
+        ]
+        # The recursion keeps the plan's lane order; rate limits are applied beside it (see above).
+        self.shape = Shape(layout, layout.parallel, self.shapes, dispatch="plan")
+        reason = fast.static_reason(self.shape)
+        if reason is not None:
+            raise SimulationError("lanes", f"cannot forecast this plan: {reason}")
+        self.order: list[int] = self.shape.cache["order"]  # type: ignore[assignment]
+        self.count = replications
+        self.programs = Programs(self.shapes, seed, 0, replications)
+        self.rng = np.random.Generator(
+            np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0, 0, 0, FORECAST_STREAM)))
+        )
+        limits = plan.scenario.rate_limits
+        self.buckets = None if limits is None or not TokenBuckets(limits).binding else TokenBuckets(limits)
+        self.now = 0.0
+        self.paced_from = 0.0
+        """When the rate limits' queue of requests still to come starts moving."""
+        self.states: list[TaskState | None] = [None] * len(self.shapes)
+        self.left: list[tuple[FloatArray, FloatArray, FloatArray]] = []
+
+    # ----------------------------------------------------------------------------------------------
+    # per task: what is left of its work
+
+    def _first_slot(self, task: int, state: TaskState | None) -> int:
+        """The first slot still to run: 0 for a task not started, the next cycle's first for one that
+        runs, past the last for one that ended."""
+        shape = self.shapes[task]
+        if state is None:
+            return 0
+        if state.end_min is not None:
+            return shape.slots
+        return min(state.cycles_done, shape.cycles) * shape.attempts + self._tried(task, state)
+
+    def _tried(self, task: int, state: TaskState) -> int:
+        """Attempts at a running task's next cycle already made and failed (the draws' later ones run)."""
+        return min(state.attempts_failed, self.shapes[task].attempts - 1)
+
+    def _current(self, task: int, state: TaskState, now: float) -> FloatArray:
+        """Minutes the next cycle of a running task still takes: its attempt in progress conditioned on
+        the time it has worked, then the retries drawn for the cycle."""
+        shape = self.shapes[task]
+        program = self.programs.tasks[task]
+        cycle = state.cycles_done
+        first = cycle * shape.attempts + self._tried(task, state)
+        retries = program.duration_min[:, first + 1 : (cycle + 1) * shape.attempts].sum(axis=1)
+        if state.working_since_min is None:
+            whole: FloatArray = program.duration_min[:, first] + retries
+            return whole
+        pool = program.duration_min[program.ran]
+        elapsed = max(now - state.working_since_min, 0.0)
+        left: FloatArray = conditioned_remaining(pool, elapsed, self.count, self.rng) + retries
+        return left
+
+    def _left(self, task: int, state: TaskState | None) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Dollars, tokens and rate-limited amounts (requests, counted input, output) still to spend."""
+        program: TaskProgram = self.programs.tasks[task]
+        first = self._first_slot(task, state)
+        tail = slice(first, None)
+        cost = program.cost_usd[:, tail].sum(axis=1)
+        tokens = (
+            program.input_tokens[:, tail]
+            + program.cache_write_tokens[:, tail]
+            + program.cache_read_tokens[:, tail]
+            + program.output_tokens[:, tail]
+        ).sum(axis=1)
+        # The attempt in progress has passed the rate limits already: it queues for nothing more.
+        queue = slice(first + 1 if state is not None and state.working_since_min is not None else first, None)
+        calls = program.calls[:, queue]
+        requests = np.where(calls > 0, calls, program.ran[:, queue]).sum(axis=1)
+        counted = (program.input_tokens[:, queue] + program.cache_write_tokens[:, queue]).sum(axis=1)
+        output = program.output_tokens[:, queue].sum(axis=1)
+        amounts = np.stack([requests, counted, output]).astype(float)
+        return cost.astype(float), tokens.astype(float), amounts
+
+    # ----------------------------------------------------------------------------------------------
+    # the recursion
+
+    def run(self, state: RunState) -> Outlook:
+        shape = self.shape
+        count = self.count
+        now = float(state.now_min)
+        names = shape.names
+        states = [state.tasks.get(name) for name in names]
+        self.now = now
+        self.paced_from = now
+        if self.buckets is not None:
+            states = self._granted(states, now)
+        self.states = states
+        records = Records.empty(shape, count)  # scratch for subagents spawned from here on
+        lane_free = [np.zeros(count) for _ in shape.lanes]
+        unit_start: dict[int, FloatArray] = {}
+        unit_end: dict[int, FloatArray] = {}
+        holders: dict[str, list[int]] = {}
+        needs_of: dict[int, dict[str, int]] = {}
+        for index in self.order:
+            need: dict[str, int] = {}
+            for task in shape.members[index]:
+                for resource, units in shape.demand[task].items():
+                    need[resource] = need.get(resource, 0) + units
+            needs_of[index] = need
+        emitted: dict[str, FloatArray] = {
+            event: np.full(count, float(at)) for event, at in state.emitted.items()
+        }
+        finish = np.full(count, now)
+        for task_state in states:
+            if task_state is not None and task_state.end_min is not None:
+                finish = np.maximum(finish, task_state.end_min)
+        cost = np.zeros(count)
+        tokens = np.zeros(count)
+        queued = np.zeros((3, count))
+        """Rate-limited amounts of every unit so far (requests, counted input, output)."""
+        self.left = [self._left(task, states[task]) for task in range(len(names))]
+        for spent, used, _ in self.left:
+            cost += spent
+            tokens += used
+
+        for index in self.order:
+            members = shape.members[index]
+            member_states = [states[task] for task in members]
+            need = needs_of[index]
+            if all(one is not None and one.end_min is not None for one in member_states):
+                ended = [one for one in member_states if one is not None and one.end_min is not None]
+                end = np.full(count, max(float(one.end_min or 0.0) for one in ended))
+                unit_start[index] = np.full(count, min(one.taken_min for one in ended))
+                unit_end[index] = end
+                for resource in need:
+                    holders.setdefault(resource, []).append(index)
+                for task in members:
+                    lane_free[shape.planned_lane[task]] = end
+                continue
+            started = [one for one in member_states if one is not None]
+            if started:
+                start = np.full(count, min(one.taken_min for one in started))
+                for resource in need:
+                    holders.setdefault(resource, []).append(index)
+            else:
+                start = np.full(count, now)
+                for task in members:
+                    start = np.maximum(start, lane_free[shape.planned_lane[task]])
+                for dep in shape.units[index].after:
+                    start = np.maximum(start, unit_end[dep])
+                if need:
+                    start = fast._capacity(start, index, need, shape, holders, needs_of, unit_start, unit_end)
+            unit_start[index] = start
+            finishes = [self._walk(task, states[task], start, now, emitted, records) for task in members]
+            end = finishes[0] if len(finishes) == 1 else np.stack(finishes).min(axis=0)
+            if self.buckets is not None:
+                end = self._paced(index, end, queued)
+            unit_end[index] = end
+            for task in members:
+                lane_free[shape.planned_lane[task]] = end
+            finish = np.maximum(finish, end)
+        return Outlook(finish_min=finish, cost_usd=cost, tokens=tokens)
+
+    def _walk(
+        self,
+        task: int,
+        state: TaskState | None,
+        start: FloatArray,
+        now: float,
+        emitted: dict[str, FloatArray],
+        records: Records,
+    ) -> FloatArray:
+        """When ``task`` ends, publishing its events on the way (those not out yet)."""
+        if state is not None and state.end_min is not None:
+            return np.full(self.count, state.end_min)
+        shape = self.shapes[task]
+        timing = self.programs.timings[task]
+        segments = shape.segments
+        first_segment = 0
+        clock = start
+        if state is not None:
+            cycle = min(state.cycles_done, shape.cycles)
+            if cycle >= shape.cycles:
+                return np.full(self.count, now)
+            first_segment = int(shape.slot_segment[cycle * shape.attempts])
+            segment = segments[first_segment]
+            # An attempt still queued at the rate limits begins when they let it through.
+            clock = np.full(self.count, max(now, state.working_since_min or now))
+            if state.working_since_min is None and segment.first_cycle == cycle:
+                clock = self._before(task, first_segment, clock, emitted, records, state)
+            program = self.programs.tasks[task]
+            after = program.duration_min[:, (cycle + 1) * shape.attempts : segment.end_slot].sum(axis=1)
+            clock = clock + self._current(task, state, now) + after
+            self._publish(segment.emits, clock, emitted)
+            first_segment += 1
+        for position in range(first_segment, len(segments)):
+            clock = self._before(task, position, clock, emitted, records, None)
+            clock = clock + timing.segment_min[:, position]
+            self._publish(segments[position].emits, clock, emitted)
+        return clock
+
+    def _before(
+        self,
+        task: int,
+        position: int,
+        clock: FloatArray,
+        emitted: dict[str, FloatArray],
+        records: Records,
+        state: TaskState | None,
+    ) -> FloatArray:
+        """The clock after a segment's waits, handoff and subagents."""
+        segment = self.shapes[task].segments[position]
+        for event in segment.waits:
+            published = emitted.get(event)
+            if published is not None:
+                clock = np.fmax(clock, published)
+        if segment.sync_min > 0:
+            clock = clock + segment.sync_min
+        if segment.spawns:
+            children = self.shape.segment_spawns[task][position]
+            if state is None:
+                clock, _ = fast._spawn(self.shape, self.programs, records, children, clock)
+            else:
+                # Blocked on subagents already spawned: each returns when what is left of it is done.
+                returned = clock
+                for child in children:
+                    returned = np.maximum(returned, self._child_end(child, self.states[child], clock))
+                clock = returned
+        return clock
+
+    def _child_end(self, child: int, state: TaskState | None, clock: FloatArray) -> FloatArray:
+        """When a subagent of a running parent returns: its end, or what is left of its work."""
+        if state is not None and state.end_min is not None:
+            return np.full(self.count, state.end_min)
+        timing = self.programs.timings[child]
+        if state is None:
+            whole: FloatArray = clock + timing.segment_min.sum(axis=1)
+            return whole
+        shape = self.shapes[child]
+        program = self.programs.tasks[child]
+        cycle = min(state.cycles_done, shape.cycles)
+        if cycle >= shape.cycles:
+            return clock
+        after = program.duration_min[:, (cycle + 1) * shape.attempts :].sum(axis=1)
+        left: FloatArray = np.maximum(clock, self.now) + self._current(child, state, self.now) + after
+        return left
+
+    @staticmethod
+    def _publish(events: tuple[str, ...], clock: FloatArray, emitted: dict[str, FloatArray]) -> None:
+        for event in events:
+            if event not in emitted:
+                emitted[event] = clock
+
+    def _granted(self, states: list[TaskState | None], now: float) -> list[TaskState | None]:
+        """``states`` with each attempt in progress begun when the rate limits let its request through,
+        taking the requests in the order they arrived (from a full bucket): one still queued begins
+        after now."""
+        assert self.buckets is not None
+        buckets = TokenBuckets(self.layout.plan.scenario.rate_limits)  # type: ignore[arg-type]
+        arrived = sorted(
+            (one.working_since_min, task)
+            for task, one in enumerate(states)
+            if one is not None and one.end_min is None and one.working_since_min is not None
+        )
+        granted = list(states)
+        for since, task in arrived:
+            shape = self.shapes[task]
+            state = states[task]
+            assert state is not None
+            slot = min(state.cycles_done * shape.attempts + self._tried(task, state), shape.slots - 1)
+            program = self.programs.tasks[task]
+            requests = max(float(program.calls[:, slot].mean()), 1.0)
+            counted = float((program.input_tokens[:, slot] + program.cache_write_tokens[:, slot]).mean())
+            output = float(program.output_tokens[:, slot].mean())
+            begins = since + buckets.reserve(since, requests, counted, output)
+            self.paced_from = max(self.paced_from, begins)
+            granted[task] = TaskState(
+                taken_min=state.taken_min,
+                cycles_done=state.cycles_done,
+                attempts_failed=state.attempts_failed,
+                working_since_min=begins,
+            )
+        return granted
+
+    def _paced(self, index: int, end: FloatArray, queued: FloatArray) -> FloatArray:
+        """``end`` held no earlier than the rate limits allow: for every k, the unit's k-th request from
+        its last goes through only once every request queued before it has been served at the limits'
+        pace, and then the unit still works its last k attempts."""
+        assert self.buckets is not None
+        buckets = self.buckets
+        members = self.shape.members[index]
+        for task in members:
+            queued += self.left[task][2]
+        for task in members:
+            shape = self.shapes[task]
+            program = self.programs.tasks[task]
+            state = self.states[task]
+            first = self._first_slot(task, state)
+            if state is not None and state.working_since_min is not None:
+                first += 1  # the attempt in progress is through the limits already
+            if first >= shape.slots:
+                continue
+            ran = program.ran[:, first:]
+            calls = program.calls[:, first:]
+            amounts = (
+                np.where(calls > 0, calls, ran).astype(float),
+                (program.input_tokens[:, first:] + program.cache_write_tokens[:, first:]).astype(float),
+                program.output_tokens[:, first:].astype(float),
+            )
+            # Sums over the last k attempts, k = 1, 2, ...: reversed running sums.
+            work = np.cumsum(program.duration_min[:, first:][:, ::-1], axis=1)
+            for kind, rate in zip(buckets.kinds, buckets.rate, strict=True):
+                last_k = np.cumsum(amounts[kind][:, ::-1], axis=1)
+                # The k-th request from the last waits for what is queued before it.
+                waiting = np.maximum(queued[kind][:, None] - last_k, 0.0)
+                served = self.paced_from + waiting / rate
+                reached = np.where(ran[:, ::-1], served + work, -np.inf).max(axis=1)
+                end = np.maximum(end, reached)
+        return end
+
+
+def outlook(plan: Plan, state: RunState, *, replications: int = 1000, seed: int = 0) -> Outlook:
+    """The rest of ``plan``'s run from ``state``, in ``replications`` replications drawn from ``seed``.
+
+    Raises :class:`~cycleplan.sim.layout.SimulationError` for a plan the fast engine cannot run (its
+    lanes' order cannot be kept)."""
+    return _Forecaster(plan, replications, seed).run(state)
+
+
+__all__ = ["Outlook", "RunState", "TaskState", "conditioned_remaining", "outlook"]

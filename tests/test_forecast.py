@@ -1,0 +1,141 @@
+"""The live forecast (cycleplan.workflows.forecast over cycleplan.sim.forecast): actuals once a run is
+over, the prediction at its start, conditioning on the time an attempt has run, the budget and deadline
+chances, and its JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cycleplan.core.loading import load_scenario
+from cycleplan.core.metrics import MS_PER_MIN
+from cycleplan.core.model import Plan
+from cycleplan.planner import plan
+from cycleplan.sim import run_replication, simulate
+from cycleplan.sim.forecast import RunState, TaskState, conditioned_remaining, outlook
+from cycleplan.workflows.forecast import Band, Forecast, forecast, run_state
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+@pytest.fixture(scope="module")
+def crud() -> Plan:
+    return plan(load_scenario(SCENARIOS / "course-crud.yaml"))
+
+
+def test_a_finished_run_is_its_actuals_with_no_width(crud: Plan) -> None:
+    run = run_replication(crud, 3, seed=2)
+    made = forecast(crud, run.trace, run.metrics.makespan_min)
+    for band, actual in (
+        (made.finish_min_from_start, run.metrics.makespan_min),
+        (made.cost_usd_total, run.metrics.cost_usd),
+        (made.tokens_total, float(run.metrics.tokens_total)),
+        (made.cost_to_complete_usd, 0.0),
+    ):
+        assert band.p10 == band.p50 == band.p90 == pytest.approx(actual)
+
+
+def test_at_the_start_it_is_the_prediction(crud: Plan) -> None:
+    start = [run_replication(crud, 0, seed=0).trace[0]]
+    made = forecast(crud, start, 0.0, replications=1000, seed=0)
+    predicted = simulate(crud, replications=1000, seed=0, engine="fast")
+    for band, name in ((made.finish_min_from_start, "makespan_min"), (made.cost_usd_total, "cost_usd")):
+        summary = predicted.summary(name)
+        # The same draws on the same recursion: equal but for replications the fast engine hands to SimPy.
+        assert band.p50 == pytest.approx(summary.p50, rel=0.02)
+        assert band.p10 == pytest.approx(summary.p10, rel=0.03)
+        assert band.p90 == pytest.approx(summary.p90, rel=0.03)
+
+
+def test_the_rate_limited_start_is_near_the_prediction() -> None:
+    limited = plan(load_scenario(SCENARIOS / "rate-limited.yaml"))
+    made = outlook(limited, RunState(0.0), replications=1000)
+    predicted = simulate(limited, replications=1000, seed=0).summary("makespan_min")
+    # The limits are a fluid queue here, not the SimPy engine's buckets: near, not equal.
+    assert float(np.median(made.finish_min)) == pytest.approx(predicted.p50, rel=0.15)
+
+
+def test_conditioned_remaining_is_what_is_left_past_the_elapsed_time() -> None:
+    rng = np.random.default_rng(1)
+    durations = 3.0 * np.exp(0.4 * rng.standard_normal(20_000))
+    elapsed = 4.0
+    left = conditioned_remaining(durations, elapsed, 5_000, np.random.default_rng(2))
+    assert (left >= 0).all()
+    # X | X > t lies past t, so it ends later than an unconditioned draw does.
+    assert np.median(elapsed + left) > np.median(durations) + 1.0
+    expected = durations[durations > elapsed].mean() - elapsed
+    assert left.mean() == pytest.approx(expected, rel=0.05)
+    # Far in the tail, past every drawn duration, it still leaves time to go.
+    tail = conditioned_remaining(durations, 1_000.0, 100, np.random.default_rng(3))
+    assert (tail >= 0).all() and np.median(tail) > 0
+
+
+def test_conditioning_moves_the_running_cycles_finish_later(crud: Plan) -> None:
+    first = crud.lanes[0].tasks[0]
+    now = 30.0
+    # The first cycle began at 0: seen at its start, and seen still running at ``now``.
+    fresh = RunState(0.0, tasks={first.task: TaskState(taken_min=0.0, working_since_min=0.0)})
+    long_running = RunState(now, tasks={first.task: TaskState(taken_min=0.0, working_since_min=0.0)})
+    unconditioned = outlook(crud, fresh, replications=2000).finish_min
+    conditioned = outlook(crud, long_running, replications=2000).finish_min
+    assert np.median(conditioned) > np.median(unconditioned)
+    assert (conditioned >= now).all()
+
+
+def test_mid_run_forecast_keeps_what_happened(crud: Plan) -> None:
+    run = run_replication(crud, 5, seed=4)
+    half = run.metrics.makespan_min / 2
+    trace = [event for event in run.trace if event.timestamp <= half * MS_PER_MIN]
+    standing = run_state(crud, trace, half)
+    spent = sum(float(e.metadata.get("cost_usd") or 0) for e in trace if e.action == "cycle_completed")
+    assert standing.spent_usd == pytest.approx(spent)
+    assert standing.finished_min is None
+    ended = {e.target_id for e in trace if e.action == "task_complete"}
+    assert {name for name, state in standing.state.tasks.items() if state.end_min is not None} == ended
+    made = forecast(crud, trace, half)
+    assert made.finish_min_from_start.p10 >= half
+    assert made.cost_usd_total.p10 >= spent
+    assert made.cost_usd_total.p50 == pytest.approx(spent + made.cost_to_complete_usd.p50, rel=0.05)
+    # Forecasts made later are narrower: more of the run is known.
+    early = forecast(crud, [e for e in run.trace if e.timestamp <= 0.1 * half * MS_PER_MIN], 0.1 * half)
+    assert made.finish_min_from_start.width < early.finish_min_from_start.width
+
+
+def test_budget_and_deadline_chances(crud: Plan) -> None:
+    start = [run_replication(crud, 0, seed=0).trace[0]]
+    plain = forecast(crud, start, 0.0)
+    assert plain.p_within_budget is None and plain.p_by_deadline is None
+    generous = forecast(crud, start, 0.0, budget_usd=1e6, deadline_min=1e6)
+    assert generous.p_within_budget == 1.0 and generous.p_by_deadline == 1.0
+    none = forecast(crud, start, 0.0, budget_usd=0.0, deadline_min=0.0)
+    assert none.p_within_budget == 0.0 and none.p_by_deadline == 0.0
+    middle = forecast(
+        crud,
+        start,
+        0.0,
+        budget_usd=plain.cost_usd_total.p50,
+        deadline_min=plain.finish_min_from_start.p50,
+    )
+    assert middle.p_within_budget == pytest.approx(0.5, abs=0.02)
+    assert middle.p_by_deadline == pytest.approx(0.5, abs=0.02)
+
+
+def test_json_round_trip(crud: Plan) -> None:
+    run = run_replication(crud, 1, seed=1)
+    half = run.metrics.makespan_min / 2
+    trace = [event for event in run.trace if event.timestamp <= half * MS_PER_MIN]
+    made = forecast(crud, trace, half, budget_usd=2.0, deadline_min=150.0)
+    data = json.loads(json.dumps(made.to_json()))
+    assert set(data["finish_min_from_start"]) == {"p10", "p50", "p90"}
+    assert Forecast.from_json(data) == made
+    assert Band.from_json(Band(1.0, 2.0, 3.0).to_json()) == Band(1.0, 2.0, 3.0)
+
+
+def test_same_seed_same_forecast(crud: Plan) -> None:
+    run = run_replication(crud, 2, seed=3)
+    half = run.metrics.makespan_min / 2
+    trace = [event for event in run.trace if event.timestamp <= half * MS_PER_MIN]
+    assert forecast(crud, trace, half, seed=7) == forecast(crud, trace, half, seed=7)
