@@ -720,7 +720,9 @@ class Orchestrator:
                 planned_start_min=run.priority[0],
             )
         else:
-            self.record(run.lane, task.id, action=ev.TASK_RESUMED, cycle=run.cycles_done + 1)
+            self.record(
+                run.lane, task.id, action=ev.TASK_RESUMED, cycle=run.cycles_done + 1, resume=self.resume
+            )
         run.working = True
         run.task_started = time.monotonic()
         timeout_min = task.timeout_min if task.timeout_min is not None else self.policy.task_timeout_min
@@ -863,7 +865,13 @@ class Orchestrator:
                 spawned_within=True,
             )
         else:
-            self.record(child.lane, child.task.id, action=ev.TASK_RESUMED, cycle=child.cycles_done + 1)
+            self.record(
+                child.lane,
+                child.task.id,
+                action=ev.TASK_RESUMED,
+                cycle=child.cycles_done + 1,
+                resume=self.resume,
+            )
 
     def subagent_returned(self, parent: TaskRun, child: TaskRun, outcome: CycleOutcome) -> None:
         """``child`` returned to its parent's agent: its cycles, then its ending."""

@@ -3,11 +3,11 @@
 The live table drawn in place on a terminal belongs to presentation (:mod:`cycleplan.present.live`), which
 reads the same orchestrator state and describes events with :func:`describe`. :class:`PlainLines` writes
 one line per task-level event and per cycle, and the warnings of the run's guards (:mod:`.guards`).
-:class:`RunLog` appends the same lines to the run's ``log.txt``. Every line is redacted of secrets and made printable (an agent's error may carry escape
-sequences) before it is shown or logged. Both read the orchestrator's state and its events; neither
-changes anything. Times shown are scenario minutes (real minutes, unless the run is a time-scaled
-rehearsal) since the run began; a resumed run's carry on from the time its earlier parts were going (the
-time it stood stopped left out, as in its summary).
+:class:`RunLog` appends the same lines to the run's ``log.txt``. Every line is redacted of secrets and
+made printable (an agent's error may carry escape sequences) before it is shown or logged. Both read the
+orchestrator's state and its events; neither changes anything. Times shown are scenario minutes (real
+minutes, unless the run is a time-scaled rehearsal) since the run began; a resumed run's carry on from
+the time its earlier parts were going (the time it stood stopped left out, as in its summary).
 """
 
 from __future__ import annotations
