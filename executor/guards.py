@@ -7,7 +7,7 @@ scenario minutes since the run began to a forecast's JSON (the shape of
 ``cost_usd_total``, ``cost_to_complete_usd``, ``tokens_total`` as ``{p10, p50, p90}``, ``replications``,
 ``p_within_budget``, ``p_by_deadline``), or None for no forecast. :class:`ForecastLoop` calls it off the
 event loop (one call at a time, on the newest state, after each task-level event and at least every
-:data:`FORECAST_EVERY_S` seconds, never more than a third of the time), and the orchestrator records
+:data:`FORECAST_EVERY_S` seconds, never more than a fifth of the time), and the orchestrator records
 each result as a ``forecast_updated`` event.
 
 Guards (:class:`Guards`, from ``ExecuteOptions.budget_usd``, ``deadline_min`` and ``risk``):
@@ -60,9 +60,9 @@ DEFAULT_RISK = 0.2
 
 FORECAST_EVERY_S = 3.0
 """A forecast at least this often (real seconds) while nothing happens."""
-FORECAST_GAP = 2.0
+FORECAST_GAP = 4.0
 """After a forecast that took *d* seconds, the next starts no sooner than ``FORECAST_GAP * d`` later:
-the forecaster has at most a third of the process, so the run's own bookkeeping keeps the rest."""
+the forecaster has at most a fifth of the process, so the run's own bookkeeping keeps the rest."""
 FORECAST_MIN_GAP_S = 0.2
 """And no sooner than this, however quick the forecaster."""
 
