@@ -16,6 +16,12 @@ measurement.
     .venv/bin/python benchmarks/executor_load.py --lanes 200 --tasks-per-lane 5
     .venv/bin/python benchmarks/executor_load.py --against 8071fee     # bookkeeping, both, one run
 
+``--forecaster busy``: ``bookkeeping`` with a stand-in forecaster that holds the CPU (and Python's lock)
+for 0.2 s a call, the most the real forecast may take, called as a live run calls it (each task event, at
+least every few seconds, never two at once); ``stub`` answers at once; ``none`` (the default) has none.
+
+    .venv/bin/python benchmarks/executor_load.py --only bookkeeping --forecaster busy
+
 ``--against REV``: ``bookkeeping`` with this checkout and with revision REV of the repository (each
 installed in a scratch folder, each running its own revision's measure in a fresh process), alternately,
 ``--rounds`` times; prints both medians and their ratio.
@@ -87,7 +93,35 @@ class InstantBackend:
         return CycleOutcome(ok=True, duration_ms=0.0, usage=Usage(100, 50, 0, 0))
 
 
-def bookkeeping(lanes: int, tasks_per_lane: int, cycles: int) -> dict[str, Any]:
+FORECAST = {
+    "at_min": 0.0,
+    "finish_min_from_start": {"p10": 1.0, "p50": 2.0, "p90": 3.0},
+    "cost_usd_total": {"p10": 1.0, "p50": 2.0, "p90": 3.0},
+    "cost_to_complete_usd": {"p10": 1.0, "p50": 2.0, "p90": 3.0},
+    "tokens_total": {"p10": 1, "p50": 2, "p90": 3},
+    "replications": 1000,
+    "p_within_budget": None,
+    "p_by_deadline": None,
+}
+
+
+def stand_in(kind: str, busy_s: float = 0.2) -> Any:
+    """A forecaster for the measurement: None, one that answers at once, or one that computes for
+    ``busy_s`` seconds of CPU in Python (holding the interpreter's lock, as pure-Python work does)."""
+    if kind == "none":
+        return None
+
+    def forecast(trace: Any, now_min: float) -> dict[str, Any]:
+        if kind == "busy":
+            until = time.thread_time() + busy_s
+            while time.thread_time() < until:
+                sum(range(1000))
+        return FORECAST | {"at_min": now_min}
+
+    return forecast
+
+
+def bookkeeping(lanes: int, tasks_per_lane: int, cycles: int, forecaster: str = "none") -> dict[str, Any]:
     the_plan = plan(scenario(lanes, tasks_per_lane, cycles, limited=False))
     with tempfile.TemporaryDirectory() as folder:
         store = RunStore(Path(folder) / "runs.db")
@@ -107,16 +141,21 @@ def bookkeeping(lanes: int, tasks_per_lane: int, cycles: int) -> dict[str, Any]:
             run_folder=Path(folder) / "run",
             workdirs={},
             header={},
+            forecaster=stand_in(forecaster),
         )
         started = time.perf_counter()
         cpu = time.process_time()
         status = asyncio.run(orchestrator.run(resumed=False))
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu
-        events = len(store.events("bench"))
+        stored = store.trace("bench")
+        events = sum(1 for event in stored if event.action != "forecast_updated")
+        forecasts = len(stored) - events
         store.close()
     return {
         "measure": "bookkeeping",
+        "forecaster": forecaster,
+        "forecasts": forecasts,
         "status": status,
         "lanes": lanes,
         "events": events,
@@ -186,6 +225,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=4)
     parser.add_argument("--time-scale", type=float, default=2_000.0)
     parser.add_argument("--only", choices=["bookkeeping", "emulated"])
+    parser.add_argument("--forecaster", choices=["none", "stub", "busy"], default="none")
     parser.add_argument("--against", metavar="REV", help="time bookkeeping against revision REV too")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds for --against")
     args = parser.parse_args()
@@ -193,7 +233,7 @@ def main() -> None:
         against(args.against, args.lanes, args.tasks_per_lane, args.cycles, args.rounds)
         return
     if args.only == "bookkeeping":
-        print(json.dumps(bookkeeping(args.lanes, args.tasks_per_lane, args.cycles)))
+        print(json.dumps(bookkeeping(args.lanes, args.tasks_per_lane, args.cycles, args.forecaster)))
         return
     if args.only == "emulated":
         print(json.dumps(emulated(args.lanes, args.tasks_per_lane, args.cycles, args.time_scale)))

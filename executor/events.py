@@ -25,8 +25,13 @@ task_cancelled        never ran or was stopped (``reason``: dependency_failed, r
 progress_update       what an agent did within a cycle, as its backend reported it: a tool call
                       (cycle, attempt, ``tool``, ``tool_use_id``, ``started_at``, ``duration_ms``;
                       ``failed`` when it did)
-run_interrupted       Ctrl-C or SIGTERM stopped this executor (``resume``: 0, 1, ...); the tasks it
-                      stopped stay unfinished and ``--resume`` continues them
+run_interrupted       Ctrl-C or SIGTERM stopped this executor (``resume``: 0, 1, ...), or a guard
+                      did (``guard``: budget or deadline, :mod:`.guards`); the tasks it stopped
+                      stay unfinished and ``--resume`` continues them
+forecast_updated      a live forecast of the run's finish and cost (``actorId`` cycleplan; the
+                      forecast's JSON: ``at_min``, ``finish_min_from_start``, ``cost_usd_total``,
+                      ... as :mod:`.guards` describes); about the run, not part of its work, so
+                      metrics and the trace checks pass over it
 run_complete          the run is over (``status``: complete, failed, timeout)
 ====================  ==========================================================================
 
@@ -55,6 +60,7 @@ TASK_CANCELLED = "task_cancelled"
 RUN_INTERRUPTED = "run_interrupted"
 RUN_COMPLETE = "run_complete"
 PROGRESS_UPDATE = "progress_update"
+FORECAST_UPDATED = "forecast_updated"
 
 INTERRUPTED = "interrupted"
 """Why an executor stops on Ctrl-C or SIGTERM; what it stops is left unfinished, to be resumed."""
@@ -98,6 +104,9 @@ def key_for(event: Event, *, resume: int = 0) -> str:
         return f"{action}:{task}:{resume}"
     if action == CYCLE_COMPLETED:
         return f"{action}:{task}:{meta['cycle']}:{meta['attempt']}"
+    if action == FORECAST_UPDATED:
+        # Many per run, one at a time: the moment it was recorded tells them apart.
+        return f"{action}:{resume}:{event.timestamp}"
     if action == PROGRESS_UPDATE:
         return f"{action}:{task}:{meta.get('cycle')}:{meta.get('attempt')}:{meta.get('tool_use_id')}"
     return f"emit:{task}:{action}"

@@ -70,8 +70,9 @@ from cycleplan.executor.backend import (
     TakesHandoff,
     Usage,
 )
-from cycleplan.executor.clock import Clock
+from cycleplan.executor.clock import Clock, format_minutes
 from cycleplan.executor.coordination import EventBoard
+from cycleplan.executor.guards import BUDGET, DEADLINE, TRIGGERS, Forecaster, ForecastLoop, Guards
 from cycleplan.executor.replay import RunProgress
 from cycleplan.executor.secrets import redact, secret_values
 from cycleplan.executor.slots import PARALLEL, Slots
@@ -209,6 +210,8 @@ class Orchestrator:
         workdirs: Mapping[str, Path],
         header: Mapping[str, Any],
         observers: list[Callable[[Event], None]] | None = None,
+        guards: Guards | None = None,
+        forecaster: Forecaster | None = None,
     ) -> None:
         self.plan = plan
         self.scenario = plan.scenario
@@ -227,6 +230,18 @@ class Orchestrator:
         self._rng = random.Random(policy.seed)
         self.stopping: str | None = None
         self.status: str = "running"
+        self.guards = guards
+        self.stopped_by: dict[str, Any] | None = None
+        """The guard that stopped the run (``guard``: budget or deadline) and why, when one did."""
+        self.forecast: dict[str, Any] | None = None
+        """The latest forecast recorded (its event's metadata), for the progress views."""
+        self._trace: list[Event] | None = None
+        """The run's events so far (forecasts left out), kept only for a forecaster."""
+        self._forecasts: ForecastLoop | None = None
+        if forecaster is not None:
+            self._trace = []
+            self._forecasts = ForecastLoop(forecaster, self._snapshot, self._forecast_made, self.warn)
+        self._part_began = time.monotonic()
 
         tasks = {task.id: task for task in self.scenario.all_tasks()}
         self.units = {unit.name: unit for unit in dispatch_units(plan)}
@@ -324,6 +339,12 @@ class Orchestrator:
         self.earlier_ms = running_ms(trace)
         for event in trace:
             self.board.publish(event)
+            if event.action == ev.FORECAST_UPDATED:
+                self.forecast = dict(event.metadata)
+            elif self._trace is not None:
+                self._trace.append(event)
+        if self.guards is not None:
+            self.guards.seed(trace, {task: run.task.role for task, run in self.tasks.items()})
 
     def record(self, actor: str, target: str, **metadata: Any) -> Event:
         """Commit an event to the store, then let waiters and observers see it."""
@@ -332,12 +353,45 @@ class Orchestrator:
         stored = self.store.append(self.run_id, ev.key_for(event, resume=self.resume), event)
         if stored is not None:
             self.board.publish(event)
+            if self._trace is not None and event.action != ev.FORECAST_UPDATED:
+                self._trace.append(event)
+                if event.action in TRIGGERS and self._forecasts is not None:
+                    self._forecasts.due()
             for observer in self.observers:
                 try:
                     observer(event)
                 except Exception:  # showing progress must never stop a run
                     continue
         return event
+
+    def warn(self, line: str) -> None:
+        """Say ``line`` on the progress output and in the run's log (observers with a ``warn``)."""
+        for observer in self.observers:
+            warn = getattr(observer, "warn", None)
+            if warn is not None:
+                try:
+                    warn(line)
+                except Exception:  # showing progress must never stop a run
+                    continue
+
+    def run_min(self) -> float:
+        """Scenario minutes since the run began, the time it stood stopped left out."""
+        return self.clock.scenario_min(self.earlier_ms + (time.monotonic() - self._part_began) * 1000.0)
+
+    def _snapshot(self) -> tuple[list[Event], float]:
+        return list(self._trace or ()), self.run_min()
+
+    def _forecast_made(self, forecast: dict[str, Any], now_min: float) -> None:
+        """Record a forecast made at ``now_min`` (not once the run is stopping: it would forecast a stop),
+        and warn of the guards it says are at risk."""
+        if self.stopping is not None:
+            return
+        metadata = {key: value for key, value in forecast.items() if key != "action"}
+        event = self.record(ev.RUN_ACTOR, self.run_id, action=ev.FORECAST_UPDATED, **metadata)
+        self.forecast = dict(event.metadata)
+        if self.guards is not None:
+            for line in self.guards.warnings(forecast, now_min):
+                self.warn(line)
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -359,9 +413,18 @@ class Orchestrator:
             header = run_header({lane.lane: lane.role for lane in self.plan.lanes}, self.scenario.all_tasks())
             self.record(ev.RUN_ACTOR, self.run_id, **header, **self.header)
         self._settle_orphans()
+        self._part_began = time.monotonic()
         watchdogs = [asyncio.create_task(self._watch_stalls())]
         if self.policy.run_timeout_min is not None:
             watchdogs.append(asyncio.create_task(self._run_timeout(self.policy.run_timeout_min)))
+        deadline = None if self.guards is None else self.guards.deadline_min
+        if deadline is not None:
+            if self.run_min() >= deadline:
+                self._deadline_passed(deadline)  # before any lane starts: nothing is cut short
+            else:
+                watchdogs.append(asyncio.create_task(self._deadline(deadline)))
+        if self._forecasts is not None:
+            watchdogs.append(asyncio.create_task(self._forecasts.run(), name="forecasts"))
         lanes = [asyncio.create_task(self._lane(name), name=f"lane {name}") for name in self._queues]
         try:
             await asyncio.gather(*lanes)
@@ -372,7 +435,8 @@ class Orchestrator:
         self.status = self._final_status()
         if self.status == ev.INTERRUPTED:
             # Not over: what was stopped stays unfinished, and --resume carries on from here.
-            self.record(ev.RUN_ACTOR, self.run_id, action=ev.RUN_INTERRUPTED, resume=self.resume)
+            guard = self.stopped_by or {}
+            self.record(ev.RUN_ACTOR, self.run_id, action=ev.RUN_INTERRUPTED, resume=self.resume, **guard)
         else:
             self.record(ev.RUN_ACTOR, self.run_id, action=ev.RUN_COMPLETE, status=self.status)
         return self.status
@@ -394,14 +458,50 @@ class Orchestrator:
         race = run.task.race
         return race is not None and any(self.tasks[m].outcome == "complete" for m in self.races[race])
 
-    def stop(self, reason: str) -> None:
-        """Stop everything left: Ctrl-C (``interrupted``) leaves it unfinished for ``--resume``; the run's
-        timeout (``run_timeout``) cancels it."""
+    def stop(self, reason: str, guard: dict[str, Any] | None = None) -> None:
+        """Stop everything left: Ctrl-C (``interrupted``) leaves it unfinished for ``--resume``, and so does
+        a guard (``interrupted`` with ``guard``: what :attr:`stopped_by` says); the run's timeout
+        (``run_timeout``) cancels it."""
         if self.stopping is not None:
             return
         self.stopping = reason
+        if guard is not None:
+            self.stopped_by = guard
         for run in self.tasks.values():
             self._cancel(run, reason, None)
+
+    async def _deadline(self, minutes: float) -> None:
+        await asyncio.sleep(self.clock.real_s(minutes - self.run_min()))
+        # The sleep ends a little early or late, never by more than the clock's grain: stop now.
+        self._deadline_passed(minutes)
+
+    def _deadline_passed(self, minutes: float) -> None:
+        self.stop(
+            ev.INTERRUPTED,
+            {
+                "guard": DEADLINE,
+                "deadline_min": minutes,
+                "message": f"the run's clock passed its deadline of {format_minutes(minutes)}",
+            },
+        )
+
+    def _budget_passed(self, run: TaskRun) -> None:
+        gate = self.guards.gate if self.guards is not None else None
+        assert gate is not None
+        expected = gate.expected_usd(run.task.role)
+        self.stop(
+            ev.INTERRUPTED,
+            {
+                "guard": BUDGET,
+                "budget_usd": gate.budget_usd,
+                "cost_usd": round(gate.spent_usd, 6),
+                "message": (
+                    f"${gate.spent_usd:,.4f} spent; the next cycle of {run.task.id} (about ${expected:,.4f}, "
+                    f"the dearest of role {run.task.role} so far) would pass the budget of "
+                    f"${gate.budget_usd:,.2f}"
+                ),
+            },
+        )
 
     async def _run_timeout(self, minutes: float) -> None:
         await asyncio.sleep(self.clock.real_s(minutes))
@@ -620,7 +720,9 @@ class Orchestrator:
                 planned_start_min=run.priority[0],
             )
         else:
-            self.record(run.lane, task.id, action=ev.TASK_RESUMED, cycle=run.cycles_done + 1)
+            self.record(
+                run.lane, task.id, action=ev.TASK_RESUMED, cycle=run.cycles_done + 1, resume=self.resume
+            )
         run.working = True
         run.task_started = time.monotonic()
         timeout_min = task.timeout_min if task.timeout_min is not None else self.policy.task_timeout_min
@@ -763,7 +865,13 @@ class Orchestrator:
                 spawned_within=True,
             )
         else:
-            self.record(child.lane, child.task.id, action=ev.TASK_RESUMED, cycle=child.cycles_done + 1)
+            self.record(
+                child.lane,
+                child.task.id,
+                action=ev.TASK_RESUMED,
+                cycle=child.cycles_done + 1,
+                resume=self.resume,
+            )
 
     def subagent_returned(self, parent: TaskRun, child: TaskRun, outcome: CycleOutcome) -> None:
         """``child`` returned to its parent's agent: its cycles, then its ending."""
@@ -941,10 +1049,25 @@ class Orchestrator:
         task = run.task
         attempts = task.max_retries(run.role) + 1
         while True:
+            gate = self.guards.gate if self.guards is not None else None
+            reserved = 0.0
+            if gate is not None:
+                run.state = "budget"
+                admitted = await gate.admit(run.task.role)
+                if admitted is None:
+                    # Nothing running, and this cycle would pass the budget: stop as Ctrl-C does.
+                    self._budget_passed(run)
+                    raise asyncio.CancelledError
+                reserved = admitted
             request = self._request(run, cycle, handoffs, artifacts)
             run.state = "running"
             remaining = None if budget_s is None else budget_s - run.spent_ms / 1000.0
-            outcome, timed_out = await self._attempt(run, request, remaining, start)
+            try:
+                outcome, timed_out = await self._attempt(run, request, remaining, start)
+            finally:
+                if gate is not None:
+                    # Its cost is spent (recorded below) before anyone waiting can look again.
+                    gate.release(reserved)
             metadata = self._cycle_metadata(run, request, outcome, start)
             start = AFTER_FIRST
             if timed_out:
@@ -997,6 +1120,8 @@ class Orchestrator:
             elapsed = (time.monotonic() - started) * 1000.0
             run.spent_ms += elapsed
             reason = run.cancel[0] if run.cancel else "cancelled"
+            if self.stopped_by is not None:
+                reason = str(self.stopped_by["guard"])
             self.record(
                 run.lane,
                 run.task.id,
@@ -1043,6 +1168,8 @@ class Orchestrator:
             )
         run.tokens += usage.total
         run.cost_usd += cost
+        if self.guards is not None and self.guards.gate is not None:
+            self.guards.gate.spent(run.task.role, cost)
         details = dict(outcome.details)
         rate_limit_wait_ms = float(details.pop("rate_limit_wait_ms", 0.0))
         metadata: dict[str, Any] = {

@@ -2,12 +2,12 @@
 
 The live table drawn in place on a terminal belongs to presentation (:mod:`cycleplan.present.live`), which
 reads the same orchestrator state and describes events with :func:`describe`. :class:`PlainLines` writes
-one line per task-level event and per cycle. :class:`RunLog` appends the same lines to the run's
-``log.txt``. Every line is redacted of secrets and made printable (an agent's error may carry escape
-sequences) before it is shown or logged. Both read the orchestrator's state and its events; neither
-changes anything. Times shown are scenario minutes (real minutes, unless the run is a time-scaled
-rehearsal) since the run began; a resumed run's carry on from the time its earlier parts were going (the
-time it stood stopped left out, as in its summary).
+one line per task-level event and per cycle, and the warnings of the run's guards (:mod:`.guards`).
+:class:`RunLog` appends the same lines to the run's ``log.txt``. Every line is redacted of secrets and
+made printable (an agent's error may carry escape sequences) before it is shown or logged. Both read the
+orchestrator's state and its events; neither changes anything. Times shown are scenario minutes (real
+minutes, unless the run is a time-scaled rehearsal) since the run began; a resumed run's carry on from
+the time its earlier parts were going (the time it stood stopped left out, as in its summary).
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ def describe(event: Event, orchestrator: Orchestrator) -> str | None:
     if action == ev.RUN_COMPLETE:
         return f"run {event.group_id} {meta.get('status')}"
     if action == ev.RUN_INTERRUPTED:
+        if meta.get("guard"):
+            return (
+                f"run {event.group_id} stopped by its {meta['guard']}: {meta.get('message', '')}; "
+                "its unfinished tasks wait for --resume"
+            )
         return f"run {event.group_id} interrupted: its unfinished tasks wait for --resume"
     if run is None:
         return None
@@ -106,7 +111,8 @@ class _Lines:
 
 
 class PlainLines(_Lines):
-    """One line per event on a stream (standard error when the output is not a terminal)."""
+    """One line per event on a stream (standard error when the output is not a terminal), and the
+    warnings of the run's guards."""
 
     def __init__(self, orchestrator: Orchestrator, stream: TextIO) -> None:
         super().__init__(orchestrator)
@@ -115,9 +121,12 @@ class PlainLines(_Lines):
     def __call__(self, event: Event) -> None:
         line = describe(event, self.orchestrator)
         if line is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self.stream.write(f"{self.stamp()} {printable(redact(line))}\n")
-                self.stream.flush()
+            self.warn(line)
+
+    def warn(self, line: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.write(f"{self.stamp()} {printable(redact(line))}\n")
+            self.stream.flush()
 
 
 class RunLog(_Lines):
@@ -131,8 +140,11 @@ class RunLog(_Lines):
     def __call__(self, event: Event) -> None:
         line = describe(event, self.orchestrator)
         if line is not None:
-            self._handle.write(f"{self.stamp()} {printable(redact(line))}\n")
-            self._handle.flush()
+            self.warn(line)
+
+    def warn(self, line: str) -> None:
+        self._handle.write(f"{self.stamp()} {printable(redact(line))}\n")
+        self._handle.flush()
 
     def close(self) -> None:
         self._handle.close()

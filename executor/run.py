@@ -63,6 +63,7 @@ from cycleplan.executor.backend import (
     preflight,
 )
 from cycleplan.executor.clock import Clock
+from cycleplan.executor.guards import DEFAULT_RISK, EXIT_GUARD, Forecaster, Guards
 from cycleplan.executor.orchestrator import Orchestrator, Policy
 from cycleplan.executor.processes import ProcessRegistry, kill_orphans
 from cycleplan.executor.replay import replay
@@ -95,6 +96,8 @@ LiveFactory = Callable[[Orchestrator, TextIO], LiveView]
 ``"auto"`` on a terminal) draws with it; without one, progress is written as plain lines."""
 
 EXIT_CODES = {"complete": 0, "failed": 1, "timeout": 1, "interrupted": 130}
+"""Exit status by how a run ended; a run a guard stopped (budget, deadline) exits
+:data:`~cycleplan.executor.guards.EXIT_GUARD` (4)."""
 
 
 class ExecutionError(Exception):
@@ -140,6 +143,12 @@ class ExecuteOptions(Frozen):
     pass_env: list[str] = Field(default_factory=list, max_length=1_000)
     """Variables of the executor's environment agent processes get beyond the allowed ones
     (:mod:`cycleplan.executor.secrets`), by name; their values are never stored."""
+    budget_usd: float | None = Field(default=None, gt=0, le=1e9, allow_inf_nan=False)
+    """Stop the run before a cycle would take its recorded cost past this (:mod:`.guards`)."""
+    deadline_min: float | None = Field(default=None, gt=0, le=1e9, allow_inf_nan=False)
+    """Stop the run when its clock passes this many scenario minutes since it began."""
+    risk: float = Field(default=DEFAULT_RISK, gt=0, lt=1, allow_inf_nan=False)
+    """Warn when a forecast gives a guard a chance above this of being broken."""
 
     @field_validator("agent")
     @classmethod
@@ -185,11 +194,15 @@ class RunResult:
     status: str
     summary: dict[str, Any]
     signal_number: int | None = None
+    stopped_by: dict[str, Any] | None = None
+    """The guard that stopped the run (``guard``: budget or deadline, and ``message``), when one did."""
 
     @property
     def exit_code(self) -> int:
         if self.signal_number is not None:
             return 128 + self.signal_number
+        if self.stopped_by is not None:
+            return EXIT_GUARD
         return EXIT_CODES.get(self.status, 1)
 
 
@@ -278,11 +291,14 @@ def execute(
     stream: TextIO | None = None,
     faults: Any = None,
     on_start: Callable[[str], None] | None = None,
+    forecaster: Forecaster | None = None,
 ) -> RunResult:
     """Run ``plan`` with ``options`` as a new run of the store at ``store``.
 
     ``faults`` (an :class:`cycleplan.executor.emulator.Faults`) is for the emulated agent.
-    ``on_start`` is called with the new run's id once it is recorded.
+    ``on_start`` is called with the new run's id once it is recorded. ``forecaster`` (see
+    :mod:`.guards`) forecasts the rest of the run while it goes; each forecast is recorded as a
+    ``forecast_updated`` event.
     """
     _check(plan, options)
     _ready(plan, options)
@@ -302,6 +318,7 @@ def execute(
                 live=live,
                 stream=stream,
                 faults=faults,
+                forecaster=forecaster,
             )
         )
 
@@ -314,11 +331,18 @@ def resume(
     live: LiveFactory | None = None,
     stream: TextIO | None = None,
     faults: Any = None,
+    forecaster: Forecaster | None = None,
+    budget_usd: float | None = None,
+    deadline_min: float | None = None,
+    risk: float | None = None,
 ) -> RunResult:
     """Continue run ``run_id`` (or the run any reference :meth:`RunStore.resolve` takes names, such as
-    ``latest``) where its events leave it (after Ctrl-C, ``kill -9``, a crash, a reboot). Refused while
-    another executor owns the run (its lease is live), and when the run's stored trace is damaged
-    (``cycleplan runs --check RUN`` says how)."""
+    ``latest``) where its events leave it (after Ctrl-C, ``kill -9``, a crash, a reboot, a guard's stop).
+    Refused while another executor owns the run (its lease is live), and when the run's stored trace is
+    damaged (``cycleplan runs --check RUN`` says how).
+
+    The run keeps the guards stored in its options; ``budget_usd``, ``deadline_min`` and ``risk``, when
+    given, replace them (and are stored for the next resume)."""
     if not Path(store).exists():
         raise ExecutionError(f"{store}: no run store here (pass --store PATH)")
     with _open(store) as runs:
@@ -335,6 +359,16 @@ def resume(
                 f"run {run_id}: its stored plan or options cannot be read ({str(exc).splitlines()[0]}): "
                 "it cannot be resumed"
             ) from None
+        guards = {
+            name: value
+            for name, value in (("budget_usd", budget_usd), ("deadline_min", deadline_min), ("risk", risk))
+            if value is not None
+        }
+        if guards:
+            try:
+                options = ExecuteOptions.model_validate({**options.model_dump(), **guards})
+            except ValueError as exc:
+                raise ExecutionError(f"run {run_id}: {str(exc).splitlines()[0]}") from None
         ended = _ended(runs, run_id, plan, options, _sound_trace(runs, run_id))
         if ended is not None:
             return ended
@@ -350,6 +384,8 @@ def resume(
                 live=live,
                 stream=stream,
                 faults=faults,
+                forecaster=forecaster,
+                new_options=bool(guards),
             )
         )
 
@@ -428,6 +464,8 @@ async def _drive(
     live: LiveFactory | None,
     stream: TextIO | None,
     faults: Any,
+    forecaster: Forecaster | None = None,
+    new_options: bool = False,
 ) -> RunResult:
     folder = store.run_folder(run_id)
     keeper = _LeaseKeeper(store, run_id)
@@ -442,9 +480,11 @@ async def _drive(
             ended = _ended(store, run_id, plan, options, trace)
             if ended is not None:
                 return ended
+            if new_options:
+                store.set_options(run_id, json.loads(redact(options.model_dump_json())))
         with run_lock(folder):
             return await _work(
-                store, run_id, plan, options, keeper, trace, new, progress, live, stream, faults
+                store, run_id, plan, options, keeper, trace, new, progress, live, stream, faults, forecaster
             )
     except LeaseLostError as exc:
         raise RunTakenOverError(str(exc)) from None
@@ -470,6 +510,7 @@ async def _work(
     live: LiveFactory | None,
     stream: TextIO | None,
     faults: Any,
+    forecaster: Forecaster | None = None,
 ) -> RunResult:
     """Start the backend, record a new run (leased) or stop a resumed run's orphans, and orchestrate."""
     folder = store.run_folder(run_id)
@@ -523,6 +564,7 @@ async def _work(
                 progress,
                 live,
                 stream,
+                forecaster,
             )
         )
         keeper.watch(work)
@@ -594,6 +636,7 @@ async def _orchestrate(
     progress: Progress,
     live: LiveFactory | None,
     stream: TextIO | None,
+    forecaster: Forecaster | None = None,
 ) -> RunResult:
     from cycleplan.executor.progress import PlainLines, RunLog
 
@@ -620,6 +663,8 @@ async def _orchestrate(
             "seed": options.seed,
             **({"emulator": True} if options.emulator else {}),
         },
+        guards=Guards.of(scenario, options.budget_usd, options.deadline_min, options.risk),
+        forecaster=forecaster,
     )
     orchestrator.publish_stored(trace)
     log = RunLog(orchestrator, folder / "log.txt")
@@ -660,5 +705,8 @@ async def _orchestrate(
             loop.remove_signal_handler(number)
         log.close()
     summary = with_files(run_summary(store, run_id), options, folder) | {"status": status}
+    stopped_by = orchestrator.stopped_by if status == ev.INTERRUPTED and not received else None
+    if stopped_by is not None:
+        summary["stopped_by"] = stopped_by
     store.set_status(run_id, status, summary)
-    return RunResult(run_id, status, summary, received[0] if received else None)
+    return RunResult(run_id, status, summary, received[0] if received else None, stopped_by)

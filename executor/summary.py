@@ -174,6 +174,13 @@ def render_summary(summary: dict[str, Any]) -> str:
                 f"  (a rehearsal at time scale {summary['time_scale']:g}: minutes are the scenario's)"
             )
         lines.append(f"  trace      cycleplan export {summary['run_id']} --format jsonl")
+    stopped = summary.get("stopped_by")
+    if isinstance(stopped, dict):
+        lines.append(f"  stopped    by its {stopped.get('guard')}: {stopped.get('message', '')}")
     if "resume" in summary:
-        lines.append(f"  continue   {summary['resume']}")
+        more = ""
+        if isinstance(stopped, dict):
+            more = " --budget USD" if stopped.get("guard") == "budget" else " --deadline DURATION"
+            more += "   (a larger one; without it, the run stops again)"
+        lines.append(f"  continue   {summary['resume']}{more}")
     return "\n".join(lines)

@@ -60,6 +60,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "app",
         "List the runs in a run store, newest first, with their tokens and cost; or remove runs.",
     ),
+    "status": LazyCommand(
+        "cycleplan.cli.status",
+        "app",
+        "Show where a run stands and its latest forecast of finish time and cost.",
+    ),
     "export": LazyCommand(
         _EXECUTE, "app", "Write a run's trace: its events in order, with the ONE platform's field names."
     ),

@@ -4,9 +4,11 @@ read from the store opened read-only). The store's list of runs is ``runs`` (:mo
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 
@@ -27,6 +29,9 @@ from cycleplan.cli.common import (
 )
 from cycleplan.core.wording import counted
 from cycleplan.executor.backend import BACKENDS
+
+if TYPE_CHECKING:
+    from cycleplan.core.model import Event, Plan
 
 app = command_app()
 
@@ -147,6 +152,35 @@ def execute_command(
             metavar="MODE",
         ),
     ] = "auto",
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget",
+            help="Stop the run (resumable, exit 4) before a cycle would take its cost past USD dollars.",
+            metavar="USD",
+            show_default=False,
+        ),
+    ] = None,
+    deadline: Annotated[
+        str | None,
+        typer.Option(
+            "--deadline",
+            help="Stop the run (resumable, exit 4) when its clock passes this: 90m, 2h, 1h30m (scenario "
+            "time since the run began).",
+            metavar="DURATION",
+            show_default=False,
+        ),
+    ] = None,
+    risk: Annotated[
+        float | None,
+        typer.Option(
+            "--risk",
+            help="Warn when the forecast's chance of breaking --budget or --deadline passes P "
+            "[default: 0.2].",
+            metavar="P",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print a summary as JSON: run_id, status, makespan_min, speedup, ..."),
@@ -160,7 +194,14 @@ def execute_command(
     finishes the run without redoing completed cycles (the time it stood stopped is not counted).
     Exit status: 0 complete, 1 failed or timed out, 2 bad input (or a run another executor holds),
     3 taken over: this executor's lease on the run expired (it was paused or stalled), another executor
-    resumed the run, and this one stopped at once, recording nothing more; 130 interrupted.
+    resumed the run, and this one stopped at once, recording nothing more; 4 stopped by a guard (--budget
+    or --deadline), resumable like Ctrl-C; 130 interrupted.
+
+    Guards: --budget USD stops the run before a cycle would take its recorded cost past USD (at most one
+    cycle's cost over it); --deadline stops it when its clock passes the deadline. While the run goes, a
+    forecast of its finish and cost is made on each task event and every few seconds, shown under the
+    live table and recorded in the store (`cycleplan status RUN`); a warning line says when its chance of
+    breaking a guard passes --risk. A resumed run keeps its guards unless given new ones.
 
     One executor writes a run at a time: it holds the run's lease in the store, renewed every few
     seconds (it lasts 30 s; CYCLEPLAN_LEASE_S sets another length). `--resume` on a run whose lease is
@@ -178,6 +219,8 @@ def execute_command(
       cycleplan execute my.yaml --agent command --pass-env DATABASE_URL --json
       cycleplan execute --resume 20250114-093012-3f9a1c
       cycleplan execute --resume latest
+      cycleplan execute my.yaml --agent anthropic --budget 20 --deadline 2h --risk 0.1
+      cycleplan execute --resume latest --budget 30
     """
     from cycleplan.executor import AGENTS, ExecuteOptions, ExecutionError
     from cycleplan.executor import execute as run_plan
@@ -190,6 +233,11 @@ def execute_command(
     mode: Literal["auto", "live", "plain", "none"] = progress  # type: ignore[assignment]
     if mode == "auto" and verbosity.level() == verbosity.QUIET:
         mode = "none"
+    if budget is not None and not (0 < budget <= 1e9):
+        fail(f"--budget {budget:g}: must be above 0 dollars")
+    deadline_min = None if deadline is None else parse_duration_min(deadline)
+    if risk is not None and not 0 < risk < 1:
+        fail(f"--risk {risk:g}: a chance between 0 and 1, e.g. 0.2")
     if resume is not None:
         if file is not None or agent is not None or lanes:
             fail(
@@ -197,7 +245,16 @@ def execute_command(
                 "leave out FILE, --agent and --lanes"
             )
         try:
-            result = resume_run(resume, store=store, progress=mode, live=LiveTable)
+            result = resume_run(
+                resume,
+                store=store,
+                progress=mode,
+                live=LiveTable,
+                forecaster=_stored_forecaster(store, resume, budget, deadline_min),
+                budget_usd=budget,
+                deadline_min=deadline_min,
+                risk=risk,
+            )
         except ExecutionError as exc:
             _stopped(exc)
     else:
@@ -232,6 +289,9 @@ def execute_command(
                 claude_client="auto" if claude is None else "cli",
                 emulator=emulator,
                 pass_env=list(pass_env or []),
+                budget_usd=budget,
+                deadline_min=deadline_min,
+                **({} if risk is None else {"risk": risk}),
             )
         except ValidationError as exc:
             fail(*(str(error["ctx"]["error"]) if "ctx" in error else error["msg"] for error in exc.errors()))
@@ -253,7 +313,15 @@ def execute_command(
 
             the_plan = plan(loaded.with_lanes(parse_lanes_option(loaded, lanes)) if lanes else loaded)
         try:
-            result = run_plan(the_plan, options, store=store, source=str(file), progress=mode, live=LiveTable)
+            result = run_plan(
+                the_plan,
+                options,
+                store=store,
+                source=str(file),
+                progress=mode,
+                live=LiveTable,
+                forecaster=forecaster(the_plan, options.seed, budget, deadline_min),
+            )
         except ExecutionError as exc:
             _stopped(exc)
     if as_json:
@@ -262,6 +330,67 @@ def execute_command(
         say(render_summary(result.summary))
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration_min(text: str) -> float:
+    """Minutes of ``--deadline DURATION``: ``90m``, ``2h``, ``1h30m``, ``45s``; exit 2 otherwise."""
+    spoken = text.strip().lower().replace(" ", "")
+    match = _DURATION.fullmatch(spoken)
+    if not spoken or match is None or not any(match.groups()):
+        fail(f"--deadline {text}: write a duration with its unit, e.g. 90m, 2h or 1h30m")
+    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
+    total = hours * 60 + minutes + seconds / 60
+    if total <= 0:
+        fail(f"--deadline {text}: must be longer than 0")
+    return total
+
+
+def forecaster(
+    plan: Plan, seed: int, budget_usd: float | None, deadline_min: float | None
+) -> Callable[[Sequence[Event], float], dict[str, Any] | None] | None:
+    """The executor's live forecast: :func:`cycleplan.workflows.forecast.forecast` of the rest of
+    ``plan`` from the trace so far, as JSON; None (no forecast) on an install without it."""
+    import importlib
+
+    try:
+        # Imported by name: an install without the forecast (an older one) runs without it.
+        forecast = importlib.import_module("cycleplan.workflows.forecast").forecast
+    except ModuleNotFoundError as exc:
+        if exc.name != "cycleplan.workflows.forecast":
+            raise
+        return None
+
+    def made(trace: Sequence[Event], now_min: float) -> dict[str, Any] | None:
+        result = forecast(plan, trace, now_min, seed=seed, budget_usd=budget_usd, deadline_min=deadline_min)
+        return dict(result.to_json())
+
+    return made
+
+
+def _stored_forecaster(
+    store: Path, ref: str, budget_usd: float | None, deadline_min: float | None
+) -> Callable[[Sequence[Event], float], dict[str, Any] | None] | None:
+    """:func:`forecaster` of a stored run, with its guards unless new ones are given; None when the run
+    cannot be read (``resume`` then says why)."""
+    from cycleplan.core.model import Plan
+    from cycleplan.store import RunStore, StoreError
+
+    try:
+        with RunStore(store, read_only=True) as runs:
+            record = runs.run(runs.resolve(ref))
+            stored_plan = Plan.model_validate_json(record.plan_json)
+    except (StoreError, ValueError):
+        return None
+    options = record.options or {}
+    return forecaster(
+        stored_plan,
+        int(options.get("seed", 0) or 0),
+        budget_usd if budget_usd is not None else options.get("budget_usd"),
+        deadline_min if deadline_min is not None else options.get("deadline_min"),
+    )
 
 
 def _stopped(exc: Exception) -> NoReturn:

@@ -20,7 +20,7 @@ prediction and the run it predicts are compared number for number. What a trace 
   ``rate_limit_wait_ms`` and ``blocked_ms`` no cycle of the task records).
 - ``run_complete`` last, when the run is over. An executed run may also hold ``run_resumed``,
   ``task_resumed`` and ``run_interrupted`` (the executor stopped and picked up again); they mark time,
-  nothing else.
+  nothing else. ``forecast_updated`` (a live forecast the executor recorded) is ignored.
 
 Timestamps are milliseconds; only differences matter. Fields a trace leaves out count as zero. This
 module reads events only: it knows nothing of SimPy, numpy, plans or agents.
@@ -181,9 +181,13 @@ def metrics(trace: Sequence[Event]) -> TraceMetrics:
     lanes: dict[str, str | None] = dict(header.get("lanes", {}))
     tasks_info: dict[str, dict[str, Any]] = dict(header.get("tasks", {}))
     origin = trace[0].timestamp
-    finish = trace[-1].timestamp
+    finish = origin
     for event in trace:
         if event.action == "run_complete":
+            finish = event.timestamp
+            break
+        if event.action != "forecast_updated":
+            # A forecast is about the run, not part of it: it moves no end.
             finish = event.timestamp
 
     run = _Run()

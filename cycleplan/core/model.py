@@ -78,6 +78,7 @@ STANDARD_ACTIONS = frozenset(
         "task_resumed",
         "run_interrupted",
         "run_complete",
+        "forecast_updated",
     }
 )
 """Event actions with a fixed meaning; any other action is the name of an event a task published, so no

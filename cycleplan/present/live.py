@@ -2,7 +2,9 @@
 
 One row per lane, subagent lanes among them: its task, cycle k/n, state (``subagents`` while a task is
 blocked on those it spawned), time on the task, tokens and cost; a footer with the run's totals; failed
-tasks and resumptions printed above the table as they happen. It reads the orchestrator's state and its
+tasks, resumptions and the guards' warnings printed above the table as they happen; under it, the latest
+forecast the executor recorded (finish as clock time and minutes from now, total cost, P10-P50-P90, and
+the chances of keeping the budget and the deadline). It reads the orchestrator's state and its
 events and changes nothing. Passed to :func:`cycleplan.executor.run.execute` as ``live=LiveTable``.
 """
 
@@ -39,10 +41,39 @@ class LiveTable:
         self._live: Any = None
 
     def __call__(self, event: Event) -> None:
-        if event.action in (ev.TASK_FAILED, ev.RUN_RESUMED):
+        if event.action in (ev.TASK_FAILED, ev.RUN_RESUMED, ev.RUN_INTERRUPTED):
             line = describe(event, self.orchestrator)
-            if line and self._live is not None:
-                self._live.console.print(printable(redact(line)), markup=False, highlight=False)
+            if line:
+                self.warn(line)
+
+    def warn(self, line: str) -> None:
+        """A line above the table (a failure, a resumption, a guard's warning or stop)."""
+        if self._live is not None:
+            self._live.console.print(printable(redact(line)), markup=False, highlight=False)
+
+    def _forecast(self, minutes: float) -> Any:
+        """The latest forecast under the lanes: finish P10-P50-P90 as clock time and minutes from now,
+        total cost P10-P50-P90, and the chances of keeping the guards given."""
+        from rich.text import Text
+
+        forecast = self.orchestrator.forecast
+        if not forecast:
+            return None
+        finish, cost = forecast.get("finish_min_from_start"), forecast.get("cost_usd_total")
+        parts = []
+        if isinstance(finish, dict):
+            scale = self.orchestrator.clock.time_scale
+            left = [max(float(finish[name]) - minutes, 0.0) for name in ("p10", "p50", "p90")]
+            clock = [time.strftime("%H:%M", time.localtime(time.time() + part * 60 / scale)) for part in left]
+            parts.append(
+                f"finish {' - '.join(clock)} (in {' - '.join(format_minutes(part) for part in left)})"
+            )
+        if isinstance(cost, dict):
+            parts.append("cost " + " - ".join(f"${float(cost[name]):,.2f}" for name in ("p10", "p50", "p90")))
+        for key, label in (("p_within_budget", "within budget"), ("p_by_deadline", "by deadline")):
+            if isinstance(forecast.get(key), int | float):
+                parts.append(f"{label} {float(forecast[key]):.0%}")
+        return Text("forecast P10-P50-P90  " + "  ".join(parts)) if parts else None
 
     def _table(self) -> Any:
         from rich.console import Group
@@ -100,7 +131,8 @@ class LiveTable:
             f"${cost:.3f}{more}",
             style="bold",
         )
-        return Group(table, totals)
+        forecast = self._forecast(minutes)
+        return Group(table, totals) if forecast is None else Group(table, totals, forecast)
 
     async def _refresh(self) -> None:
         while True:

@@ -467,6 +467,18 @@ class RunStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot record run {run_id}'s status: {exc}") from None
 
+    def set_options(self, run_id: str, options: dict[str, Any]) -> None:
+        """Replace the run's stored options (a resumed run given new guards keeps them for the next)."""
+        try:
+            with self._transaction():
+                self._check_lease(run_id)
+                self._db.execute(
+                    "UPDATE runs SET options = ?, updated_ms = ? WHERE run_id = ?",
+                    (json.dumps(options), _now_ms(), run_id),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot record run {run_id}'s options: {exc}") from None
+
     def run(self, run_id: str) -> RunRecord:
         row = self._db.execute(
             "SELECT run_id, created_ms, updated_ms, status, agent, source, scenario, options, plan, summary "

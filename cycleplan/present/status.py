@@ -1,0 +1,79 @@
+"""What ``cycleplan status`` prints: a run's state and its latest forecast, as text.
+
+A function from :func:`cycleplan.executor.status.run_state`'s data to a rich renderable; it computes
+nothing the state does not hold (minutes from now are the forecast's minus the run's clock).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from cycleplan.executor.clock import format_minutes
+from cycleplan.present.terminal import Verbosity, facts, heading, legend
+
+
+def _band(band: Any, money: bool) -> str:
+    if not isinstance(band, dict):
+        return "-"
+    parts = [band[name] for name in ("p10", "p50", "p90")]
+    if money:
+        return " - ".join(f"${float(part):,.2f}" for part in parts)
+    return " - ".join(format_minutes(float(part)) for part in parts)
+
+
+def forecast_lines(forecast: dict[str, Any], elapsed_min: float) -> list[tuple[str, str]]:
+    """Label-value rows of a forecast: finish P10-P50-P90 from the start and from now, total cost, and
+    the chances of keeping the guards given."""
+    since = _band(forecast.get("finish_min_from_start"), False)
+    rows = [("finish", f"{since} since the start (P10-P50-P90)")]
+    finish = forecast.get("finish_min_from_start")
+    if isinstance(finish, dict):
+        left = [max(float(finish[name]) - elapsed_min, 0.0) for name in ("p10", "p50", "p90")]
+        rows.append(("", "in " + " - ".join(format_minutes(part) for part in left) + " from now"))
+    rows.append(("total cost", _band(forecast.get("cost_usd_total"), True)))
+    for key, label in (("p_within_budget", "within budget"), ("p_by_deadline", "by deadline")):
+        if forecast.get(key) is not None:
+            rows.append((label, f"{float(forecast[key]):.0%} chance"))
+    return rows
+
+
+def status_view(state: dict[str, Any], verbosity: Verbosity = Verbosity.NORMAL) -> RenderableType:
+    """The run's status, progress, spend and clock, its guards and its latest forecast."""
+    tasks = state["tasks"]
+    lanes = state["lanes"]
+    rows: list[tuple[str, RenderableType]] = [
+        ("status", state["status"]),
+        (
+            "tasks",
+            f"{tasks['complete']} complete, {tasks['failed']} failed, {tasks['cancelled']} cancelled, "
+            f"{tasks['running']} running of {tasks['total']}",
+        ),
+        ("lanes", f"{lanes['done']} of {lanes['total']} done"),
+        ("tokens", f"{state['tokens_total']:,}"),
+        ("cost", f"${state['cost_usd']:,.4f}"),
+        ("elapsed", format_minutes(state["elapsed_min"])),
+    ]
+    guards = state.get("guards") or {}
+    if "budget_usd" in guards:
+        rows.append(("budget", f"${guards['budget_usd']:,.2f}"))
+    if "deadline_min" in guards:
+        rows.append(("deadline", format_minutes(guards["deadline_min"])))
+    stopped = state.get("stopped_by")
+    if stopped:
+        rows.append(("stopped", f"by its {stopped.get('guard')}: {stopped.get('message', '')}"))
+    parts: list[RenderableType] = [
+        heading(f"run {state['run_id']} ({state['agent']}, {state['scenario']})"),
+        facts(rows, indent=2),
+    ]
+    forecast = state.get("forecast")
+    if forecast:
+        parts.append(heading(f"forecast at {format_minutes(float(forecast.get('at_min') or 0.0))}"))
+        parts.append(facts(forecast_lines(forecast, state["elapsed_min"]), indent=2))
+    else:
+        parts.append(Text("no forecast recorded"))
+    if verbosity > Verbosity.QUIET and state.get("time_scale", 1.0) != 1.0:
+        parts.append(legend(f"a rehearsal at time scale {state['time_scale']:g}: minutes are the scenario's"))
+    return Group(*parts)
