@@ -4,8 +4,8 @@ Timestamps come from the monotonic clock anchored once to the wall clock, so the
 is also the order of their timestamps even if the system clock is stepped. ``time_scale`` is how many
 scenario minutes pass in one real minute (``--time-scale 60``: a simulated minute lasts a second); only
 the emulated agent runs faster than real time, and the executor shrinks its own waits (timeouts,
-backoff) by the same factor so that a rehearsal keeps the scenario's proportions. How the executor's
-messages say minutes lives here too (:func:`format_minutes`).
+backoff) by the same factor so that a rehearsal keeps the scenario's proportions. (Messages write
+minutes with :func:`cycleplan.core.wording.minutes`.)
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ from typing import Any
 
 from cycleplan.core.model import Event, ModelPrice, Role, Scenario
 from cycleplan.core.prices import cost_usd, resolve
+from cycleplan.core.wording import minutes
 from cycleplan.executor import events as ev
-from cycleplan.executor.clock import format_minutes
 
 Forecaster = Callable[[Sequence[Event], float], "dict[str, Any] | None"]
 """The trace so far (``forecast_updated`` events left out) and the scenario minutes since the run began ->
@@ -213,11 +213,11 @@ class Guards:
                 finish = _band(forecast.get("finish_min_from_start"))
                 median = ""
                 if finish:
-                    median = f" (forecast finish P50 at {format_minutes(finish[1])}, "
-                    median += f"P90 at {format_minutes(finish[2])})"
+                    median = f" (forecast finish P50 at {minutes(finish[1])}, "
+                    median += f"P90 at {minutes(finish[2])})"
                 lines.append(
                     f"warning: a {chance:.0%} chance this run is not done by its deadline of "
-                    f"{format_minutes(limit)}{median}; it stops there (--risk {self.risk:g})"
+                    f"{minutes(limit)}{median}; it stops there (--risk {self.risk:g})"
                 )
         return lines
 

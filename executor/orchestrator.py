@@ -60,7 +60,7 @@ from cycleplan.core.metrics import run_header
 from cycleplan.core.model import Event, Plan, PlannedTask, Role, Task
 from cycleplan.core.prices import cost_usd, resolve
 from cycleplan.core.rules import DispatchUnit, Holding, dispatch_units, holds_while_waiting
-from cycleplan.core.wording import counted
+from cycleplan.core.wording import counted, minutes
 from cycleplan.executor import events as ev
 from cycleplan.executor.backend import (
     Backend,
@@ -70,7 +70,7 @@ from cycleplan.executor.backend import (
     TakesHandoff,
     Usage,
 )
-from cycleplan.executor.clock import Clock, format_minutes
+from cycleplan.executor.clock import Clock
 from cycleplan.executor.coordination import EventBoard
 from cycleplan.executor.guards import BUDGET, DEADLINE, TRIGGERS, Forecaster, ForecastLoop, Guards
 from cycleplan.executor.replay import RunProgress
@@ -475,13 +475,13 @@ class Orchestrator:
         # The sleep ends a little early or late, never by more than the clock's grain: stop now.
         self._deadline_passed(minutes)
 
-    def _deadline_passed(self, minutes: float) -> None:
+    def _deadline_passed(self, deadline: float) -> None:
         self.stop(
             ev.INTERRUPTED,
             {
                 "guard": DEADLINE,
-                "deadline_min": minutes,
-                "message": f"the run's clock passed its deadline of {format_minutes(minutes)}",
+                "deadline_min": deadline,
+                "message": f"the run's clock passed its deadline of {minutes(deadline)}",
             },
         )
 

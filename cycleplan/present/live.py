@@ -51,7 +51,7 @@ class LiveTable:
         if self._live is not None:
             self._live.console.print(printable(redact(line)), markup=False, highlight=False)
 
-    def _forecast(self, minutes: float) -> Any:
+    def _forecast(self, since: float) -> Any:
         """The latest forecast under the lanes: finish P10-P50-P90 as clock time and minutes from now,
         total cost P10-P50-P90, and the chances of keeping the guards given."""
         from rich.text import Text
@@ -63,11 +63,9 @@ class LiveTable:
         parts = []
         if isinstance(finish, dict):
             scale = self.orchestrator.clock.time_scale
-            left = [max(float(finish[name]) - minutes, 0.0) for name in ("p10", "p50", "p90")]
+            left = [max(float(finish[name]) - since, 0.0) for name in ("p10", "p50", "p90")]
             clock = [time.strftime("%H:%M", time.localtime(time.time() + part * 60 / scale)) for part in left]
-            parts.append(
-                f"finish {' - '.join(clock)} (in {' - '.join(format_minutes(part) for part in left)})"
-            )
+            parts.append(f"finish {' - '.join(clock)} (in {' - '.join(minutes(part) for part in left)})")
         if isinstance(cost, dict):
             parts.append("cost " + " - ".join(f"${float(cost[name]):,.2f}" for name in ("p10", "p50", "p90")))
         for key, label in (("p_within_budget", "within budget"), ("p_by_deadline", "by deadline")):
@@ -131,7 +129,7 @@ class LiveTable:
             f"${cost:.3f}{more}",
             style="bold",
         )
-        forecast = self._forecast(minutes)
+        forecast = self._forecast(since)
         return Group(table, totals) if forecast is None else Group(table, totals, forecast)
 
     async def _refresh(self) -> None:

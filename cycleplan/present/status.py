@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from cycleplan.executor.clock import format_minutes
+from cycleplan.core.wording import minutes
 from cycleplan.present.terminal import Verbosity, facts, heading, legend
 
 
@@ -21,7 +21,7 @@ def _band(band: Any, money: bool) -> str:
     parts = [band[name] for name in ("p10", "p50", "p90")]
     if money:
         return " - ".join(f"${float(part):,.2f}" for part in parts)
-    return " - ".join(format_minutes(float(part)) for part in parts)
+    return " - ".join(minutes(float(part)) for part in parts)
 
 
 def forecast_lines(forecast: dict[str, Any], elapsed_min: float) -> list[tuple[str, str]]:
@@ -32,7 +32,7 @@ def forecast_lines(forecast: dict[str, Any], elapsed_min: float) -> list[tuple[s
     finish = forecast.get("finish_min_from_start")
     if isinstance(finish, dict):
         left = [max(float(finish[name]) - elapsed_min, 0.0) for name in ("p10", "p50", "p90")]
-        rows.append(("", "in " + " - ".join(format_minutes(part) for part in left) + " from now"))
+        rows.append(("", "in " + " - ".join(minutes(part) for part in left) + " from now"))
     rows.append(("total cost", _band(forecast.get("cost_usd_total"), True)))
     for key, label in (("p_within_budget", "within budget"), ("p_by_deadline", "by deadline")):
         if forecast.get(key) is not None:
@@ -54,13 +54,13 @@ def status_view(state: dict[str, Any], verbosity: Verbosity = Verbosity.NORMAL) 
         ("lanes", f"{lanes['done']} of {lanes['total']} done"),
         ("tokens", f"{state['tokens_total']:,}"),
         ("cost", f"${state['cost_usd']:,.4f}"),
-        ("elapsed", format_minutes(state["elapsed_min"])),
+        ("elapsed", minutes(state["elapsed_min"])),
     ]
     guards = state.get("guards") or {}
     if "budget_usd" in guards:
         rows.append(("budget", f"${guards['budget_usd']:,.2f}"))
     if "deadline_min" in guards:
-        rows.append(("deadline", format_minutes(guards["deadline_min"])))
+        rows.append(("deadline", minutes(guards["deadline_min"])))
     stopped = state.get("stopped_by")
     if stopped:
         rows.append(("stopped", f"by its {stopped.get('guard')}: {stopped.get('message', '')}"))
@@ -70,7 +70,7 @@ def status_view(state: dict[str, Any], verbosity: Verbosity = Verbosity.NORMAL) 
     ]
     forecast = state.get("forecast")
     if forecast:
-        parts.append(heading(f"forecast at {format_minutes(float(forecast.get('at_min') or 0.0))}"))
+        parts.append(heading(f"forecast at {minutes(float(forecast.get('at_min') or 0.0))}"))
         parts.append(facts(forecast_lines(forecast, state["elapsed_min"]), indent=2))
     else:
         parts.append(Text("no forecast recorded"))
