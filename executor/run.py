@@ -186,6 +186,12 @@ class ExecuteOptions(Frozen):
         return value
 
 
+Forecasts = Callable[[Plan, ExecuteOptions], Forecaster]
+"""Makes a run's :data:`~cycleplan.executor.guards.Forecaster` once its plan and options are known (a
+resumed run's, with its guards, read from the store): the seed, ``budget_usd`` and ``deadline_min`` a
+forecast is made with come from the options."""
+
+
 @dataclass(frozen=True)
 class RunResult:
     """How a run ended, and its summary (see :func:`cycleplan.executor.summary.run_summary`)."""
@@ -291,14 +297,14 @@ def execute(
     stream: TextIO | None = None,
     faults: Any = None,
     on_start: Callable[[str], None] | None = None,
-    forecaster: Forecaster | None = None,
+    forecasts: Forecasts | None = None,
 ) -> RunResult:
     """Run ``plan`` with ``options`` as a new run of the store at ``store``.
 
     ``faults`` (an :class:`cycleplan.executor.emulator.Faults`) is for the emulated agent.
-    ``on_start`` is called with the new run's id once it is recorded. ``forecaster`` (see
-    :mod:`.guards`) forecasts the rest of the run while it goes; each forecast is recorded as a
-    ``forecast_updated`` event.
+    ``on_start`` is called with the new run's id once it is recorded. ``forecasts`` makes the
+    forecaster (see :mod:`.guards`) that forecasts the rest of the run while it goes; each forecast is
+    recorded as a ``forecast_updated`` event.
     """
     _check(plan, options)
     _ready(plan, options)
@@ -318,7 +324,7 @@ def execute(
                 live=live,
                 stream=stream,
                 faults=faults,
-                forecaster=forecaster,
+                forecasts=forecasts,
             )
         )
 
@@ -331,7 +337,7 @@ def resume(
     live: LiveFactory | None = None,
     stream: TextIO | None = None,
     faults: Any = None,
-    forecaster: Forecaster | None = None,
+    forecasts: Forecasts | None = None,
     budget_usd: float | None = None,
     deadline_min: float | None = None,
     risk: float | None = None,
@@ -384,7 +390,7 @@ def resume(
                 live=live,
                 stream=stream,
                 faults=faults,
-                forecaster=forecaster,
+                forecasts=forecasts,
                 new_options=bool(guards),
             )
         )
@@ -464,7 +470,7 @@ async def _drive(
     live: LiveFactory | None,
     stream: TextIO | None,
     faults: Any,
-    forecaster: Forecaster | None = None,
+    forecasts: Forecasts | None = None,
     new_options: bool = False,
 ) -> RunResult:
     folder = store.run_folder(run_id)
@@ -484,7 +490,7 @@ async def _drive(
                 store.set_options(run_id, json.loads(redact(options.model_dump_json())))
         with run_lock(folder):
             return await _work(
-                store, run_id, plan, options, keeper, trace, new, progress, live, stream, faults, forecaster
+                store, run_id, plan, options, keeper, trace, new, progress, live, stream, faults, forecasts
             )
     except LeaseLostError as exc:
         raise RunTakenOverError(str(exc)) from None
@@ -510,7 +516,7 @@ async def _work(
     live: LiveFactory | None,
     stream: TextIO | None,
     faults: Any,
-    forecaster: Forecaster | None = None,
+    forecasts: Forecasts | None = None,
 ) -> RunResult:
     """Start the backend, record a new run (leased) or stop a resumed run's orphans, and orchestrate."""
     folder = store.run_folder(run_id)
@@ -564,7 +570,7 @@ async def _work(
                 progress,
                 live,
                 stream,
-                forecaster,
+                forecasts,
             )
         )
         keeper.watch(work)
@@ -636,7 +642,7 @@ async def _orchestrate(
     progress: Progress,
     live: LiveFactory | None,
     stream: TextIO | None,
-    forecaster: Forecaster | None = None,
+    forecasts: Forecasts | None = None,
 ) -> RunResult:
     from cycleplan.executor.progress import PlainLines, RunLog
 
@@ -664,7 +670,7 @@ async def _orchestrate(
             **({"emulator": True} if options.emulator else {}),
         },
         guards=Guards.of(scenario, options.budget_usd, options.deadline_min, options.risk),
-        forecaster=forecaster,
+        forecaster=None if forecasts is None else forecasts(plan, options),
     )
     orchestrator.publish_stored(trace)
     log = RunLog(orchestrator, folder / "log.txt")

@@ -36,6 +36,12 @@ class Double:
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, float]] = []
+        self.made_for: list[ExecuteOptions] = []
+
+    def of(self, plan: Plan, options: ExecuteOptions) -> Double:
+        """As the executor's ``forecasts``: this double, for the run of ``plan`` with ``options``."""
+        self.made_for.append(options)
+        return self
 
     def __call__(self, trace: Sequence[Event], now_min: float) -> dict[str, Any]:
         assert all(event.action != ev.FORECAST_UPDATED for event in trace)
@@ -128,7 +134,7 @@ def test_forecasts_are_recorded_warned_about_and_survive_a_resume(tmp_path: Path
         store=store,
         progress="plain",
         stream=Stream(),  # type: ignore[arg-type]
-        forecaster=double,
+        forecasts=double.of,
     )
     assert first.exit_code == 4 and double.calls
     trace = _trace(store, first.run_id)
@@ -144,8 +150,10 @@ def test_forecasts_are_recorded_warned_about_and_survive_a_resume(tmp_path: Path
     assert "chance this run costs more" in (folder / "log.txt").read_text()
 
     before = len(forecasts)
-    done = resume(first.run_id, store=store, progress="none", forecaster=double, budget_usd=1_000.0)
+    done = resume(first.run_id, store=store, progress="none", forecasts=double.of, budget_usd=1_000.0)
     assert done.status == "complete"
+    # The resumed run's forecaster was made with the guards it resumed with.
+    assert [made.budget_usd for made in double.made_for] == [1.0, 1_000.0]
     trace = _trace(store, first.run_id)
     assert trace_problems(the_plan, trace) == []
     forecasts = [e for e in trace if e.action == ev.FORECAST_UPDATED]
@@ -166,7 +174,7 @@ def test_status_shows_the_state_and_latest_forecast(cli: str, tmp_path: Path) ->
         _options(budget_usd=1.0, deadline_min=10_000.0),
         store=store,
         progress="none",
-        forecaster=Double(),
+        forecasts=Double().of,
     )
     done = _cycleplan(cli, "status", "latest", "--store", str(store), "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

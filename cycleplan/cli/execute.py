@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
@@ -32,6 +32,8 @@ from cycleplan.executor.backend import BACKENDS
 
 if TYPE_CHECKING:
     from cycleplan.core.model import Event, Plan
+    from cycleplan.executor import ExecuteOptions
+    from cycleplan.executor.guards import Forecaster
 
 app = command_app()
 
@@ -250,7 +252,7 @@ def execute_command(
                 store=store,
                 progress=mode,
                 live=LiveTable,
-                forecaster=_stored_forecaster(store, resume, budget, deadline_min),
+                forecasts=forecaster,
                 budget_usd=budget,
                 deadline_min=deadline_min,
                 risk=risk,
@@ -320,7 +322,7 @@ def execute_command(
                 source=str(file),
                 progress=mode,
                 live=LiveTable,
-                forecaster=forecaster(the_plan, options.seed, budget, deadline_min),
+                forecasts=forecaster,
             )
         except ExecutionError as exc:
             _stopped(exc)
@@ -348,49 +350,23 @@ def parse_duration_min(text: str) -> float:
     return total
 
 
-def forecaster(
-    plan: Plan, seed: int, budget_usd: float | None, deadline_min: float | None
-) -> Callable[[Sequence[Event], float], dict[str, Any] | None] | None:
+def forecaster(plan: Plan, options: ExecuteOptions) -> Forecaster:
     """The executor's live forecast: :func:`cycleplan.workflows.forecast.forecast` of the rest of
-    ``plan`` from the trace so far, as JSON; None (no forecast) on an install without it."""
-    import importlib
-
-    try:
-        # Imported by name: an install without the forecast (an older one) runs without it.
-        forecast = importlib.import_module("cycleplan.workflows.forecast").forecast
-    except ModuleNotFoundError as exc:
-        if exc.name != "cycleplan.workflows.forecast":
-            raise
-        return None
+    ``plan`` from the trace so far, as JSON, with the run's seed and guards."""
+    from cycleplan.workflows.forecast import forecast
 
     def made(trace: Sequence[Event], now_min: float) -> dict[str, Any] | None:
-        result = forecast(plan, trace, now_min, seed=seed, budget_usd=budget_usd, deadline_min=deadline_min)
-        return dict(result.to_json())
+        result = forecast(
+            plan,
+            trace,
+            now_min,
+            seed=options.seed,
+            budget_usd=options.budget_usd,
+            deadline_min=options.deadline_min,
+        )
+        return result.to_json()
 
     return made
-
-
-def _stored_forecaster(
-    store: Path, ref: str, budget_usd: float | None, deadline_min: float | None
-) -> Callable[[Sequence[Event], float], dict[str, Any] | None] | None:
-    """:func:`forecaster` of a stored run, with its guards unless new ones are given; None when the run
-    cannot be read (``resume`` then says why)."""
-    from cycleplan.core.model import Plan
-    from cycleplan.store import RunStore, StoreError
-
-    try:
-        with RunStore(store, read_only=True) as runs:
-            record = runs.run(runs.resolve(ref))
-            stored_plan = Plan.model_validate_json(record.plan_json)
-    except (StoreError, ValueError):
-        return None
-    options = record.options or {}
-    return forecaster(
-        stored_plan,
-        int(options.get("seed", 0) or 0),
-        budget_usd if budget_usd is not None else options.get("budget_usd"),
-        deadline_min if deadline_min is not None else options.get("deadline_min"),
-    )
 
 
 def _stopped(exc: Exception) -> NoReturn:
