@@ -59,6 +59,12 @@ SPEEDUP_ERROR_ACCEPTED = 0.10
 SCALE_RANGE = (50.0, 5_000.0)
 
 
+def time_scale_for(median_min: float, seconds: float) -> float:
+    """The time scale at which a run of ``median_min`` scenario minutes lasts ``seconds`` real seconds,
+    kept within :data:`SCALE_RANGE`."""
+    return min(max(median_min * 60.0 / seconds, SCALE_RANGE[0]), SCALE_RANGE[1])
+
+
 @dataclass(frozen=True)
 class Measured:
     """One scenario's runs: each compared with the prediction, and its error on the same draws."""
@@ -77,8 +83,7 @@ def measure(
     the_plan = plan(load_scenario(path))
     prediction = simulate(the_plan, replications=replications, seed=0, engine="auto")
     if time_scale is None:
-        wanted = prediction.summaries["makespan_min"].p50 * 60.0 / seconds
-        time_scale = min(max(wanted, SCALE_RANGE[0]), SCALE_RANGE[1])
+        time_scale = time_scale_for(prediction.summaries["makespan_min"].p50, seconds)
     store = folder / f"{path.stem}.db"
     comparisons: list[Comparison] = []
     paired: list[float] = []

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fidelity import time_scale_for
+
 from cycleplan.core.loading import load_scenario
 from cycleplan.core.metrics import MS_PER_MIN, metrics
 from cycleplan.core.model import Event
@@ -51,7 +53,6 @@ ONE_100 = ROOT / "scenarios" / "full-feature.yaml"
 POINTS = (0.25, 0.50, 0.75)
 COVERAGE_TARGET = (0.65, 0.95)
 CPU_TARGET_S = 0.2
-SCALE_RANGE = (50.0, 5_000.0)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def measure(
     """Run ``path`` ``runs`` times and forecast each at every point; also the time scale and wall time."""
     the_plan = plan(load_scenario(path))
     median = simulate(the_plan, replications=500, seed=0, engine="auto").summary("makespan_min").p50
-    time_scale = min(max(median * 60.0 / seconds, SCALE_RANGE[0]), SCALE_RANGE[1])
+    time_scale = time_scale_for(median, seconds)
     store = folder / f"{path.stem}.db"
     points: list[Point] = []
     began = time.perf_counter()

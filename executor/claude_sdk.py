@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cycleplan.core.metrics import USAGE_FIELDS
 from cycleplan.core.model import Scenario
 from cycleplan.core.prices import cost_usd, resolve
 from cycleplan.executor.anthropic_api import cycle_prompt
@@ -63,8 +64,6 @@ from cycleplan.executor.claude_code import (
     system_prompt,
 )
 from cycleplan.executor.secrets import hidden_environment, redact, secret_values
-
-USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
 
 
 def bundled_cli() -> str | None:

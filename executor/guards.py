@@ -72,33 +72,44 @@ TRIGGERS = frozenset({ev.RUN_STARTED, ev.RUN_RESUMED, ev.TASK_STARTED, ev.TASK_R
 
 def nominal_cycle_cost_usd(role: Role, prices: Mapping[str, ModelPrice] | None = None) -> float:
     """US dollars of a task's first cycle of ``role`` at its median tokens (the dearest cycle as a rule:
-    it writes the context to the cache): what the budget gate expects of a role before it has seen one.
-    0.0 for a model without a price."""
+    it writes the context to the cache), counted as the simulator and the emulator count it
+    (:class:`cycleplan.core.draws.Conversation` for one request a cycle,
+    :func:`cycleplan.core.draws.loop_cycle` for an agent loop): what the budget gate expects of a role
+    before it has seen one. 0.0 for a model without a price."""
+    import numpy as np  # only a run with a budget pays for it
+
+    from cycleplan.core.draws import Conversation, LoopState, loop_cycle
+
     price = resolve(role.model, dict(prices or {}))
     if price is None:
         return 0.0
     price = price.for_ttl(role.tokens.cache_ttl)
-    context = role.tokens.context_tokens
-    cached = role.tokens.cache
+    tokens = role.tokens
     loop = role.calls
     if loop is None:
-        fresh, output = role.tokens.fresh_input.median, role.tokens.output.median
-        if cached:
-            return cost_usd(price, fresh, context, 0, output)
-        return cost_usd(price, context + fresh, 0, 0, output)
-    calls = max(int(loop.per_cycle.median), 1)
-    growth, output = loop.growth.median, loop.output.median
-    total = 0.0
-    prefix = context
-    for call in range(calls):
-        if not cached:
-            total += cost_usd(price, prefix + growth, 0, 0, output)
-        elif call == 0:
-            total += cost_usd(price, 0, prefix + growth, 0, output)
-        else:
-            total += cost_usd(price, 0, growth, prefix, output)
-        prefix += growth + output
-    return total
+        first = Conversation(tokens.context_tokens, tokens.history_growth, tokens.cache).request(
+            round(tokens.fresh_input.median), round(tokens.output.median)
+        )
+        return cost_usd(
+            price,
+            first.input_tokens,
+            first.cache_creation_input_tokens,
+            first.cache_read_input_tokens,
+            first.output_tokens,
+        )
+    cycle = loop_cycle(
+        LoopState.start(tokens.context_tokens, 1),
+        np.array([max(float(loop.per_cycle.median), 1.0)]),
+        np.array([float(loop.growth.median)]),
+        np.array([float(loop.output.median)]),
+        context_tokens=tokens.context_tokens,
+        threshold=None,
+        summary_tokens=0.0,
+    )
+    read, written, output = float(cycle.read[0]), float(cycle.written[0]), float(cycle.output[0])
+    if tokens.cache:
+        return cost_usd(price, 0, written, read, output)
+    return cost_usd(price, read + written, 0, 0, output)
 
 
 class BudgetGate:

@@ -470,10 +470,10 @@ class Orchestrator:
         for run in self.tasks.values():
             self._cancel(run, reason, None)
 
-    async def _deadline(self, minutes: float) -> None:
-        await asyncio.sleep(self.clock.real_s(minutes - self.run_min()))
+    async def _deadline(self, deadline: float) -> None:
+        await asyncio.sleep(self.clock.real_s(deadline - self.run_min()))
         # The sleep ends a little early or late, never by more than the clock's grain: stop now.
-        self._deadline_passed(minutes)
+        self._deadline_passed(deadline)
 
     def _deadline_passed(self, deadline: float) -> None:
         self.stop(

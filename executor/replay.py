@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cycleplan.core.metrics import USAGE_FIELDS
 from cycleplan.core.model import Event
 from cycleplan.executor import events as ev
 
@@ -48,9 +49,6 @@ class RunProgress:
     events: int = 0
 
 
-_TOKEN_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
-
-
 def replay(trace: Iterable[Event], task_ids: Iterable[str]) -> RunProgress:
     run = RunProgress(tasks={task: TaskProgress() for task in task_ids})
     for event in trace:
@@ -75,7 +73,7 @@ def replay(trace: Iterable[Event], task_ids: Iterable[str]) -> RunProgress:
             progress.started = True
         elif action == ev.CYCLE_COMPLETED:
             progress.spent_ms += float(meta.get("duration_ms", 0.0))
-            progress.tokens += sum(int(meta.get(name, 0)) for name in _TOKEN_FIELDS)
+            progress.tokens += sum(int(meta.get(name, 0)) for name in USAGE_FIELDS)
             progress.cost_usd += float(meta.get("cost_usd", 0.0))
             cycle = int(meta.get("cycle", 0))
             if meta.get("failed"):

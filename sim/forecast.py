@@ -36,7 +36,7 @@ import numpy.typing as npt
 from cycleplan.core.model import Plan
 from cycleplan.sim import fast
 from cycleplan.sim.layout import SimulationError, build_layout
-from cycleplan.sim.programs import Programs, TaskProgram, TaskShape, task_shape
+from cycleplan.sim.programs import Programs, TaskProgram, TaskShape, task_shapes
 from cycleplan.sim.ratelimit import TokenBuckets
 from cycleplan.sim.records import Records
 from cycleplan.sim.shape import Shape
@@ -122,19 +122,7 @@ class _Forecaster:
             raise SimulationError("seed", f"must be zero or positive, got {seed}")
         layout = build_layout(plan)
         self.layout = layout
-        self.shapes: list[TaskShape] = [
-            task_shape(
-                position,
-                task,
-                layout.roles[task_id],
-                layout.prices[task_id],
-                ideal=False,
-                per_slot=False,
-                cycle_prices=layout.cycle_prices.get(task_id),
-                spawns=layout.spawns.get(task_id),
-            )
-            for position, (task_id, task) in enumerate(layout.tasks.items())
-        ]
+        self.shapes: list[TaskShape] = task_shapes(layout, ideal=False, per_slot=False)
         # The recursion keeps the plan's lane order; rate limits are applied beside it (see above).
         self.shape = Shape(layout, layout.parallel, self.shapes, dispatch="plan")
         reason = fast.static_reason(self.shape)

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from cycleplan.core.draws import BLOCK, DrawBlock, LoopState, draw_block, drawn_attempts, loop_cycle, task_key
 from cycleplan.core.model import ModelPrice, Role, Task
+
+if TYPE_CHECKING:
+    from cycleplan.sim.layout import Layout
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -166,6 +169,23 @@ def task_shape(
         if ideal or role.calls is None or role.calls.minutes is None or role.calls.compaction is None
         else role.calls.compaction.minutes,
     )
+
+
+def task_shapes(layout: Layout, *, ideal: bool, per_slot: bool) -> list[TaskShape]:
+    """:func:`task_shape` of every task of ``layout``, in its order."""
+    return [
+        task_shape(
+            position,
+            task,
+            layout.roles[task_id],
+            layout.prices[task_id],
+            ideal=ideal,
+            per_slot=per_slot,
+            cycle_prices=layout.cycle_prices.get(task_id),
+            spawns=layout.spawns.get(task_id),
+        )
+        for position, (task_id, task) in enumerate(layout.tasks.items())
+    ]
 
 
 @dataclass(frozen=True)

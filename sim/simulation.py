@@ -37,7 +37,7 @@ from cycleplan.sim.prediction import (
     Replications,
     TaskPrediction,
 )
-from cycleplan.sim.programs import Programs, TaskShape, task_shape
+from cycleplan.sim.programs import Programs, TaskShape, task_shapes
 from cycleplan.sim.records import Measures, Records, attempts_in, measure, trace
 from cycleplan.sim.shape import DISPATCH_MODES, Batch, Shape
 from cycleplan.sim.stats import Summary, summarize
@@ -76,19 +76,7 @@ class Simulator:
         limits = None if ideal else scenario.rate_limits
         probe = Shape(layout, layout.parallel, [], dispatch=dispatch, ideal=ideal, rate_limits=limits)
         per_slot = probe.rate_limits is not None
-        self.shapes: list[TaskShape] = [
-            task_shape(
-                position,
-                task,
-                layout.roles[task_id],
-                layout.prices[task_id],
-                ideal=ideal,
-                per_slot=per_slot,
-                cycle_prices=layout.cycle_prices.get(task_id),
-                spawns=layout.spawns.get(task_id),
-            )
-            for position, (task_id, task) in enumerate(layout.tasks.items())
-        ]
+        self.shapes: list[TaskShape] = task_shapes(layout, ideal=ideal, per_slot=per_slot)
         self.rate_limits = limits
         self.parallel = Shape(
             layout, layout.parallel, self.shapes, dispatch=dispatch, ideal=ideal, rate_limits=limits

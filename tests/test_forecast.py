@@ -16,7 +16,7 @@ from cycleplan.core.model import Plan
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
 from cycleplan.sim.forecast import RunState, TaskState, conditioned_remaining, outlook
-from cycleplan.workflows.forecast import Band, Forecast, forecast, run_state
+from cycleplan.workflows.forecast import Band, Forecast, forecast, standing
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -89,12 +89,12 @@ def test_mid_run_forecast_keeps_what_happened(crud: Plan) -> None:
     run = run_replication(crud, 5, seed=4)
     half = run.metrics.makespan_min / 2
     trace = [event for event in run.trace if event.timestamp <= half * MS_PER_MIN]
-    standing = run_state(crud, trace, half)
+    stands = standing(crud, trace, half)
     spent = sum(float(e.metadata.get("cost_usd") or 0) for e in trace if e.action == "cycle_completed")
-    assert standing.spent_usd == pytest.approx(spent)
-    assert standing.finished_min is None
+    assert stands.spent_usd == pytest.approx(spent)
+    assert stands.finished_min is None
     ended = {e.target_id for e in trace if e.action == "task_complete"}
-    assert {name for name, state in standing.state.tasks.items() if state.end_min is not None} == ended
+    assert {name for name, state in stands.state.tasks.items() if state.end_min is not None} == ended
     made = forecast(crud, trace, half)
     assert made.finish_min_from_start.p10 >= half
     assert made.cost_usd_total.p10 >= spent

@@ -67,6 +67,9 @@ WAIT_CAUSES = ("dependency", "sync", "lane", "rate_limit")
 
 
 TOKEN_KINDS = ("input_tokens", "cache_write_tokens", "cache_read_tokens", "output_tokens")
+USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+"""The Messages API usage fields a ``cycle_completed`` event carries, as the API names them (cache writes
+of both caches together)."""
 
 
 def run_header(lanes: Mapping[str, str | None], tasks: Iterable[Task]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from cycleplan.core.wording import counted, minutes
 from cycleplan.executor import events as ev
 from cycleplan.executor.progress import describe, run_began
 from cycleplan.executor.secrets import redact
+from cycleplan.present.status import band_text, chances, minutes_left
 
 if TYPE_CHECKING:
     from cycleplan.executor.orchestrator import Orchestrator
@@ -63,14 +64,12 @@ class LiveTable:
         parts = []
         if isinstance(finish, dict):
             scale = self.orchestrator.clock.time_scale
-            left = [max(float(finish[name]) - since, 0.0) for name in ("p10", "p50", "p90")]
+            left = minutes_left(finish, since)
             clock = [time.strftime("%H:%M", time.localtime(time.time() + part * 60 / scale)) for part in left]
             parts.append(f"finish {' - '.join(clock)} (in {' - '.join(minutes(part) for part in left)})")
         if isinstance(cost, dict):
-            parts.append("cost " + " - ".join(f"${float(cost[name]):,.2f}" for name in ("p10", "p50", "p90")))
-        for key, label in (("p_within_budget", "within budget"), ("p_by_deadline", "by deadline")):
-            if isinstance(forecast.get(key), int | float):
-                parts.append(f"{label} {float(forecast[key]):.0%}")
+            parts.append("cost " + band_text(cost, money=True))
+        parts += [f"{label} {chance:.0%}" for label, chance in chances(forecast)]
         return Text("forecast P10-P50-P90  " + "  ".join(parts)) if parts else None
 
     def _table(self) -> Any:

@@ -14,29 +14,44 @@ from rich.text import Text
 from cycleplan.core.wording import minutes
 from cycleplan.present.terminal import Verbosity, facts, heading, legend
 
+BAND = ("p10", "p50", "p90")
 
-def _band(band: Any, money: bool) -> str:
+CHANCES = (("p_within_budget", "within budget"), ("p_by_deadline", "by deadline"))
+"""A forecast's chances of keeping each guard, and how they are labelled."""
+
+
+def band_text(band: Any, money: bool) -> str:
+    """A forecast band's P10 - P50 - P90, in minutes or in dollars; ``-`` for no band."""
     if not isinstance(band, dict):
         return "-"
-    parts = [band[name] for name in ("p10", "p50", "p90")]
+    parts = [float(band[name]) for name in BAND]
     if money:
-        return " - ".join(f"${float(part):,.2f}" for part in parts)
-    return " - ".join(minutes(float(part)) for part in parts)
+        return " - ".join(f"${part:,.2f}" for part in parts)
+    return " - ".join(minutes(part) for part in parts)
+
+
+def minutes_left(finish: dict[str, Any], elapsed_min: float) -> list[float]:
+    """The finish band's P10, P50 and P90 as minutes from ``elapsed_min`` on (none below zero)."""
+    return [max(float(finish[name]) - elapsed_min, 0.0) for name in BAND]
+
+
+def chances(forecast: dict[str, Any]) -> list[tuple[str, float]]:
+    """``(label, chance)`` of each guard the forecast was made with."""
+    return [
+        (label, float(forecast[key])) for key, label in CHANCES if isinstance(forecast.get(key), int | float)
+    ]
 
 
 def forecast_lines(forecast: dict[str, Any], elapsed_min: float) -> list[tuple[str, str]]:
     """Label-value rows of a forecast: finish P10-P50-P90 from the start and from now, total cost, and
     the chances of keeping the guards given."""
-    since = _band(forecast.get("finish_min_from_start"), False)
-    rows = [("finish", f"{since} since the start (P10-P50-P90)")]
     finish = forecast.get("finish_min_from_start")
+    rows = [("finish", f"{band_text(finish, False)} since the start (P10-P50-P90)")]
     if isinstance(finish, dict):
-        left = [max(float(finish[name]) - elapsed_min, 0.0) for name in ("p10", "p50", "p90")]
+        left = minutes_left(finish, elapsed_min)
         rows.append(("", "in " + " - ".join(minutes(part) for part in left) + " from now"))
-    rows.append(("total cost", _band(forecast.get("cost_usd_total"), True)))
-    for key, label in (("p_within_budget", "within budget"), ("p_by_deadline", "by deadline")):
-        if forecast.get(key) is not None:
-            rows.append((label, f"{float(forecast[key]):.0%} chance"))
+    rows.append(("total cost", band_text(forecast.get("cost_usd_total"), True)))
+    rows += [(label, f"{chance:.0%} chance") for label, chance in chances(forecast)]
     return rows
 
 

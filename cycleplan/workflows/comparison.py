@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from cycleplan.core.metrics import MS_PER_MIN, TraceMetrics, WaitSpan, metrics, wait_spans
+from cycleplan.core.metrics import MS_PER_MIN, USAGE_FIELDS, TraceMetrics, WaitSpan, metrics, wait_spans
 from cycleplan.core.model import Event, Frozen, Plan
 from cycleplan.sim.prediction import Percentiles, Prediction
 from cycleplan.workflows.bands import (
@@ -301,9 +301,6 @@ def compare(
     )
 
 
-USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
-
-
 def run_state(trace: Sequence[Event], measured: TraceMetrics, status: str = "") -> RunState:
     """How far the run got: finished (every task complete, race losers aside, and the run not stopped,
     running or failed), how many tasks finished, ran part way or never started, and whether it recorded
@@ -332,7 +329,7 @@ def run_state(trace: Sequence[Event], measured: TraceMetrics, status: str = "") 
         partly=max(total - finished - losers - not_run, 0),
         not_run=not_run,
         total=total,
-        tokens_recorded=any(name in event.metadata for event in cycles for name in USAGE),
+        tokens_recorded=any(name in event.metadata for event in cycles for name in USAGE_FIELDS),
     )
 
 

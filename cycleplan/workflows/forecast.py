@@ -8,7 +8,7 @@ What this module owns:
 
 - :class:`Band` (P10, P50, P90) and :class:`Forecast`, which saves to plain JSON and loads back (the
   executor records it as a ``forecast_updated`` event; ``status --json`` shows it);
-- :func:`run_state`: what a trace says of where a run stands, on the scenario's clock (a rehearsal's
+- :func:`standing`: what a trace says of where a run stands, on the scenario's clock (a rehearsal's
   times stretched back by its time scale and the stretches it stood stopped taken out, as
   :func:`cycleplan.executor.summary.scenario_trace` does), with the dollars and tokens recorded so far;
 - :func:`forecast`: the rest simulated from that state (:func:`cycleplan.sim.forecast.outlook`), added
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cycleplan.core.metrics import MS_PER_MIN
+from cycleplan.core.metrics import MS_PER_MIN, USAGE_FIELDS
 from cycleplan.core.model import Event, Plan
 from cycleplan.executor import events as ev
 from cycleplan.executor.summary import scenario_trace
@@ -141,7 +141,7 @@ def _number(value: Any, default: float) -> float:
     return default
 
 
-def run_state(plan: Plan, trace: Sequence[Event], now_min: float) -> Standing:
+def standing(plan: Plan, trace: Sequence[Event], now_min: float) -> Standing:
     """Where the run of ``plan`` with events ``trace`` (as the executor records them, or a simulated
     trace) stands ``now_min`` scenario minutes after it began."""
     if not trace:
@@ -172,15 +172,7 @@ def run_state(plan: Plan, trace: Sequence[Event], now_min: float) -> Standing:
         if action == ev.CYCLE_COMPLETED:
             get = meta.get
             spent_usd += float(get("cost_usd") or 0.0)
-            spent_tokens += sum(
-                int(get(name) or 0)
-                for name in (
-                    "input_tokens",
-                    "cache_creation_input_tokens",
-                    "cache_read_input_tokens",
-                    "output_tokens",
-                )
-            )
+            spent_tokens += sum(int(get(name) or 0) for name in USAGE_FIELDS)
             cycle = int(get("cycle") or 0)
             if not get("failed", False):
                 done[task] = max(done.get(task, 0), cycle)
@@ -259,28 +251,28 @@ def forecast(
     after it began: finish time, total cost, cost to complete and total tokens (P10/P50/P90 over
     ``replications`` replications from ``seed``), and the chances of a total cost within ``budget_usd``
     and of finishing by ``deadline_min`` (scenario minutes since the start), when given."""
-    standing = run_state(plan, trace, now_min)
-    at = standing.state.now_min
-    if standing.finished_min is not None:
-        finish = np.full(1, standing.finished_min)
+    stands = standing(plan, trace, now_min)
+    at = stands.state.now_min
+    if stands.finished_min is not None:
+        finish = np.full(1, stands.finished_min)
         to_complete = np.zeros(1)
         tokens_left = np.zeros(1)
         count = 0
     else:
-        rest = outlook(plan, standing.state, replications=replications, seed=seed)
+        rest = outlook(plan, stands.state, replications=replications, seed=seed)
         finish, to_complete, tokens_left = rest.finish_min, rest.cost_usd, rest.tokens
         count = replications
-    total = standing.spent_usd + to_complete
+    total = stands.spent_usd + to_complete
     return Forecast(
         at_min=at,
         finish_min_from_start=Band.of(finish),
         cost_usd_total=Band.of(total),
         cost_to_complete_usd=Band.of(to_complete),
-        tokens_total=Band.of(standing.spent_tokens + tokens_left),
+        tokens_total=Band.of(stands.spent_tokens + tokens_left),
         replications=count,
         p_within_budget=None if budget_usd is None else float(np.mean(total <= budget_usd)),
         p_by_deadline=None if deadline_min is None else float(np.mean(finish <= deadline_min)),
     )
 
 
-__all__ = ["Band", "Forecast", "Standing", "forecast", "run_state"]
+__all__ = ["Band", "Forecast", "Standing", "forecast", "standing"]

@@ -84,7 +84,7 @@ from pathlib import Path
 from typing import Any
 
 from cycleplan.core.loading import FileError
-from cycleplan.core.metrics import MS_PER_MIN
+from cycleplan.core.metrics import MS_PER_MIN, USAGE_FIELDS
 from cycleplan.core.model import Role, Scenario, Spawn, Task, TokenModel
 from cycleplan.core.prices import cost_usd, resolve
 from cycleplan.core.wording import counted
@@ -100,8 +100,6 @@ from cycleplan.workflows.importers.run import (
 )
 
 KIND = "claude-code"
-USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
-"""The Messages API usage fields a cycle carries (cache writes of both caches together)."""
 CACHE_WRITE_1H = "cache_creation_1h_input_tokens"
 """The share of ``cache_creation_input_tokens`` written to the 1-hour cache."""
 MAX_FILE_BYTES = 1_000_000_000
