@@ -2,7 +2,8 @@
 
 The live table drawn in place on a terminal belongs to presentation (:mod:`cycleplan.present.live`), which
 reads the same orchestrator state and describes events with :func:`describe`. :class:`PlainLines` writes
-one line per task-level event and per cycle, and the warnings of the run's guards (:mod:`.guards`).
+one line per task-level event and per cycle, the first live forecast and then one a minute
+(:func:`.forecast_words.forecast_line`), and the warnings of the run's guards (:mod:`.guards`).
 :class:`RunLog` appends the same lines to the run's ``log.txt``. Every line is redacted of secrets and
 made printable (an agent's error may carry escape sequences) before it is shown or logged. Both read the
 orchestrator's state and its events; neither changes anything. Times shown are scenario minutes (real
@@ -21,6 +22,7 @@ from cycleplan.core.model import Event
 from cycleplan.core.printable import printable
 from cycleplan.core.wording import counted, minutes
 from cycleplan.executor import events as ev
+from cycleplan.executor.forecast_words import forecast_line
 from cycleplan.executor.secrets import redact
 
 if TYPE_CHECKING:
@@ -100,14 +102,34 @@ def run_began(orchestrator: Orchestrator) -> float:
     return time.monotonic() - orchestrator.earlier_ms / 1000.0
 
 
+FORECAST_EVERY_S = 60.0
+"""The plain lines and the log show the first forecast and then at most one a minute (real seconds): the
+executor forecasts every few seconds, which a log read afterwards does not need."""
+
+
 class _Lines:
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
         self.started = run_began(orchestrator)
+        self._forecast_shown: float | None = None
+
+    def since_min(self) -> float:
+        return self.orchestrator.clock.scenario_min((time.monotonic() - self.started) * 1000.0)
 
     def stamp(self) -> str:
-        since = self.orchestrator.clock.scenario_min((time.monotonic() - self.started) * 1000.0)
-        return f"[{minutes(since):>10}]"
+        return f"[{minutes(self.since_min()):>10}]"
+
+    def line(self, event: Event) -> str | None:
+        """The line for ``event``: :func:`describe`'s, or a forecast's when one is due."""
+        if event.action != ev.FORECAST_UPDATED:
+            return describe(event, self.orchestrator)
+        now = time.monotonic()
+        if self._forecast_shown is not None and now - self._forecast_shown < FORECAST_EVERY_S:
+            return None
+        self._forecast_shown = now
+        at = event.metadata.get("at_min")
+        since = float(at) if isinstance(at, int | float) else self.since_min()
+        return forecast_line(event.metadata, since, self.orchestrator.clock.time_scale)
 
 
 class PlainLines(_Lines):
@@ -119,7 +141,7 @@ class PlainLines(_Lines):
         self.stream = stream
 
     def __call__(self, event: Event) -> None:
-        line = describe(event, self.orchestrator)
+        line = self.line(event)
         if line is not None:
             self.warn(line)
 
@@ -138,7 +160,7 @@ class RunLog(_Lines):
         self._handle = path.open("a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        line = describe(event, self.orchestrator)
+        line = self.line(event)
         if line is not None:
             self.warn(line)
 

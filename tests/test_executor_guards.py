@@ -4,9 +4,12 @@ resume; ``cycleplan status`` and the guard flags through the real command line."
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from cycleplan.executor import ExecuteOptions, execute, resume
 from cycleplan.executor import events as ev
 from cycleplan.executor.audit import trace_problems
 from cycleplan.planner import plan
+from cycleplan.present.live import LiveTable
 from cycleplan.store import RunStore
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
@@ -147,7 +151,14 @@ def test_forecasts_are_recorded_warned_about_and_survive_a_resume(tmp_path: Path
     assert len(warned) == 1
     with RunStore(store) as runs:
         folder = runs.run_folder(first.run_id)
-    assert "chance this run costs more" in (folder / "log.txt").read_text()
+    logged = (folder / "log.txt").read_text()
+    assert "chance this run costs more" in logged
+    # The first forecast is shown on the plain lines and in the log (then one a minute: this run is
+    # shorter), in the words the live table uses.
+    shown = [line for line in log if "forecast P10-P50-P90" in line]
+    assert len(shown) == 1 and "cost $1.00 - $2.00 - $3.00  within budget 50%" in shown[0]
+    assert "(in 50 min - 100 min - 150 min)" in shown[0]
+    assert logged.count("forecast P10-P50-P90") == 1
 
     before = len(forecasts)
     done = resume(first.run_id, store=store, progress="none", forecasts=double.of, budget_usd=1_000.0)
@@ -161,6 +172,24 @@ def test_forecasts_are_recorded_warned_about_and_survive_a_resume(tmp_path: Path
     assert trace[-1].action == ev.RUN_COMPLETE
     # The forecaster saw the earlier part's events too, and the run's clock carried on.
     assert double.calls[-1][0] > double.calls[0][0]
+
+
+def test_the_live_table_shows_the_latest_forecast_under_the_lanes(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    result = execute(
+        _plan(),
+        _options(budget_usd=1.0),
+        store=tmp_path / "runs.db",
+        progress="live",
+        live=LiveTable,
+        stream=stream,
+        forecasts=Double().of,
+    )
+    assert result.exit_code == 4
+    drawn = stream.getvalue()
+    assert "forecast P10-P50-P90  finish" in drawn
+    assert "cost $1.00 - $2.00 - $3.00  within budget 50%" in drawn
+    assert "by its budget" in drawn  # the stop is said above the table
 
 
 def _cycleplan(cli: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -194,6 +223,30 @@ def test_status_shows_the_state_and_latest_forecast(cli: str, tmp_path: Path) ->
         assert words in text.stdout
     missing = _cycleplan(cli, "status", "nope", "--store", str(store), cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_status_watch_prints_a_json_line_each_read_and_ctrl_c_exits_0(cli: str, tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    result = execute(_plan(), _options(budget_usd=1.0), store=store, progress="none", forecasts=Double().of)
+    watching = subprocess.Popen(
+        [cli, "status", "latest", "--store", str(store), "--watch", "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    assert watching.stdout is not None
+    lines = [watching.stdout.readline() for _ in range(2)]  # the second comes a read later
+    time.sleep(0.2)
+    watching.send_signal(signal.SIGINT)
+    out, err = watching.communicate(timeout=30)
+    assert watching.returncode == 0, err
+    assert "Traceback" not in err
+    states = [json.loads(line) for line in [*lines, *out.splitlines()] if line.strip()]
+    assert len(states) >= 2
+    assert all(state["run_id"] == result.run_id for state in states)
+    assert all(state["forecast"]["cost_usd_total"]["p50"] == 2.0 for state in states)
 
 
 @pytest.mark.parametrize(

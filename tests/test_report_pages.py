@@ -23,11 +23,13 @@ from typer.testing import CliRunner
 
 from cycleplan.cli import app
 from cycleplan.core.loading import parse_scenario
+from cycleplan.core.model import Event, Plan
 from cycleplan.planner import plan
 from cycleplan.present.report.page import write_page
 from cycleplan.present.report.reports import comparison_report
 from cycleplan.sim import run_replication, simulate
 from cycleplan.workflows.comparison import compare
+from cycleplan.workflows.forecast import forecast
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 
@@ -143,7 +145,8 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         _cli("simulate", str(SCENARIOS / scenario), "-n", "300", "-s", "1", "--report", str(out[name]))
     the_plan = plan(parse_scenario(SLOW_FRONTEND % (5, 8)))
     slow = parse_scenario(SLOW_FRONTEND % (15, 24))
-    actual = run_replication(the_plan.model_copy(update={"scenario": slow}), 0, seed=11).trace
+    slow_run = run_replication(the_plan.model_copy(update={"scenario": slow}), 0, seed=11)
+    actual = _with_forecasts(the_plan, slow_run.trace)
     prediction = simulate(the_plan, replications=400, seed=0)
     write_page(out["compare"], comparison_report(compare(the_plan, actual, prediction, run_id="r-slow")))
     crud = str(SCENARIOS / "course-crud.yaml")
@@ -155,6 +158,19 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ids = _run_ids(store)
     _cli("backtest", *ids, "--store", str(store), "-n", "100", "--report", str(out["backtest"]))
     return out
+
+
+def _with_forecasts(the_plan: Plan, trace: list[Event]) -> list[Event]:
+    """``trace`` with the live forecasts the executor would have recorded a quarter, half and three
+    quarters of the way through (so the compare page draws its forecast fans)."""
+    origin, end = trace[0].timestamp, trace[-1].timestamp
+    events = list(trace)
+    for share in (0.25, 0.5, 0.75):
+        at = origin + share * (end - origin)
+        made = forecast(the_plan, [e for e in trace if e.timestamp <= at], (at - origin) / 60_000, seed=1)
+        metadata = {"action": "forecast_updated", **made.to_json()}
+        events.append(trace[0].model_copy(update={"timestamp": at, "metadata": metadata}))
+    return sorted(events, key=lambda event: event.timestamp)
 
 
 def _run_ids(store: Path) -> list[str]:
@@ -255,6 +271,11 @@ def test_the_marks_say_what_they_are(pages: dict[str, Path]) -> None:
         "compare"
     ]
     assert "actual, outside P10-P90" in legends["backtest"]
+    # The live forecasts, as fans converging on the actual finish and cost.
+    assert {"forecast P10-P90", "forecast P50"} <= legends["compare"]
+    titles = [figure["title"] for figure in read(pages, "compare")["figures"]]
+    assert any("Live forecasts of the finish time" in title for title in titles)
+    assert any("Live forecasts of the total cost" in title for title in titles)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -68,10 +68,12 @@ def test_plan_simulator_and_executor_agree_that_a_waiting_task_keeps_its_resourc
 def test_the_executor_takes_the_rule_from_the_vocabulary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Under a rule that gives resources back during a wait, the executor lets ``third`` in at once."""
+    """Under a rule that gives resources back during a wait, the executor lets ``third`` in at once:
+    40 minutes instead of 60. The bound is half way between, for a loaded machine's latency (46 minutes
+    seen with other test suites running beside it)."""
     giving_back = rules.Holding(lane=True, resources=False, parallel_slot=False)
     monkeypatch.setitem(rules.WHILE_WAITING, "event", giving_back)
-    assert _executed_makespan(tmp_path) < 45.0
+    assert _executed_makespan(tmp_path) < 50.0
 
 
 def test_parts_written_for_one_rule_refuse_to_predict_under_another(monkeypatch: pytest.MonkeyPatch) -> None:

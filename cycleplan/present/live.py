@@ -18,9 +18,9 @@ from cycleplan.core.model import Event
 from cycleplan.core.printable import printable
 from cycleplan.core.wording import counted, minutes
 from cycleplan.executor import events as ev
+from cycleplan.executor.forecast_words import forecast_line
 from cycleplan.executor.progress import describe, run_began
 from cycleplan.executor.secrets import redact
-from cycleplan.present.status import band_text, chances, minutes_left
 
 if TYPE_CHECKING:
     from cycleplan.executor.orchestrator import Orchestrator
@@ -53,24 +53,12 @@ class LiveTable:
             self._live.console.print(printable(redact(line)), markup=False, highlight=False)
 
     def _forecast(self, since: float) -> Any:
-        """The latest forecast under the lanes: finish P10-P50-P90 as clock time and minutes from now,
-        total cost P10-P50-P90, and the chances of keeping the guards given."""
+        """The latest forecast under the lanes (:func:`forecast_line`)."""
         from rich.text import Text
 
         forecast = self.orchestrator.forecast
-        if not forecast:
-            return None
-        finish, cost = forecast.get("finish_min_from_start"), forecast.get("cost_usd_total")
-        parts = []
-        if isinstance(finish, dict):
-            scale = self.orchestrator.clock.time_scale
-            left = minutes_left(finish, since)
-            clock = [time.strftime("%H:%M", time.localtime(time.time() + part * 60 / scale)) for part in left]
-            parts.append(f"finish {' - '.join(clock)} (in {' - '.join(minutes(part) for part in left)})")
-        if isinstance(cost, dict):
-            parts.append("cost " + band_text(cost, money=True))
-        parts += [f"{label} {chance:.0%}" for label, chance in chances(forecast)]
-        return Text("forecast P10-P50-P90  " + "  ".join(parts)) if parts else None
+        line = forecast_line(forecast, since, self.orchestrator.clock.time_scale) if forecast else None
+        return None if line is None else Text(line)
 
     def _table(self) -> Any:
         from rich.console import Group

@@ -84,6 +84,8 @@ def _verdict_rows(c: Comparison, verbosity: Verbosity) -> list[tuple[str, Render
         ("verdict", said),
         ("CRPS", f"makespan {c.makespan_crps_min:.2f} min"),
     ]
+    if c.forecasts is not None:
+        rows.append(("forecasts", " ".join(c.forecasts.sentences())))
     if verbosity is not Verbosity.QUIET:
         rows.append(("note", legend(c.speedup_definition)))
     return rows

@@ -12,34 +12,8 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from cycleplan.core.wording import minutes
+from cycleplan.executor.forecast_words import band_text, chances, minutes_left
 from cycleplan.present.terminal import Verbosity, facts, heading, legend
-
-BAND = ("p10", "p50", "p90")
-
-CHANCES = (("p_within_budget", "within budget"), ("p_by_deadline", "by deadline"))
-"""A forecast's chances of keeping each guard, and how they are labelled."""
-
-
-def band_text(band: Any, money: bool) -> str:
-    """A forecast band's P10 - P50 - P90, in minutes or in dollars; ``-`` for no band."""
-    if not isinstance(band, dict):
-        return "-"
-    parts = [float(band[name]) for name in BAND]
-    if money:
-        return " - ".join(f"${part:,.2f}" for part in parts)
-    return " - ".join(minutes(part) for part in parts)
-
-
-def minutes_left(finish: dict[str, Any], elapsed_min: float) -> list[float]:
-    """The finish band's P10, P50 and P90 as minutes from ``elapsed_min`` on (none below zero)."""
-    return [max(float(finish[name]) - elapsed_min, 0.0) for name in BAND]
-
-
-def chances(forecast: dict[str, Any]) -> list[tuple[str, float]]:
-    """``(label, chance)`` of each guard the forecast was made with."""
-    return [
-        (label, float(forecast[key])) for key, label in CHANCES if isinstance(forecast.get(key), int | float)
-    ]
 
 
 def forecast_lines(forecast: dict[str, Any], elapsed_min: float) -> list[tuple[str, str]]:

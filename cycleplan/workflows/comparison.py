@@ -56,6 +56,7 @@ from cycleplan.workflows.bands import (
     place,
     place_in_band,
 )
+from cycleplan.workflows.forecast_track import ForecastTrack, track
 from cycleplan.workflows.verdict import CostByKind, RunState, Verdict, build_verdict
 
 SPEEDUP_DEFINITION = (
@@ -112,6 +113,11 @@ class Comparison(Frozen):
     )
     verdict: Verdict
     makespan_crps_min: float = Field(description="CRPS of the predicted makespan against the actual.")
+    forecasts: ForecastTrack | None = Field(
+        default=None,
+        description="The live forecasts the run recorded and, once it finished, from when they held the "
+        "actual finish and cost (None: it recorded none).",
+    )
     prediction: Prediction = Field(exclude=True)
     cumulative: CumulativeActual = Field(exclude=True)
     wait_spans: list[WaitSpan] = Field(
@@ -295,6 +301,11 @@ def compare(
         inside=inside,
         verdict=verdict,
         makespan_crps_min=crps(values["makespan_min"], measured.makespan_min),
+        forecasts=track(
+            trace,
+            actual_finish_min=measured.makespan_min if state.complete else None,
+            actual_cost_usd=measured.cost_usd if state.complete and state.tokens_recorded else None,
+        ),
         prediction=prediction,
         cumulative=cumulative_actual(trace),
         wait_spans=wait_spans(trace),

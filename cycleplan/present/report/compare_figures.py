@@ -25,7 +25,7 @@ from cycleplan.present.report.marks import (
     add_marks,
     headroom,
 )
-from cycleplan.present.report.palette import ACTUAL, BAND, CRITICAL
+from cycleplan.present.report.palette import ACTUAL, BAND, CRITICAL, REFERENCE
 from cycleplan.present.report.text import safe
 
 if TYPE_CHECKING:
@@ -243,5 +243,101 @@ def cumulative_against_band(
         yaxis={"title": {"text": axis_title(safe(name), unit) if unit else safe(name)}, **axis_format(unit)},
         height=400,
         margin={"t": 40, "b": 50, "r": 20},
+    )
+    return figure
+
+
+@dataclass(frozen=True)
+class ForecastFan:
+    """The live forecasts of one quantity over a run: when each was made and its P10/P50/P90, the actual
+    (None while the run is unfinished) and the moment from which every band held it (None: never)."""
+
+    at_min: Sequence[float]
+    p10: Sequence[float]
+    p50: Sequence[float]
+    p90: Sequence[float]
+    actual: float | None
+    held_from_min: float | None
+    end_min: float | None = None
+    """When the run ended (the last forecast stands until then); None: at the last forecast."""
+
+
+def forecast_fan(fan: ForecastFan, name: str, unit: str) -> go.Figure:
+    """The forecasts of ``name`` made during the run as a fan: their P10-P90 filled over the moment each was
+    made, P50 dashed, converging on the actual (a near-black line); a dotted line marks the moment from
+    which every forecast's band held the actual (how early they were right)."""
+    import plotly.graph_objects as go
+
+    times = list(fan.at_min)
+    end = max([*times, fan.end_min or 0.0])
+
+    def held(values: Sequence[float]) -> list[float]:
+        # Each forecast stands until the next one; the last until the run's end.
+        return [*values, values[-1]] if values else []
+
+    steps = [*times, end] if times else []
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=steps,
+            y=held(fan.p90),
+            name="forecast P90",
+            mode="lines",
+            line={"width": 0, "shape": "hv"},
+            showlegend=False,
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=steps,
+            y=held(fan.p10),
+            name="forecast P10-P90",
+            mode="lines",
+            fill="tonexty",
+            fillcolor=BAND,
+            line={"width": 0, "shape": "hv"},
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=steps,
+            y=held(fan.p50),
+            name="forecast P50",
+            mode="lines",
+            line={"dash": "dash", "color": "#0072B2", "shape": "hv"},
+        )
+    )
+    if fan.actual is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=[0.0, end],
+                y=[fan.actual, fan.actual],
+                name=f"actual {number(fan.actual, unit)}",
+                mode="lines",
+                line=dict(ACTUAL_LINE, width=2),
+            )
+        )
+    if fan.held_from_min is not None:
+        extremes = [*fan.p10, *fan.p90, *([] if fan.actual is None else [fan.actual])]
+        low, high = min(extremes, default=0.0), max(extremes, default=1.0)
+        figure.add_trace(
+            go.Scatter(
+                x=[fan.held_from_min, fan.held_from_min],
+                y=[low, high],
+                name=f"every band held the actual from {number(fan.held_from_min, 'min')}",
+                mode="lines",
+                line={"dash": "dot", "color": REFERENCE, "width": 2},
+            )
+        )
+    figure.update_layout(
+        title={"text": f"Live forecasts of the {safe(name)} over the run", "automargin": True},
+        xaxis={
+            "title": {"text": "minutes since the run's start, when the forecast was made"},
+            "rangemode": "tozero",
+        },
+        yaxis={"title": {"text": axis_title(safe(name), unit)}, **axis_format(unit)},
+        height=400,
+        margin={"t": 40, "b": 50, "r": 20},
+        meta={"actual": fan.actual, "held_from_min": fan.held_from_min, "forecasts": len(times)},
     )
     return figure

@@ -266,6 +266,23 @@ def comparison_report(comparison: Comparison) -> Report:
         ):
             band = figures.CumulativeBand(curves.grid_min, low, middle, high)
             shown.append(figures.cumulative_against_band(band, actual.minutes, values, name, unit))
+    history = comparison.forecasts
+    if history is not None and history.points:
+        points = history.points
+        for judged, name, unit, part in (
+            (history.finish, "finish time", "min", "finish"),
+            (history.cost, "total cost", "usd", "cost"),
+        ):
+            fan = figures.ForecastFan(
+                at_min=[point.at_min for point in points],
+                p10=[getattr(point, f"{part}_p10") for point in points],
+                p50=[getattr(point, f"{part}_p50") for point in points],
+                p90=[getattr(point, f"{part}_p90") for point in points],
+                actual=None if judged is None else judged.actual,
+                held_from_min=None if judged is None else judged.held_from_min,
+                end_min=None if history.finish is None else history.finish.actual,
+            )
+            shown.append(figures.forecast_fan(fan, name, unit))
     facts = standard_facts(comparison.scenario, comparison.seed)
     facts["run"] = comparison.run_id
     facts["status"] = comparison.status
@@ -285,6 +302,8 @@ def comparison_report(comparison: Comparison) -> Report:
         "off its predicted P10, P50 and P90. A task's start is when its first cycle began.",
         SPEEDUP_DEFINITION,
     ]
+    if comparison.forecasts is not None:
+        notes.append("Live forecasts: " + " ".join(comparison.forecasts.sentences()))
     return Report(
         title=f"Run against prediction: {comparison.scenario or 'scenario'}",
         headlines=headlines,
