@@ -63,6 +63,40 @@ class CumulativeBand:
     p90: Sequence[float]
 
 
+def band_traces(
+    x: Sequence[float],
+    p10: Sequence[float],
+    p50: Sequence[float],
+    p90: Sequence[float],
+    what: str,
+    shape: str = "linear",
+) -> list[go.Scatter]:
+    """A band over ``x``: P10-P90 filled (the P90 edge unlisted), P50 dashed, named ``{what} P10-P90`` and
+    ``{what} P50``; ``shape="hv"`` holds each value until the next."""
+    import plotly.graph_objects as go
+
+    edge = {"width": 0, "shape": shape}
+    return [
+        go.Scatter(x=list(x), y=list(p90), name=f"{what} P90", mode="lines", line=edge, showlegend=False),
+        go.Scatter(
+            x=list(x),
+            y=list(p10),
+            name=f"{what} P10-P90",
+            mode="lines",
+            fill="tonexty",
+            fillcolor=BAND,
+            line=edge,
+        ),
+        go.Scatter(
+            x=list(x),
+            y=list(p50),
+            name=f"{what} P50",
+            mode="lines",
+            line={"dash": "dash", "color": "#0072B2", "shape": shape},
+        ),
+    ]
+
+
 def gantt_over_bands(
     actual: Mapping[str, TaskSpan], bands: Sequence[TaskBand], waits: Sequence[WaitSpan] = ()
 ) -> go.Figure:
@@ -211,24 +245,9 @@ def cumulative_against_band(
     steps (red on this page means outside a band, which a curve is in places and not in others)."""
     import plotly.graph_objects as go
 
-    grid = list(band.grid_min)
     figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(x=grid, y=list(band.p90), name="predicted P90", line={"width": 0}, showlegend=False)
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=grid,
-            y=list(band.p10),
-            name="predicted P10-P90",
-            fill="tonexty",
-            fillcolor=BAND,
-            line={"width": 0},
-        )
-    )
-    figure.add_trace(
-        go.Scatter(x=grid, y=list(band.p50), name="predicted P50", line={"dash": "dash", "color": "#0072B2"})
-    )
+    for trace in band_traces(band.grid_min, band.p10, band.p50, band.p90, "predicted"):
+        figure.add_trace(trace)
     figure.add_trace(
         go.Scatter(
             x=list(actual_min),
@@ -277,36 +296,8 @@ def forecast_fan(fan: ForecastFan, name: str, unit: str) -> go.Figure:
 
     steps = [*times, end] if times else []
     figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=steps,
-            y=held(fan.p90),
-            name="forecast P90",
-            mode="lines",
-            line={"width": 0, "shape": "hv"},
-            showlegend=False,
-        )
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=steps,
-            y=held(fan.p10),
-            name="forecast P10-P90",
-            mode="lines",
-            fill="tonexty",
-            fillcolor=BAND,
-            line={"width": 0, "shape": "hv"},
-        )
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=steps,
-            y=held(fan.p50),
-            name="forecast P50",
-            mode="lines",
-            line={"dash": "dash", "color": "#0072B2", "shape": "hv"},
-        )
-    )
+    for trace in band_traces(steps, held(fan.p10), held(fan.p50), held(fan.p90), "forecast", shape="hv"):
+        figure.add_trace(trace)
     if fan.actual is not None:
         figure.add_trace(
             go.Scatter(
