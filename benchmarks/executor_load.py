@@ -22,6 +22,12 @@ least every few seconds, never two at once); ``stub`` answers at once; ``none`` 
 
     .venv/bin/python benchmarks/executor_load.py --only bookkeeping --forecaster busy
 
+``--forecaster compare``: ``bookkeeping`` with no forecaster and with the busy one, each in a fresh
+process, alternately, ``--rounds`` times; prints both medians and their ratio (the live forecast's target:
+at most 1.5x).
+
+    .venv/bin/python benchmarks/executor_load.py --forecaster compare --rounds 5
+
 ``--against REV``: ``bookkeeping`` with this checkout and with revision REV of the repository (each
 installed in a scratch folder, each running its own revision's measure in a fresh process), alternately,
 ``--rounds`` times; prints both medians and their ratio.
@@ -218,6 +224,26 @@ def against(revision: str, lanes: int, tasks_per_lane: int, cycles: int, rounds:
     print(f"  this checkout takes {new / old:.2f}x the time per event of {revision}")
 
 
+def forecaster_cost(lanes: int, tasks_per_lane: int, cycles: int, rounds: int) -> None:
+    """Microseconds per event of ``bookkeeping`` with no forecaster and with the busy one, alternating."""
+    figures: dict[str, list[float]] = {"none": [], "busy": []}
+    forecasts: list[int] = []
+    sizes = ["--lanes", str(lanes), "--tasks-per-lane", str(tasks_per_lane), "--cycles", str(cycles)]
+    for _ in range(rounds):
+        for kind in figures:
+            argv = [sys.executable, __file__, "--only", "bookkeeping", "--forecaster", kind, *sizes]
+            row = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+            figures[kind].append(row["us_per_event"])
+            if kind == "busy":
+                forecasts.append(row["forecasts"])
+    off, live = statistics.median(figures["none"]), statistics.median(figures["busy"])
+    print(f"bookkeeping, {lanes} lanes, median of {rounds} alternating rounds (microseconds per event):")
+    print(f"  no forecaster:   {off:>8.1f}   ({', '.join(f'{f:.1f}' for f in figures['none'])})")
+    print(f"  busy forecaster: {live:>8.1f}   ({', '.join(f'{f:.1f}' for f in figures['busy'])})")
+    print(f"  forecasts made per run: {', '.join(str(n) for n in forecasts)}")
+    print(f"  a live forecast takes {live / off:.2f}x the time per event (target at most 1.5x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lanes", type=int, default=100)
@@ -225,10 +251,15 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=4)
     parser.add_argument("--time-scale", type=float, default=2_000.0)
     parser.add_argument("--only", choices=["bookkeeping", "emulated"])
-    parser.add_argument("--forecaster", choices=["none", "stub", "busy"], default="none")
+    parser.add_argument("--forecaster", choices=["none", "stub", "busy", "compare"], default="none")
     parser.add_argument("--against", metavar="REV", help="time bookkeeping against revision REV too")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds for --against")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating rounds for --against and --forecaster compare"
+    )
     args = parser.parse_args()
+    if args.forecaster == "compare":
+        forecaster_cost(args.lanes, args.tasks_per_lane, args.cycles, args.rounds)
+        return
     if args.against:
         against(args.against, args.lanes, args.tasks_per_lane, args.cycles, args.rounds)
         return
