@@ -35,7 +35,7 @@ import itertools
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -216,8 +216,8 @@ def _short(model: str) -> str:
 
 def search_space(
     scenario: Scenario,
-    lanes: dict[str, Sequence[int]] | None = None,
-    models: dict[str, Sequence[str]] | None = None,
+    lanes: Mapping[str, Sequence[int]] | None = None,
+    models: Mapping[str, Sequence[str]] | None = None,
 ) -> Space:
     """The space: every role at its lanes as written unless ``lanes`` names counts for it, and on every
     model it may use (its own and its ``models``) unless ``models`` names some of those."""
@@ -499,8 +499,8 @@ Progress = Callable[[int, int], None]
 def optimize(
     scenario: Scenario,
     *,
-    lanes: dict[str, Sequence[int]] | None = None,
-    models: dict[str, Sequence[str]] | None = None,
+    lanes: Mapping[str, Sequence[int]] | None = None,
+    models: Mapping[str, Sequence[str]] | None = None,
     budget_usd: float | None = None,
     deadline_min: float | None = None,
     risk: float = 0.1,
