@@ -247,3 +247,14 @@ def test_cli_infeasible_exits_1_and_says_so() -> None:
     )
     assert result.exit_code == 1, result.output
     assert "no configuration keeps" in result.stderr and "raise the budget" in result.stderr
+
+
+def test_the_two_coordinate_front_equals_the_general_one() -> None:
+    from cycleplan.workflows.optimize import pareto_2d
+    from cycleplan.workflows.sweep import pareto_front
+
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 7, 60):
+        # Rounded, so that ties and duplicate points occur.
+        points = [(float(x), float(y)) for x, y in np.round(rng.uniform(0, 5, size=(size, 2)))]
+        assert pareto_2d(points) == pareto_front(points)

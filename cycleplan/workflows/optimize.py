@@ -47,7 +47,6 @@ from cycleplan.core.model import Frozen, Scenario
 from cycleplan.core.wording import duration
 from cycleplan.sim.stats import Summary, summarize
 from cycleplan.workflows.fanout import FanoutError, Runner, runner_for
-from cycleplan.workflows.sweep import pareto_front
 
 if TYPE_CHECKING:
     from cycleplan.sim.simulation import Simulator
@@ -383,6 +382,8 @@ class _Candidate:
     makespan: FloatArray
     cost: FloatArray
     engine: str = ""
+    stats: tuple[int, float, float] | None = None
+    """(replications, P90 makespan, mean cost) when last worked out."""
 
 
 class _Search:
@@ -444,17 +445,30 @@ class _Search:
                 kept.append(each)
         return kept, dropped
 
+    @staticmethod
+    def p90(candidate: _Candidate) -> float:
+        """P90 makespan from the replications it has (kept until it gets more)."""
+        if candidate.stats is None or candidate.stats[0] != candidate.makespan.size:
+            candidate.stats = (
+                candidate.makespan.size,
+                float(np.percentile(candidate.makespan, 90)),
+                float(candidate.cost.mean()),
+            )
+        return candidate.stats[1]
+
+    @staticmethod
+    def mean_cost(candidate: _Candidate) -> float:
+        _Search.p90(candidate)
+        assert candidate.stats is not None
+        return candidate.stats[2]
+
     def objective_value(self, candidate: _Candidate) -> float:
-        if self.objective == "makespan":
-            return float(np.percentile(candidate.makespan, 90))
-        return float(candidate.cost.mean())
+        return self.p90(candidate) if self.objective == "makespan" else self.mean_cost(candidate)
 
     def secondary_value(self, candidate: _Candidate) -> float:
         """The other measure, which breaks ties of the objective (roles off the critical path change the
         cost but not the makespan)."""
-        if self.objective == "makespan":
-            return float(candidate.cost.mean())
-        return float(np.percentile(candidate.makespan, 90))
+        return self.mean_cost(candidate) if self.objective == "makespan" else self.p90(candidate)
 
     def best(self, candidates: list[_Candidate]) -> list[_Candidate]:
         """The feasible ones, best first (ties of the objective broken by the other measure)."""
@@ -588,7 +602,7 @@ def optimize(
             break
 
     ranked = search.best(alive)
-    estimates = {each.index: _estimate(each, space, search) for each in candidates}
+    estimates = _Estimates(candidates, space, search)
     if not ranked:
         closest = min(
             candidates,
@@ -623,9 +637,7 @@ def optimize(
             distinguishable=low > 0 or high < 0,
             replications=n,
         )
-    front = pareto_front(
-        [(float(np.percentile(each.makespan, 90)), float(each.cost.mean())) for each in candidates]
-    )
+    front = pareto_2d([(search.p90(each), search.mean_cost(each)) for each in candidates])
     chosen_scenario = scenario.configured(
         dict(zip(space.roles, chosen.lanes, strict=True)), dict(zip(space.roles, chosen.models, strict=True))
     )
@@ -641,7 +653,7 @@ def optimize(
         chosen=estimates[chosen.index],
         runner_up=None if runner_up is None else estimates[runner_up.index],
         versus_runner_up=comparison,
-        pareto=[estimates[candidates[index].index] for index in front],
+        pareto=[estimates[index] for index in front],
         by_limit=_by_limit(candidates, estimates, search),
         rounds=history,
         replications_used=sum(each.makespan.size for each in candidates),
@@ -652,6 +664,38 @@ def optimize(
         workers=runner.workers,
         runtime_s=time.perf_counter() - began,
     )
+
+
+class _Estimates:
+    """Each candidate's :class:`ConfigurationEstimate`, made when first asked for (a space may hold tens
+    of thousands; the result shows a few dozen)."""
+
+    def __init__(self, candidates: list[_Candidate], space: Space, search: _Search) -> None:
+        self.candidates = candidates
+        self.space = space
+        self.search = search
+        self.made: dict[int, ConfigurationEstimate] = {}
+
+    def __getitem__(self, index: int) -> ConfigurationEstimate:
+        found = self.made.get(index)
+        if found is None:
+            found = self.made[index] = _estimate(self.candidates[index], self.space, self.search)
+        return found
+
+
+def pareto_2d(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point dominates (both coordinates at most, one strictly less),
+    ordered by their coordinates: :func:`cycleplan.workflows.sweep.pareto_front` for two coordinates, in
+    O(n log n) rather than O(n^2), for spaces of many thousand configurations."""
+    order = sorted(range(len(points)), key=lambda index: (*points[index], index))
+    front: list[int] = []
+    lowest = math.inf
+    for index in order:
+        x, y = points[index]
+        if y < lowest or (front and points[front[-1]] == (x, y)):
+            front.append(index)
+            lowest = min(lowest, y)
+    return front
 
 
 def _estimate(candidate: _Candidate, space: Space, search: _Search) -> ConfigurationEstimate:
@@ -689,9 +733,7 @@ def _breaking(estimate: ConfigurationEstimate) -> str:
     return ", ".join(said) + f" over {estimate.replications} replications"
 
 
-def _by_limit(
-    candidates: list[_Candidate], estimates: dict[int, ConfigurationEstimate], search: _Search
-) -> list[ChoiceAt]:
+def _by_limit(candidates: list[_Candidate], estimates: _Estimates, search: _Search) -> list[ChoiceAt]:
     """The choice at budgets (or deadlines) across the range the configurations span, from the
     replications each got."""
     on_budget = search.objective == "makespan"
