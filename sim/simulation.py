@@ -128,16 +128,18 @@ class Simulator:
             return np.zeros((programs.count, 0), dtype=np.int64)
         return np.stack(columns, axis=1)
 
-    def run_batch(self, programs: Programs, engine: str) -> tuple[Records, FloatArray, int]:
-        """The parallel records and the sequential makespans of a batch; also how many replications the
-        fast engine handed to SimPy."""
+    def run_batch(
+        self, programs: Programs, engine: str, *, with_baseline: bool = True
+    ) -> tuple[Records, FloatArray, int]:
+        """The parallel records and the sequential makespans of a batch (zeros without ``with_baseline``);
+        also how many replications the fast engine handed to SimPy."""
         count = programs.count
         sequential = np.zeros(count)
         chosen = self.chosen(programs)
         handed = 0
         if engine == "fast":
             records, fallback = fast.run(self.parallel, programs)
-            for key in {tuple(row) for row in chosen.tolist()}:
+            for key in {tuple(row) for row in chosen.tolist()} if with_baseline else ():
                 rows = (
                     np.flatnonzero((chosen == np.asarray(key, dtype=np.int64)).all(axis=1)) if key else None
                 )
@@ -162,16 +164,32 @@ class Simulator:
                 batch = Batch(self.parallel, few)
                 for position, column in enumerate(handed_back.tolist()):
                     records.put(column, Run(self.parallel, batch, position).run())
-                    sequential[column] = self.baseline_by_simpy(few, chosen[handed_back], position)
+                    if with_baseline:
+                        sequential[column] = self.baseline_by_simpy(few, chosen[handed_back], position)
             handed = int(fallback.sum())
         else:
             batch = Batch(self.parallel, programs)
             records = Records.from_rows(
                 self.parallel, [Run(self.parallel, batch, row).run() for row in range(count)]
             )
-            for column in range(count):
+            for column in range(count) if with_baseline else ():
                 sequential[column] = self.baseline_by_simpy(programs, chosen, column)
         return records, sequential, handed
+
+    def values(self, first: int, count: int, engine: str, names: tuple[str, ...]) -> dict[str, FloatArray]:
+        """The per-replication ``names`` (of :data:`SCALARS`, not ``sequential_min`` or ``speedup``) of
+        replications ``first`` to ``first + count - 1``: the same numbers ``simulate`` gives them, without
+        the baseline, the task times or the curves. Lets a search add replications to a configuration
+        round by round on the same draws."""
+        parts: dict[str, list[FloatArray]] = {name: [] for name in names}
+        for start in range(first, first + count, 4 * BLOCK):
+            size = min(4 * BLOCK, first + count - start)
+            programs = self.programs(start, size)
+            records, _, _ = self.run_batch(programs, engine, with_baseline=False)
+            measured = measure(self.parallel, programs, records, max(float(records.makespan.max()), 1.0))
+            for name in names:
+                parts[name].append(np.asarray(measured.values[name], dtype=float))
+        return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
     def baseline_by_simpy(self, programs: Programs, chosen: npt.NDArray[np.int64], column: int) -> float:
         """Replication ``column``'s one-lane baseline makespan, run by the SimPy engine."""

@@ -1,7 +1,7 @@
 """The ``cycleplan`` command: the root app, the commands it has and where each one lives, and ``main``.
 
 The CLI is the only part of cycleplan that imports typer. Each command lives in the module of its concept
-(``scenario``, ``simulate``, ``execute``, ``runs``, ``importing``, ``calibrate``, ``sweep``,
+(``scenario``, ``simulate``, ``execute``, ``runs``, ``importing``, ``calibrate``, ``sweep``, ``optimize``,
 ``compare``; shared helpers and options in ``common``) and is imported only when it runs or shows its
 own help, so that ``cycleplan --help`` imports none of them (see :mod:`cycleplan.cli.lazy`). Library
 errors and bad options become messages on stderr and exit status 2 in those modules; no traceback
@@ -77,6 +77,12 @@ COMMANDS: dict[str, LazyCommand] = {
         "cycleplan.cli.sweep",
         "app",
         "Compare lane counts (and planners): speedup, makespan, cost, utilization, and a recommendation.",
+    ),
+    "optimize": LazyCommand(
+        "cycleplan.cli.optimize",
+        "app",
+        "Choose lanes and a model per role: the least P90 makespan within a budget, or least cost by a "
+        "deadline.",
     ),
     "compare": LazyCommand(
         "cycleplan.cli.compare",

@@ -15,6 +15,7 @@ write instead (:func:`deprecated`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
@@ -211,3 +212,19 @@ def show_result(
     for path in written:
         if path is not None:
             note(f"wrote {path}")
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration_min(text: str) -> float:
+    """Minutes of ``--deadline DURATION``: ``90m``, ``2h``, ``1h30m``, ``45s``; exit 2 otherwise."""
+    spoken = text.strip().lower().replace(" ", "")
+    match = _DURATION.fullmatch(spoken)
+    if not spoken or match is None or not any(match.groups()):
+        fail(f"--deadline {text}: write a duration with its unit, e.g. 90m, 2h or 1h30m")
+    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
+    total = hours * 60 + minutes + seconds / 60
+    if total <= 0:
+        fail(f"--deadline {text}: must be longer than 0")
+    return total

@@ -4,7 +4,6 @@ read from the store opened read-only). The store's list of runs is ``runs`` (:mo
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from cycleplan.cli.common import (
     fail,
     note,
     output_option,
+    parse_duration_min,
     parse_lanes_option,
     say,
     write_atomically,
@@ -332,22 +332,6 @@ def execute_command(
         say(render_summary(result.summary))
     if result.exit_code:
         raise typer.Exit(result.exit_code)
-
-
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?")
-
-
-def parse_duration_min(text: str) -> float:
-    """Minutes of ``--deadline DURATION``: ``90m``, ``2h``, ``1h30m``, ``45s``; exit 2 otherwise."""
-    spoken = text.strip().lower().replace(" ", "")
-    match = _DURATION.fullmatch(spoken)
-    if not spoken or match is None or not any(match.groups()):
-        fail(f"--deadline {text}: write a duration with its unit, e.g. 90m, 2h or 1h30m")
-    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
-    total = hours * 60 + minutes + seconds / 60
-    if total <= 0:
-        fail(f"--deadline {text}: must be longer than 0")
-    return total
 
 
 def forecaster(plan: Plan, options: ExecuteOptions) -> Forecaster:

@@ -131,7 +131,8 @@ def sweep_command(
       cycleplan sweep scenarios/payment.yaml --lanes 1..8 --report sweep.html --dask local
     """
     from cycleplan.sim import DISPATCH_MODES, ENGINES, SimulationError
-    from cycleplan.workflows.sweep import SweepError, dask_runner, open_dask, sweep
+    from cycleplan.workflows.fanout import FanoutError
+    from cycleplan.workflows.sweep import dask_runner, open_dask, sweep
 
     if replications < 1:
         fail(f"--replications {replications}: must be at least 1")
@@ -171,7 +172,7 @@ def sweep_command(
             runner=runner,
             backend=backend,
         )
-    except SweepError as exc:
+    except FanoutError as exc:
         option = {"within": "--within", "dask": "--dask", "role": "--lanes", "algorithms": "--algorithm"}
         fail(f"{option.get(exc.field, '--' + exc.field)}: {str(exc).split(': ', 1)[1]}")
     except SimulationError as exc:

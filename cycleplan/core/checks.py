@@ -582,7 +582,8 @@ def _loop_problems(tasks: list[Task], emitters: dict[str, str], origin: dict[str
 
 def model_problems(scenario: Scenario, unvalidated: Unvalidated = VALIDATED) -> list[Problem]:
     """Models no price is known for (a misspelt name bills $0 and cannot be simulated): each role's
-    model and each task's ``cycle_models``, unless the scenario's ``prices:`` names it. With
+    model, each of its ``models`` (which must not list one model twice) and each task's ``cycle_models``,
+    unless the scenario's ``prices:`` names it. With
     ``unvalidated``, none while the prices failed (the one a model needs may be among them)."""
     from cycleplan.core.prices import PRICE_TABLE, PRICES_AS_OF, resolve
 
@@ -596,11 +597,32 @@ def model_problems(scenario: Scenario, unvalidated: Unvalidated = VALIDATED) -> 
             f"prices: {{{model}: {{input_per_mtok: 3, output_per_mtok: 15}}}}"
         )
 
-    problems = [
-        Problem(("roles", name, "model"), unknown(role.model))
-        for name, role in scenario.roles.items()
-        if resolve(role.model, scenario.prices) is None
-    ]
+    problems: list[Problem] = []
+    for name, role in scenario.roles.items():
+        if resolve(role.model, scenario.prices) is None:
+            problems.append(Problem(("roles", name, "model"), unknown(role.model)))
+        listed: dict[str, int] = {}
+        for index, option in enumerate(role.models):
+            where = ("roles", name, "models", index, "model")
+            if option.model == role.model:
+                problems.append(
+                    Problem(
+                        where,
+                        f"'{option.model}' is listed twice: it is the role's own model, always a choice; "
+                        "remove it from 'models'",
+                    )
+                )
+            elif option.model in listed:
+                problems.append(
+                    Problem(
+                        where,
+                        f"'{option.model}' is listed twice (first as models.{listed[option.model]}); "
+                        "list each model once",
+                    )
+                )
+            elif resolve(option.model, scenario.prices) is None:
+                problems.append(Problem(where, unknown(option.model)))
+            listed.setdefault(option.model, index)
     for index, task in enumerate(scenario.tasks):
         for cycle, model in task.cycle_models.items():
             if resolve(model, scenario.prices) is None:

@@ -129,6 +129,17 @@ class Duration(Frozen):
         """Minutes per cycle from the cycle's standard normal, its own draws and its uniform."""
         raise NotImplementedError
 
+    def scaled(self, factor: float) -> Duration:
+        """The same distribution with every duration ``factor`` times as long (its shape kept): every
+        field in minutes (``*_min``) is multiplied."""
+        fields = self.model_dump()
+        for name, value in fields.items():
+            if name.endswith("_min"):
+                fields[name] = (
+                    [each * factor for each in value] if isinstance(value, list) else value * factor
+                )
+        return type(self).model_validate(fields)
+
 
 class Lognormal(Duration):
     """Lognormal cycle duration given by its median and 90th percentile (minutes).
@@ -504,6 +515,28 @@ DEFAULT_CYCLE = Lognormal(median_min=3.0, p90_min=5.0)
 DEFAULT_MODEL = "claude-sonnet-4-5"
 
 
+def _scaled_spread(spread: Spread, factor: float) -> Spread:
+    return Spread(median=round(spread.median * factor), p90=round(spread.p90 * factor))
+
+
+class ModelOption(Frozen):
+    """A model a role may run on instead of its own, and how its cycles differ from the role's model's.
+
+    The price comes from the price table (or the scenario's ``prices:``), like the role's own model's. The
+    factors are relative to the role as written (calibrated or not): a model twice as fast per turn has
+    ``duration_factor: 0.5``; one that writes a third more has ``tokens_factor: 1.33``. ``optimize``
+    chooses among the role's model and these.
+    """
+
+    model: str = Field(min_length=1, max_length=200)
+    duration_factor: float = Field(default=1.0, gt=0, le=100, allow_inf_nan=False)
+    """Multiplies every cycle's (and every call's) minutes."""
+    tokens_factor: float = Field(default=1.0, gt=0, le=100, allow_inf_nan=False)
+    """Multiplies the tokens a cycle reads fresh and writes (and a loop's growth and output per call)."""
+    failure_probability: Probability | None = None
+    """Per-cycle failure probability on this model (None: the role's own)."""
+
+
 class Role(Frozen):
     """A kind of agent: how many lanes it has, its model, and how its cycles behave: their duration, the
     tokens they move (as one request, or as an agent loop of calls), their failures, what consuming an
@@ -520,6 +553,9 @@ class Role(Frozen):
     failure: FailureModel = FailureModel()
     sync: SyncCost = SyncCost()
     posterior: Posterior | None = None
+    models: list[ModelOption] = Field(default_factory=list, max_length=100)
+    """Other models this role may run on (``optimize`` chooses among ``model`` and these); empty: the
+    role's own model only. Every other command runs the role's ``model``."""
 
     @model_validator(mode="after")
     def _compaction_leaves_room(self) -> Role:
@@ -534,6 +570,55 @@ class Role(Frozen):
                 "compact again at once"
             )
         return self
+
+    def model_choices(self) -> list[str]:
+        """The models this role may run on: its own first, then its ``models``."""
+        return [self.model, *(option.model for option in self.models if option.model != self.model)]
+
+    def with_model(self, option: ModelOption | str) -> Role:
+        """This role on another model: ``option``'s factors applied to its durations, tokens and failures
+        (a model name: the listed option of that name, or the role's own model as it is). The result lists
+        no other models."""
+        if isinstance(option, str):
+            if option == self.model:
+                return self.model_copy(update={"models": []})
+            found = [each for each in self.models if each.model == option]
+            if not found:
+                raise ValueError(
+                    f"'{option}' is not among this role's models: {', '.join(self.model_choices())}"
+                )
+            option = found[0]
+        tokens = self.tokens.model_copy(
+            update={
+                "fresh_input": _scaled_spread(self.tokens.fresh_input, option.tokens_factor),
+                "output": _scaled_spread(self.tokens.output, option.tokens_factor),
+            }
+        )
+        calls = self.calls
+        if calls is not None:
+            calls = calls.model_copy(
+                update={
+                    "growth": _scaled_spread(calls.growth, option.tokens_factor),
+                    "output": _scaled_spread(calls.output, option.tokens_factor),
+                    "minutes": None
+                    if calls.minutes is None
+                    else calls.minutes.scaled(option.duration_factor),
+                }
+            )
+        failure = self.failure
+        if option.failure_probability is not None:
+            failure = failure.model_copy(update={"probability_per_cycle": option.failure_probability})
+        return Role.model_validate(
+            {
+                **self.model_dump(),
+                "model": option.model,
+                "cycle": self.cycle.scaled(option.duration_factor).model_dump(),
+                "tokens": tokens.model_dump(),
+                "calls": None if calls is None else calls.model_dump(),
+                "failure": failure.model_dump(),
+                "models": [],
+            }
+        )
 
     @property
     def nominal_cycle_min(self) -> float:
@@ -851,6 +936,17 @@ class Scenario(Frozen):
         roles = {name: self.role(name) for name in self.role_names()}
         for name, count in lanes.items():
             roles[name] = roles.get(name, _DEFAULT_ROLE).model_copy(update={"lanes": count})
+        return Scenario.model_validate(
+            {**self.model_dump(), "roles": {k: v.model_dump() for k, v in roles.items()}}
+        )
+
+    def configured(self, lanes: dict[str, int], models: dict[str, str]) -> Scenario:
+        """A plain scenario: the lanes of some roles set, some roles moved to one of their models
+        (:meth:`Role.with_model`), and no role listing other models any more."""
+        roles = {name: self.role(name) for name in self.role_names()}
+        for name, role in roles.items():
+            chosen = role.with_model(models.get(name, role.model))
+            roles[name] = chosen.model_copy(update={"lanes": lanes.get(name, chosen.lanes)})
         return Scenario.model_validate(
             {**self.model_dump(), "roles": {k: v.model_dump() for k, v in roles.items()}}
         )

@@ -7,19 +7,18 @@ their confidence intervals show the configurations' difference rather than the n
 samples. :func:`sweep` returns the summaries per configuration, the time/cost Pareto front and a
 recommendation in words: the smallest lane count whose P50 makespan is within a given share of the best.
 
-Configurations run in parallel: in this process (one worker), on a local process pool (all cores by
-default), or on a Dask cluster (``dask`` extra, imported only then). Each configuration's result depends
+Configurations run in parallel through :mod:`cycleplan.workflows.fanout`: in this process (one
+worker), on a local process pool (all cores by default), or on a Dask cluster (``dask`` extra, imported
+only then). Each configuration's result depends
 only on the scenario, the configuration and the seed, so every backend gives the same numbers (the
 planners are deterministic unless given a wall-clock limit). This module never imports the CLI.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,17 +29,14 @@ from cycleplan.core.model import Frozen, Scenario
 from cycleplan.core.wording import counted, duration
 from cycleplan.sim.layout import SimulationError
 from cycleplan.sim.stats import Summary, confidence_interval
+from cycleplan.workflows.fanout import DaskRunner, FanoutError, Runner, open_dask, runner_for
 
 MAX_CONFIGURATIONS = 1_000
 DEFAULT_WITHIN_PERCENT = 10.0
 
 
-class SweepError(ValueError):
+class SweepError(FanoutError):
     """A sweep that cannot run as asked (``field`` names the option to fix)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
 
 
 class Difference(Frozen):
@@ -165,36 +161,9 @@ def run_job(job: Job) -> Outcome:
     )
 
 
-Runner = Callable[[Sequence[Job]], list[Outcome]]
-
-
-def run_serial(jobs: Sequence[Job]) -> list[Outcome]:
-    return [run_job(job) for job in jobs]
-
-
-def local_runner(workers: int) -> Runner:
-    """A process pool of ``workers`` processes (one job per task, results in job order)."""
-
-    def run(jobs: Sequence[Job]) -> list[Outcome]:
-        from concurrent.futures import ProcessPoolExecutor
-
-        # Import what a job needs before the pool forks, so that workers start with it loaded.
-        for module in ("cycleplan.planner", "cycleplan.sim.simulation"):
-            importlib.import_module(module)
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            return list(pool.map(run_job, jobs, chunksize=1))
-
-    return run
-
-
-def dask_runner(client: Any) -> Runner:
+def dask_runner(client: Any) -> DaskRunner:
     """Jobs on a Dask cluster through ``client`` (a :class:`distributed.Client`), results in job order."""
-
-    def run(jobs: Sequence[Job]) -> list[Outcome]:
-        futures = client.map(run_job, list(jobs), pure=False)
-        return list(client.gather(futures))
-
-    return run
+    return DaskRunner(client)
 
 
 def parse_lanes(text: str) -> list[int]:
@@ -237,7 +206,8 @@ def sweep(
     """Plan and simulate ``scenario`` for every lane count and algorithm, on common random numbers.
 
     ``workers``: processes of the local pool (default: every core; 1 runs in this process). ``runner``
-    replaces the pool, e.g. :func:`dask_runner`; ``backend`` then names it in the result.
+    replaces the pool (:mod:`cycleplan.workflows.fanout`), e.g. :func:`dask_runner`; ``backend`` then
+    names it in the result.
     """
     from cycleplan.planner import ALGORITHMS
 
@@ -269,16 +239,11 @@ def sweep(
 
     _check(replications, seed, dispatch, engine)
     if runner is None:
-        count = workers if workers is not None else (os.cpu_count() or 1)
-        if count < 1:
-            raise SweepError("workers", f"must be at least 1, got {count}")
-        count = min(count, len(jobs))
-        runner, backend, used_workers = (
-            (run_serial, "serial", 1) if count == 1 else (local_runner(count), "local", count)
-        )
+        runner = runner_for(workers, len(jobs), preload=("cycleplan.planner", "cycleplan.sim.simulation"))
+        backend, used_workers = runner.backend, runner.workers
     else:
         used_workers = workers or 0
-    outcomes = runner(jobs)
+    outcomes = runner.map(run_job, jobs)
     return summarize_sweep(
         scenario,
         outcomes,
@@ -425,36 +390,6 @@ def summarize_sweep(
     )
 
 
-def open_dask(address: str, workers: int | None = None) -> tuple[Any, Callable[[], None]]:
-    """A Dask client for ``address`` (``tcp://host:8786``), or for a new LocalCluster (``local``), and a
-    function that closes what was opened. Needs the ``dask`` extra."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise SweepError(
-            "dask", "Dask is not installed; pip install 'cycleplan[dask]' (dask[distributed])"
-        ) from None
-    if address == "local":
-        cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-        )
-        local = Client(cluster)  # type: ignore[no-untyped-call]
-
-        def close_both() -> None:
-            local.close()  # type: ignore[no-untyped-call]
-            cluster.close()
-
-        return local, close_both
-    try:
-        client = Client(address, timeout="10s")  # type: ignore[no-untyped-call]
-    except (OSError, TimeoutError) as exc:
-        raise SweepError("dask", f"cannot reach the Dask scheduler at {address}: {exc}") from None
-    return client, client.close
-
-
 __all__ = [
     "ConfigurationResult",
     "Difference",
@@ -464,7 +399,6 @@ __all__ = [
     "SweepError",
     "SweepResult",
     "dask_runner",
-    "local_runner",
     "open_dask",
     "pareto_front",
     "parse_lanes",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from cycleplan.sim.prediction import Prediction
     from cycleplan.workflows.backtest import Backtest
     from cycleplan.workflows.comparison import Comparison
+    from cycleplan.workflows.optimize import OptimizeResult
     from cycleplan.workflows.sweep import SweepResult
 
 
@@ -186,6 +187,65 @@ def sweep_report(result: SweepResult) -> Report:
         headlines=headlines,
         facts=facts,
         figures=[speedup_by_lanes(result), pareto(result)],
+        notes=notes,
+    )
+
+
+def optimize_report(result: OptimizeResult) -> Report:
+    """An optimization's choice with its bands, the runner-up, the Pareto front and how the choice moves
+    with the budget (or the deadline)."""
+    from cycleplan.present.report.optimize_figures import choice_by_limit, pareto
+
+    chosen = result.chosen
+    versus = result.versus_runner_up
+    headlines = [
+        Headline("chosen", chosen.label, f"{result.configurations:,} configurations searched"),
+        Headline(
+            "makespan (P90)",
+            duration(chosen.makespan_min.p90),
+            f"P10-P50 {duration(chosen.makespan_min.p10)} - {duration(chosen.makespan_min.p50)}",
+        ),
+        Headline(
+            "cost per run (mean)",
+            f"${chosen.cost_usd.mean:,.2f}",
+            f"P10-P90 ${chosen.cost_usd.p10:,.2f} - ${chosen.cost_usd.p90:,.2f}",
+        ),
+    ]
+    if result.runner_up is not None and versus is not None:
+        headlines.append(
+            Headline(
+                "runner-up",
+                result.runner_up.label,
+                ("distinguishable" if versus.distinguishable else "a statistical tie")
+                + f": difference {versus.difference:+,.2f} (95% CI {versus.ci95_low:+,.2f} to "
+                f"{versus.ci95_high:+,.2f})",
+            )
+        )
+    facts = standard_facts(result.scenario, result.seed)
+    facts["objective"] = "P90 makespan" if result.objective == "makespan" else "mean cost"
+    if result.budget_usd is not None:
+        facts["budget"] = f"${result.budget_usd:,.2f} (risk {result.risk:g})"
+    if result.deadline_min is not None:
+        facts["deadline"] = f"{duration(result.deadline_min)} (risk {result.risk:g})"
+    facts["search"] = result.search
+    facts["replications"] = (
+        f"{result.replications_used:,} of an exhaustive {result.replications_exhaustive:,} "
+        f"({result.replications_used / result.replications_exhaustive:.1%})"
+    )
+    notes = [
+        result.summary,
+        "Every configuration meets the same random draws (common random numbers); the search gives more "
+        "replications only to the configurations still in contention, so a point on the front that was "
+        "dropped early rests on few replications (hover to see how many).",
+    ]
+    figures = [pareto(result)]
+    if result.by_limit:
+        figures.append(choice_by_limit(result))
+    return Report(
+        title=f"Optimize: {result.scenario or 'scenario'}",
+        headlines=headlines,
+        facts=facts,
+        figures=figures,
         notes=notes,
     )
 
