@@ -22,10 +22,13 @@ runner-up are then compared by a paired bootstrap over their common replications
 difference of the objective; distinguishable when it excludes 0). ``exhaustive=True`` runs every
 configuration at 200 replications instead (for benchmarks and tests).
 
-Configurations run in batches through :mod:`cycleplan.workflows.fanout` (this process, a local pool, or
-Dask); each worker keeps the planned simulator of a configuration it has seen (:data:`_SIMULATORS`), so
-a later round only plans again what another worker planned. The fast engine runs where the model allows
-(``engine="auto"``). This module never imports the CLI or the presentation.
+Each configuration is simulated on the plan of its lane counts, made once from the roles' own models
+(:func:`configured_plan`): its models change the draws (durations, tokens, failures, prices), not the
+lanes' order. Configurations run in batches through :mod:`cycleplan.workflows.fanout` (this process, a
+local pool, or Dask); each worker keeps its plans and the simulators of the configurations it has seen
+(:data:`_SIMULATORS`), so that a later round sets up only what another worker ran before. The fast
+engine runs where the model allows (``engine="auto"``). This module never imports the CLI or the
+presentation.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from cycleplan.core.model import Frozen, Scenario
+from cycleplan.core.model import Frozen, Plan, Scenario
 from cycleplan.core.wording import duration
 from cycleplan.sim.stats import Summary, summarize
 from cycleplan.workflows.fanout import FanoutError, Runner, runner_for
@@ -283,8 +286,38 @@ _SIMULATORS: OrderedDict[tuple[str, tuple[tuple[int, ...], tuple[str, ...]]], tu
 MAX_CACHED = 4096
 
 
-def _simulator(batch: Batch, configuration: tuple[tuple[int, ...], tuple[str, ...]]) -> tuple[Simulator, str]:
+_PLANS: dict[tuple[str, tuple[int, ...]], Plan] = {}
+"""A worker's plans, one per lane counts of a scenario (a space has few lane counts, many models)."""
+
+
+def configured_plan(scenario: Scenario, lanes: Mapping[str, int], models: Mapping[str, str]) -> Plan:
+    """The plan a configuration is predicted on: ``scenario`` planned with ``lanes`` and its roles' own
+    models, carrying the scenario configured with ``models`` too, so that the simulation draws each
+    role's durations, tokens and failures from its chosen model. The lane order is planned once per lane
+    counts: the planner orders work by nominal durations, and planning each of thousands of model
+    choices anew would cost more than simulating them."""
+    return _configured_plan(
+        scenario,
+        "",
+        tuple(lanes.get(name, scenario.role(name).lanes) for name in scenario.role_names()),
+        models,
+    )
+
+
+def _configured_plan(scenario: Scenario, key: str, lanes: tuple[int, ...], models: Mapping[str, str]) -> Plan:
     from cycleplan.planner import plan
+
+    roles = scenario.role_names()
+    by_role = dict(zip(roles, lanes, strict=True))
+    planned = _PLANS.get((key, lanes)) if key else None
+    if planned is None:
+        planned = plan(scenario.configured(by_role, {}))
+        if key:
+            _PLANS[(key, lanes)] = planned
+    return planned.model_copy(update={"scenario": scenario.configured(by_role, dict(models))})
+
+
+def _simulator(batch: Batch, configuration: tuple[tuple[int, ...], tuple[str, ...]]) -> tuple[Simulator, str]:
     from cycleplan.sim.layout import build_layout
     from cycleplan.sim.simulation import Simulator, resolve_engine
 
@@ -294,10 +327,8 @@ def _simulator(batch: Batch, configuration: tuple[tuple[int, ...], tuple[str, ..
         _SIMULATORS.move_to_end(key)
         return found
     lanes, models = configuration
-    scenario = batch.scenario.configured(
-        dict(zip(batch.roles, lanes, strict=True)), dict(zip(batch.roles, models, strict=True))
-    )
-    simulator = Simulator(build_layout(plan(scenario)), batch.seed, "plan", ideal=False)
+    planned = _configured_plan(batch.scenario, batch.key, lanes, dict(zip(batch.roles, models, strict=True)))
+    simulator = Simulator(build_layout(planned), batch.seed, "plan", ideal=False)
     found = (simulator, resolve_engine(simulator, batch.engine))
     _SIMULATORS[key] = found
     if len(_SIMULATORS) > MAX_CACHED:
@@ -786,6 +817,7 @@ __all__ = [
     "Round",
     "Space",
     "clopper_pearson_low",
+    "configured_plan",
     "optimize",
     "paired_bootstrap",
     "run_batch",
