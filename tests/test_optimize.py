@@ -258,6 +258,16 @@ def test_the_two_coordinate_front_equals_the_general_one() -> None:
 
     rng = np.random.default_rng(3)
     for size in (1, 2, 7, 60):
-        # Rounded, so that ties and duplicate points occur.
+        # Rounded, so that ties and equal points occur.
         points = [(float(x), float(y)) for x, y in np.round(rng.uniform(0, 5, size=(size, 2)))]
-        assert pareto_2d(points) == pareto_front(points)
+        lanes = [float(value) for value in rng.integers(1, 4, size=size)]
+        # The general front keeps every copy of an equal point; the two-coordinate one keeps the copy
+        # with the fewest lanes (then the first).
+        fewest = {
+            point: min(
+                (index for index in range(size) if points[index] == point), key=lambda i: (lanes[i], i)
+            )
+            for point in set(points)
+        }
+        expected = [index for index in pareto_front(points) if fewest[points[index]] == index]
+        assert pareto_2d(points, lanes) == expected

@@ -502,11 +502,17 @@ class _Search:
         return self.mean_cost(candidate) if self.objective == "makespan" else self.p90(candidate)
 
     def best(self, candidates: list[_Candidate]) -> list[_Candidate]:
-        """The feasible ones, best first (ties of the objective broken by the other measure)."""
+        """The feasible ones, best first (ties of the objective broken by the other measure, then by
+        the lanes held: a lane no task uses changes nothing but what one holds)."""
         feasible = [each for each in candidates if self.feasible(each)]
         return sorted(
             feasible,
-            key=lambda each: (self.objective_value(each), self.secondary_value(each), each.index),
+            key=lambda each: (
+                self.objective_value(each),
+                self.secondary_value(each),
+                sum(each.lanes),
+                each.index,
+            ),
         )
 
 
@@ -650,7 +656,9 @@ def optimize(
             + _breaking(estimates[closest.index])
             + "): raise the budget or the deadline, accept more risk, or widen --lanes and --models",
         )
-    chosen, runner_up = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+    chosen = ranked[0]
+    # The runner-up predicts something else: one that differs only by a lane no task uses is the same.
+    runner_up = next((each for each in ranked[1:] if not _same_draws(each, chosen)), None)
     comparison = None
     if runner_up is not None:
         n = min(chosen.makespan.size, runner_up.makespan.size)
@@ -668,7 +676,10 @@ def optimize(
             distinguishable=low > 0 or high < 0,
             replications=n,
         )
-    front = pareto_2d([(search.p90(each), search.mean_cost(each)) for each in candidates])
+    front = pareto_2d(
+        [(search.p90(each), search.mean_cost(each)) for each in candidates],
+        [float(sum(each.lanes)) for each in candidates],
+    )
     chosen_scenario = scenario.configured(
         dict(zip(space.roles, chosen.lanes, strict=True)), dict(zip(space.roles, chosen.models, strict=True))
     )
@@ -714,18 +725,27 @@ class _Estimates:
         return found
 
 
-def pareto_2d(points: Sequence[tuple[float, float]]) -> list[int]:
+def _same_draws(one: _Candidate, other: _Candidate) -> bool:
+    """Whether two configurations predicted the same on every replication they share."""
+    n = min(one.makespan.size, other.makespan.size)
+    return bool(
+        np.array_equal(one.makespan[:n], other.makespan[:n]) and np.array_equal(one.cost[:n], other.cost[:n])
+    )
+
+
+def pareto_2d(points: Sequence[tuple[float, float]], ties: Sequence[float] | None = None) -> list[int]:
     """Indices of the points no other point dominates (both coordinates at most, one strictly less),
-    ordered by their coordinates: :func:`cycleplan.workflows.sweep.pareto_front` for two coordinates, in
-    O(n log n) rather than O(n^2), for spaces of many thousand configurations."""
-    order = sorted(range(len(points)), key=lambda index: (*points[index], index))
+    ordered by their coordinates, in O(n log n) (:func:`cycleplan.workflows.sweep.pareto_front` compares
+    every pair). Of points equal in both coordinates only the one with the least ``ties`` (then the
+    first) is kept: lanes no task uses change neither."""
+    tie = ties if ties is not None else [0.0] * len(points)
+    order = sorted(range(len(points)), key=lambda index: (*points[index], tie[index], index))
     front: list[int] = []
     lowest = math.inf
     for index in order:
-        x, y = points[index]
-        if y < lowest or (front and points[front[-1]] == (x, y)):
+        if points[index][1] < lowest:
             front.append(index)
-            lowest = min(lowest, y)
+            lowest = points[index][1]
     return front
 
 
