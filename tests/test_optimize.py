@@ -271,3 +271,20 @@ def test_the_two_coordinate_front_equals_the_general_one() -> None:
         }
         expected = [index for index in pareto_front(points) if fewest[points[index]] == index]
         assert pareto_2d(points, lanes) == expected
+
+
+def test_the_bound_for_many_configurations_is_the_bound_for_each() -> None:
+    from cycleplan.workflows.optimize import _Candidate, _Search
+
+    rng = np.random.default_rng(9)
+    search = _Search("makespan", budget_usd=1.0, deadline_min=None, risk=0.1)
+    candidates = [
+        _Candidate(index, (1,), ("m",), np.ones(size), rng.uniform(0.5, 1.5, size))
+        for index, size in enumerate([10, 10, 30, 30, 90, 200])
+    ]
+    expected = [
+        any(clopper_pearson_low(count, each.cost.size) > 0.1 for count in search.breaks(each))
+        for each in candidates
+    ]
+    assert search.surely_infeasible_all(candidates) == expected
+    assert any(expected)

@@ -435,9 +435,20 @@ class _Search:
             found.append(int((candidate.makespan > self.deadline_min).sum()))
         return found
 
-    def surely_infeasible(self, candidate: _Candidate) -> bool:
-        n = candidate.makespan.size
-        return any(clopper_pearson_low(count, n) > self.risk for count in self.breaks(candidate))
+    def surely_infeasible_all(self, candidates: list[_Candidate]) -> list[bool]:
+        """:meth:`surely_infeasible` of each, with one call of the beta quantile for them all."""
+        counts = np.asarray([self.breaks(each) for each in candidates], dtype=float)
+        if counts.size == 0 or counts.ndim < 2 or counts.shape[1] == 0:
+            return [False] * len(candidates)
+        from scipy.stats import beta
+
+        trials = np.asarray([each.makespan.size for each in candidates], dtype=float)[:, None]
+        with np.errstate(invalid="ignore"):
+            low = np.where(
+                counts > 0, beta.ppf(1 - CONFIDENCE, np.maximum(counts, 1), trials - counts + 1), 0.0
+            )
+        refused: npt.NDArray[np.bool_] = np.asarray((low > self.risk).any(axis=1))
+        return [bool(each) for each in refused]
 
     def feasible(self, candidate: _Candidate) -> bool:
         n = candidate.makespan.size
@@ -450,7 +461,8 @@ class _Search:
 
     def keep(self, candidates: list[_Candidate]) -> tuple[list[_Candidate], int]:
         """Those that go on to the next round, and how many were dropped as infeasible."""
-        possible = [each for each in candidates if not self.surely_infeasible(each)]
+        refused = self.surely_infeasible_all(candidates)
+        possible = [each for each, no in zip(candidates, refused, strict=True) if not no]
         dropped = len(candidates) - len(possible)
         if len(possible) <= 2:
             return possible, dropped
