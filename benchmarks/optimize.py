@@ -45,11 +45,11 @@ def _p90_rows(values: np.ndarray) -> np.ndarray:
 
 
 def _makespans(scenario: Scenario, result: OptimizeResult, seed: int) -> np.ndarray:
-    from cycleplan.planner import plan
     from cycleplan.sim.simulation import simulate
+    from cycleplan.workflows.optimize import configured_plan
 
-    configured = scenario.configured(result.chosen.lanes, result.chosen.models)
-    prediction = simulate(plan(configured), replications=200, seed=seed, engine="auto")
+    planned = configured_plan(scenario, result.chosen.lanes, result.chosen.models)
+    prediction = simulate(planned, replications=200, seed=seed, engine="auto")
     return np.asarray(prediction.replications.values["makespan_min"])
 
 

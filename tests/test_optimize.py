@@ -58,12 +58,12 @@ def _p90_rows(values: np.ndarray) -> np.ndarray:
 
 
 def _makespans(scenario: Scenario, result: OptimizeResult, which: str) -> np.ndarray:
-    from cycleplan.planner import plan
     from cycleplan.sim.simulation import simulate
+    from cycleplan.workflows.optimize import configured_plan
 
     estimate = getattr(result, which)
-    configured = scenario.configured(estimate.lanes, estimate.models)
-    prediction = simulate(plan(configured), replications=200, seed=SEED, engine="auto")
+    planned = configured_plan(scenario, estimate.lanes, estimate.models)
+    prediction = simulate(planned, replications=200, seed=SEED, engine="auto")
     return np.asarray(prediction.replications.values["makespan_min"])
 
 
@@ -81,8 +81,11 @@ def test_the_search_finds_the_exhaustive_choice_for_a_fifth_of_its_replications(
         _, low, high = paired_bootstrap(best, ours, _p90_rows, SEED)
         assert low <= 0 <= high, (halving.chosen.label, exhaustive.chosen.label, low, high)
     else:
-        # Its 200 replications are the exhaustive search's own: the same numbers to the bit.
+        # Its 200 replications are the exhaustive search's own, and simulate's on the configured plan:
+        # the same numbers to the bit.
         assert halving.chosen == exhaustive.chosen
+        scenario = load_scenario(SCENARIOS / f"{name}.yaml")
+        assert np.percentile(_makespans(scenario, halving, "chosen"), 90) == halving.chosen.makespan_min.p90
     assert halving.chosen.feasible and halving.chosen.replications == 200
 
 
@@ -255,6 +258,33 @@ def test_the_two_coordinate_front_equals_the_general_one() -> None:
 
     rng = np.random.default_rng(3)
     for size in (1, 2, 7, 60):
-        # Rounded, so that ties and duplicate points occur.
+        # Rounded, so that ties and equal points occur.
         points = [(float(x), float(y)) for x, y in np.round(rng.uniform(0, 5, size=(size, 2)))]
-        assert pareto_2d(points) == pareto_front(points)
+        lanes = [float(value) for value in rng.integers(1, 4, size=size)]
+        # The general front keeps every copy of an equal point; the two-coordinate one keeps the copy
+        # with the fewest lanes (then the first).
+        fewest = {
+            point: min(
+                (index for index in range(size) if points[index] == point), key=lambda i: (lanes[i], i)
+            )
+            for point in set(points)
+        }
+        expected = [index for index in pareto_front(points) if fewest[points[index]] == index]
+        assert pareto_2d(points, lanes) == expected
+
+
+def test_the_bound_for_many_configurations_is_the_bound_for_each() -> None:
+    from cycleplan.workflows.optimize import _Candidate, _Search
+
+    rng = np.random.default_rng(9)
+    search = _Search("makespan", budget_usd=1.0, deadline_min=None, risk=0.1)
+    candidates = [
+        _Candidate(index, (1,), ("m",), np.ones(size), rng.uniform(0.5, 1.5, size))
+        for index, size in enumerate([10, 10, 30, 30, 90, 200])
+    ]
+    expected = [
+        any(clopper_pearson_low(count, each.cost.size) > 0.1 for count in search.breaks(each))
+        for each in candidates
+    ]
+    assert search.surely_infeasible_all(candidates) == expected
+    assert any(expected)

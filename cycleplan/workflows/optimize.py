@@ -22,10 +22,13 @@ runner-up are then compared by a paired bootstrap over their common replications
 difference of the objective; distinguishable when it excludes 0). ``exhaustive=True`` runs every
 configuration at 200 replications instead (for benchmarks and tests).
 
-Configurations run in batches through :mod:`cycleplan.workflows.fanout` (this process, a local pool, or
-Dask); each worker keeps the planned simulator of a configuration it has seen (:data:`_SIMULATORS`), so
-a later round only plans again what another worker planned. The fast engine runs where the model allows
-(``engine="auto"``). This module never imports the CLI or the presentation.
+Each configuration is simulated on the plan of its lane counts, made once from the roles' own models
+(:func:`configured_plan`): its models change the draws (durations, tokens, failures, prices), not the
+lanes' order. Configurations run in batches through :mod:`cycleplan.workflows.fanout` (this process, a
+local pool, or Dask); each worker keeps its plans and the simulators of the configurations it has seen
+(:data:`_SIMULATORS`), so that a later round sets up only what another worker ran before. The fast
+engine runs where the model allows (``engine="auto"``). This module never imports the CLI or the
+presentation.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from cycleplan.core.model import Frozen, Scenario
+from cycleplan.core.model import Frozen, Plan, Scenario
 from cycleplan.core.wording import duration
 from cycleplan.sim.stats import Summary, summarize
 from cycleplan.workflows.fanout import FanoutError, Runner, runner_for
@@ -283,8 +286,38 @@ _SIMULATORS: OrderedDict[tuple[str, tuple[tuple[int, ...], tuple[str, ...]]], tu
 MAX_CACHED = 4096
 
 
-def _simulator(batch: Batch, configuration: tuple[tuple[int, ...], tuple[str, ...]]) -> tuple[Simulator, str]:
+_PLANS: dict[tuple[str, tuple[int, ...]], Plan] = {}
+"""A worker's plans, one per lane counts of a scenario (a space has few lane counts, many models)."""
+
+
+def configured_plan(scenario: Scenario, lanes: Mapping[str, int], models: Mapping[str, str]) -> Plan:
+    """The plan a configuration is predicted on: ``scenario`` planned with ``lanes`` and its roles' own
+    models, carrying the scenario configured with ``models`` too, so that the simulation draws each
+    role's durations, tokens and failures from its chosen model. The lane order is planned once per lane
+    counts: the planner orders work by nominal durations, and planning each of thousands of model
+    choices anew would cost more than simulating them."""
+    return _configured_plan(
+        scenario,
+        "",
+        tuple(lanes.get(name, scenario.role(name).lanes) for name in scenario.role_names()),
+        models,
+    )
+
+
+def _configured_plan(scenario: Scenario, key: str, lanes: tuple[int, ...], models: Mapping[str, str]) -> Plan:
     from cycleplan.planner import plan
+
+    roles = scenario.role_names()
+    by_role = dict(zip(roles, lanes, strict=True))
+    planned = _PLANS.get((key, lanes)) if key else None
+    if planned is None:
+        planned = plan(scenario.configured(by_role, {}))
+        if key:
+            _PLANS[(key, lanes)] = planned
+    return planned.model_copy(update={"scenario": scenario.configured(by_role, dict(models))})
+
+
+def _simulator(batch: Batch, configuration: tuple[tuple[int, ...], tuple[str, ...]]) -> tuple[Simulator, str]:
     from cycleplan.sim.layout import build_layout
     from cycleplan.sim.simulation import Simulator, resolve_engine
 
@@ -294,10 +327,8 @@ def _simulator(batch: Batch, configuration: tuple[tuple[int, ...], tuple[str, ..
         _SIMULATORS.move_to_end(key)
         return found
     lanes, models = configuration
-    scenario = batch.scenario.configured(
-        dict(zip(batch.roles, lanes, strict=True)), dict(zip(batch.roles, models, strict=True))
-    )
-    simulator = Simulator(build_layout(plan(scenario)), batch.seed, "plan", ideal=False)
+    planned = _configured_plan(batch.scenario, batch.key, lanes, dict(zip(batch.roles, models, strict=True)))
+    simulator = Simulator(build_layout(planned), batch.seed, "plan", ideal=False)
     found = (simulator, resolve_engine(simulator, batch.engine))
     _SIMULATORS[key] = found
     if len(_SIMULATORS) > MAX_CACHED:
@@ -404,9 +435,20 @@ class _Search:
             found.append(int((candidate.makespan > self.deadline_min).sum()))
         return found
 
-    def surely_infeasible(self, candidate: _Candidate) -> bool:
-        n = candidate.makespan.size
-        return any(clopper_pearson_low(count, n) > self.risk for count in self.breaks(candidate))
+    def surely_infeasible_all(self, candidates: list[_Candidate]) -> list[bool]:
+        """:meth:`surely_infeasible` of each, with one call of the beta quantile for them all."""
+        counts = np.asarray([self.breaks(each) for each in candidates], dtype=float)
+        if counts.size == 0 or counts.ndim < 2 or counts.shape[1] == 0:
+            return [False] * len(candidates)
+        from scipy.stats import beta
+
+        trials = np.asarray([each.makespan.size for each in candidates], dtype=float)[:, None]
+        with np.errstate(invalid="ignore"):
+            low = np.where(
+                counts > 0, beta.ppf(1 - CONFIDENCE, np.maximum(counts, 1), trials - counts + 1), 0.0
+            )
+        refused: npt.NDArray[np.bool_] = np.asarray((low > self.risk).any(axis=1))
+        return [bool(each) for each in refused]
 
     def feasible(self, candidate: _Candidate) -> bool:
         n = candidate.makespan.size
@@ -419,7 +461,8 @@ class _Search:
 
     def keep(self, candidates: list[_Candidate]) -> tuple[list[_Candidate], int]:
         """Those that go on to the next round, and how many were dropped as infeasible."""
-        possible = [each for each in candidates if not self.surely_infeasible(each)]
+        refused = self.surely_infeasible_all(candidates)
+        possible = [each for each, no in zip(candidates, refused, strict=True) if not no]
         dropped = len(candidates) - len(possible)
         if len(possible) <= 2:
             return possible, dropped
@@ -471,11 +514,17 @@ class _Search:
         return self.mean_cost(candidate) if self.objective == "makespan" else self.p90(candidate)
 
     def best(self, candidates: list[_Candidate]) -> list[_Candidate]:
-        """The feasible ones, best first (ties of the objective broken by the other measure)."""
+        """The feasible ones, best first (ties of the objective broken by the other measure, then by
+        the lanes held: a lane no task uses changes nothing but what one holds)."""
         feasible = [each for each in candidates if self.feasible(each)]
         return sorted(
             feasible,
-            key=lambda each: (self.objective_value(each), self.secondary_value(each), each.index),
+            key=lambda each: (
+                self.objective_value(each),
+                self.secondary_value(each),
+                sum(each.lanes),
+                each.index,
+            ),
         )
 
 
@@ -619,7 +668,9 @@ def optimize(
             + _breaking(estimates[closest.index])
             + "): raise the budget or the deadline, accept more risk, or widen --lanes and --models",
         )
-    chosen, runner_up = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+    chosen = ranked[0]
+    # The runner-up predicts something else: one that differs only by a lane no task uses is the same.
+    runner_up = next((each for each in ranked[1:] if not _same_draws(each, chosen)), None)
     comparison = None
     if runner_up is not None:
         n = min(chosen.makespan.size, runner_up.makespan.size)
@@ -637,7 +688,10 @@ def optimize(
             distinguishable=low > 0 or high < 0,
             replications=n,
         )
-    front = pareto_2d([(search.p90(each), search.mean_cost(each)) for each in candidates])
+    front = pareto_2d(
+        [(search.p90(each), search.mean_cost(each)) for each in candidates],
+        [float(sum(each.lanes)) for each in candidates],
+    )
     chosen_scenario = scenario.configured(
         dict(zip(space.roles, chosen.lanes, strict=True)), dict(zip(space.roles, chosen.models, strict=True))
     )
@@ -683,18 +737,27 @@ class _Estimates:
         return found
 
 
-def pareto_2d(points: Sequence[tuple[float, float]]) -> list[int]:
+def _same_draws(one: _Candidate, other: _Candidate) -> bool:
+    """Whether two configurations predicted the same on every replication they share."""
+    n = min(one.makespan.size, other.makespan.size)
+    return bool(
+        np.array_equal(one.makespan[:n], other.makespan[:n]) and np.array_equal(one.cost[:n], other.cost[:n])
+    )
+
+
+def pareto_2d(points: Sequence[tuple[float, float]], ties: Sequence[float] | None = None) -> list[int]:
     """Indices of the points no other point dominates (both coordinates at most, one strictly less),
-    ordered by their coordinates: :func:`cycleplan.workflows.sweep.pareto_front` for two coordinates, in
-    O(n log n) rather than O(n^2), for spaces of many thousand configurations."""
-    order = sorted(range(len(points)), key=lambda index: (*points[index], index))
+    ordered by their coordinates, in O(n log n) (:func:`cycleplan.workflows.sweep.pareto_front` compares
+    every pair). Of points equal in both coordinates only the one with the least ``ties`` (then the
+    first) is kept: lanes no task uses change neither."""
+    tie = ties if ties is not None else [0.0] * len(points)
+    order = sorted(range(len(points)), key=lambda index: (*points[index], tie[index], index))
     front: list[int] = []
     lowest = math.inf
     for index in order:
-        x, y = points[index]
-        if y < lowest or (front and points[front[-1]] == (x, y)):
+        if points[index][1] < lowest:
             front.append(index)
-            lowest = min(lowest, y)
+            lowest = points[index][1]
     return front
 
 
@@ -786,6 +849,7 @@ __all__ = [
     "Round",
     "Space",
     "clopper_pearson_low",
+    "configured_plan",
     "optimize",
     "paired_bootstrap",
     "run_batch",
