@@ -18,6 +18,7 @@ import subprocess
 import textwrap
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -545,3 +546,272 @@ def test_bad_telemetry_options_exit_2_with_a_message(tmp_path: Path, cli: str) -
         )
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Claude Code's telemetry in
+
+SAMPLE = Path(__file__).parent / "data" / "otel" / "claude-code-logs.jsonl"
+"""Real telemetry of the Claude Code CLI (the claude extra's), run against the emulator: a session of
+two turns whose first launches a subagent."""
+
+
+def _raw_events(path: Path) -> list[dict[str, Any]]:
+    """The sample's log records as plain attribute dicts, read here without the importer."""
+    found = []
+    for line in path.read_text().splitlines():
+        for part in json.loads(line)["resourceLogs"]:
+            for scope in part["scopeLogs"]:
+                for record in scope["logRecords"]:
+                    found.append(
+                        {item["key"]: next(iter(item["value"].values())) for item in record["attributes"]}
+                    )
+    return found
+
+
+def _imported_run(store: Path, source: Path, cli: str, kind: str) -> tuple[dict[str, Any], list[Event]]:
+    done = subprocess.run(
+        [cli, "import", kind, str(source), "--store", str(store), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    return summary, _trace(store, summary["run_id"])
+
+
+def _calls(trace: list[Event]) -> dict[tuple[str, int], list[list[int]]]:
+    """Each turn's calls: tokens [input, cache 5m, cache 1h, cache read, output] per call."""
+    return {
+        (e.target_id, int(e.metadata["cycle"])): [
+            [int(x) for x in row[1:6]] for row in e.metadata["api_calls"]
+        ]
+        for e in trace
+        if e.action == ev.CYCLE_COMPLETED
+    }
+
+
+def test_claude_code_telemetry_imports_as_its_events_say(tmp_path: Path, cli: str) -> None:
+    summary, trace = _imported_run(tmp_path / "runs.db", SAMPLE, cli, "otel")
+    raw = _raw_events(SAMPLE)
+    requests = [e for e in raw if e["event.name"] == "api_request"]
+    assert summary["imported"]["kind"] == "otel"
+    assert summary["imported"]["calls"] == len({e["request_id"] for e in requests})
+    assert (
+        summary["imported"]["turns"] == sum(1 for e in raw if e["event.name"] == "user_prompt") + 1
+    )  # and the subagent's
+    assert summary["imported"]["subagents"] == len({e["agent_id"] for e in requests if "agent_id" in e})
+    fields = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
+    assert summary["tokens_total"] == sum(int(e[name]) for e in requests for name in fields)
+    # Priced by the project's table, the calls cost what Claude Code itself reported.
+    assert summary["cost_usd"] == pytest.approx(sum(float(e["cost_usd"]) for e in requests), rel=1e-6)
+    started = {e.target_id: e.metadata for e in trace if e.action == ev.TASK_STARTED}
+    header = trace[0].metadata["tasks"]
+    (child,) = [task for task, info in header.items() if info.get("spawned_by")]
+    assert header[child]["spawned_by"][0] in started and child.endswith(
+        next(e["agent_id"] for e in requests if "agent_id" in e)
+    )
+    per_call = sorted(row for rows in _calls(trace).values() for row in rows)
+    assert per_call == sorted(
+        [
+            int(e["input_tokens"]),
+            int(e["cache_creation_5m_tokens"]),
+            int(e["cache_creation_1h_tokens"]),
+            int(e["cache_read_tokens"]),
+            int(e["output_tokens"]),
+        ]
+        for e in requests
+    )
+
+
+class ReceiverProcess:
+    """``cycleplan otel receive`` in a process of its own, on a free loopback port."""
+
+    def __init__(self, cli: str, store: Path) -> None:
+        self.store = store
+        store.parent.mkdir(parents=True, exist_ok=True)
+        self.log = store.parent / "receiver.log"
+        self._log = self.log.open("w")
+        self.process = subprocess.Popen(
+            [cli, "otel", "receive", "--port", "0", "--store", str(store)],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while "listening on" not in self.log.read_text():
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "otel receive did not start"
+            time.sleep(0.1)
+        self.url = self.log.read_text().split("listening on ", 1)[1].split()[0]
+
+    def post(self, path: str, body: bytes, kind: str = "application/json", zipped: bool = False) -> int:
+        headers = {"Content-Type": kind, **({"Content-Encoding": "gzip"} if zipped else {})}
+        data = gzip.compress(body) if zipped else body
+        request = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    def run_with(self, calls: int) -> tuple[str, list[Event]]:
+        """The run the receiver made once it holds ``calls`` calls (it imports as batches arrive)."""
+        deadline = time.monotonic() + 60
+        while True:
+            if self.store.exists():
+                with RunStore(self.store) as runs:
+                    records = runs.runs()
+                    if (
+                        len(records) == 1
+                        and (records[0].summary or {}).get("imported", {}).get("calls") == calls
+                    ):
+                        return records[0].run_id, runs.trace(records[0].run_id)
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"no run of {calls} calls: {self.log.read_text()[-1500:]}"
+            time.sleep(0.2)
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.communicate(timeout=30)
+        self._log.close()
+
+
+def test_otel_receive_journals_each_request_and_keeps_one_run_per_session(tmp_path: Path, cli: str) -> None:
+    store = tmp_path / "team" / "runs.db"
+    receiver = ReceiverProcess(cli, store)
+    lines = SAMPLE.read_text().splitlines()
+    raw = _raw_events(SAMPLE)
+    calls = len({e["request_id"] for e in raw if e["event.name"] == "api_request"})
+    try:
+        for number, line in enumerate(lines):
+            assert receiver.post("/v1/logs", line.encode(), zipped=number % 2 == 0) == 200
+        assert receiver.post("/v1/metrics", b"{}") == 200
+        assert receiver.post("/v1/logs", b"not json") == 400
+        run_id, trace = receiver.run_with(calls)
+    finally:
+        receiver.stop(kill=True)  # nothing is lost: the journal has every request
+    journal = store.parent / "otel-received.jsonl"
+    assert len(journal.read_text().splitlines()) == len(lines)
+    # What the receiver stored is what importing the same requests from a file gives.
+    summary, imported = _imported_run(tmp_path / "file.db", SAMPLE, cli, "otel")
+    assert _calls(trace) == _calls(imported)
+    with RunStore(store) as runs:
+        assert runs.run(run_id).summary["tokens_total"] == summary["tokens_total"]
+    # A restarted receiver reads its journal back and replaces the session's run, not adds one.
+    again = ReceiverProcess(cli, store)
+    try:
+        assert "1 sessions already received" in again.log.read_text()
+        assert again.post("/v1/logs", lines[-1].encode()) == 200
+        deadline = time.monotonic() + 30
+        while True:
+            with RunStore(store) as runs:
+                ids = [record.run_id for record in runs.runs()]
+            if ids != [run_id]:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert len(ids) == 1
+        _, retrace = again.run_with(calls)
+        assert _calls(retrace) == _calls(trace)
+    finally:
+        again.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# The real Claude Code CLI's telemetry, received as it runs
+
+
+def _bundled_cli() -> str | None:
+    from cycleplan.executor.claude_sdk import bundled_cli
+
+    return bundled_cli()
+
+
+LOOP = (
+    "{per_cycle: {median: 3, p90: 5}, growth: {median: 400, p90: 1500}, output: {median: 100, p90: 300}, "
+    "minutes: {median_min: 0.005, p90_min: 0.008}}"
+)
+SESSION = f"""
+    name: a session with a subagent
+    roles:
+      main: {{model: claude-sonnet-4-5, calls: {LOOP}}}
+      explorer: {{model: claude-haiku-4-5, calls: {LOOP}}}
+    tasks:
+      - {{id: session, role: main, cycles: 2, prompt: Work on the issue.}}
+      - {{id: explore, role: explorer, cycles: 1, spawned_by: {{task: session, cycle: 1}}, prompt: Explore.}}
+"""
+
+
+@pytest.mark.skipif(
+    _bundled_cli() is None,
+    reason="the claude extra (claude-agent-sdk, which bundles Claude Code) is not installed: "
+    "pip install 'cycleplan[claude]'",
+)
+@pytest.mark.parametrize("protocol", ["http/json", "http/protobuf"])
+def test_real_claude_code_telemetry_makes_the_run_its_transcripts_make(
+    tmp_path: Path, cli: str, protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = ReceiverProcess(cli, tmp_path / "received" / "runs.db")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "app.py").write_text("".join(f"def step_{i}():\n    return {i}\n\n" for i in range(200)))
+    telemetry = {
+        "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_LOGS_EXPORT_INTERVAL": "500",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+    }
+    for name, value in telemetry.items():
+        monkeypatch.setenv(name, value)
+    try:
+        result = execute(
+            plan(parse_scenario(textwrap.dedent(SESSION))),
+            ExecuteOptions(
+                agent="claude-code",
+                emulator=True,
+                claude_client="sdk",
+                workdir=str(work),
+                pass_env=[name for name in telemetry if name.startswith("OTEL_")],
+            ),
+            store=tmp_path / "executed.db",
+            progress="none",
+        )
+        assert result.status == "complete"
+        transcripts = Path(result.summary["transcripts"])
+        from_transcripts, transcript_trace = _imported_run(
+            tmp_path / "imported.db", transcripts, cli, "claude-code"
+        )
+        calls = from_transcripts["imported"]["calls"]
+        run_id, received = receiver.run_with(calls)
+    finally:
+        receiver.stop()
+    with RunStore(receiver.store) as runs:
+        from_telemetry = runs.run(run_id).summary
+    assert from_telemetry is not None
+    # The same calls, turn by turn, with the same tokens; the same turns, subagent and cost.
+    assert _calls(received) == _calls(transcript_trace)
+    for name in ("calls", "turns", "subagents", "sessions", "responses"):
+        assert from_telemetry["imported"][name] == from_transcripts["imported"][name], name
+    assert from_telemetry["tokens_total"] == from_transcripts["tokens_total"]
+    assert from_telemetry["cost_usd"] == pytest.approx(from_transcripts["cost_usd"], rel=1e-9)
+    spawned = {
+        task: info["spawned_by"]
+        for task, info in received[0].metadata["tasks"].items()
+        if info.get("spawned_by")
+    }
+    assert spawned == {
+        task: info["spawned_by"]
+        for task, info in transcript_trace[0].metadata["tasks"].items()
+        if info.get("spawned_by")
+    }
+    # Agent time differs a little: telemetry stamps a call when its response completes (less its time
+    # to first token, here), a transcript when its first line is written.
+    assert from_telemetry["makespan_min"] == pytest.approx(from_transcripts["makespan_min"], rel=0.25)
