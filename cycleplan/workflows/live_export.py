@@ -89,6 +89,8 @@ class Settings:
     timeout_s: float = 10.0
     delay_s: float = DEFAULT_DELAY_MS / 1000
     batch: int = DEFAULT_BATCH
+    build_s: float = 0.05
+    """How often the exporting process reads new events and builds and encodes their spans."""
 
     def to_argv(self) -> list[str]:
         return ["--settings", json.dumps(self.__dict__)]
@@ -216,12 +218,18 @@ def _lower_priority() -> None:
 
 
 class _Sender:
+    """Encodes spans as they are handed over and sends what waits in batches: protobuf requests of one
+    type concatenated are one request (their repeated fields appended), so encoded parts wait as bytes."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.sent = 0
         self.errors: list[str] = []
+        self._parts: list[Any] = []
+        self._waiting = 0
+        self._last = time.monotonic()
 
-    def send(self, run_id: str, spans: list[Any], scenario: str) -> None:
+    def add(self, run_id: str, spans: list[Any], scenario: str) -> None:
         from cycleplan.workflows.telemetry import otlp_request, request_json
 
         size = self.settings.batch
@@ -229,12 +237,28 @@ class _Sender:
             chunk = spans[begin : begin + size]
             request = otlp_request(run_id, chunk, scenario)
             if self.settings.protocol == "http/json":
-                body = json.dumps(request_json(request), separators=(",", ":")).encode()
-                kind = "application/json"
+                self._parts.append(request_json(request))
             else:
-                body = request.SerializeToString()
-                kind = "application/x-protobuf"
-            self._post(body, kind, len(chunk))
+                self._parts.append(request.SerializeToString())
+            self._waiting += len(chunk)
+            if self._waiting >= size:
+                self.send()
+
+    def due(self) -> bool:
+        return bool(self._parts) and time.monotonic() - self._last >= self.settings.delay_s
+
+    def send(self) -> None:
+        """Send what waits, as one request."""
+        self._last = time.monotonic()
+        if not self._parts:
+            return
+        parts, count = self._parts, self._waiting
+        self._parts, self._waiting = [], 0
+        if self.settings.protocol == "http/json":
+            merged = {"resourceSpans": [part for document in parts for part in document["resourceSpans"]]}
+            self._post(json.dumps(merged, separators=(",", ":")).encode(), "application/json", count)
+        else:
+            self._post(b"".join(parts), "application/x-protobuf", count)
 
     def _post(self, body: bytes, kind: str, count: int) -> None:
         headers = {"Content-Type": kind, **dict(self.settings.headers)}
@@ -276,9 +300,10 @@ class _Follower:
         self.first = True
 
     def spans(self) -> list[Any]:
-        events = self.store.trace(self.run_id)
-        new = events[self.read :]
-        self.read = len(events)
+        stored = list(self.store.iter_events(self.run_id, after=self.read))
+        if stored:
+            self.read = stored[-1].seq
+        new = [row.event for row in stored]
         if self.first:
             self.first = False
             resumed = max((i for i, e in enumerate(new) if e.action == ev.RUN_RESUMED), default=None)
@@ -301,6 +326,11 @@ def _exporter_main(argv: list[str]) -> int:
     given = json.loads(args.settings)
     given["headers"] = tuple((str(name), str(value)) for name, value in given.get("headers", []))
     settings = Settings(**given)
+    # Everything a pass needs, loaded while the run starts rather than when its first spans are due.
+    import cycleplan.store  # noqa: F401
+    import cycleplan.workflows.telemetry as telemetry
+
+    telemetry.otlp_request("warm-up", [], "")
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read_lines() -> None:
@@ -313,9 +343,12 @@ def _exporter_main(argv: list[str]) -> int:
     follower: _Follower | None = None
     store = Path(args.store)
     ended = False
+    # Spans are built and encoded as the events come (off the executor's process and at low priority),
+    # and sent every schedule delay: what is left when the run ends is little.
+    build_every = min(settings.delay_s, settings.build_s)
     while not ended:
         try:
-            line = lines.get(timeout=settings.delay_s)
+            line = lines.get(timeout=build_every)
         except queue.Empty:
             line = "tick"
         if line is None:
@@ -332,9 +365,11 @@ def _exporter_main(argv: list[str]) -> int:
             except Exception as exc:  # the store busy or changing: the next pass reads again
                 if ended and len(sender.errors) < 3:
                     sender.errors.append(f"{store}: {exc}")
-                continue
+                ready = []
             if ready:
-                sender.send(follower.run_id, ready, follower.scenario)
+                sender.add(follower.run_id, ready, follower.scenario)
+        if line in ("flush", None) or sender.due():
+            sender.send()
     print(json.dumps({"spans": sender.sent, "errors": sender.errors, "url": settings.url}))
     return 0
 

@@ -41,6 +41,7 @@ package is the ``otel`` extra, imported only here and only when asked.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -109,8 +110,14 @@ def span_id(run_id: str, key: str) -> int:
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        return redact_secrets(value)[:4096]
+        return _redacted(value)
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _redacted(text: str) -> str:
+    # Task ids, lanes and models repeat on every span: each is checked for secrets once.
+    return redact_secrets(text)[:4096]
 
 
 def _usage_attributes(meta: Mapping[str, Any]) -> dict[str, Any]:
