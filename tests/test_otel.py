@@ -363,6 +363,32 @@ def test_live_export_sends_each_span_once_across_a_resume(
             assert span == exported[span["spanId"]]
 
 
+def test_with_export_off_nothing_of_opentelemetry_is_loaded(tmp_path: Path, cli: str) -> None:
+    scenario = tmp_path / "flaky.yaml"
+    scenario.write_text(textwrap.dedent(FLAKY))
+    program = textwrap.dedent(
+        f"""
+        import sys
+        from cycleplan.cli import main
+        sys.argv = ["cycleplan", "execute", {str(scenario)!r}, "--agent", "emulated", "--time-scale", "5000",
+                    "--store", {str(tmp_path / "runs.db")!r}, "--progress", "none", "-q"]
+        try:
+            main()
+        except SystemExit:
+            pass
+        # (The anthropic SDK imports the OpenTelemetry API for its own tracing when it is installed.)
+        ours = ("opentelemetry.proto", "opentelemetry.sdk", "google.protobuf",
+                "cycleplan.workflows.telemetry", "cycleplan.workflows.live_export")
+        loaded = sorted(name for name in sys.modules if name.startswith(ours))
+        print("LOADED", loaded, file=sys.stderr)
+        """
+    )
+    done = subprocess.run(
+        [str(Path(cli).with_name("python")), "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert "LOADED []" in done.stderr, done.stderr[-2000:]
+
+
 def test_live_export_honours_the_otel_variables() -> None:
     settings = endpoint_settings(
         None,
