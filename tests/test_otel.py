@@ -13,6 +13,7 @@ import asyncio
 import gzip
 import json
 import os
+import shutil
 import socket
 import subprocess
 import textwrap
@@ -579,7 +580,9 @@ def test_bad_telemetry_options_exit_2_with_a_message(tmp_path: Path, cli: str) -
 
 SAMPLE = Path(__file__).parent / "data" / "otel" / "claude-code-logs.jsonl"
 """Real telemetry of the Claude Code CLI (the claude extra's), run against the emulator: a session of
-two turns whose first launches a subagent."""
+two turns whose first launches a subagent; its log events."""
+TRACES = SAMPLE.with_name("claude-code-traces.jsonl")
+"""The same session's spans (Claude Code's tracing)."""
 
 
 def _raw_events(path: Path) -> list[dict[str, Any]]:
@@ -649,6 +652,22 @@ def test_claude_code_telemetry_imports_as_its_events_say(tmp_path: Path, cli: st
         ]
         for e in requests
     )
+
+
+def test_claude_code_traces_alone_import_as_its_logs_do(tmp_path: Path, cli: str) -> None:
+    from_logs, logs = _imported_run(tmp_path / "logs.db", SAMPLE, cli, "otel")
+    from_traces, traces = _imported_run(tmp_path / "traces.db", TRACES, cli, "otel")
+    assert _calls(traces) == _calls(logs)
+    for name in ("calls", "turns", "subagents", "sessions"):
+        assert from_traces["imported"][name] == from_logs["imported"][name], name
+    assert from_traces["cost_usd"] == pytest.approx(from_logs["cost_usd"], rel=1e-9)
+    # Both at once: the logs are kept, the same calls are not counted twice.
+    both = tmp_path / "both"
+    both.mkdir()
+    shutil.copy(SAMPLE, both)
+    shutil.copy(TRACES, both)
+    from_both, twice = _imported_run(tmp_path / "both.db", both, cli, "otel")
+    assert _calls(twice) == _calls(logs) and from_both["tokens_total"] == from_logs["tokens_total"]
 
 
 class ReceiverProcess:
@@ -794,6 +813,9 @@ def test_real_claude_code_telemetry_makes_the_run_its_transcripts_make(
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
         "OTEL_LOGS_EXPORT_INTERVAL": "500",
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "CLAUDE_CODE_ENHANCED_TELEMETRY_BETA": "1",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_TRACES_EXPORT_INTERVAL": "500",
     }
     for name, value in telemetry.items():
         monkeypatch.setenv(name, value)
@@ -841,3 +863,11 @@ def test_real_claude_code_telemetry_makes_the_run_its_transcripts_make(
     # Agent time differs a little: telemetry stamps a call when its response completes (less its time
     # to first token, here), a transcript when its first line is written.
     assert from_telemetry["makespan_min"] == pytest.approx(from_transcripts["makespan_min"], rel=0.25)
+    # The spans Claude Code sent beside its logs, alone, make the same run too.
+    journal = receiver.store.parent / "otel-received.jsonl"
+    spans_only = tmp_path / "spans.jsonl"
+    spans_only.write_text(
+        "".join(line + "\n" for line in journal.read_text().splitlines() if '"resourceSpans"' in line[:20])
+    )
+    _, from_spans = _imported_run(tmp_path / "spans.db", spans_only, cli, "otel")
+    assert _calls(from_spans) == _calls(transcript_trace)

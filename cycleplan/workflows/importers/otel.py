@@ -28,8 +28,13 @@ cut out, and a subagent blocks the session that launched it. What telemetry does
   its session whose span holds its calls, the earliest first;
 - compactions and interruptions: none are seen.
 
-Traces, where a file or request has them, add calls that no ``api_request`` event already gave (a span
-with ``session.id`` and token counts, by its ``request_id`` or its span id). Metrics are read past.
+Traces, where present (Claude Code's tracing, ``CLAUDE_CODE_ENHANCED_TELEMETRY_BETA=1`` with
+``OTEL_TRACES_EXPORTER=otlp``), stand for the same events: a ``claude_code.interaction`` span a prompt
+(at its start), ``claude_code.llm_request`` a call (its ``gen_ai.conversation.id`` the subagent's id when
+it is not the session's), ``claude_code.tool`` a tool call (its start) and its result (its end). A
+session with log events is read from its logs alone (the same calls, told twice); one with traces only
+from its traces, where a cache write's split between the 5-minute and the 1-hour cache is not told (it
+counts as 5-minute) nor are refused permissions. Metrics are read past.
 
 Input that is no OTLP/JSON export request (``resourceLogs``, ``resourceSpans`` or ``resourceMetrics``)
 raises :class:`~cycleplan.workflows.importers.run.TraceImportError`. This module writes nothing.
@@ -162,20 +167,46 @@ def events_of(document: Mapping[str, Any], origin: str, line: int) -> list[Telem
         resource = _attributes((part.get("resource") or {}).get("attributes"))
         for scope in part.get("scopeSpans") or []:
             for span in scope.get("spans") or []:
-                attributes = {**resource, **_attributes(span.get("attributes"))}
-                end = _nanos_ms(span.get("endTimeUnixNano"))
-                begin = _nanos_ms(span.get("startTimeUnixNano"))
-                if (
-                    end is None
-                    or not isinstance(attributes.get("session.id"), str)
-                    or not any(isinstance(attributes.get(k), int) for k in ("input_tokens", "output_tokens"))
-                ):
-                    continue
-                attributes.setdefault("request_id", f"span-{span.get('spanId')}")
-                if begin is not None:
-                    attributes.setdefault("duration_ms", end - begin)
-                found.append(TelemetryEvent("api_request", end, attributes, origin, line, 0))
+                found.extend(_span_events(span, resource, origin, line))
     return found
+
+
+def _span_events(
+    span: Mapping[str, Any], resource: dict[str, Any], origin: str, line: int
+) -> list[TelemetryEvent]:
+    """The events a span of Claude Code's tracing stands for: ``claude_code.llm_request`` a call,
+    ``claude_code.interaction`` a prompt, ``claude_code.tool`` a tool call and its result; another span
+    with a session and token counts, a call."""
+    attributes = {**resource, **_attributes(span.get("attributes"))}
+    end = _nanos_ms(span.get("endTimeUnixNano"))
+    begin = _nanos_ms(span.get("startTimeUnixNano"))
+    session = attributes.get("session.id")
+    if end is None or not isinstance(session, str):
+        return []
+    begin = end if begin is None else begin
+    attributes["signal"] = "traces"
+    conversation = attributes.get("gen_ai.conversation.id")
+    if "agent_id" not in attributes and isinstance(conversation, str) and conversation != session:
+        attributes["agent_id"] = conversation  # a subagent's conversation is its agent id
+    name = str(span.get("name") or "").removeprefix(PREFIX)
+    if name == "interaction":
+        return (
+            []
+            if "agent_id" in attributes
+            else [TelemetryEvent("user_prompt", begin, attributes, origin, line)]
+        )
+    if name == "tool" and isinstance(attributes.get("tool_use_id"), str):
+        return [
+            TelemetryEvent("tool_decision", begin, {**attributes, "decision": "accept"}, origin, line),
+            TelemetryEvent("tool_result", end, attributes, origin, line, 1),
+        ]
+    if name == "llm_request" or any(
+        isinstance(attributes.get(k), int) for k in ("input_tokens", "output_tokens")
+    ):
+        attributes.setdefault("request_id", f"span-{span.get('spanId')}")
+        attributes.setdefault("duration_ms", end - begin)
+        return [TelemetryEvent("api_request", end, attributes, origin, line)]
+    return []
 
 
 def read_requests(path: Path) -> list[tuple[str, int, dict[str, Any]]]:
@@ -276,6 +307,7 @@ def _records(session: str, events: list[TelemetryEvent]) -> SessionRecords:
     main: list[tuple[float, int, dict[str, Any]]] = []
     agents: dict[str, list[tuple[float, int, dict[str, Any]]]] = defaultdict(list)
     calls: dict[str, dict[str, Any]] = {}
+    latest: dict[str | None, dict[str, Any]] = {}
     tool_calls: dict[str, tuple[str | None, float, str]] = {}  # id -> (agent, called at, tool)
     results: dict[str, tuple[float, bool]] = {}
     subagent_calls: dict[str, list[float]] = defaultdict(list)
@@ -319,7 +351,7 @@ def _records(session: str, events: list[TelemetryEvent]) -> SessionRecords:
                     "content": [],
                 },
             }
-            calls[request] = record
+            calls[request] = latest[agent] = record
             put(agent, at, record)
             if agent is not None:
                 subagent_calls[agent].append(at)
@@ -330,7 +362,8 @@ def _records(session: str, events: list[TelemetryEvent]) -> SessionRecords:
             if use not in tool_calls:
                 tool = str(attributes.get("tool_name") or "")
                 called = event.time_ms
-                asked = calls.get(str(attributes.get("request_id")))
+                # A tool span names no request: the call before it asked for it.
+                asked = calls.get(str(attributes.get("request_id"))) or latest.get(agent)
                 if asked is not None:
                     asked["message"]["content"].append({"type": "tool_use", "id": use, "name": tool})
                     called = _iso_ms(asked["timestamp"]) or called
@@ -417,6 +450,10 @@ def session_records(requests: Iterable[tuple[str, int, Mapping[str, Any]]]) -> d
                 continue
             seen.add(key)
             by_session[str(event.attributes["session.id"])].append(event)
+    for session, events in by_session.items():
+        # Logs and traces tell the same calls twice; a session's logs, when there are any, are the ones kept.
+        if any(event.attributes.get("signal") != "traces" for event in events):
+            by_session[session] = [event for event in events if event.attributes.get("signal") != "traces"]
     return {session: _records(session, events) for session, events in sorted(by_session.items())}
 
 
