@@ -214,7 +214,7 @@ class SpanBuilder:
                 task.error = _clean(str(meta.get("error") or "failed"))
             elif action == ev.TASK_CANCELLED:
                 task.attributes["cycleplan.task.cancel_reason"] = _clean(str(meta.get("reason") or ""))
-        elif action not in (ev.TASK_RESUMED,):
+        elif action not in (ev.TASK_RESUMED, ev.PROGRESS_UPDATE) and event.actor_id != ev.RUN_ACTOR:
             # A task's emitted event (schema_ready...): a point in its task's life.
             task = self._task(event)
             task.events.append(("emit", at, {"cycleplan.event": _clean(action)}))
