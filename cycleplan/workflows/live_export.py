@@ -1,7 +1,8 @@
 """Live export: a run's spans sent over OTLP/HTTP while it goes, with the executor barely paying for it.
 
 :class:`LiveExport` is an executor listener (:data:`cycleplan.executor.run.Listener`). It starts, before
-the run, a separate process at low priority (``nice``) that does all the span work: it reads the run's
+the run, a separate process at the lowest priority (Linux's idle scheduling class: it runs on
+CPU time nobody else wants) that does all the span work: it reads the run's
 events from the store itself (a reader beside the executor, as SQLite's WAL allows), builds the spans of
 what is over (:class:`~cycleplan.workflows.telemetry.SpanBuilder`), encodes them and sends them, in
 batches, every ``OTEL_BSP_SCHEDULE_DELAY`` milliseconds (5,000 by default) and at once when the run
@@ -164,7 +165,6 @@ class LiveExport:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_lower_priority,
         )
         self._stdin: IO[str] | None = self._process.stdin
 
@@ -191,6 +191,7 @@ class LiveExport:
         if process is None:
             return {"spans": 0, "errors": []}
         self._stdin = None  # communicate() closes it: the process sends what is left and exits
+        _ordinary_priority(process.pid)
         try:
             out, err = process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -208,9 +209,20 @@ class LiveExport:
         return report
 
 
+def _ordinary_priority(pid: int = 0) -> None:
+    """Back to the ordinary scheduling class, when the system allows it: the run is over and what is
+    left to send should not wait for an idle CPU."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+
+
 def _lower_priority() -> None:
-    with contextlib.suppress(OSError):
-        os.nice(10)
+    """Run only on CPU time nobody else wants (Linux's idle class), else at the lowest nice level."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(19)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -331,6 +343,7 @@ def _exporter_main(argv: list[str]) -> int:
     import cycleplan.workflows.telemetry as telemetry
 
     telemetry.otlp_request("warm-up", [], "")
+    _lower_priority()  # loaded (while the run starts): from now on, only CPU time nobody else wants
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read_lines() -> None:
@@ -353,6 +366,8 @@ def _exporter_main(argv: list[str]) -> int:
             line = "tick"
         if line is None:
             ended = True
+        if line in ("flush", None):
+            _ordinary_priority()
         elif line.startswith("run "):
             try:
                 follower = _Follower(store, line[4:])
