@@ -159,10 +159,10 @@ server.serve_forever()
 def bookkeeping(
     lanes: int, tasks_per_lane: int, cycles: int, forecaster: str = "none", otlp: str = "off"
 ) -> dict[str, Any]:
-    the_plan = plan(scenario(lanes, tasks_per_lane, cycles, limited=False))
     sink: subprocess.Popen[str] | None = None
     live: Any = None
     with tempfile.TemporaryDirectory() as folder:
+        # As `execute --otlp-endpoint` does, the exporting process starts before the plan is made.
         if otlp == "live":
             from cycleplan.workflows.live_export import LiveExport, endpoint_settings
 
@@ -177,6 +177,7 @@ def bookkeeping(
             if build:
                 settings = dataclasses.replace(settings, build_s=float(build))
             live = LiveExport(Path(folder) / "runs.db", settings)
+        the_plan = plan(scenario(lanes, tasks_per_lane, cycles, limited=False))
         store = RunStore(Path(folder) / "runs.db")
         # Leased, as the executor holds its runs: every event's write checks the lease.
         store.create_run(
