@@ -766,6 +766,17 @@ def test_otel_receive_journals_each_request_and_keeps_one_run_per_session(tmp_pa
         assert _calls(retrace) == _calls(trace)
     finally:
         again.stop()
+    # Killed before it imported what it had just received: the next receiver imports it from the journal.
+    hasty = ReceiverProcess(cli, tmp_path / "hasty" / "runs.db")
+    for line in lines:
+        assert hasty.post("/v1/logs", line.encode()) == 200
+    hasty.stop(kill=True)
+    later = ReceiverProcess(cli, hasty.store)
+    try:
+        _, recovered = later.run_with(calls)
+        assert _calls(recovered) == _calls(trace)
+    finally:
+        later.stop()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -291,7 +291,8 @@ def execute_command(
             sent = listener.close()
             for error in sent["errors"]:
                 say(f"warning: OTLP export: {error}", err=True)
-            note(f"sent {counted(sent['spans'], 'span')} to {listener.settings.url}", err=True)
+            if sent["spans"]:
+                note(f"sent {counted(sent['spans'], 'span')} to {listener.settings.url}", err=True)
     if as_json:
         emit_json(result.summary)
     else:

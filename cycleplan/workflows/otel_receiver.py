@@ -14,7 +14,7 @@ was received of it (:func:`cycleplan.workflows.importers.otel.import_otel_reques
 store replaced: one run per session, named ``SOURCE session ID``, the latest complete. A restarted
 receiver reads its journal back first. Imports run one at a time, off the event loop, a moment after the
 last request that touched the session (:data:`SETTLE_S`), so a busy session is not imported at every
-batch.
+batch; SIGTERM and Ctrl-C import what waits before the endpoint stops.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import gzip
 import json
+import signal
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -209,6 +210,10 @@ class Receiver:
             float(summary.get("cost_usd", 0.0)),
         )
 
+    def unstored(self) -> set[str]:
+        """Sessions received that have no run in the store."""
+        return set(self._requests) - set(self._runs)
+
     async def settle(self) -> None:
         """Import every session that waits to be, now (before the endpoint stops)."""
         for session in list(self._pending):
@@ -265,8 +270,14 @@ async def serve(
         bound = server.sockets[0].getsockname()[1]
     if on_ready is not None:
         on_ready(f"http://{host}:{bound}")
+    # A session received but never stored (the receiver was killed before its import) is stored now.
+    receiver.schedule(receiver.unstored())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await receiver.settle()
         await runner.cleanup()
