@@ -304,18 +304,22 @@ def execute_command(
 def _otlp_settings(endpoint: str) -> Any:
     """The live export's settings for ``--otlp-endpoint`` (``env``: from the OTEL_EXPORTER_OTLP_*
     variables); exit 2 when they are wrong or the otel extra is missing."""
-    from cycleplan.workflows.live_export import LiveExportError, endpoint_settings
+    from cycleplan.workflows.live_export import LiveExportError, endpoint_settings, http_url
     from cycleplan.workflows.telemetry import OTEL_MISSING
 
-    try:
-        settings = endpoint_settings(None if endpoint == "env" else endpoint)
-    except LiveExportError as exc:
-        fail(str(exc))
+    if endpoint != "env" and not http_url(endpoint):
+        fail(
+            f"--otlp-endpoint {endpoint}: give an http(s) URL, such as http://localhost:4318 "
+            "(or env: the OTEL_EXPORTER_OTLP_* variables)"
+        )
     try:
         import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
     except ImportError:
         fail(f"--otlp-endpoint: {OTEL_MISSING}")
-    return settings
+    try:
+        return endpoint_settings(None if endpoint == "env" else endpoint)
+    except LiveExportError as exc:
+        fail(str(exc))
 
 
 def _run(

@@ -59,8 +59,14 @@ class LiveExportError(ValueError):
 
 
 def _variable(name: str, environ: dict[str, str]) -> str | None:
-    """``OTEL_EXPORTER_OTLP_TRACES_<name>``, else ``OTEL_EXPORTER_OTLP_<name>``, else None."""
-    for variable in (f"OTEL_EXPORTER_OTLP_TRACES_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+    """``OTEL_EXPORTER_OTLP_TRACES_<name>``, else ``OTEL_EXPORTER_OTLP_<name>``, else None (the names
+    as the OpenTelemetry SDK declares them)."""
+    from opentelemetry.sdk import environment_variables as names
+
+    for variable in (
+        getattr(names, f"OTEL_EXPORTER_OTLP_TRACES_{name}"),
+        getattr(names, f"OTEL_EXPORTER_OTLP_{name}"),
+    ):
         value = environ.get(variable, "").strip()
         if value:
             return value
@@ -102,6 +108,12 @@ def endpoint_settings(endpoint: str | None, environ: dict[str, str] | None = Non
     ``OTEL_EXPORTER_OTLP_*`` variables name; everything else from those variables. Raises
     :class:`LiveExportError` with a one-line message when they are wrong."""
     env = dict(os.environ if environ is None else environ)
+    try:
+        import opentelemetry.sdk.environment_variables  # noqa: F401
+    except ImportError:
+        from cycleplan.workflows.telemetry import OTEL_MISSING
+
+        raise LiveExportError(OTEL_MISSING) from None
     if endpoint is not None:
         if not http_url(endpoint):
             raise LiveExportError(
@@ -121,15 +133,9 @@ def endpoint_settings(endpoint: str | None, environ: dict[str, str] | None = Non
             f"OTLP protocol {protocol}: cycleplan sends OTLP over HTTP; set OTEL_EXPORTER_OTLP_PROTOCOL "
             f"to {' or '.join(PROTOCOLS)}"
         )
-    headers: list[tuple[str, str]] = []
-    raw = _variable("HEADERS", env)
-    if raw:
-        from urllib.parse import unquote
+    from opentelemetry.util.re import parse_env_headers
 
-        for pair in raw.split(","):
-            name, sep, value = pair.partition("=")
-            if sep and name.strip():
-                headers.append((unquote(name.strip()), unquote(value.strip())))
+    headers = list(parse_env_headers(_variable("HEADERS", env) or "", liberal=True).items())
     timeout = _number(_variable("TIMEOUT", env), 10_000.0) / 1000
     delay = _number(env.get("OTEL_BSP_SCHEDULE_DELAY"), DEFAULT_DELAY_MS) / 1000
     batch = int(_number(env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), DEFAULT_BATCH))
