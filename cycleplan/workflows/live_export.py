@@ -17,8 +17,11 @@ Where to send, and how, follows OpenTelemetry's exporter variables: ``OTEL_EXPOR
 first; ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans at most per request (512). An endpoint given to
 :func:`endpoint_settings` replaces the endpoint variables and keeps the rest.
 
-A resumed run continues its trace: the process follows the resumed part and skips the spans of what was
-over before it (the executor that ran that part sent them), so that no span is sent twice.
+A span goes once what it stands for is over: an attempt's (and its calls' and tools') when the attempt
+ends, a task's when the task ends, the root's when the run does; a run stopped and never resumed has
+sent no root (``cycleplan export --format otlp`` writes the whole trace at any time). A resumed run
+continues its trace: the process follows the resumed part and skips the spans of what was over before it
+(the executor that ran that part sent them), so that no span is sent twice.
 """
 
 from __future__ import annotations
