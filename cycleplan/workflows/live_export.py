@@ -399,4 +399,7 @@ def _exporter_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_exporter_main(sys.argv[1:]))
+    status = _exporter_main(sys.argv[1:])
+    sys.stdout.flush()
+    # Everything is sent and said: skip the interpreter's teardown, which the executor would wait for.
+    os._exit(status)
