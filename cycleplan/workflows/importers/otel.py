@@ -323,15 +323,15 @@ def _records(session: str, events: list[TelemetryEvent]) -> SessionRecords:
         attributes = event.attributes
         agent = attributes.get("agent_id") if isinstance(attributes.get("agent_id"), str) else None
         if event.name == "user_prompt" and agent is None:
-            text = attributes.get("prompt")
-            shown = text if isinstance(text, str) and text and text != "<REDACTED>" else "(prompt)"
+            # What the person typed is none of the run's business (and is redacted unless
+            # OTEL_LOG_USER_PROMPTS is set): a prompt stands in for it.
             put(
                 None,
                 event.time_ms,
                 {
                     "type": "user",
                     "timestamp": _ms_iso(event.time_ms),
-                    "message": {"role": "user", "content": shown},
+                    "message": {"role": "user", "content": "(prompt)"},
                 },
             )
         elif event.name == "api_request":
