@@ -30,6 +30,15 @@ itself, so the first forecast alone would weigh as half the run; no real run is 
 
     .venv/bin/python benchmarks/executor_load.py --forecaster compare --rounds 5
 
+``--otlp live``: ``bookkeeping`` with the live OpenTelemetry export on
+(:mod:`cycleplan.workflows.live_export`), its spans sent over OTLP/HTTP to a sink on loopback (a
+process of its own); reports microseconds per event during the run and counting the post-run flush too
+(the executor waits for the last spans to go). ``OTEL_BSP_SCHEDULE_DELAY`` (ms) is the exporter's
+batching delay, 5,000 by default. ``--otlp compare``: off and live alternately, each in a fresh process,
+``--rounds`` times; prints the medians and both ratios (the target: at most 1.1x).
+
+    .venv/bin/python benchmarks/executor_load.py --otlp compare --rounds 5
+
 ``--against REV``: ``bookkeeping`` with this checkout and with revision REV of the repository (each
 installed in a scratch folder, each running its own revision's measure in a fresh process), alternately,
 ``--rounds`` times; prints both medians and their ratio.
@@ -39,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import resource
@@ -129,9 +139,47 @@ def stand_in(kind: str, busy_s: float = 0.2) -> Any:
     return forecast
 
 
-def bookkeeping(lanes: int, tasks_per_lane: int, cycles: int, forecaster: str = "none") -> dict[str, Any]:
-    the_plan = plan(scenario(lanes, tasks_per_lane, cycles, limited=False))
+SINK = """
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+"""An OTLP/HTTP endpoint that takes every request and keeps nothing: where the live export sends."""
+
+
+def bookkeeping(
+    lanes: int, tasks_per_lane: int, cycles: int, forecaster: str = "none", otlp: str = "off"
+) -> dict[str, Any]:
+    sink: subprocess.Popen[str] | None = None
+    live: Any = None
     with tempfile.TemporaryDirectory() as folder:
+        # As `execute --otlp-endpoint` does, the exporting process starts before the plan is made.
+        if otlp == "live":
+            from cycleplan.workflows.live_export import LiveExport, endpoint_settings
+
+            # At low priority: it stands in for a collector on another machine, which costs this one nothing.
+            sink = subprocess.Popen(
+                ["nice", "-n", "19", sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True
+            )
+            assert sink.stdout is not None
+            port = int(sink.stdout.readline())
+            settings = endpoint_settings(f"http://127.0.0.1:{port}")
+            build = os.environ.get("CYCLEPLAN_OTLP_BUILD_S")
+            if build:
+                settings = dataclasses.replace(settings, build_s=float(build))
+            live = LiveExport(Path(folder) / "runs.db", settings)
+        the_plan = plan(scenario(lanes, tasks_per_lane, cycles, limited=False))
         store = RunStore(Path(folder) / "runs.db")
         # Leased, as the executor holds its runs: every event's write checks the lease.
         store.create_run(
@@ -150,12 +198,20 @@ def bookkeeping(lanes: int, tasks_per_lane: int, cycles: int, forecaster: str = 
             workdirs={},
             header={},
             forecaster=stand_in(forecaster),
+            observers=[live] if live is not None else None,
         )
         started = time.perf_counter()
         cpu = time.process_time()
         status = asyncio.run(orchestrator.run(resumed=False))
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu
+        sent: dict[str, Any] = {}
+        if live is not None:
+            sent = live.close()
+        flushed = time.perf_counter() - started
+        if sink is not None:
+            sink.kill()
+            sink.wait()
         stored = store.trace("bench")
         events = sum(1 for event in stored if event.action != "forecast_updated")
         forecasts = len(stored) - events
@@ -163,6 +219,9 @@ def bookkeeping(lanes: int, tasks_per_lane: int, cycles: int, forecaster: str = 
     return {
         "measure": "bookkeeping",
         "forecaster": forecaster,
+        "otlp": otlp,
+        **({"spans_sent": sent["spans"], "export_errors": sent["errors"]} if otlp == "live" else {}),
+        "us_per_event_with_flush": round(flushed / events * 1e6, 1),
         "forecasts": forecasts,
         "status": status,
         "lanes": lanes,
@@ -246,6 +305,43 @@ def forecaster_cost(lanes: int, tasks_per_lane: int, cycles: int, rounds: int) -
     print(f"  a live forecast takes {live / off:.2f}x the time per event (target at most 1.5x)")
 
 
+def otlp_cost(lanes: int, tasks_per_lane: int, cycles: int, rounds: int) -> None:
+    """Microseconds per event of ``bookkeeping`` with the live OTLP export off and on, alternating."""
+    rows: dict[str, list[dict[str, Any]]] = {"off": [], "live": []}
+    sizes = ["--lanes", str(lanes), "--tasks-per-lane", str(tasks_per_lane), "--cycles", str(cycles)]
+    for _ in range(rounds):
+        for kind in rows:
+            argv = [sys.executable, __file__, "--only", "bookkeeping", "--otlp", kind, *sizes]
+            rows[kind].append(
+                json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+            )
+    delay = os.environ.get("OTEL_BSP_SCHEDULE_DELAY", "5000")
+    off = statistics.median(r["us_per_event"] for r in rows["off"])
+    during = statistics.median(r["us_per_event"] for r in rows["live"])
+    flushed = statistics.median(r["us_per_event_with_flush"] for r in rows["live"])
+    print(f"bookkeeping, {lanes} lanes, median of {rounds} alternating rounds (microseconds per event):")
+    print(
+        f"  export off:              {off:>8.1f}   ({', '.join(str(r['us_per_event']) for r in rows['off'])})"
+    )
+    runs = ", ".join(str(r["us_per_event"]) for r in rows["live"])
+    print(f"  live, during the run:    {during:>8.1f}   ({runs})")
+    print(
+        f"  live, with the flush:    {flushed:>8.1f}   "
+        f"({', '.join(str(r['us_per_event_with_flush']) for r in rows['live'])})"
+    )
+    print(
+        f"  spans sent per run: {', '.join(str(r['spans_sent']) for r in rows['live'])}; events per run: "
+        f"{rows['live'][0]['events']}; OTEL_BSP_SCHEDULE_DELAY={delay} ms"
+    )
+    errors = [e for r in rows["live"] for e in r["export_errors"]]
+    if errors:
+        print(f"  export errors: {errors[:3]}")
+    print(
+        f"  live export takes {during / off:.2f}x the time per event during the run, {flushed / off:.2f}x "
+        "counting the post-run flush (target at most 1.1x)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lanes", type=int, default=100)
@@ -254,9 +350,13 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=2_000.0)
     parser.add_argument("--only", choices=["bookkeeping", "emulated"])
     parser.add_argument("--forecaster", choices=["none", "stub", "busy", "compare"], default="none")
+    parser.add_argument("--otlp", choices=["off", "live", "compare"], default="off")
     parser.add_argument("--against", metavar="REV", help="time bookkeeping against revision REV too")
     parser.add_argument(
-        "--rounds", type=int, default=5, help="alternating rounds for --against and --forecaster compare"
+        "--rounds",
+        type=int,
+        default=5,
+        help="alternating rounds for --against, --forecaster compare and --otlp compare",
     )
     args = parser.parse_args()
     if args.tasks_per_lane is None:
@@ -264,11 +364,16 @@ def main() -> None:
     if args.forecaster == "compare":
         forecaster_cost(args.lanes, args.tasks_per_lane, args.cycles, args.rounds)
         return
+    if args.otlp == "compare":
+        otlp_cost(args.lanes, args.tasks_per_lane, args.cycles, args.rounds)
+        return
     if args.against:
         against(args.against, args.lanes, args.tasks_per_lane, args.cycles, args.rounds)
         return
     if args.only == "bookkeeping":
-        print(json.dumps(bookkeeping(args.lanes, args.tasks_per_lane, args.cycles, args.forecaster)))
+        print(
+            json.dumps(bookkeeping(args.lanes, args.tasks_per_lane, args.cycles, args.forecaster, args.otlp))
+        )
         return
     if args.only == "emulated":
         print(json.dumps(emulated(args.lanes, args.tasks_per_lane, args.cycles, args.time_scale)))

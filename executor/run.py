@@ -45,7 +45,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
@@ -186,6 +186,11 @@ class ExecuteOptions(Frozen):
         return value
 
 
+Listener = Callable[[Event], None]
+"""Called with each event of a run once the store has committed it, on the executor's event loop (so
+it must return at once; an exception it raises is ignored): what a live export hangs on. No listener
+costs nothing."""
+
 Forecasts = Callable[[Plan, ExecuteOptions], Forecaster]
 """Makes a run's :data:`~cycleplan.executor.guards.Forecaster` once its plan and options are known (a
 resumed run's, with its guards, read from the store): the seed, ``budget_usd`` and ``deadline_min`` a
@@ -298,13 +303,15 @@ def execute(
     faults: Any = None,
     on_start: Callable[[str], None] | None = None,
     forecasts: Forecasts | None = None,
+    listeners: Sequence[Listener] = (),
 ) -> RunResult:
     """Run ``plan`` with ``options`` as a new run of the store at ``store``.
 
     ``faults`` (an :class:`cycleplan.executor.emulator.Faults`) is for the emulated agent.
     ``on_start`` is called with the new run's id once it is recorded. ``forecasts`` makes the
     forecaster (see :mod:`.guards`) that forecasts the rest of the run while it goes; each forecast is
-    recorded as a ``forecast_updated`` event.
+    recorded as a ``forecast_updated`` event. Each of ``listeners`` is called with every event once it
+    is committed (see :data:`Listener`).
     """
     _check(plan, options)
     _ready(plan, options)
@@ -325,6 +332,7 @@ def execute(
                 stream=stream,
                 faults=faults,
                 forecasts=forecasts,
+                listeners=listeners,
             )
         )
 
@@ -341,6 +349,7 @@ def resume(
     budget_usd: float | None = None,
     deadline_min: float | None = None,
     risk: float | None = None,
+    listeners: Sequence[Listener] = (),
 ) -> RunResult:
     """Continue run ``run_id`` (or the run any reference :meth:`RunStore.resolve` takes names, such as
     ``latest``) where its events leave it (after Ctrl-C, ``kill -9``, a crash, a reboot, a guard's stop).
@@ -392,6 +401,7 @@ def resume(
                 faults=faults,
                 forecasts=forecasts,
                 new_options=bool(guards),
+                listeners=listeners,
             )
         )
 
@@ -472,6 +482,7 @@ async def _drive(
     faults: Any,
     forecasts: Forecasts | None = None,
     new_options: bool = False,
+    listeners: Sequence[Listener] = (),
 ) -> RunResult:
     folder = store.run_folder(run_id)
     keeper = _LeaseKeeper(store, run_id)
@@ -490,7 +501,19 @@ async def _drive(
                 store.set_options(run_id, json.loads(redact(options.model_dump_json())))
         with run_lock(folder):
             return await _work(
-                store, run_id, plan, options, keeper, trace, new, progress, live, stream, faults, forecasts
+                store,
+                run_id,
+                plan,
+                options,
+                keeper,
+                trace,
+                new,
+                progress,
+                live,
+                stream,
+                faults,
+                forecasts,
+                listeners,
             )
     except LeaseLostError as exc:
         raise RunTakenOverError(str(exc)) from None
@@ -517,6 +540,7 @@ async def _work(
     stream: TextIO | None,
     faults: Any,
     forecasts: Forecasts | None = None,
+    listeners: Sequence[Listener] = (),
 ) -> RunResult:
     """Start the backend, record a new run (leased) or stop a resumed run's orphans, and orchestrate."""
     folder = store.run_folder(run_id)
@@ -571,6 +595,7 @@ async def _work(
                 live,
                 stream,
                 forecasts,
+                listeners,
             )
         )
         keeper.watch(work)
@@ -643,6 +668,7 @@ async def _orchestrate(
     live: LiveFactory | None,
     stream: TextIO | None,
     forecasts: Forecasts | None = None,
+    listeners: Sequence[Listener] = (),
 ) -> RunResult:
     from cycleplan.executor.progress import PlainLines, RunLog
 
@@ -673,6 +699,7 @@ async def _orchestrate(
         forecaster=None if forecasts is None else forecasts(plan, options),
     )
     orchestrator.publish_stored(trace)
+    orchestrator.observers.extend(listeners)
     log = RunLog(orchestrator, folder / "log.txt")
     orchestrator.observers.append(log)
     out = stream if stream is not None else sys.stderr

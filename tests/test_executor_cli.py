@@ -166,7 +166,7 @@ def test_execute_refuses_a_plan_simulate_refuses(
         (["execute", "{scenario}", "--agent", "command", "--progress", "loud"], "--progress loud"),
         (["execute", "{scenario}", "--agent", "command", "--task-timeout", "0"], "must be above 0 minutes"),
         (["export", "nope", "--store", "{scenario}.db"], "no run store here"),
-        (["export", "nope", "--format", "csv"], "only jsonl"),
+        (["export", "nope", "--format", "csv"], "choose jsonl or otlp"),
         (["runs", "--check", "latest", "--store", "{scenario}.db"], "no run store here"),
     ],
 )

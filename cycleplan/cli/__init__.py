@@ -66,7 +66,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "Show where a run stands and its latest forecast of finish time and cost.",
     ),
     "export": LazyCommand(
-        _EXECUTE, "app", "Write a run's trace: its events in order, with the ONE platform's field names."
+        _EXECUTE,
+        "app",
+        "Write a run's trace: its events in order, with the ONE platform's field names, or its spans.",
     ),
     "calibrate": LazyCommand(
         "cycleplan.cli.calibrate",
@@ -98,6 +100,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "cycleplan.cli.importing",
         "app",
         "Read a run done elsewhere into the run store, as a complete run like an executed one.",
+    ),
+    "otel": LazyCommand(
+        "cycleplan.cli.otel",
+        "app",
+        "Take in OpenTelemetry as it arrives: Claude Code's telemetry becomes runs in the run store.",
     ),
 }
 """Every command of ``cycleplan``, in the order of ``cycleplan --help``: its module, the typer app there

@@ -32,7 +32,7 @@ from cycleplan.executor.backend import BACKENDS
 
 if TYPE_CHECKING:
     from cycleplan.core.model import Event, Plan
-    from cycleplan.executor import ExecuteOptions
+    from cycleplan.executor import ExecuteOptions, RunResult
     from cycleplan.executor.guards import Forecaster
 
 app = command_app()
@@ -183,6 +183,16 @@ def execute_command(
             show_default=False,
         ),
     ] = None,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            help="Send the run's spans live over OTLP/HTTP to this URL (http://localhost:4318), or env: to "
+            "where the OTEL_EXPORTER_OTLP_* variables say (the otel extra).",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print a summary as JSON: run_id, status, makespan_min, speedup, ..."),
@@ -205,6 +215,10 @@ def execute_command(
     live table and recorded in the store (`cycleplan status RUN`); a warning line says when its chance of
     breaking a guard passes --risk. A resumed run keeps its guards unless given new ones.
 
+    --otlp-endpoint sends the run to an OpenTelemetry backend while it goes (a trace per run, a span per
+    task, cycle attempt and API call; see `export --format otlp`), from a separate low-priority process,
+    in batches every OTEL_BSP_SCHEDULE_DELAY ms; a resumed run continues the same trace.
+
     One executor writes a run at a time: it holds the run's lease in the store, renewed every few
     seconds (it lasts 30 s; CYCLEPLAN_LEASE_S sets another length). `--resume` on a run whose lease is
     live is refused with the owner's pid and host and when the lease expires.
@@ -223,12 +237,10 @@ def execute_command(
       cycleplan execute --resume latest
       cycleplan execute my.yaml --agent anthropic --budget 20 --deadline 2h --risk 0.1
       cycleplan execute --resume latest --budget 30
+      cycleplan execute my.yaml --agent emulated --otlp-endpoint http://localhost:4318
     """
-    from cycleplan.executor import AGENTS, ExecuteOptions, ExecutionError
-    from cycleplan.executor import execute as run_plan
-    from cycleplan.executor import resume as resume_run
+    from cycleplan.executor import AGENTS
     from cycleplan.executor.summary import render_summary
-    from cycleplan.present.live import LiveTable
 
     if progress not in ("auto", "live", "plain", "none"):
         fail(f"--progress {progress}: choose one of auto, live, plain, none")
@@ -240,6 +252,104 @@ def execute_command(
     deadline_min = None if deadline is None else parse_duration_min(deadline)
     if risk is not None and not 0 < risk < 1:
         fail(f"--risk {risk:g}: a chance between 0 and 1, e.g. 0.2")
+    settings = None if otlp_endpoint is None else _otlp_settings(otlp_endpoint)
+    if resume is None:
+        if file is None:
+            fail("FILE is missing: give a scenario or plan.json to run, or --resume RUN")
+        if agent is None:
+            fail(f"--agent is required: one of {', '.join(AGENTS)} (emulated rehearses offline)")
+    listeners: list[Any] = []
+    if settings is not None:
+        from cycleplan.workflows.live_export import LiveExport
+
+        listeners.append(LiveExport(store, settings))
+    try:
+        result = _run(
+            file,
+            agent,
+            store,
+            resume,
+            emulator,
+            time_scale,
+            seed,
+            lanes,
+            worktrees,
+            task_timeout,
+            run_timeout,
+            max_tokens,
+            claude,
+            claude_args,
+            pass_env,
+            mode,
+            budget,
+            deadline_min,
+            risk,
+            listeners,
+        )
+    finally:
+        for listener in listeners:
+            sent = listener.close()
+            for error in sent["errors"]:
+                say(f"warning: OTLP export: {error}", err=True)
+            if sent["spans"]:
+                note(f"sent {counted(sent['spans'], 'span')} to {listener.settings.url}", err=True)
+    if as_json:
+        emit_json(result.summary)
+    else:
+        say(render_summary(result.summary))
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _otlp_settings(endpoint: str) -> Any:
+    """The live export's settings for ``--otlp-endpoint`` (``env``: from the OTEL_EXPORTER_OTLP_*
+    variables); exit 2 when they are wrong or the otel extra is missing."""
+    from cycleplan.workflows.live_export import LiveExportError, endpoint_settings, http_url
+    from cycleplan.workflows.telemetry import OTEL_MISSING
+
+    if endpoint != "env" and not http_url(endpoint):
+        fail(
+            f"--otlp-endpoint {endpoint}: give an http(s) URL, such as http://localhost:4318 "
+            "(or env: the OTEL_EXPORTER_OTLP_* variables)"
+        )
+    try:
+        import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
+    except ImportError:
+        fail(f"--otlp-endpoint: {OTEL_MISSING}")
+    try:
+        return endpoint_settings(None if endpoint == "env" else endpoint)
+    except LiveExportError as exc:
+        fail(str(exc))
+
+
+def _run(
+    file: Path | None,
+    agent: str | None,
+    store: Path,
+    resume: str | None,
+    emulator: bool,
+    time_scale: float,
+    seed: int,
+    lanes: list[str] | None,
+    worktrees: bool,
+    task_timeout: float | None,
+    run_timeout: float | None,
+    max_tokens: int,
+    claude: str | None,
+    claude_args: list[str] | None,
+    pass_env: list[str] | None,
+    mode: Literal["auto", "live", "plain", "none"],
+    budget: float | None,
+    deadline_min: float | None,
+    risk: float | None,
+    listeners: list[Any],
+) -> RunResult:
+    """Execute FILE or resume RUN, as the options say; exit 2 on what the user must fix."""
+    from cycleplan.executor import AGENTS, ExecuteOptions, ExecutionError
+    from cycleplan.executor import execute as run_plan
+    from cycleplan.executor import resume as resume_run
+    from cycleplan.present.live import LiveTable
+
     if resume is not None:
         if file is not None or agent is not None or lanes:
             fail(
@@ -256,14 +366,12 @@ def execute_command(
                 budget_usd=budget,
                 deadline_min=deadline_min,
                 risk=risk,
+                listeners=listeners,
             )
         except ExecutionError as exc:
             _stopped(exc)
     else:
-        if file is None:
-            fail("FILE is missing: give a scenario or plan.json to run, or --resume RUN")
-        if agent is None:
-            fail(f"--agent is required: one of {', '.join(AGENTS)} (emulated rehearses offline)")
+        assert file is not None and agent is not None
         if agent not in AGENTS:
             fail(f"--agent {agent}: choose one of {', '.join(AGENTS)}")
         if not 0 < time_scale <= 1e7:
@@ -323,15 +431,11 @@ def execute_command(
                 progress=mode,
                 live=LiveTable,
                 forecasts=forecaster,
+                listeners=listeners,
             )
         except ExecutionError as exc:
             _stopped(exc)
-    if as_json:
-        emit_json(result.summary)
-    else:
-        say(render_summary(result.summary))
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+    return result
 
 
 def forecaster(plan: Plan, options: ExecuteOptions) -> Forecaster:
@@ -369,36 +473,89 @@ def export_command(
     ],
     store: StoreOption = STORE_PATH,
     format_: Annotated[
-        str, typer.Option("--format", "-f", help="jsonl: one event a line, in order.", metavar="FORMAT")
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="jsonl: one event a line, in order; otlp: OpenTelemetry spans, OTLP/JSON (the otel extra).",
+            metavar="FORMAT",
+        ),
     ] = "jsonl",
     output: Annotated[
         Path | None,
         output_option("Write to a file instead of stdout."),
     ] = None,
+    prediction: Annotated[
+        Path | None,
+        typer.Option(
+            "--prediction",
+            "-p",
+            help="With --format otlp: a prediction written by `simulate -o`, its P10/P50/P90 as attributes.",
+            metavar="FILE",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Write a run's trace: its events in order, with the ONE platform's field names.
+    """Write a run's trace: its events in order, with the ONE platform's field names, or its spans.
 
     Times are as recorded (epoch milliseconds; a time-scaled rehearsal's run_started says its scale).
+    --format otlp writes one OpenTelemetry trace (OTLP/JSON, an ExportTraceServiceRequest): a span per
+    task, per cycle attempt and per API call, with the GenAI semantic conventions' attributes; a collector,
+    Jaeger or Phoenix reads it.
 
     \b
     Examples:
       cycleplan export 20250114-093012-3f9a1c --format jsonl -o trace.jsonl
       cycleplan export latest | jq -c 'select(.metadata.action == "task_failed")'
+      cycleplan export latest --format otlp -o run.json
     """
     from cycleplan.store import RunStore, StoreError, export_jsonl
 
-    if format_ != "jsonl":
-        fail(f"--format {format_}: only jsonl is supported")
+    if format_ not in ("jsonl", "otlp"):
+        fail(f"--format {format_}: choose jsonl or otlp")
+    if prediction is not None and format_ != "otlp":
+        fail("--prediction: only with --format otlp")
     if not store.exists():
         fail(f"{store}: no run store here (pass --store PATH)")
-    try:
-        with RunStore(store, read_only=True) as runs_store:
-            lines = list(export_jsonl(runs_store, run))
-    except StoreError as exc:
-        fail(str(exc))
-    text = "".join(line + "\n" for line in lines)
+    if format_ == "otlp":
+        text, what = _otlp_export(store, run, prediction)
+    else:
+        try:
+            with RunStore(store, read_only=True) as runs_store:
+                lines = list(export_jsonl(runs_store, run))
+        except StoreError as exc:
+            fail(str(exc))
+        text, what = "".join(line + "\n" for line in lines), counted(len(lines), "event")
     if output is None:
         sys.stdout.write(text)
     else:
         write_atomically(output, text)
-        note(f"wrote {counted(len(lines), 'event')} to {output}", err=True)
+        note(f"wrote {what} to {output}", err=True)
+
+
+def _otlp_export(store: Path, run: str, prediction: Path | None) -> tuple[str, str]:
+    """A run as OTLP/JSON text, and what it holds in words."""
+    from cycleplan.store import RunStore, StoreError
+    from cycleplan.workflows.telemetry import TelemetryUnavailableError, dumps, otlp_json
+
+    given = None
+    if prediction is not None:
+        from cycleplan.sim.prediction import Prediction
+
+        try:
+            given = Prediction.model_validate_json(prediction.read_bytes())
+        except OSError as exc:
+            fail(f"{prediction}: cannot read: {exc.strerror or exc}")
+        except ValueError:
+            fail(f"{prediction}: not a prediction (was it written by `cycleplan simulate -o`?)")
+    try:
+        with RunStore(store, read_only=True) as runs_store:
+            run_id = runs_store.resolve(run)
+            record = runs_store.run(run_id)
+            document = otlp_json(run_id, runs_store.trace(run_id), scenario=record.scenario, prediction=given)
+    except StoreError as exc:
+        fail(str(exc))
+    except TelemetryUnavailableError as exc:
+        fail(str(exc))
+    spans = sum(len(scope["spans"]) for part in document["resourceSpans"] for scope in part["scopeSpans"])
+    return dumps(document) + "\n", counted(spans, "span")

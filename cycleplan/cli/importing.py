@@ -28,13 +28,14 @@ app = typer.Typer(
     name="import",
     help=(
         "Read a run done elsewhere into the run store, as a complete run like an executed one.\n\n"
-        "One sub-command per KIND of record: claude-code (Claude Code transcripts) and one-state (the ONE "
-        "platform's cycle state file). Each import synthesises the scenario and plan the work corresponds "
-        "to, so that the run can be compared and calibrated from. Warnings go to stderr; unusable input "
-        "exits 2 and stores nothing.\n\n"
+        "One sub-command per KIND of record: claude-code (Claude Code transcripts), otel (Claude Code's "
+        "OpenTelemetry, OTLP/JSON) and one-state (the ONE platform's cycle state file). Each import "
+        "synthesises the scenario and plan the work corresponds to, so that the run can be compared and "
+        "calibrated from. Warnings go to stderr; unusable input exits 2 and stores nothing.\n\n"
         "\b\n"
         "Examples:\n"
         "  cycleplan import claude-code ~/.claude/projects/-home-me-my-app\n"
+        "  cycleplan import otel otel-logs.jsonl\n"
         "  cycleplan import one-state .claude/state/cycle.json --idle-minutes 45"
     ),
     no_args_is_help=True,
@@ -138,6 +139,42 @@ def import_claude_code_command(
 
     try:
         imported = import_claude_code(path.expanduser())
+    except TraceImportError as exc:
+        fail(*(str(error) for error in exc.errors), "nothing was imported")
+    _store_imported(imported, store, as_json)
+
+
+@app.command("otel")
+def import_otel_command(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="An OTLP/JSON file (one export request, or JSON Lines of them, as a collector's file "
+            "exporter or `cycleplan otel receive` writes), or a folder of such files.",
+            show_default=False,
+            metavar="FILE|DIR",
+        ),
+    ],
+    store: StoreOption = STORE_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stored run's summary as JSON.")] = False,
+) -> None:
+    """Import Claude Code's OpenTelemetry (OTLP/JSON logs, and traces where present) as transcripts are.
+
+    Each session becomes a task and each prompt a turn; calls are counted per turn from the api_request
+    events (tokens, cache reads and writes, model), waits on the person are cut out, and a subagent runs
+    beside the session that launched it. Claude Code sends these with CLAUDE_CODE_ENABLE_TELEMETRY=1 and
+    OTEL_LOGS_EXPORTER=otlp; `cycleplan otel receive` takes them in as they come.
+
+    \b
+    Examples:
+      cycleplan import otel otel-logs.jsonl
+      cycleplan import otel collector-output/ --json
+    """
+    from cycleplan.workflows.importers import TraceImportError
+    from cycleplan.workflows.importers.otel import import_otel
+
+    try:
+        imported = import_otel(path.expanduser())
     except TraceImportError as exc:
         fail(*(str(error) for error in exc.errors), "nothing was imported")
     _store_imported(imported, store, as_json)

@@ -844,11 +844,12 @@ class RunStore:
         """The run's events in sequence order."""
         return list(self.iter_events(run_id))
 
-    def iter_events(self, run_id: str) -> Iterator[StoredEvent]:
-        """The run's events in sequence order; :class:`TraceError` at the first gap in ``seq`` or row that
-        cannot be decoded (``cycleplan runs --check RUN`` lists them all)."""
-        expected = 1
-        for row in self._rows(run_id):
+    def iter_events(self, run_id: str, *, after: int = 0) -> Iterator[StoredEvent]:
+        """The run's events in sequence order (those after ``seq`` ``after``: a reader that follows a run
+        reads only what is new); :class:`TraceError` at the first gap in ``seq`` or row that cannot be
+        decoded (``cycleplan runs --check RUN`` lists them all)."""
+        expected = after + 1
+        for row in self._rows(run_id, after):
             seq = row[0]
             if seq != expected:
                 raise TraceError(f"run {run_id}: {_gap(expected, seq)}; {_see_check(run_id)}")
@@ -905,12 +906,12 @@ class RunStore:
         problems += _accounting(events, cycles, record.status if record is not None else None)
         return TraceCheck(run_id, count, problems)
 
-    def _rows(self, run_id: str) -> Iterator[tuple[Any, ...]]:
+    def _rows(self, run_id: str, after: int = 0) -> Iterator[tuple[Any, ...]]:
         try:
             cursor = self._db.execute(
                 "SELECT seq, key, type, actor_id, target_id, group_id, timestamp, action, metadata"
-                " FROM events WHERE run_id = ? ORDER BY seq",
-                (run_id,),
+                " FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                (run_id, after),
             )
             yield from cursor
         except sqlite3.DatabaseError as exc:

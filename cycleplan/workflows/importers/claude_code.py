@@ -808,7 +808,48 @@ def import_claude_code(path: str | Path) -> ImportedRun:
     root = Path(path)
     warnings: list[FileError] = []
     transcripts = [t for source in _discover(root) for t in _transcripts(source, warnings)]
+    return _import(root, transcripts, warnings, KIND)
 
+
+@dataclass(frozen=True)
+class SessionRecords:
+    """One Claude Code session's records in its transcripts' shape, from wherever they were read: the
+    session's own (``main``) and each subagent's, by agent id; each record a ``(line, record)`` pair,
+    the line numbering it within ``origin`` for warnings."""
+
+    session: str
+    origin: str
+    """Where the records came from (a file), named in warnings."""
+    main: list[tuple[int, dict[str, Any]]]
+    subagents: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+
+
+def import_session_records(root: str | Path, sessions: Iterable[SessionRecords], kind: str) -> ImportedRun:
+    """A complete run from sessions' records in transcript shape, by the very rules that
+    :func:`import_claude_code` applies to transcript files (turns, calls per turn, waiting on the person,
+    subagents blocking their session, compactions); ``kind`` names the importer in the run. Raises
+    :class:`TraceImportError` when there is nothing to measure."""
+    transcripts: list[_Transcript] = []
+
+    def records(rows: list[tuple[int, dict[str, Any]]]) -> list[_Record]:
+        return [_Record(line, data, _time_ms(data.get("timestamp"))) for line, data in rows]
+
+    for session in sessions:
+        origin = Path(session.origin)
+        if session.main:
+            transcripts.append(
+                _Transcript(origin, session.session, "main", None, False, records(session.main))
+            )
+        for agent, rows in sorted(session.subagents.items()):
+            transcripts.append(
+                _Transcript(
+                    origin, session.session, "subagent", agent, agent.startswith("acompact"), records(rows)
+                )
+            )
+    return _import(Path(root), transcripts, [], kind)
+
+
+def _import(root: Path, transcripts: list[_Transcript], warnings: list[FileError], kind: str) -> ImportedRun:
     everything = [(response, t) for t in transcripts for response in _responses_into(t)]
     everything.sort(key=lambda item: (item[0].first_ms, str(item[0].file), item[0].line))
     seen: set[tuple[str, str]] = set()
@@ -884,7 +925,7 @@ def import_claude_code(path: str | Path) -> ImportedRun:
         raise TraceImportError(
             [FileError(str(root), "no user-prompt turn with an API response: nothing to import")]
         )
-    return _build(root, work, compactions, warnings, duplicates, low)
+    return _build(root, work, compactions, warnings, duplicates, low, kind)
 
 
 def _responses_into(transcript: _Transcript) -> list[_Response]:
@@ -1013,7 +1054,11 @@ def _roles(work: list[_Transcript], spans: dict[str, tuple[float, float]]) -> di
 
 
 def _scenario(
-    root: Path, work: list[_Transcript], spawns: dict[str, Spawn], spans: dict[str, tuple[float, float]]
+    root: Path,
+    work: list[_Transcript],
+    spawns: dict[str, Spawn],
+    spans: dict[str, tuple[float, float]],
+    kind: str = KIND,
 ) -> Scenario:
     roles = _roles(work, spans)
     tasks: list[Task] = []
@@ -1044,7 +1089,8 @@ def _scenario(
     label = min(sessions) if len(sessions) == 1 else root.name
     return Scenario(
         name=f"imported claude-code {label}"[:200],
-        description=f"Imported from Claude Code transcripts at {root}: {counted(len(sessions), 'session')}, "
+        description=f"Imported from Claude Code {'transcripts' if kind == KIND else kind} at {root}: "
+        f"{counted(len(sessions), 'session')}, "
         f"{counted(sum(1 for t in work if t.role == 'subagent'), 'subagent')}."[:10_000],
         roles=roles,
         tasks=tasks,
@@ -1058,6 +1104,7 @@ def _build(
     warnings: list[FileError],
     duplicates: int,
     low_output: int,
+    kind: str = KIND,
 ) -> ImportedRun:
     taken: set[str] = set()
     for transcript in work:
@@ -1078,7 +1125,7 @@ def _build(
     clock = _AgentClock([span for t in work for turn in t.turns for span in turn.active], start)
     spans = {t.task_id: (clock(t.turns[0].start_ms), clock(t.turns[-1].end_ms)) for t in work}
     lane_of = _lanes(work, spawns, spans)
-    scenario = _scenario(root, work, spawns, spans)
+    scenario = _scenario(root, work, spawns, spans, kind)
     from cycleplan.planner import plan as make_plan
 
     plan = make_plan(scenario, algorithm="list")
@@ -1183,7 +1230,7 @@ def _build(
             "time_scale": 1.0,
             "clock": "agent",
             "imported": {
-                "kind": KIND,
+                "kind": kind,
                 "source": str(root),
                 **details,
                 "compaction_sessions": compaction_notes,
@@ -1200,7 +1247,7 @@ def _build(
         for task_id, info in header["tasks"].items()
     }
     trace[0] = trace[0].model_copy(update={"metadata": header})
-    return ImportedRun(KIND, str(root), scenario, plan, trace, warnings, "complete", details)
+    return ImportedRun(kind, str(root), scenario, plan, trace, warnings, "complete", details)
 
 
 def _cycle(
