@@ -288,3 +288,16 @@ def test_the_bound_for_many_configurations_is_the_bound_for_each() -> None:
     ]
     assert search.surely_infeasible_all(candidates) == expected
     assert any(expected)
+
+
+def test_a_workers_cached_simulators_never_serve_another_seed() -> None:
+    from cycleplan.workflows import optimize as module
+
+    scenario = load_scenario(SCENARIOS / "course-crud.yaml")
+    options: dict[str, Any] = {"workers": 1, "models": {"quality": ["claude-sonnet-4-5"]}}
+    optimize(scenario, seed=5, **options)
+    after_another = optimize(scenario, seed=4, **options)
+    module._SIMULATORS.clear()
+    module._PLANS.clear()
+    fresh = optimize(scenario, seed=4, **options)
+    assert after_another.model_dump(exclude={"runtime_s"}) == fresh.model_dump(exclude={"runtime_s"})

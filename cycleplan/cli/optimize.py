@@ -145,7 +145,7 @@ def optimize_command(
 
     \b
     Examples:
-      cycleplan optimize scenarios/full-feature.yaml --lanes backend=1..2 --budget 30
+      cycleplan optimize scenarios/full-feature.yaml --lanes backend=1..3 --budget 4.50
       cycleplan optimize scenarios/payment.yaml --deadline 2h30m --objective cost --json
       cycleplan optimize scenarios/course-crud.yaml --models backend=claude-opus-4-6 -o chosen.yaml
     """

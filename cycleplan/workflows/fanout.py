@@ -12,7 +12,10 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 J = TypeVar("J")
 O = TypeVar("O")  # noqa: E741 (the outcome's type)
@@ -35,6 +38,9 @@ class Runner(Protocol):
 
     def map(self, work: Callable[[J], O], jobs: Sequence[J]) -> list[O]: ...
 
+    def close(self) -> None:
+        """Let go of what the runner started (its processes); a runner handed in is closed by its owner."""
+
 
 class SerialRunner:
     """Every job in this process, one after the other."""
@@ -45,9 +51,14 @@ class SerialRunner:
     def map(self, work: Callable[[J], O], jobs: Sequence[J]) -> list[O]:
         return [work(job) for job in jobs]
 
+    def close(self) -> None:
+        pass
+
 
 class LocalRunner:
-    """A process pool of ``workers`` processes, one job per task."""
+    """A process pool of ``workers`` processes, one job per task. The pool starts at the first
+    :meth:`map` and lives until :meth:`close`, so that what workers keep between jobs (plans, simulators)
+    serves later calls too."""
 
     backend = "local"
 
@@ -55,16 +66,23 @@ class LocalRunner:
         self.workers = workers
         self.preload = tuple(preload)
         """Modules to import before the pool forks, so that workers start with them loaded."""
+        self._pool: ProcessPoolExecutor | None = None
 
     def map(self, work: Callable[[J], O], jobs: Sequence[J]) -> list[O]:
-        from concurrent.futures import ProcessPoolExecutor
-
         if not jobs:
             return []
-        for module in self.preload:
-            importlib.import_module(module)
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
-            return list(pool.map(work, jobs, chunksize=1))
+        if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor
+
+            for module in self.preload:
+                importlib.import_module(module)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers)
+        return list(self._pool.map(work, jobs, chunksize=1))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 class DaskRunner:
@@ -79,6 +97,9 @@ class DaskRunner:
     def map(self, work: Callable[[J], O], jobs: Sequence[J]) -> list[O]:
         futures = self.client.map(work, list(jobs), pure=False)
         return list(self.client.gather(futures))
+
+    def close(self) -> None:
+        pass  # the client and its cluster belong to whoever opened them (open_dask)
 
 
 def runner_for(workers: int | None, jobs: int, preload: Sequence[str] = ()) -> SerialRunner | LocalRunner:

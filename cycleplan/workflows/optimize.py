@@ -263,7 +263,8 @@ class Batch:
 
     scenario: Scenario
     key: str
-    """A digest of the scenario, so a worker's cached simulators are its own."""
+    """A digest of the scenario, seed and engine, so that a worker's cached simulators are this
+    search's own."""
     roles: tuple[str, ...]
     configurations: tuple[tuple[tuple[int, ...], tuple[str, ...]], ...]
     first: int
@@ -601,14 +602,53 @@ def optimize(
         raise OptimizeError("rounds", "replications per round must rise from at least 2")
     _check(rounds[-1], seed, "plan", engine)
     space = search_space(scenario, lanes, models)
+    owned = runner is None
     if runner is None:
         runner = runner_for(workers, len(space), preload=("cycleplan.planner", "cycleplan.sim.simulation"))
-    key = hashlib.sha256(scenario.model_dump_json().encode()).hexdigest()[:16]
+    try:
+        return _search(
+            scenario,
+            space,
+            runner,
+            _Search(objective, budget_usd, deadline_min, risk),
+            seed=seed,
+            engine=engine,
+            exhaustive=exhaustive,
+            rounds=rounds,
+            progress=progress,
+            began=began,
+        )
+    finally:
+        if owned:
+            runner.close()
+
+
+def _search(
+    scenario: Scenario,
+    space: Space,
+    runner: Runner,
+    search: _Search,
+    *,
+    seed: int,
+    engine: str,
+    exhaustive: bool,
+    rounds: tuple[int, ...],
+    progress: Progress | None,
+    began: float,
+) -> OptimizeResult:
+    """The rounds of the search on ``runner``, and the result."""
+    objective, budget_usd, deadline_min, risk = (
+        search.objective,
+        search.budget_usd,
+        search.deadline_min,
+        search.risk,
+    )
+    # Everything a worker's cached simulator depends on: the scenario, the seed and the engine.
+    key = hashlib.sha256(f"{scenario.model_dump_json()}\n{seed}\n{engine}".encode()).hexdigest()[:16]
     candidates = [
         _Candidate(index, lanes_, models_, np.zeros(0), np.zeros(0))
         for index, (lanes_, models_) in enumerate(space.configurations())
     ]
-    search = _Search(objective, budget_usd, deadline_min, risk)
     steps = (rounds[-1],) if exhaustive else rounds
     parts = max(1, runner.workers) * 4
     done = 0

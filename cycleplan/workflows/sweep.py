@@ -238,12 +238,17 @@ def sweep(
     from cycleplan.sim.simulation import _check
 
     _check(replications, seed, dispatch, engine)
+    owned = runner is None
     if runner is None:
         runner = runner_for(workers, len(jobs), preload=("cycleplan.planner", "cycleplan.sim.simulation"))
         backend, used_workers = runner.backend, runner.workers
     else:
         used_workers = workers or 0
-    outcomes = runner.map(run_job, jobs)
+    try:
+        outcomes = runner.map(run_job, jobs)
+    finally:
+        if owned:
+            runner.close()
     return summarize_sweep(
         scenario,
         outcomes,
