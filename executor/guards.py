@@ -276,8 +276,12 @@ class ForecastLoop:
         self._due = asyncio.Event()
         self._due.set()
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancel that comes in the step
+            # the wait ends (the run's last event makes a forecast due, and the run's end cancels this
+            # loop and waits for it: it would wait for ever).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), self.every_s)
+                async with asyncio.timeout(self.every_s):
+                    await self._due.wait()
             self._due.clear()
             trace, now_min = self.snapshot()
             began = time.monotonic()

@@ -4,6 +4,7 @@ resume; ``cycleplan status`` and the guard flags through the real command line."
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -22,6 +23,7 @@ from cycleplan.core.model import Event, Plan
 from cycleplan.executor import ExecuteOptions, execute, resume
 from cycleplan.executor import events as ev
 from cycleplan.executor.audit import trace_problems
+from cycleplan.executor.guards import FORECAST_MIN_GAP_S, ForecastLoop
 from cycleplan.planner import plan
 from cycleplan.present.live import LiveTable
 from cycleplan.store import RunStore
@@ -273,3 +275,28 @@ def test_the_execute_cli_stops_at_its_deadline_with_exit_4(cli: str, tmp_path: P
     )  # fmt: skip
     assert done.returncode == 4, done.stderr
     assert "stopped    by its deadline" in done.stdout and "--deadline DURATION" in done.stdout
+
+
+def test_the_forecast_loop_ends_when_cancelled_in_the_step_that_makes_it_due() -> None:
+    """The run's last event makes a forecast due and its end cancels the loop at once; the cancel must end
+    it (on Python 3.11, ``asyncio.wait_for`` returned the wait's result instead, the loop went on, and
+    the run's end waited for it for ever)."""
+    calls: list[float] = []
+
+    def forecaster(trace: Sequence[Event], now_min: float) -> dict[str, Any]:
+        calls.append(now_min)
+        return {}
+
+    async def cancelled_when_due() -> bool:
+        forecasts = ForecastLoop(forecaster, lambda: ([], 0.0), lambda *_: None, lambda _: None, every_s=60.0)
+        running = asyncio.create_task(forecasts.run())
+        while not calls:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(FORECAST_MIN_GAP_S + 0.2)  # past the gap: in its wait for the next event
+        forecasts.due()
+        running.cancel()
+        done, _ = await asyncio.wait({running}, timeout=5.0)
+        return bool(done) and running.cancelled()
+
+    assert asyncio.run(cancelled_when_due())
+    assert len(calls) == 1
