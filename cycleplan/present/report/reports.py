@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cycleplan.core.wording import SEQUENTIAL_BASELINE, duration
+from cycleplan.core.wording import SEQUENTIAL_BASELINE, counted, duration
 from cycleplan.present.report.labels import CLAIM_LABEL, claim_detail, cycles_detail, template_note
 from cycleplan.present.report.page import Headline, Report, standard_facts
 from cycleplan.present.report.palette import RoleColours, role_colours
@@ -199,7 +199,13 @@ def optimize_report(result: OptimizeResult) -> Report:
     chosen = result.chosen
     versus = result.versus_runner_up
     headlines = [
-        Headline("chosen", chosen.label, f"{result.configurations:,} configurations searched"),
+        # The label is long (a lane count and a model per role): the card gives the agents, its detail
+        # the configuration.
+        Headline(
+            "chosen",
+            counted(sum(chosen.lanes.values()), "agent"),
+            f"{chosen.label} ({result.configurations:,} configurations searched)",
+        ),
         Headline(
             "makespan (P90)",
             duration(chosen.makespan_min.p90),
@@ -212,13 +218,13 @@ def optimize_report(result: OptimizeResult) -> Report:
         ),
     ]
     if result.runner_up is not None and versus is not None:
+        unit = " min of P90 makespan" if result.objective == "makespan" else " dollars of mean cost"
         headlines.append(
             Headline(
                 "runner-up",
-                result.runner_up.label,
-                ("distinguishable" if versus.distinguishable else "a statistical tie")
-                + f": difference {versus.difference:+,.2f} (95% CI {versus.ci95_low:+,.2f} to "
-                f"{versus.ci95_high:+,.2f})",
+                "distinguishable" if versus.distinguishable else "a statistical tie",
+                f"{result.runner_up.label}: difference {versus.difference:+,.2f}{unit} (95% CI "
+                f"{versus.ci95_low:+,.2f} to {versus.ci95_high:+,.2f}{unit})",
             )
         )
     facts = standard_facts(result.scenario, result.seed)
