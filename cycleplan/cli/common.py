@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from cycleplan.core.model import Scenario
     from cycleplan.present.report.page import Report
     from cycleplan.present.terminal import Verbosity, View
+    from cycleplan.sim import SimulationError
+    from cycleplan.sim.prediction import Prediction
 
 EXIT_BAD_INPUT = 2
 
@@ -53,6 +55,29 @@ ScenarioLanesOption = Annotated[
     ),
 ]
 SeedOption = Annotated[int, typer.Option("--seed", "-s", help="Seed of every random draw.", metavar="S")]
+# The options of the commands that fan configurations out (sweep, optimize).
+FanoutEngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        "-e",
+        help="The simulation engine: simpy, fast or auto (fast when the model allows).",
+        metavar="simpy|fast|auto",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", "-w", help="Local worker processes (default: every core).", metavar="N"),
+]
+DaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        help="Run on Dask: a scheduler address (tcp://host:8786) or 'local' for a LocalCluster "
+        "(needs pip install 'cycleplan[dask]').",
+        metavar="ADDRESS",
+    ),
+]
 
 
 def output_option(help_text: str) -> Any:
@@ -228,3 +253,38 @@ def parse_duration_min(text: str) -> float:
     if total <= 0:
         fail(f"--deadline {text}: must be longer than 0")
     return total
+
+
+def check_fanout(seed: int, engine: str, workers: int | None) -> None:
+    """Exit 2 on a bad ``--seed``, ``--engine`` or ``--workers`` of a command that fans configurations out."""
+    from cycleplan.sim import ENGINES
+
+    if seed < 0:
+        fail(f"--seed {seed}: must be zero or positive")
+    if engine not in ENGINES:
+        fail(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+    if workers is not None and workers < 1:
+        fail(f"--workers {workers}: must be at least 1")
+
+
+def simulation_failed(exc: SimulationError, engine: str, file: Path) -> NoReturn:
+    """Exit 2 on a simulation the scenario or ``--engine`` does not allow, naming which."""
+    if exc.field == "engine":
+        fail(f"--engine {engine}: {str(exc).removeprefix('engine: ')}")
+    fail(f"{file}: {exc}")
+
+
+def read_prediction(path: Path) -> Prediction:
+    """The prediction ``cycleplan simulate -o`` wrote to ``path``; exit 2 with the field at fault."""
+    from pydantic import ValidationError
+
+    from cycleplan.sim.prediction import Prediction
+
+    try:
+        return Prediction.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        fail(f"{path}: cannot read: {exc.strerror or exc}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        place = ".".join(str(part) for part in first["loc"]) or "(file)"
+        fail(f"{path}: {place}: {first['msg']} (was it written by `cycleplan simulate -o`?)")

@@ -16,6 +16,7 @@ from cycleplan.cli.common import (
     detail,
     fail,
     plotly_js_mode,
+    read_prediction,
     report_option,
     show_result,
     write_report,
@@ -88,8 +89,6 @@ def compare_command(
     """
     import time
 
-    from pydantic import ValidationError
-
     from cycleplan.workflows.comparison import ComparisonError, compare_run, summary_json
 
     if replications < 1:
@@ -97,18 +96,7 @@ def compare_command(
     if seed < 0:
         fail(f"--seed {seed}: must be zero or positive")
     plotly_mode = plotly_js_mode(plotly_js)
-    given = None
-    if prediction is not None:
-        from cycleplan.sim.prediction import Prediction
-
-        try:
-            given = Prediction.model_validate_json(prediction.read_bytes())
-        except OSError as exc:
-            fail(f"{prediction}: cannot read: {exc.strerror or exc}")
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            place = ".".join(str(part) for part in first["loc"]) or "(file)"
-            fail(f"{prediction}: {place}: {first['msg']} (was it written by `cycleplan simulate -o`?)")
+    given = None if prediction is None else read_prediction(prediction)
     began = time.perf_counter()
     try:
         comparison = compare_run(

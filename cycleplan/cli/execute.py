@@ -24,6 +24,7 @@ from cycleplan.cli.common import (
     output_option,
     parse_duration_min,
     parse_lanes_option,
+    read_prediction,
     say,
     write_atomically,
 )
@@ -538,16 +539,7 @@ def _otlp_export(store: Path, run: str, prediction: Path | None) -> tuple[str, s
     from cycleplan.store import RunStore, StoreError
     from cycleplan.workflows.telemetry import TelemetryUnavailableError, dumps, otlp_json
 
-    given = None
-    if prediction is not None:
-        from cycleplan.sim.prediction import Prediction
-
-        try:
-            given = Prediction.model_validate_json(prediction.read_bytes())
-        except OSError as exc:
-            fail(f"{prediction}: cannot read: {exc.strerror or exc}")
-        except ValueError:
-            fail(f"{prediction}: not a prediction (was it written by `cycleplan simulate -o`?)")
+    given = None if prediction is None else read_prediction(prediction)
     try:
         with RunStore(store, read_only=True) as runs_store:
             run_id = runs_store.resolve(run)

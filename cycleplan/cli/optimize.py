@@ -9,8 +9,12 @@ import typer
 
 from cycleplan.cli.common import (
     LANES_METAVAR,
+    DaskOption,
+    FanoutEngineOption,
     PlotlyJsOption,
     SeedOption,
+    WorkersOption,
+    check_fanout,
     command_app,
     detail,
     emit_json,
@@ -25,6 +29,7 @@ from cycleplan.cli.common import (
     report_option,
     say,
     show,
+    simulation_failed,
     write_atomically,
     write_report,
 )
@@ -89,34 +94,15 @@ def optimize_command(
         ),
     ] = None,
     seed: SeedOption = 0,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            "-e",
-            help="The simulation engine: simpy, fast or auto (fast when the model allows).",
-            metavar="simpy|fast|auto",
-        ),
-    ] = "auto",
+    engine: FanoutEngineOption = "auto",
     exhaustive: Annotated[
         bool,
         typer.Option(
             "--exhaustive", help="Give every configuration 200 replications (no successive halving)."
         ),
     ] = False,
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", "-w", help="Local worker processes (default: every core).", metavar="N"),
-    ] = None,
-    dask: Annotated[
-        str | None,
-        typer.Option(
-            "--dask",
-            help="Run on Dask: a scheduler address (tcp://host:8786) or 'local' for a LocalCluster "
-            "(needs pip install 'cycleplan[dask]').",
-            metavar="ADDRESS",
-        ),
-    ] = None,
+    workers: WorkersOption = None,
+    dask: DaskOption = None,
     output: Annotated[
         Path | None,
         output_option("Write the chosen configuration as a scenario that execute runs as is (YAML)."),
@@ -149,16 +135,11 @@ def optimize_command(
       cycleplan optimize scenarios/payment.yaml --deadline 2h30m --objective cost --json
       cycleplan optimize scenarios/course-crud.yaml --models backend=claude-opus-4-6 -o chosen.yaml
     """
-    from cycleplan.sim import ENGINES, SimulationError
+    from cycleplan.sim import SimulationError
     from cycleplan.workflows.fanout import DaskRunner, FanoutError, open_dask
     from cycleplan.workflows.optimize import EXIT_INFEASIBLE, OptimizeError, optimize
 
-    if seed < 0:
-        fail(f"--seed {seed}: must be zero or positive")
-    if engine not in ENGINES:
-        fail(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
-    if workers is not None and workers < 1:
-        fail(f"--workers {workers}: must be at least 1")
+    check_fanout(seed, engine, workers)
     if budget is not None and not budget > 0:
         fail(f"--budget {budget:g}: must be a positive amount of dollars")
     if not 0 <= risk < 1:
@@ -204,9 +185,7 @@ def optimize_command(
     except FanoutError as exc:
         fail(f"--{exc.field}: {str(exc).split(': ', 1)[1]}")
     except SimulationError as exc:
-        if exc.field == "engine":
-            fail(f"--engine {engine}: {str(exc).removeprefix('engine: ')}")
-        fail(f"{file}: {exc}")
+        simulation_failed(exc, engine, file)
     finally:
         if close is not None:
             close()

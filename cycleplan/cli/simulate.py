@@ -25,6 +25,7 @@ from cycleplan.cli.common import (
     plotly_js_mode,
     report_option,
     show_result,
+    simulation_failed,
     write_atomically,
     write_report,
 )
@@ -260,9 +261,7 @@ def simulate_command(
     except MemoryLimitError as exc:
         fail(f"{file}: {exc.plan.refusal(exc.fits, fewer='use -n {fits}', more='raise --max-memory')}")
     except SimulationError as exc:
-        if exc.field == "engine":
-            fail(f"--engine {engine}: {str(exc).removeprefix('engine: ')}")
-        fail(f"{file}: {exc}")
+        simulation_failed(exc, engine, file)
     if output is not None:
         write_atomically(output, prediction.to_json() + "\n")
     if report is not None:

@@ -9,8 +9,12 @@ import typer
 
 from cycleplan.cli.common import (
     LANES_METAVAR,
+    DaskOption,
+    FanoutEngineOption,
     PlotlyJsOption,
     SeedOption,
+    WorkersOption,
+    check_fanout,
     command_app,
     deprecated,
     detail,
@@ -23,6 +27,7 @@ from cycleplan.cli.common import (
     plotly_js_mode,
     report_option,
     show,
+    simulation_failed,
     write_report,
 )
 
@@ -68,15 +73,7 @@ def sweep_command(
             metavar="X",
         ),
     ] = 10.0,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            "-e",
-            help="The simulation engine: simpy, fast or auto (fast when the model allows).",
-            metavar="simpy|fast|auto",
-        ),
-    ] = "auto",
+    engine: FanoutEngineOption = "auto",
     dispatch: Annotated[
         str,
         typer.Option(
@@ -86,19 +83,8 @@ def sweep_command(
             metavar="plan|dynamic",
         ),
     ] = "plan",
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", "-w", help="Local worker processes (default: every core).", metavar="N"),
-    ] = None,
-    dask: Annotated[
-        str | None,
-        typer.Option(
-            "--dask",
-            help="Run on Dask: a scheduler address (tcp://host:8786) or 'local' for a LocalCluster "
-            "(needs pip install 'cycleplan[dask]').",
-            metavar="ADDRESS",
-        ),
-    ] = None,
+    workers: WorkersOption = None,
+    dask: DaskOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the configurations and their summaries as JSON.")
     ] = False,
@@ -130,20 +116,15 @@ def sweep_command(
       cycleplan sweep scenarios/three-features.yaml --lanes 1..6 --algorithm list --algorithm improve --json
       cycleplan sweep scenarios/payment.yaml --lanes 1..8 --report sweep.html --dask local
     """
-    from cycleplan.sim import DISPATCH_MODES, ENGINES, SimulationError
+    from cycleplan.sim import DISPATCH_MODES, SimulationError
     from cycleplan.workflows.fanout import FanoutError
     from cycleplan.workflows.sweep import dask_runner, open_dask, sweep
 
     if replications < 1:
         fail(f"--replications {replications}: must be at least 1")
-    if seed < 0:
-        fail(f"--seed {seed}: must be zero or positive")
-    if engine not in ENGINES:
-        fail(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+    check_fanout(seed, engine, workers)
     if dispatch not in DISPATCH_MODES:
         fail(f"--dispatch {dispatch}: choose one of {', '.join(DISPATCH_MODES)}")
-    if workers is not None and workers < 1:
-        fail(f"--workers {workers}: must be at least 1")
     plotly_mode = plotly_js_mode(plotly_js)
     scenario = load_scenario_file(file)
     role, counts = _lanes_to_try(scenario, lanes or ["1..8"], role)
@@ -176,9 +157,7 @@ def sweep_command(
         option = {"within": "--within", "dask": "--dask", "role": "--lanes", "algorithms": "--algorithm"}
         fail(f"{option.get(exc.field, '--' + exc.field)}: {str(exc).split(': ', 1)[1]}")
     except SimulationError as exc:
-        if exc.field == "engine":
-            fail(f"--engine {engine}: {str(exc).removeprefix('engine: ')}")
-        fail(f"{file}: {exc}")
+        simulation_failed(exc, engine, file)
     finally:
         if close is not None:
             close()

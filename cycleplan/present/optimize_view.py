@@ -29,18 +29,9 @@ def _roles(estimate: ConfigurationEstimate) -> str:
     )
 
 
-def _chances(estimate: ConfigurationEstimate) -> str:
-    said = []
-    if estimate.p_over_budget is not None:
-        said.append(f"P(over budget) {estimate.p_over_budget:.1%}")
-    if estimate.p_late is not None:
-        said.append(f"P(late) {estimate.p_late:.1%}")
-    return ", ".join(said)
-
-
 def _bands(estimate: ConfigurationEstimate) -> str:
     makespan, cost = estimate.makespan_min, estimate.cost_usd
-    chances = _chances(estimate)
+    chances = estimate.chances()
     return (
         f"makespan P50 {duration(makespan.p50)} [P10 {makespan.p10:,.0f} - P90 {makespan.p90:,.0f} min], "
         f"cost P50 ${cost.p50:,.2f} [P10 ${cost.p10:,.2f} - P90 ${cost.p90:,.2f}], mean ${cost.mean:,.2f}"

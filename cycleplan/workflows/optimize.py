@@ -102,6 +102,15 @@ class ConfigurationEstimate(Frozen):
     feasible: bool
     """Both shares at most the risk."""
 
+    def chances(self, digits: int = 1) -> str:
+        """Its chances of breaking the limits given, in words: ``P(over budget) 2.5%, P(late) 0.0%``."""
+        said = []
+        if self.p_over_budget is not None:
+            said.append(f"P(over budget) {self.p_over_budget:.{digits}%}")
+        if self.p_late is not None:
+            said.append(f"P(late) {self.p_late:.{digits}%}")
+        return ", ".join(said)
+
 
 class Comparison(Frozen):
     """The runner-up against the chosen configuration on their common replications (paired bootstrap)."""
@@ -828,12 +837,7 @@ def _constraints(budget_usd: float | None, deadline_min: float | None, risk: flo
 
 
 def _breaking(estimate: ConfigurationEstimate) -> str:
-    said = []
-    if estimate.p_over_budget is not None:
-        said.append(f"P(over budget) {estimate.p_over_budget:.0%}")
-    if estimate.p_late is not None:
-        said.append(f"P(late) {estimate.p_late:.0%}")
-    return ", ".join(said) + f" over {estimate.replications} replications"
+    return f"{estimate.chances(digits=0)} over {estimate.replications} replications"
 
 
 def _by_limit(candidates: list[_Candidate], estimates: _Estimates, search: _Search) -> list[ChoiceAt]:
