@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The suite runs on every core, a test file to a worker (`make test TEST_WORKERS=1` runs it in one).
+TEST_WORKERS ?= auto
 
 .PHONY: demo test lint typecheck pytest clean
 
@@ -37,7 +39,7 @@ typecheck: $(STAMP)
 	.ci/typecheck
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) build dist .typecheck *.egg-info
