@@ -80,17 +80,16 @@ def test_the_executor_runs_the_plan_as_the_simulator_predicts_it(
     the_plan = plan(scenario)
     simulated = run_replication(the_plan, 0, seed=seed)
     try:
-        _check_run(tmp_path_factory, scenario, the_plan, simulated.trace, seed, SCALE)
+        _check_run(tmp_path_factory, the_plan, simulated.trace, seed, SCALE)
     except AssertionError:
         # The executor's overhead is real time, so on a busy machine it can pass the bound at this
         # clock; at a slower clock the same overhead is a smaller share of a scenario minute. A wrong
         # order, draw or outcome does not shrink with the clock, so it fails here as well.
-        _check_run(tmp_path_factory, scenario, the_plan, simulated.trace, seed, SCALE / SLOWER)
+        _check_run(tmp_path_factory, the_plan, simulated.trace, seed, SCALE / SLOWER)
 
 
 def _check_run(
     tmp_path_factory: pytest.TempPathFactory,
-    scenario: Scenario,
     the_plan: Plan,
     simulated: list[Event],
     seed: int,
@@ -118,7 +117,7 @@ def _check_run(
                 assert run_start[first] < run_start[second], (first, second)
     # Ended the same way; within a race whose members finish within the overhead of each other the
     # winner may differ (the race ends at the same time either way, as the ends above show).
-    races = {task.id: task.race for task in scenario.all_tasks() if task.race is not None}
+    races = {task.id: task.race for task in the_plan.scenario.all_tasks() if task.race is not None}
     assert {t: o for t, o in run_outcome.items() if t not in races} == {
         t: o for t, o in sim_outcome.items() if t not in races
     }
