@@ -83,6 +83,29 @@ def test_a_failure_while_copying_rolls_back(tmp_path: Path, monkeypatch: pytest.
         assert runs.runs() == []
 
 
+def test_a_replacing_import_swaps_the_runs_in_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "runs.db"
+    first, _ = store_run(import_one_state(STATE), store)
+    second, _ = store_run(import_one_state(STATE), store, replacing=first)
+    with RunStore(store) as runs:
+        assert [record.run_id for record in runs.runs()] == [second]
+        assert runs.events(first) == []
+    # When the copy fails, the run it was to replace is still there, whole.
+    with sqlite3.connect(store) as db:
+        db.execute(
+            "INSERT INTO events (run_id, seq, key, type, actor_id, target_id, group_id, timestamp, action,"
+            " metadata) VALUES ('clash', 1, 'x', 'task_event', 'a', 'b', 'c', 0, 'x', '{}')"
+        )
+    monkeypatch.setattr("cycleplan.executor.run.new_run_id", lambda: "clash")
+    with pytest.raises(StoreError, match="cannot write the imported run"):
+        store_run(import_one_state(STATE), store, replacing=second)
+    with RunStore(store) as runs:
+        assert [record.run_id for record in runs.runs()] == [second]
+        assert len(runs.events(second)) == len(import_one_state(STATE).trace)
+
+
 def test_runs_get_distinct_keys(tmp_path: Path) -> None:
     imported = import_claude_code(DATA / "claude-code")
     run_id, _ = store_run(imported, tmp_path / "runs.db")

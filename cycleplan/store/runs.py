@@ -555,16 +555,22 @@ class RunStore:
                     lease = self.lease(run_id)
                     holder = f" ({lease.holder()})" if lease is not None else ""
                     raise RunLiveError(f"run {run_id} is being executed{holder}: it cannot be removed now")
-                for table in ("events", "processes", "leases", "runs"):
-                    self._db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+                self._delete_rows(run_id)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot remove run {run_id}: {exc}") from None
+
+    def _delete_rows(self, run_id: str) -> None:
+        """Delete every row of ``run_id`` (inside the caller's transaction)."""
+        for table in ("events", "processes", "leases", "runs"):
+            self._db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         self._leases.pop(run_id, None)
         self._next_seq.pop(run_id, None)
 
-    def take_in(self, staged: str | Path) -> None:
+    def take_in(self, staged: str | Path, *, replacing: str | None = None) -> None:
         """Copy every run and event of the store at ``staged`` into this one, in one transaction: all of
-        them or, on any failure, none. How an importer adds a run it built in a scratch store."""
+        them or, on any failure, none. How an importer adds a run it built in a scratch store. With
+        ``replacing``, that run (an imported one: no executor holds it) is deleted in the same
+        transaction, so a reader sees either the old run or the new one, never both or neither."""
         self._require_writable()
         try:
             self._db.execute("ATTACH DATABASE ? AS staged", (str(staged),))
@@ -572,6 +578,8 @@ class RunStore:
             raise StoreError(f"{staged}: cannot open the staged run store: {exc}") from None
         try:
             with self._transaction():
+                if replacing is not None:
+                    self._delete_rows(replacing)
                 for table in ("runs", "events"):
                     names = ", ".join(
                         row[1] for row in self._db.execute(f"PRAGMA staged.table_info({table})")

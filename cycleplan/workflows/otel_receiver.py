@@ -9,12 +9,13 @@ too, and answers with the (empty) export response in the request's encoding.
 
 Nothing is lost if it is killed: each request is appended, as one line of OTLP/JSON, to the journal
 (:data:`JOURNAL`, beside the store) and flushed before the answer; ``cycleplan import otel`` reads that
-file as it reads a collector's. Then each session the request touched is imported again from all that
-was received of it (:func:`cycleplan.workflows.importers.otel.import_otel_requests`) and its run in the
-store replaced: one run per session, named ``SOURCE session ID``, the latest complete. A restarted
-receiver reads its journal back first. Imports run one at a time, off the event loop, a moment after the
-last request that touched the session (:data:`SETTLE_S`), so a busy session is not imported at every
-batch; SIGTERM and Ctrl-C import what waits before the endpoint stops.
+file as it reads a collector's. Then each session the request touched is imported again from all that was
+received of it (:func:`cycleplan.workflows.importers.otel.import_otel_requests`) and its run in the store
+replaced, the new run written and the old deleted in one transaction: one run per session, named ``SOURCE
+session ID``, the latest complete. A restarted receiver reads its journal back first. Imports run one at
+a time, off the event loop, a moment after the last request that touched the session (:data:`SETTLE_S`),
+so a busy session is not imported at every batch; SIGTERM and Ctrl-C import what waits before the
+endpoint stops.
 """
 
 from __future__ import annotations
@@ -185,23 +186,20 @@ class Receiver:
             self.on_import(done)
 
     def _store_session(self, session: str, requests: list[tuple[str, int, Mapping[str, Any]]]) -> Imported:
-        from cycleplan.store import RunStore, StoreError
+        from cycleplan.store import StoreError
         from cycleplan.workflows.importers import store_run
         from cycleplan.workflows.importers.otel import import_otel_requests
         from cycleplan.workflows.importers.run import TraceImportError
 
+        old = self._runs.get(session)
         try:
             imported = import_otel_requests(self.run_source(session), requests, sessions=[session])
-            run_id, summary = store_run(imported, self.store)
+            run_id, summary = store_run(imported, self.store, replacing=old)
         except TraceImportError as exc:
-            return Imported(session, self._runs.get(session), problem=str(exc.errors[0].message))
+            return Imported(session, old, problem=str(exc.errors[0].message))
         except StoreError as exc:
-            return Imported(session, self._runs.get(session), problem=str(exc))
-        old = self._runs.get(session)
+            return Imported(session, old, problem=str(exc))
         self._runs[session] = run_id
-        if old is not None:
-            with contextlib.suppress(StoreError), RunStore(self.store) as runs:
-                runs.remove_run(old)
         return Imported(
             session,
             run_id,

@@ -265,11 +265,14 @@ def _regroup(trace: list[Event], run_id: str) -> list[Event]:
     return out
 
 
-def store_run(imported: ImportedRun, store: str | Path) -> tuple[str, dict[str, Any]]:
+def store_run(
+    imported: ImportedRun, store: str | Path, *, replacing: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """Write ``imported`` into the run store at ``store`` as one new run; its id and summary.
 
     All or nothing: the run is written to a scratch store in the same folder, then copied into the
-    target in a single transaction. Raises :class:`cycleplan.store.StoreError` when the store cannot
+    target in a single transaction, which also deletes the run ``replacing`` names (an earlier import
+    of the same source) when there is one. Raises :class:`cycleplan.store.StoreError` when the store cannot
     be opened or written.
     """
     from cycleplan.executor.run import ExecuteOptions, new_run_id
@@ -309,7 +312,7 @@ def store_run(imported: ImportedRun, store: str | Path) -> tuple[str, dict[str, 
             }
             staged.set_status(run_id, imported.status, summary)
         with RunStore(target) as runs:
-            runs.take_in(scratch)
+            runs.take_in(scratch, replacing=replacing)
     finally:
         for leftover in Path(scratch_dir).glob("*"):
             with contextlib.suppress(OSError):
