@@ -50,9 +50,9 @@ def pareto(result: OptimizeResult) -> go.Figure:
             hoverinfo="text",
         )
     )
-    marked = [("chosen", result.chosen, CRITICAL, "star", 18)]
+    marked = [("chosen", result.chosen, CRITICAL, "star-open", 22)]
     if result.runner_up is not None:
-        marked.append(("runner-up", result.runner_up, "#E69F00", "diamond", 13))
+        marked.append(("runner-up", result.runner_up, "#E69F00", "diamond-open", 15))
     for name, estimate, colour, symbol, size in marked:
         makespan, cost = estimate.makespan_min, estimate.cost_usd
         figure.add_trace(
@@ -74,7 +74,8 @@ def pareto(result: OptimizeResult) -> go.Figure:
                     "color": colour,
                 },
                 mode="markers",
-                marker={"symbol": symbol, "size": size, "color": colour},
+                # Open marks: the front's own point shows through the chosen one's.
+                marker={"symbol": symbol, "size": size, "color": colour, "line": {"width": 2.5}},
                 name=f"{name}: {safe(estimate.label)}",
                 hovertext=[_hover(estimate)],
                 hoverinfo="text",
