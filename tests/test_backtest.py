@@ -96,3 +96,23 @@ def test_the_five_real_sessions_are_predicted_within_their_bands(tmp_path: Path)
     assert sum(0.5 <= band.p50 / band.actual <= 2.0 for band in reads) >= 4
     assert 0.60 <= result.coverage["turn_duration"] <= 0.90
     assert result.turn_ratio_median <= 15
+
+
+
+@pytest.mark.parametrize(
+    ("sessions", "log"),
+    [
+        (("258c7280-ae70-4798-800f-63464d01a85d.jsonl", "short.jsonl", "subagent.jsonl"), True),
+        (("subagent.jsonl", "tool_heavy.jsonl"), False),
+    ],
+)
+def test_agent_time_is_on_a_log_axis_only_when_runs_range_from_seconds_to_hours(
+    tmp_path: Path, sessions: tuple[str, ...], log: bool
+) -> None:
+    from cycleplan.present.report.reports import backtest_report
+
+    store, ids = _store(tmp_path, *(DATA / "claude-code" / name for name in sessions))
+    report = backtest_report(backtest(store, ids, replications=200))
+    axes = {figure.layout.title.text.split(":")[0]: figure.layout.xaxis.type for figure in report.figures}
+    assert axes["agent time"] == ("log" if log else None)
+    assert axes["cost"] == "log"

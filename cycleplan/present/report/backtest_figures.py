@@ -1,10 +1,12 @@
 """Figures of a backtest: each held-out run's actuals drawn over the bands predicted from the others.
 
 - per quantity (cost, cache reads, output tokens, agent time), one row per run: the predicted P10-P90 as
-  a bar, P50 as a tick, the actual as a dot (red when outside the band), each in the legend;
+  a bar, P50 as a tick, the actual as a dot (red when outside the band), each in the legend; agent time
+  on a linear axis unless the runs range over two powers of ten (:func:`spans_decades`);
 - per turn, the same, on a log scale of minutes.
 
-Inputs are the plain :class:`BandRow` records the report fills from a backtest; nothing is computed here.
+Inputs are the plain :class:`BandRow` records the report fills from a backtest; nothing else is computed
+here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ class BandRow:
     p10: float
     p50: float
     p90: float
+
+
+def spans_decades(rows: Sequence[BandRow], decades: float = 2.0) -> bool:
+    """Whether the rows' values (bands and actuals) range over at least ``decades`` powers of ten: then
+    a linear axis squeezes the small ones against zero and a log axis reads better."""
+    values = [value for row in rows for value in (row.p10, row.p90, row.actual) if value > 0]
+    return bool(values) and max(values) >= min(values) * 10**decades
 
 
 def bands(rows: Sequence[BandRow], title: str, unit: str, *, log: bool = False) -> go.Figure:

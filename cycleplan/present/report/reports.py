@@ -382,7 +382,7 @@ def comparison_report(comparison: Comparison) -> Report:
 def backtest_report(result: Backtest) -> Report:
     """How often predictions calibrated on the other runs covered each run: coverage first, then each
     quantity's bands and each turn's."""
-    from cycleplan.present.report.backtest_figures import BandRow, bands
+    from cycleplan.present.report.backtest_figures import BandRow, bands, spans_decades
     from cycleplan.workflows.backtest import QUANTITIES
 
     labels = {
@@ -406,19 +406,23 @@ def backtest_report(result: Backtest) -> Report:
             f"median band P90/P10 {result.turn_ratio_median:.1f}",
         )
     )
-    figures = [
-        bands(
-            [
-                BandRow(run.run_id, band.actual, band.p10, band.p50, band.p90)
-                for run in result.runs
-                for band in [run.quantities[name]]
-            ],
-            f"{labels[name][0]}: each run against the prediction from the others",
-            labels[name][1],
-            log=name != "makespan_min",
+    figures = []
+    for name in QUANTITIES:
+        rows = [
+            BandRow(run.run_id, band.actual, band.p10, band.p50, band.p90)
+            for run in result.runs
+            for band in [run.quantities[name]]
+        ]
+        # Agent time is read on minutes as they come, unless the runs range from seconds to hours.
+        log = name != "makespan_min" or spans_decades(rows)
+        figures.append(
+            bands(
+                rows,
+                f"{labels[name][0]}: each run against the prediction from the others",
+                labels[name][1],
+                log=log,
+            )
         )
-        for name in QUANTITIES
-    ]
     turns = [
         BandRow(
             f"{run.run_id[-6:]} {turn.task[:24]} #{turn.cycle}",
