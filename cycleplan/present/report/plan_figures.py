@@ -189,6 +189,8 @@ def _sync_shapes(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                     "y0": 0,
                     "y1": 1,
                     "line": SYNC_LINE,
+                    # Under the bars: the line shows between them and never runs through a task's name.
+                    "layer": "below",
                     "label": {
                         "text": safe(point.event),
                         "textposition": "end",
