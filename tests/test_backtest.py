@@ -98,7 +98,6 @@ def test_the_five_real_sessions_are_predicted_within_their_bands(tmp_path: Path)
     assert result.turn_ratio_median <= 15
 
 
-
 @pytest.mark.parametrize(
     ("sessions", "log"),
     [

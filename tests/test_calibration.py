@@ -16,11 +16,22 @@ from typer.testing import CliRunner
 
 from cycleplan.cli import app
 from cycleplan.core.loading import load_scenario
-from cycleplan.core.model import Event, FailureModel, Lognormal, Role, Scenario, Spread, Task, TokenModel
+from cycleplan.core.model import (
+    Event,
+    FailureModel,
+    Lognormal,
+    ModelOption,
+    Role,
+    Scenario,
+    Spread,
+    Task,
+    TokenModel,
+)
 from cycleplan.planner import plan
 from cycleplan.present.render_calibration import calibration_view
 from cycleplan.present.terminal import to_text
 from cycleplan.sim import run_replication
+from cycleplan.store import RunStore
 from cycleplan.workflows.calibration import (
     CalibrationError,
     Estimate,
@@ -273,6 +284,43 @@ def test_calibrate_changes_only_the_fitted_values_of_a_scenario_file(tmp_path: P
     assert lines[0].startswith("# Calibrated by cycleplan") and lines[1] == original[0]
 
 
+def test_calibrate_writes_a_listed_model_s_factors_into_its_own_entry(tmp_path: Path) -> None:
+    store, cc, _ = _store_with_imports(tmp_path)
+    source = tmp_path / "models.yaml"
+    source.write_text(
+        "roles:\n"
+        "  backend:\n"
+        "    model: claude-sonnet-4-5\n"
+        "    cycle: {median_min: 6, p90_min: 10}\n"
+        "    models:\n"
+        "      - {model: claude-opus-4-6, duration_factor: 2}   # a guess\n"
+        "      - {model: claude-haiku-4-5, duration_factor: 0.5}\n"
+        "tasks:\n"
+        "  - {id: a, role: backend, cycles: 2}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "fit.yaml"
+    _calibrate_file(store, cc, source, out)
+    prior, loaded = load_scenario(source), load_scenario(out)
+    fit = calibrate_runs(store, [cc], prior, role_map={"main": "backend"}).roles["backend"]
+    with RunStore(store) as runs:
+        trace = runs.trace(cc)
+    on_opus = sum(
+        event.action == "cycle_completed"
+        and not event.metadata.get("interrupted")
+        and event.metadata.get("model") == "claude-opus-4-6"
+        for event in trace
+    )
+    [opus] = fit.models
+    assert opus.model == "claude-opus-4-6" and opus.cycles == on_opus > 0
+    written = loaded.roles["backend"].models
+    assert written[0].duration_factor == pytest.approx(opus.duration_factor.value, rel=1e-3) != 2
+    assert written[1] == prior.roles["backend"].models[1]  # no run used haiku: as written
+    text = out.read_text(encoding="utf-8")
+    assert re.search(r"- \{model: claude-opus-4-6, duration_factor: [0-9.]+.*\} +# a guess", text), text
+    assert "- {model: claude-haiku-4-5, duration_factor: 0.5}" in text
+
+
 def test_calibrate_leaves_the_roles_an_alias_shares_with_a_fitted_role_as_they_were(tmp_path: Path) -> None:
     store, cc, _ = _store_with_imports(tmp_path)
     source = tmp_path / "shared.yaml"
@@ -375,6 +423,41 @@ def test_an_agent_loop_is_recovered_from_the_runs_it_made() -> None:
     true_mean = 1200 * math.exp(Lognormal(median_min=1, p90_min=4000 / 1200).sigma ** 2 / 2)
     assert mean_growth == pytest.approx(true_mean, rel=0.2)
     assert fit.loop.context_tokens == 20_000
+
+
+def test_a_role_s_other_models_get_their_factors_from_the_cycles_that_ran_on_them() -> None:
+    haiku = ModelOption(
+        model="claude-haiku-4-5", duration_factor=0.5, tokens_factor=0.6, failure_probability=0.2
+    )
+    truth = TRUE_SCENARIO.model_copy(
+        update={"roles": {"backend": TRUE_SCENARIO.roles["backend"].model_copy(update={"models": [haiku]})}}
+    )
+    on_haiku = truth.model_copy(update={"roles": {"backend": truth.roles["backend"].with_model(haiku)}})
+    traces = []
+    for name, scenario in (("own", truth), ("haiku", on_haiku)):
+        the_plan = plan(scenario, algorithm="list")
+        traces += [(f"{name}-{r}", run_replication(the_plan, r, seed=5).trace) for r in range(2)]
+    # The prior says the other model is the role's own in every respect; a dated id names it in the runs.
+    written = ModelOption(model="claude-haiku-4-5-20251001")
+    prior = WRONG_PRIOR.model_copy(
+        update={"roles": {"backend": WRONG_PRIOR.roles["backend"].model_copy(update={"models": [written]})}}
+    )
+    fit = calibrate(traces, prior, prior_weight=5).roles["backend"]
+    # The role's own fit holds only its own model's cycles.
+    assert fit.cycle.median_min.covers(TRUTH["cycle_median"]), fit.cycle.median_min
+    assert fit.failure.probability.covers(TRUTH["failure"])
+    [model] = fit.models
+    assert model.model == "claude-haiku-4-5-20251001" and model.cycles > 100
+    assert model.duration_factor.covers(0.5), model.duration_factor
+    assert model.tokens_factor.covers(0.6), model.tokens_factor
+    assert model.failure.covers(0.2), model.failure
+    # ...and the calibrated scenario carries them, so optimize chooses on what was seen.
+    option = calibrate(traces, prior, prior_weight=5).scenario.roles["backend"].models[0]
+    assert option.duration_factor == pytest.approx(model.duration_factor.value, rel=1e-3)
+    assert option.failure_probability == pytest.approx(model.failure.value, rel=1e-3)
+    # No cycle on another model: no model fit, and the written factors stay.
+    alone = calibrate(traces[:2], prior, prior_weight=5)
+    assert alone.roles["backend"].models == [] and alone.scenario.roles["backend"].models == [written]
 
 
 def test_a_fit_from_few_runs_is_less_sure_than_one_from_many() -> None:

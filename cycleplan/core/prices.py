@@ -48,6 +48,14 @@ _ALIASES = {"claude-opus-4": "claude-opus-4-0", "claude-sonnet-4": "claude-sonne
 _DATED = re.compile(r"^(?P<base>.+?)-(?:\d{8}|latest)$")
 
 
+def model_base(model: str) -> str:
+    """The model a name stands for: a dated id (``claude-haiku-4-5-20251001``) or ``-latest`` alias as its
+    base model, ``claude-opus-4`` as ``claude-opus-4-0``. Two names are one model when their bases match."""
+    dated = _DATED.match(model)
+    base = dated.group("base") if dated else model
+    return _ALIASES.get(base, base)
+
+
 def resolve(model: str, overrides: Mapping[str, ModelPrice] | None = None) -> ModelPrice | None:
     """The price of ``model``: the scenario's override, else the table's, else None.
 

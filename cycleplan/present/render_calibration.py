@@ -88,6 +88,27 @@ def _rows(fit: RoleFit) -> list[tuple[str, str, str, str, str, str]]:
                 f"{f.failed} of {f.attempts} failed",
             )
         )
+    for model in fit.models:
+        factors = (
+            ("duration factor", model.before_duration_factor, model.duration_factor, 2),
+            ("tokens factor", model.before_tokens_factor, model.tokens_factor, 2),
+            ("failure per cycle", model.before_failure, model.failure, 3),
+        )
+        first = True
+        for what, before, estimate, digits in factors:
+            if estimate is None:
+                continue
+            rows.append(
+                (
+                    f"{model.model}: {what}",
+                    "role's" if before is None else f"{before:.{digits}f}",
+                    f"{estimate.value:.{digits}f}",
+                    f"{estimate.sd:.{digits}f}",
+                    _interval(estimate, digits),
+                    counted(model.cycles, "cycle") + " on it" if first else "",
+                )
+            )
+            first = False
     for what, seen in (("cache writes", fit.cache_write), ("cache reads", fit.cache_read)):
         if seen is not None:
             rows.append(

@@ -15,6 +15,10 @@ What is fitted, per role, from every cycle attempt the traces hold (executed or 
 - **failure rate**: failed attempts over attempts, pooled with the scenario's rate as ``prior_weight``
   pseudo-attempts: ``(weight x prior + failed) / (weight + attempts)``. No rate is invented: with no
   failure seen and a prior of 0 it stays 0. Its 90% interval is the Beta posterior's (Jeffreys prior).
+- **other models**: cycles that ran on one of the role's listed ``models`` (by the model each cycle, or
+  its task's start, names; a dated id is its base model) are kept out of the role's own fit. Each such
+  model's ``duration_factor`` and ``tokens_factor`` are its fitted median (against the written factor
+  as the prior) over the role's own fitted median, and its ``failure_probability`` is pooled as above.
 - **agent loops**: roles whose cycles record their API calls get a fitted loop (calls per cycle, growth,
   output and minutes per call, context, compaction, cache lifetime, and whether durations come from the
   calls or from a per-cycle distribution): :mod:`cycleplan.workflows.loop_fit`.
@@ -54,9 +58,11 @@ from cycleplan.core.model import (
     CycleDuration,
     Event,
     Frozen,
+    Role,
     Scenario,
     Spread,
 )
+from cycleplan.core.prices import model_base
 from cycleplan.core.wording import counted
 from cycleplan.workflows.loop_fit import LoopFit, LoopObservations, fit_loop, observe_cycle
 
@@ -131,6 +137,20 @@ class FanOut(Frozen):
     cycles_median: float = Field(description="The subagents' median number of cycles.")
 
 
+class ModelFit(Frozen):
+    """One of a role's other models (``models:``), fitted from the cycles that ran on it: its factors
+    relative to the role as calibrated (the role's own model), None where nothing was seen."""
+
+    model: str
+    cycles: int = Field(description="Cycle attempts that ran on this model.")
+    before_duration_factor: float
+    duration_factor: Estimate | None
+    before_tokens_factor: float
+    tokens_factor: Estimate | None
+    before_failure: float | None
+    failure: Estimate | None
+
+
 class RoleFit(Frozen):
     """Everything calibrated for one role; None where the traces held nothing to fit."""
 
@@ -151,6 +171,9 @@ class RoleFit(Frozen):
         default=None, description="The fitted cycle median's posterior spread (log), its t's dof below."
     )
     cycle_dof: float | None = None
+    models: list[ModelFit] = Field(
+        default_factory=list, description="The role's other models that cycles of these runs ran on."
+    )
     notes: list[str] = Field(default_factory=list)
 
 
@@ -166,6 +189,17 @@ class Calibration(Frozen):
 
 # --------------------------------------------------------------------------------------------------
 # Observations
+
+
+@dataclass
+class ModelObservations:
+    """What the traces say about a role's cycles on one of its other models (``models:``)."""
+
+    durations_min: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    """Fresh input plus output, per cycle with recorded usage."""
+    attempts: int = 0
+    failed: int = 0
 
 
 @dataclass
@@ -186,6 +220,17 @@ class RoleObservations:
     """Cycles completed (the first attempt that did not fail of each)."""
     spawned: dict[str, list[int]] = field(default_factory=dict)
     """Subagents this role's tasks spawned, by the subagents' role: each one's cycles."""
+    by_model: dict[str, ModelObservations] = field(default_factory=dict)
+    """Cycles that ran on another of the role's listed models, by that model's name as the scenario
+    writes it: kept out of the role's own fit, and fitted as that model's factors."""
+
+
+def _other_models(role: Role) -> dict[str, str]:
+    """The role's listed models other than its own, by the model each stands for (its base name)."""
+    own = model_base(role.model)
+    return {
+        model_base(option.model): option.model for option in role.models if model_base(option.model) != own
+    }
 
 
 def _number(metadata: Mapping[str, Any], key: str) -> float:
@@ -230,29 +275,43 @@ def observe(
     context: dict[str, int] = {}
     history: dict[str, int] = {}
     looped: set[str] = set()
+    other_models: dict[str, dict[str, str]] = {}
+    started_on: dict[str, str] = {}  # each task's model as it started (a cycle names its own when it differs)
     for event in trace:
         task = event.target_id
         meta = event.metadata
         if event.action == "task_started":
             context[task] = int(_number(meta, "context_tokens"))
             history[task] = 0
+            started_on[task] = str(meta.get("model") or "")
         if event.action != "cycle_completed" or meta.get("interrupted"):
             continue
         source_role = str(tasks_info.get(task, {}).get("role", ""))
         role = renames.get(source_role, source_role)
         seen = found.setdefault(role, RoleObservations())
         failed = bool(meta.get("failed", False))
-        seen.attempts += 1
-        seen.failed += failed
+        other = other_models.setdefault(role, _other_models(prior.role(role))).get(
+            model_base(str(meta.get("model") or started_on.get(task, "")))
+        )
+        on_other = seen.by_model.setdefault(other, ModelObservations()) if other is not None else None
+        if on_other is not None:
+            on_other.attempts += 1
+            on_other.failed += failed
+        else:
+            seen.attempts += 1
+            seen.failed += failed
         if not failed:
             seen.cycles += 1
-            observe_cycle(
-                seen.loop, run, meta, first_of_task=task not in looped, context=context.get(task, 0)
-            )
-            looped.add(task)
+            if on_other is None:
+                observe_cycle(
+                    seen.loop, run, meta, first_of_task=task not in looped, context=context.get(task, 0)
+                )
+                looped.add(task)
         minutes = _number(meta, "duration_ms") / MS_PER_MIN
         if minutes <= 0 or any(meta.get(flag) for flag in _SKIP_DURATION):
-            seen.left_out += 1
+            seen.left_out += on_other is None
+        elif on_other is not None:
+            on_other.durations_min.append(minutes / multiplier.get(task, 1.0))
         else:
             seen.durations_min.append(minutes / multiplier.get(task, 1.0))
             seen.durations_by_run.setdefault(run, []).append(minutes / multiplier.get(task, 1.0))
@@ -264,6 +323,9 @@ def observe(
         fresh = uncached if tokens.cache else max(uncached - context.get(task, 0) - history.get(task, 0), 0)
         if not failed:
             history[task] = history.get(task, 0) + round(tokens.history_growth * (fresh + output))
+        if on_other is not None:
+            on_other.tokens.append(fresh + output)
+            continue
         seen.fresh_input.append(fresh)
         seen.output.append(output)
         seen.cache_write.append(int(_number(meta, "cache_creation_input_tokens")))
@@ -408,9 +470,14 @@ def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) 
             )
         if len(seen.durations_min) < 3 and weight < 1:
             notes.append("fewer than 3 cycles and almost no prior: the intervals understate the uncertainty")
+    elif seen.attempts == 0 and seen.by_model:
+        notes.append(
+            f"no cycle ran on its own model ({spec.model}): its cycle and token models stay as they were, "
+            "and its other models' factors are relative to them"
+        )
     else:
         notes.append("no measured cycle duration: its cycle model stays as it was")
-    if not seen.output:
+    if not seen.output and not (seen.attempts == 0 and seen.by_model):
         notes.append("no recorded token usage: its token model stays as it was")
     failure = None
     if seen.attempts:
@@ -431,6 +498,11 @@ def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) 
         )
         for child, cycles in seen.spawned.items()
     }
+    models = [
+        _fit_model(spec, name, observed, seen, cycle, weight)
+        for name, observed in seen.by_model.items()
+        if observed.attempts
+    ]
     return RoleFit(
         role=role,
         cycle=cycle,
@@ -443,7 +515,67 @@ def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) 
         fan_out=fan_out,
         cycle_log_sd=cycle_log_sd,
         cycle_dof=cycle_dof,
+        models=models,
         notes=notes,
+    )
+
+
+def _ratio(estimate: Estimate, base: float) -> Estimate:
+    return Estimate(
+        value=estimate.value / base, sd=estimate.sd / base, low=estimate.low / base, high=estimate.high / base
+    )
+
+
+def _fit_model(
+    spec: Role,
+    name: str,
+    seen: ModelObservations,
+    own: RoleObservations,
+    cycle: DurationFit | None,
+    weight: float,
+) -> ModelFit:
+    """The factors of the role's model ``name`` from the cycles that ran on it: its fitted median over the
+    role's own (as calibrated from ``own``, or as written when none of its own cycles were seen). Each
+    fit has the written factor as its prior, worth ``weight`` cycles as everywhere in calibration."""
+    option = next(option for option in spec.models if option.model == name)
+    median, p90 = _median_p90(spec.cycle)
+    base = cycle.median_min.value if cycle is not None else median
+    duration = None
+    if seen.durations_min:
+        factor = option.duration_factor
+        fit = fit_log(seen.durations_min, base * factor, base * (p90 / median) * factor, weight)
+        assert fit is not None
+        duration = _ratio(fit.median(0.0), base)
+    tokens = None
+    if seen.tokens:
+        written = spec.tokens.fresh_input.median + spec.tokens.output.median + 1.0
+        written_p90 = spec.tokens.fresh_input.p90 + spec.tokens.output.p90 + 1.0
+        sums = [fresh + out + 1.0 for fresh, out in zip(own.fresh_input, own.output, strict=True)]
+        own_fit = fit_log(sums, written, written_p90, weight) if sums else None
+        token_base = math.exp(own_fit.mu) if own_fit is not None else written
+        spread = written_p90 / written
+        factor = option.tokens_factor
+        fit = fit_log(
+            [t + 1.0 for t in seen.tokens], token_base * factor, token_base * spread * factor, weight
+        )
+        assert fit is not None
+        tokens = _ratio(fit.median(0.0), token_base)
+    prior_failure = option.failure_probability
+    failure = fit_failure(
+        seen.attempts,
+        seen.failed,
+        spec.failure.probability_per_cycle if prior_failure is None else prior_failure,
+        weight,
+    )
+    return ModelFit(
+        model=name,
+        cycles=seen.attempts,
+        before_duration_factor=option.duration_factor,
+        duration_factor=duration,
+        before_tokens_factor=option.tokens_factor,
+        tokens_factor=tokens,
+        before_failure=prior_failure,
+        failure=failure,
     )
 
 
@@ -504,6 +636,8 @@ def apply_fits(data: dict[str, Any], fits: Mapping[str, RoleFit], runs: Sequence
                 put(tokens, "output", _spread_data(fit.output))
         if fit.failure is not None:
             put(_mapping(entry, "failure"), "probability_per_cycle", round(fit.failure.probability.value, 6))
+        if fit.models:
+            _apply_models(entry, fit.models)
         if fit.loop is not None:
             _apply_loop(entry, fit.loop)
         elif fit.cycle is not None and fit.cycle_log_sd is not None and fit.cycle_dof is not None:
@@ -517,6 +651,29 @@ def apply_fits(data: dict[str, Any], fits: Mapping[str, RoleFit], runs: Sequence
                 },
             )
     return data
+
+
+def _factor(estimate: Estimate) -> float:
+    """A fitted factor as a model option takes it (above 0, at most 100)."""
+    return min(max(round(estimate.value, 4), 1e-4), 100.0)
+
+
+def _apply_models(entry: dict[str, Any], fits: Sequence[ModelFit]) -> None:
+    """Put each fitted model's factors into its entry of the role's ``models`` list."""
+    from cycleplan.workflows.rewriting import put
+
+    listed = entry.get("models")
+    if not isinstance(listed, list):
+        return
+    for fit in fits:
+        for option in listed:
+            if isinstance(option, dict) and option.get("model") == fit.model:
+                if fit.duration_factor is not None:
+                    put(option, "duration_factor", _factor(fit.duration_factor))
+                if fit.tokens_factor is not None:
+                    put(option, "tokens_factor", _factor(fit.tokens_factor))
+                if fit.failure is not None:
+                    put(option, "failure_probability", round(fit.failure.value, 6))
 
 
 def _mapping(entry: dict[str, Any], key: str) -> dict[str, Any]:
