@@ -66,17 +66,22 @@ def test_a_failure_while_staging_leaves_the_store_untouched(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".import-")] == []
 
 
-def test_a_failure_while_copying_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = tmp_path / "runs.db"
-    with RunStore(store):
-        pass
-    # An event row already holds the place the copy needs, so the copy fails after the run's row went in.
+def _clash(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next import's copy fail after its run's row went in: an event row already holds the
+    place the copy needs."""
     with sqlite3.connect(store) as db:
         db.execute(
             "INSERT INTO events (run_id, seq, key, type, actor_id, target_id, group_id, timestamp, action,"
             " metadata) VALUES ('clash', 1, 'x', 'task_event', 'a', 'b', 'c', 0, 'x', '{}')"
         )
     monkeypatch.setattr("cycleplan.executor.run.new_run_id", lambda: "clash")
+
+
+def test_a_failure_while_copying_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "runs.db"
+    with RunStore(store):
+        pass
+    _clash(store, monkeypatch)
     with pytest.raises(StoreError, match="cannot write the imported run"):
         store_run(import_one_state(STATE), store)
     with RunStore(store) as runs:
@@ -93,12 +98,7 @@ def test_a_replacing_import_swaps_the_runs_in_one_transaction(
         assert [record.run_id for record in runs.runs()] == [second]
         assert runs.events(first) == []
     # When the copy fails, the run it was to replace is still there, whole.
-    with sqlite3.connect(store) as db:
-        db.execute(
-            "INSERT INTO events (run_id, seq, key, type, actor_id, target_id, group_id, timestamp, action,"
-            " metadata) VALUES ('clash', 1, 'x', 'task_event', 'a', 'b', 'c', 0, 'x', '{}')"
-        )
-    monkeypatch.setattr("cycleplan.executor.run.new_run_id", lambda: "clash")
+    _clash(store, monkeypatch)
     with pytest.raises(StoreError, match="cannot write the imported run"):
         store_run(import_one_state(STATE), store, replacing=second)
     with RunStore(store) as runs:
