@@ -209,7 +209,7 @@ def optimize_report(result: OptimizeResult) -> Report:
         Headline(
             "makespan (P90)",
             duration(chosen.makespan_min.p90),
-            f"P10-P50 {duration(chosen.makespan_min.p10)} - {duration(chosen.makespan_min.p50)}",
+            f"P10 {duration(chosen.makespan_min.p10)}, P50 {duration(chosen.makespan_min.p50)}",
         ),
         Headline(
             "cost per run (mean)",
