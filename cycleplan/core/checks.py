@@ -585,7 +585,7 @@ def model_problems(scenario: Scenario, unvalidated: Unvalidated = VALIDATED) -> 
     model, each of its ``models`` (which must not list one model twice) and each task's ``cycle_models``,
     unless the scenario's ``prices:`` names it. With
     ``unvalidated``, none while the prices failed (the one a model needs may be among them)."""
-    from cycleplan.core.prices import PRICE_TABLE, PRICES_AS_OF, resolve
+    from cycleplan.core.prices import PRICE_TABLE, PRICES_AS_OF, model_base, resolve
 
     if not unvalidated.intact("prices"):
         return []
@@ -601,28 +601,30 @@ def model_problems(scenario: Scenario, unvalidated: Unvalidated = VALIDATED) -> 
     for name, role in scenario.roles.items():
         if resolve(role.model, scenario.prices) is None:
             problems.append(Problem(("roles", name, "model"), unknown(role.model)))
+        # A dated id (claude-haiku-4-5-20251001) is the model its base names: one model, listed once.
         listed: dict[str, int] = {}
         for index, option in enumerate(role.models):
             where = ("roles", name, "models", index, "model")
-            if option.model == role.model:
+            base = model_base(option.model)
+            if base == model_base(role.model):
                 problems.append(
                     Problem(
                         where,
-                        f"'{option.model}' is listed twice: it is the role's own model, always a choice; "
-                        "remove it from 'models'",
+                        f"'{option.model}' is listed twice: it is the role's own model ('{role.model}'), "
+                        "always a choice; remove it from 'models'",
                     )
                 )
-            elif option.model in listed:
+            elif base in listed:
                 problems.append(
                     Problem(
                         where,
-                        f"'{option.model}' is listed twice (first as models.{listed[option.model]}); "
-                        "list each model once",
+                        f"'{option.model}' is listed twice (first as models.{listed[base]}, "
+                        f"'{role.models[listed[base]].model}'); list each model once",
                     )
                 )
             elif resolve(option.model, scenario.prices) is None:
                 problems.append(Problem(where, unknown(option.model)))
-            listed.setdefault(option.model, index)
+            listed.setdefault(base, index)
     for index, task in enumerate(scenario.tasks):
         for cycle, model in task.cycle_models.items():
             if resolve(model, scenario.prices) is None:
