@@ -140,6 +140,9 @@ def test_the_space_is_checked_against_roles_and_their_models() -> None:
     scenario = load_scenario(SCENARIOS / "payment.yaml")
     assert len(search_space(scenario)) == 81
     assert len(search_space(scenario, models={"backend": ["claude-opus-4-6"]})) == 27
+    # A dated id asks for the listed model it names.
+    dated = search_space(scenario, models={"backend": ["claude-opus-4-6-20260101", "claude-opus-4-6"]})
+    assert dated == search_space(scenario, models={"backend": ["claude-opus-4-6"]})
     with pytest.raises(OptimizeError, match="no role 'ops'"):
         search_space(scenario, lanes={"ops": [1, 2]})
     with pytest.raises(OptimizeError, match="not among the models role designer may use"):

@@ -47,6 +47,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from cycleplan.core.model import Frozen, Plan, Scenario
+from cycleplan.core.prices import model_base
 from cycleplan.core.wording import duration
 from cycleplan.sim.stats import Summary, summarize
 from cycleplan.workflows.fanout import FanoutError, Runner, runner_for
@@ -241,7 +242,11 @@ def search_space(
     chosen_models = []
     for name in roles:
         choices = scenario.role(name).model_choices()
-        asked = list(dict.fromkeys(models.get(name, choices)))
+        # A dated id (claude-haiku-4-5-20251001) asks for the model its base names, as the role lists it.
+        listed = {model_base(model): model for model in choices}
+        asked = list(
+            dict.fromkeys(listed.get(model_base(model), model) for model in models.get(name, choices))
+        )
         unknown = [model for model in asked if model not in choices]
         if unknown:
             raise OptimizeError(
