@@ -246,6 +246,14 @@ def _calibrate_file(store: Path, run: str, source: Path, out: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+def _calibrated_text(tmp_path: Path, store: Path, run: str, text: str) -> tuple[Scenario, Scenario, str]:
+    """The scenario ``text`` as written, calibrated from ``run`` through the command, and the file written."""
+    source, out = tmp_path / "scenario.yaml", tmp_path / "fit.yaml"
+    source.write_text(text, encoding="utf-8")
+    _calibrate_file(store, run, source, out)
+    return load_scenario(source), load_scenario(out), out.read_text(encoding="utf-8")
+
+
 def test_calibrate_changes_only_the_fitted_values_of_a_scenario_file(tmp_path: Path) -> None:
     store, cc, _ = _store_with_imports(tmp_path)
     source = tmp_path / "checkout.yaml"
@@ -286,8 +294,10 @@ def test_calibrate_changes_only_the_fitted_values_of_a_scenario_file(tmp_path: P
 
 def test_calibrate_writes_a_listed_model_s_factors_into_its_own_entry(tmp_path: Path) -> None:
     store, cc, _ = _store_with_imports(tmp_path)
-    source = tmp_path / "models.yaml"
-    source.write_text(
+    prior, loaded, text = _calibrated_text(
+        tmp_path,
+        store,
+        cc,
         "roles:\n"
         "  backend:\n"
         "    model: claude-sonnet-4-5\n"
@@ -297,11 +307,7 @@ def test_calibrate_writes_a_listed_model_s_factors_into_its_own_entry(tmp_path: 
         "      - {model: claude-haiku-4-5, duration_factor: 0.5}\n"
         "tasks:\n"
         "  - {id: a, role: backend, cycles: 2}\n",
-        encoding="utf-8",
     )
-    out = tmp_path / "fit.yaml"
-    _calibrate_file(store, cc, source, out)
-    prior, loaded = load_scenario(source), load_scenario(out)
     fit = calibrate_runs(store, [cc], prior, role_map={"main": "backend"}).roles["backend"]
     with RunStore(store) as runs:
         trace = runs.trace(cc)
@@ -316,15 +322,16 @@ def test_calibrate_writes_a_listed_model_s_factors_into_its_own_entry(tmp_path: 
     written = loaded.roles["backend"].models
     assert written[0].duration_factor == pytest.approx(opus.duration_factor.value, rel=1e-3) != 2
     assert written[1] == prior.roles["backend"].models[1]  # no run used haiku: as written
-    text = out.read_text(encoding="utf-8")
     assert re.search(r"- \{model: claude-opus-4-6, duration_factor: [0-9.]+.*\} +# a guess", text), text
     assert "- {model: claude-haiku-4-5, duration_factor: 0.5}" in text
 
 
 def test_calibrate_leaves_the_roles_an_alias_shares_with_a_fitted_role_as_they_were(tmp_path: Path) -> None:
     store, cc, _ = _store_with_imports(tmp_path)
-    source = tmp_path / "shared.yaml"
-    source.write_text(
+    prior, loaded, text = _calibrated_text(
+        tmp_path,
+        store,
+        cc,
         "roles:\n"
         "  backend: &six-minute-cycles\n"
         "    cycle: {median_min: 6, p90_min: 10}\n"
@@ -334,14 +341,10 @@ def test_calibrate_leaves_the_roles_an_alias_shares_with_a_fitted_role_as_they_w
         "  - {id: a, role: backend, cycles: 2}\n"
         "  - {id: b, role: frontend, cycles: 1}\n"
         "  - {id: c, role: ops, cycles: 1}\n",
-        encoding="utf-8",
     )
-    out = tmp_path / "fit.yaml"
-    _calibrate_file(store, cc, source, out)
-    prior, loaded = load_scenario(source), load_scenario(out)
     assert loaded.roles["backend"] != prior.roles["backend"]
     assert loaded.roles["frontend"] == loaded.roles["ops"] == prior.roles["frontend"]
-    assert "ops: *six-minute-cycles" in out.read_text(encoding="utf-8")
+    assert "ops: *six-minute-cycles" in text
 
 
 @pytest.mark.parametrize(

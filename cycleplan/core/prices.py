@@ -48,11 +48,16 @@ _ALIASES = {"claude-opus-4": "claude-opus-4-0", "claude-sonnet-4": "claude-sonne
 _DATED = re.compile(r"^(?P<base>.+?)-(?:\d{8}|latest)$")
 
 
+def _undated(model: str) -> str:
+    """``model`` without a date or ``-latest`` suffix."""
+    dated = _DATED.match(model)
+    return dated.group("base") if dated else model
+
+
 def model_base(model: str) -> str:
     """The model a name stands for: a dated id (``claude-haiku-4-5-20251001``) or ``-latest`` alias as its
     base model, ``claude-opus-4`` as ``claude-opus-4-0``. Two names are one model when their bases match."""
-    dated = _DATED.match(model)
-    base = dated.group("base") if dated else model
+    base = _undated(model)
     return _ALIASES.get(base, base)
 
 
@@ -62,13 +67,8 @@ def resolve(model: str, overrides: Mapping[str, ModelPrice] | None = None) -> Mo
     Dated ids (``claude-haiku-4-5-20251001``) and ``-latest`` aliases resolve to their base model.
     """
     overrides = overrides or {}
-    candidates = [model]
-    dated = _DATED.match(model)
-    if dated:
-        candidates.append(dated.group("base"))
-    for name in list(candidates):
-        if name in _ALIASES:
-            candidates.append(_ALIASES[name])
+    # The name as written first (an override may price one dated id), then what it stands for.
+    candidates = list(dict.fromkeys([model, _undated(model), model_base(model)]))
     for name in candidates:
         if name in overrides:
             return overrides[name]

@@ -275,7 +275,8 @@ def observe(
     context: dict[str, int] = {}
     history: dict[str, int] = {}
     looped: set[str] = set()
-    other_models: dict[str, dict[str, str]] = {}
+    # Each role's other listed models by the model each names (a role the prior lacks has none).
+    other_models = {name: _other_models(role) for name, role in prior.roles.items()}
     started_on: dict[str, str] = {}  # each task's model as it started (a cycle names its own when it differs)
     for event in trace:
         task = event.target_id
@@ -290,16 +291,12 @@ def observe(
         role = renames.get(source_role, source_role)
         seen = found.setdefault(role, RoleObservations())
         failed = bool(meta.get("failed", False))
-        other = other_models.setdefault(role, _other_models(prior.role(role))).get(
-            model_base(str(meta.get("model") or started_on.get(task, "")))
-        )
+        other = other_models.get(role, {}).get(model_base(str(meta.get("model") or started_on.get(task, ""))))
         on_other = seen.by_model.setdefault(other, ModelObservations()) if other is not None else None
-        if on_other is not None:
-            on_other.attempts += 1
-            on_other.failed += failed
-        else:
-            seen.attempts += 1
-            seen.failed += failed
+        # A cycle on another listed model counts for that model's factors only, not the role's own fit.
+        counted_in: RoleObservations | ModelObservations = seen if on_other is None else on_other
+        counted_in.attempts += 1
+        counted_in.failed += failed
         if not failed:
             seen.cycles += 1
             if on_other is None:
@@ -309,12 +306,12 @@ def observe(
                 looped.add(task)
         minutes = _number(meta, "duration_ms") / MS_PER_MIN
         if minutes <= 0 or any(meta.get(flag) for flag in _SKIP_DURATION):
-            seen.left_out += on_other is None
-        elif on_other is not None:
-            on_other.durations_min.append(minutes / multiplier.get(task, 1.0))
+            if on_other is None:
+                seen.left_out += 1
         else:
-            seen.durations_min.append(minutes / multiplier.get(task, 1.0))
-            seen.durations_by_run.setdefault(run, []).append(minutes / multiplier.get(task, 1.0))
+            counted_in.durations_min.append(minutes / multiplier.get(task, 1.0))
+            if on_other is None:
+                seen.durations_by_run.setdefault(run, []).append(minutes / multiplier.get(task, 1.0))
         if "output_tokens" not in meta or meta.get("responses_without_usage"):
             continue
         tokens = prior.role(role).tokens
@@ -446,6 +443,7 @@ def _spread_fit(values: Sequence[int], prior: Spread, weight: float) -> SpreadFi
 def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) -> RoleFit:
     """Calibrate one role from its observations against the scenario's values for it."""
     spec = prior.role(role)
+    only_other_models = seen.attempts == 0 and bool(seen.by_model)
     notes: list[str] = []
     cycle: DurationFit | None = None
     cycle_log_sd: float | None = None
@@ -470,14 +468,14 @@ def fit_role(role: str, seen: RoleObservations, prior: Scenario, weight: float) 
             )
         if len(seen.durations_min) < 3 and weight < 1:
             notes.append("fewer than 3 cycles and almost no prior: the intervals understate the uncertainty")
-    elif seen.attempts == 0 and seen.by_model:
+    elif only_other_models:
         notes.append(
             f"no cycle ran on its own model ({spec.model}): its cycle and token models stay as they were, "
             "and its other models' factors are relative to them"
         )
     else:
         notes.append("no measured cycle duration: its cycle model stays as it was")
-    if not seen.output and not (seen.attempts == 0 and seen.by_model):
+    if not seen.output and not only_other_models:
         notes.append("no recorded token usage: its token model stays as it was")
     failure = None
     if seen.attempts:
