@@ -17,7 +17,8 @@ conversation later cycles send, not its tool exchanges.
 
 Usage (input, output, cache read, cache write), latency and stop reason are recorded per cycle. A cycle
 whose answer stops with ``refusal`` failed. 429 and 529 answers are retried after their ``retry-after``
-(their waits recorded as ``rate_limit_wait_ms``; a floor that doubles while the server names shorter
+with the clients' jitter (:func:`cycleplan.core.rules.retry_wait`, as the simulator retries; their waits
+recorded as ``rate_limit_wait_ms``; a floor that doubles while the server names shorter
 waits, and at most :data:`MAX_RATE_LIMIT_RETRIES` in a row), 5xx and connection errors a few times with
 backoff; other errors fail the attempt at once, and those no retry can mend (a refused key, a bad
 request, a host name that does not resolve) fail the task. Every attempt is kept as an artifact
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cycleplan.core.model import Role, Scenario
+from cycleplan.core.rules import retry_wait
 from cycleplan.executor.backend import (
     BackendOptions,
     BackendUnavailableError,
@@ -319,7 +321,7 @@ class AnthropicBackend:
                         unpaced += 1
                     wait = max(DEFAULT_RETRY_AFTER_S if asked is None else asked, floor)
                     # A little jitter keeps agents told the same retry-after from all coming back at once.
-                    wait *= 1.0 + 0.2 * self._random.random()
+                    wait = retry_wait(wait, self._random.random())
                     await asyncio.sleep(wait)
                     tally.rate_limit_wait_s += wait
                     continue

@@ -3,7 +3,9 @@
 A SimPy process per running task works its segments (:mod:`cycleplan.sim.programs`): before a segment it
 waits for awaited events while holding its lane and pays the sync handoff, then works the whole segment
 with one timeout, since nothing inside one can make it wait. Under rate limits every attempt is a segment
-of its own and first queues for the organisation's buckets. A task whose cycle runs out of retries fails
+of its own and first asks the organisation's buckets: refused, it waits its retry-after with the
+clients' jitter and asks again (:mod:`cycleplan.core.rules`), on a stream of jitter draws of each
+replication's own (:data:`RETRY_STREAM`). A task whose cycle runs out of retries fails
 at the end of that cycle's segment. Lanes are not processes: whenever a task ends, :meth:`Run.dispatch`
 hands freed lanes their next unit, either in the plan's order (``plan``: each lane runs its queue in
 order, as the executor does) or by priority (``dynamic``: a free lane takes the ready unit planned
@@ -20,13 +22,15 @@ minutes.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Generator
 from typing import Any
 
+import numpy as np
 import simpy
 from simpy.events import Initialize
 
-from cycleplan.core.rules import require_holding
+from cycleplan.core.rules import require_holding, retry_wait
 from cycleplan.sim.layout import Unit
 from cycleplan.sim.ratelimit import TokenBuckets
 from cycleplan.sim.shape import (
@@ -47,6 +51,10 @@ from cycleplan.sim.shape import (
 require_holding(__name__)  # a waiting task keeps its lane, resources and slot (cycleplan.core.rules)
 
 NAN = math.nan
+
+RETRY_STREAM = 4
+"""The spawn-key tag of a replication's retry jitter draws (the cycle draws use 0, the agent loop's 1,
+the posterior's 2, the forecast's 3)."""
 
 
 class Run:
@@ -80,6 +88,11 @@ class Run:
         shape = self.shape
         lanes = len(shape.lanes)
         self.buckets = TokenBuckets(shape.rate_limits) if shape.rate_limits is not None else None
+        if self.buckets is not None:
+            programs = self.batch.source
+            replication = programs.first + self.row
+            sequence = np.random.SeedSequence(programs.seed, spawn_key=(replication, RETRY_STREAM))
+            self.jitter = random.Random(int(sequence.generate_state(1)[0]))
         self.task_state = [PENDING] * len(shape.names)
         self.lane_task = [-1] * lanes
         self.position = [0] * lanes
@@ -458,10 +471,12 @@ class Run:
                     slot = cycle * attempts + attempt
                     if not ran[slot]:
                         break
-                    delay = buckets.reserve(env.now, 1, counted[slot], output[slot])
-                    if delay > 0:
+                    asked = buckets.take(env.now, 1, counted[slot], output[slot])
+                    if asked > 0:
                         held, held_by_rate_limit = env.now, True
-                        yield env.timeout(delay)
+                        while asked > 0:
+                            yield env.timeout(retry_wait(asked, self.jitter.random()))
+                            asked = buckets.take(env.now, 1, counted[slot], output[slot])
                         rate_wait += env.now - held
                         held, held_by_rate_limit = -1.0, False
                     starts[slot] = env.now
@@ -544,10 +559,12 @@ class Run:
                 for slot in range(len(ran)):
                     if not ran[slot]:
                         continue
-                    delay = buckets.reserve(env.now, 1, counted[slot], output[slot])
-                    if delay > 0:
+                    asked = buckets.take(env.now, 1, counted[slot], output[slot])
+                    if asked > 0:
                         held = env.now
-                        yield env.timeout(delay)
+                        while asked > 0:
+                            yield env.timeout(retry_wait(asked, self.jitter.random()))
+                            asked = buckets.take(env.now, 1, counted[slot], output[slot])
                         record.rate_wait[task] += env.now - held
                         held = -1.0
                     starts[slot] = env.now

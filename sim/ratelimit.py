@@ -1,16 +1,24 @@
 """Organisation-wide rate limits: token buckets for requests, input tokens and output tokens per minute.
 
 Every agent of a run draws from the same buckets. A bucket holds at most one minute's allowance and
-refills continuously; it starts full. Requests are served first come, first served: a request is
-granted when every bucket it needs holds enough, and no earlier than the request granted before it, so
-a burst queues up behind the limit. A request larger than a bucket waits for a full bucket and leaves
-it in debt, which keeps long-run throughput at the limit. Knows nothing of SimPy: it answers "how long
-must this request wait", and the engine waits that long.
+refills continuously; it starts full. A request larger than a bucket waits for a full bucket and
+leaves it in debt, which keeps long-run throughput at the limit. Knows nothing of SimPy.
+
+Two ways to ask. :meth:`TokenBuckets.take` is the API's: a request the buckets cover is served and
+takes its allowance; one they do not is refused, takes nothing and is told how long until they would
+(its retry-after). The engine asks so and retries as clients do (:func:`cycleplan.core.rules.retry_wait`).
+:meth:`TokenBuckets.reserve` serves requests first come, first served, each granted when every bucket
+holds enough and no earlier than the one granted before it: the queue a burst forms, in the order it
+arrived, which the forecast uses to place requests already waiting.
 """
 
 from __future__ import annotations
 
 from cycleplan.core.model import RateLimits
+
+FULL_ENOUGH = 1e-9
+"""A bucket short of a request by less than this share of its capacity serves it (:meth:`TokenBuckets.take`):
+a retry timed to the refill must not be refused by a rounding error, over and over."""
 
 
 class TokenBuckets:
@@ -34,6 +42,25 @@ class TokenBuckets:
     def binding(self) -> bool:
         """Whether any limit is set at all."""
         return bool(self.rate)
+
+    def take(self, now_min: float, requests: float, input_tokens: float, output_tokens: float) -> float:
+        """Serve a request now and return 0, or refuse it, taking nothing, and return the minutes until
+        every bucket would hold enough for it (capped at a full bucket)."""
+        amounts = (requests, input_tokens, output_tokens)
+        wait = 0.0
+        for i, kind in enumerate(self.kinds):
+            level = min(self.capacity[i], self.level[i] + self.rate[i] * max(now_min - self.since[i], 0.0))
+            need = min(amounts[kind], self.capacity[i])
+            # A retry made when the bucket refills may find it a rounding error short: that is enough.
+            if need - level > FULL_ENOUGH * self.capacity[i]:
+                wait = max(wait, (need - level) / self.rate[i])
+        if wait > 0:
+            return wait
+        for i, kind in enumerate(self.kinds):
+            level = min(self.capacity[i], self.level[i] + self.rate[i] * max(now_min - self.since[i], 0.0))
+            self.level[i] = level - amounts[kind]
+            self.since[i] = max(now_min, self.since[i])
+        return 0.0
 
     def reserve(self, now_min: float, requests: float, input_tokens: float, output_tokens: float) -> float:
         """Take a request's allowance from every bucket; returns the minutes it must wait first.

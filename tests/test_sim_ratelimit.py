@@ -58,22 +58,45 @@ def limited(lanes: int, limit: float | None) -> Scenario:
 @pytest.mark.parametrize("lanes", [1, 2, 4, 8])
 def test_an_input_token_limit_flattens_the_speedup_as_lanes_grow(lanes: int) -> None:
     # 80 cycles of 10,000 input tokens, one minute each; the organisation allows 30,000 per minute.
-    # By hand: the full bucket lets 3 requests through at once, then one every 1/3 minute, so the last
-    # of 80 requests goes at (800,000 - 30,000) / 30,000 = 25.67 min and ends a minute later; without
-    # the limit n lanes take 80 / n minutes, and one lane never reaches the limit.
+    # By hand: the full bucket lets 3 requests through at once, then one every 1/3 minute at best, so the
+    # last of 80 requests goes at (800,000 - 30,000) / 30,000 = 25.67 min and ends a minute later;
+    # without the limit n lanes take 80 / n minutes, and one or two lanes never reach the limit.
     limit = 30_000
     total = 80 * 10_000
     by_hand = max(80 / lanes, (total - limit) / limit + 1)
     unlimited = simulate(plan(limited(lanes, None)), replications=1)
-    capped = simulate(plan(limited(lanes, limit)), replications=1)
+    capped = simulate(plan(limited(lanes, limit)), replications=50)
     assert unlimited.summary("speedup").p50 == pytest.approx(lanes)
-    assert capped.summary("makespan_min").p50 == pytest.approx(by_hand, rel=0.05)
-    assert capped.summary("speedup").p50 == pytest.approx(80 / by_hand, rel=0.05)
-    assert capped.summary("speedup").p50 <= 3.0 + 1e-9
+    makespan = capped.summary("makespan_min")
+    assert makespan.min >= by_hand - 1e-9  # no run beats the limit's pace
+    assert capped.summary("speedup").max <= 3.0 + 1e-9
     if lanes >= 4:
+        # Refused requests race back with the clients' jitter: the limit is served at nearly its pace,
+        # not in order, so a lane that keeps losing falls behind and finishes alone, off the limit.
+        assert makespan.p50 == pytest.approx(by_hand, rel=0.20)
+        assert makespan.p90 > by_hand * 1.02
         assert capped.summary("waits_min.rate_limit").p50 > 0
     else:
-        assert capped.summary("waits_min.rate_limit").p50 == 0
+        assert makespan.max == pytest.approx(by_hand)
+        assert capped.summary("waits_min.rate_limit").max == 0
+
+
+def test_a_refused_request_takes_nothing_and_is_told_when_the_buckets_will_hold_it() -> None:
+    buckets = TokenBuckets(RateLimits(requests_per_min=2, input_tokens_per_min=100))
+    assert buckets.take(0.0, 1, 60, 0) == 0
+    assert buckets.take(0.0, 1, 60, 0) == pytest.approx(0.2)  # 40 input tokens left: 20 more in 0.2 min
+    assert buckets.take(0.1, 1, 60, 0) == pytest.approx(0.1)  # refused, it took nothing: 50 now
+    assert buckets.take(0.2, 1, 60, 0) == 0
+    assert buckets.take(0.2, 1, 1, 0) == pytest.approx(0.3)  # 0.4 of a request left, 2 more a minute
+    # A retry timed to the refill is served even when the sum lands a rounding error short.
+    refill = TokenBuckets(RateLimits(input_tokens_per_min=30_000))
+    assert refill.take(0.0, 1, 30_000, 0) == 0
+    wait = refill.take(0.1, 1, 10_000, 0)
+    assert refill.take(0.1 + wait, 1, 10_000, 0) == 0
+    # A request larger than a bucket waits for a full one and leaves it in debt.
+    large = TokenBuckets(RateLimits(input_tokens_per_min=100))
+    assert large.take(0.0, 1, 250, 0) == 0
+    assert large.take(0.0, 1, 50, 0) == pytest.approx(2.0)
 
 
 def test_cache_reads_do_not_count_against_the_input_limit() -> None:

@@ -24,6 +24,14 @@ when the plan has them take their lanes, then their place in the scenario): a un
 a capacity that a unit of higher priority, not yet started, also needs, even when they are free, as the
 plan assumed when it placed them.
 
+**How a refused request comes back.** A request the organisation's rate limits cannot cover is refused
+(429) with the time after which they could; nothing is queued. The client waits that long stretched by a
+uniform jitter of up to :data:`RETRY_JITTER` (:func:`retry_wait`), so that agents told the same time do
+not all come back at once, and tries again: whoever comes back first once the buckets hold enough is
+served. The executor's API backend retries so, and the simulator refuses and retries its requests the
+same way, so the waits it predicts include the gaps the jitter leaves and the order of service is the
+race it is, not a queue.
+
 :data:`WHILE_WAITING` states the holding rule as data; each part that schedules tasks reads it and
 refuses to run under a rule it does not implement (:func:`require_holding`), so the rule can only change
 for all of them at once.
@@ -57,6 +65,9 @@ WHILE_WAITING: dict[str, Holding] = {
 }
 """What a task keeps while it waits, by what it waits on (``event``, ``subagents``, ``rate_limit``)."""
 
+RETRY_JITTER = 0.2
+"""A refused request waits its retry-after times ``1 + RETRY_JITTER * u``, ``u`` uniform in [0, 1)."""
+
 PARALLEL = "max_parallel"
 """The name under which ``max_parallel`` is counted among the capacities."""
 
@@ -64,6 +75,12 @@ PARALLEL = "max_parallel"
 def holds_while_waiting(cause: str) -> Holding:
     """What a task waiting on ``cause`` keeps (a KeyError for a cause the rule does not name)."""
     return WHILE_WAITING[cause]
+
+
+def retry_wait(asked: float, uniform: float) -> float:
+    """How long a request refused with retry-after ``asked`` waits before it tries again, for a uniform
+    draw ``uniform`` in [0, 1) (any unit of time: the wait is in the unit of ``asked``)."""
+    return asked * (1.0 + RETRY_JITTER * uniform)
 
 
 def require_holding(part: str) -> None:
