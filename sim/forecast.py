@@ -15,9 +15,13 @@ posterior is drawn as it is there), with what has happened held fixed:
 
 Costs and tokens to complete count every attempt still to run (the one in progress included: its usage
 is recorded when it ends). Organisation rate limits cannot be kept in a max-plus recursion (requests
-queue in the order they arrive); where a scenario has them, a unit's end is held no earlier than the
-moment its requests could have been served at the limits' pace after every request of units before it
-(the limit as a fluid queue that starts empty), which is where binding limits put it.
+race for the buckets as they come back); where a scenario has them, a unit's end is held no earlier than
+the moment its requests could have been served at the limits' pace after every request of units before
+it (the limit as a fluid queue that starts empty), which is where binding limits put it. The pace is the
+limits' own, times the share of it the run has been served at so far (:attr:`RunState.pace`,
+:func:`served_pace`): a refused request comes back a little after the buckets could serve it (the
+clients' jitter, the round trip, others drawing on the same organisation's limits), and what those
+gaps have cost so far is the best word on what they will cost the rest.
 
 What it leaves out, as a prediction on the fast engine would hand them to SimPy: a task that runs out of
 retries here ends at its last failed cycle without cancelling its dependents, and the members of a race
@@ -27,13 +31,14 @@ trace (:mod:`cycleplan.workflows.forecast`) builds the state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
 
-from cycleplan.core.model import Plan
+from cycleplan.core.model import Plan, RateLimits
 from cycleplan.sim import fast
 from cycleplan.sim.layout import SimulationError, build_layout
 from cycleplan.sim.programs import Programs, TaskProgram, TaskShape, task_shapes
@@ -76,6 +81,56 @@ class RunState:
     tasks: Mapping[str, TaskState] = field(default_factory=dict)
     emitted: Mapping[str, float] = field(default_factory=dict)
     """Event name -> when it was published."""
+    pace: float = 1.0
+    """The share of the rate limits' pace the run's requests have been served at while they waited
+    (:func:`served_pace`); the rest is served at it."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One request the rate limits served, in scenario minutes since the run's start."""
+
+    arrived_min: float
+    """When it was first sent."""
+    granted_min: float
+    """When it was served (after its waits for the limits)."""
+    requests: float = 1.0
+    counted_input: float = 0.0
+    """Input tokens the limits count: uncached input and cache writes."""
+    output: float = 0.0
+
+
+PACE_PAIRS = 3
+"""Fewest saturated pairs of grants :func:`served_pace` judges the pace from."""
+PACE_FLOOR = 0.25
+"""The least pace :func:`served_pace` reports (a limit that served less is a stall, not a pace)."""
+
+
+def served_pace(grants: Sequence[Grant], limits: RateLimits | None) -> float:
+    """The share of the limits' pace at which ``grants`` were served while requests waited.
+
+    Taken in the order they were served, a request that had waited for the limits and was already
+    waiting when the one before it was served met a saturated bucket: at the limits' own pace it would
+    have come its bucket time (its amount over the rate of the bucket it needs longest) after that one.
+    The pace is the sum of those bucket times over the sum of the gaps actually seen, capped at 1 and
+    floored at :data:`PACE_FLOOR`; 1 with fewer than :data:`PACE_PAIRS` such pairs, or no limits."""
+    buckets = None if limits is None else TokenBuckets(limits)
+    if buckets is None or not buckets.binding:
+        return 1.0
+    served = sorted(grants, key=lambda grant: grant.granted_min)
+    due = 0.0
+    seen = 0.0
+    pairs = 0
+    for before, grant in pairwise(served):
+        if not grant.arrived_min < grant.granted_min or grant.arrived_min > before.granted_min:
+            continue
+        amounts = (grant.requests, grant.counted_input, grant.output)
+        due += max(amounts[kind] / rate for kind, rate in zip(buckets.kinds, buckets.rate, strict=True))
+        seen += grant.granted_min - before.granted_min
+        pairs += 1
+    if pairs < PACE_PAIRS or seen <= 0:
+        return 1.0
+    return min(max(due / seen, PACE_FLOOR), 1.0)
 
 
 @dataclass(frozen=True)
@@ -138,6 +193,8 @@ class _Forecaster:
         self.buckets = None if limits is None or not TokenBuckets(limits).binding else TokenBuckets(limits)
         self.now = 0.0
         self.paced_from = 0.0
+        self.pace = 1.0
+        """The share of the limits' pace the rest is served at (:attr:`RunState.pace`)."""
         """When the rate limits' queue of requests still to come starts moving."""
         self.states: list[TaskState | None] = [None] * len(self.shapes)
         self.left: list[tuple[FloatArray, FloatArray, FloatArray]] = []
@@ -207,6 +264,7 @@ class _Forecaster:
         states = [state.tasks.get(name) for name in names]
         self.now = now
         self.paced_from = now
+        self.pace = min(max(float(state.pace), PACE_FLOOR), 1.0)
         if self.buckets is not None:
             states = self._granted(states, now)
         self.states = states
@@ -387,7 +445,7 @@ class _Forecaster:
             requests = max(float(program.calls[:, slot].mean()), 1.0)
             counted = float((program.input_tokens[:, slot] + program.cache_write_tokens[:, slot]).mean())
             output = float(program.output_tokens[:, slot].mean())
-            begins = since + buckets.reserve(since, requests, counted, output)
+            begins = since + buckets.reserve(since, requests, counted, output) / self.pace
             self.paced_from = max(self.paced_from, begins)
             granted[task] = TaskState(
                 taken_min=state.taken_min,
@@ -428,7 +486,7 @@ class _Forecaster:
                 last_k = np.cumsum(amounts[kind][:, ::-1], axis=1)
                 # The k-th request from the last waits for what is queued before it.
                 waiting = np.maximum(queued[kind][:, None] - last_k, 0.0)
-                served = self.paced_from + waiting / rate
+                served = self.paced_from + waiting / (rate * self.pace)
                 reached = np.where(ran[:, ::-1], served + work, -np.inf).max(axis=1)
                 end = np.maximum(end, reached)
         return end
@@ -442,4 +500,4 @@ def outlook(plan: Plan, state: RunState, *, replications: int = 1000, seed: int 
     return _Forecaster(plan, replications, seed).run(state)
 
 
-__all__ = ["Outlook", "RunState", "TaskState", "conditioned_remaining", "outlook"]
+__all__ = ["Grant", "Outlook", "RunState", "TaskState", "conditioned_remaining", "outlook", "served_pace"]

@@ -12,10 +12,10 @@ import pytest
 
 from cycleplan.core.loading import load_scenario
 from cycleplan.core.metrics import MS_PER_MIN
-from cycleplan.core.model import Plan
+from cycleplan.core.model import Plan, RateLimits
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
-from cycleplan.sim.forecast import RunState, TaskState, conditioned_remaining, outlook
+from cycleplan.sim.forecast import Grant, RunState, TaskState, conditioned_remaining, outlook, served_pace
 from cycleplan.workflows.forecast import Band, Forecast, forecast, standing
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
@@ -56,6 +56,48 @@ def test_the_rate_limited_start_is_near_the_prediction() -> None:
     predicted = simulate(limited, replications=1000, seed=0).summary("makespan_min")
     # The limits are a fluid queue here, not the SimPy engine's buckets: near, not equal.
     assert float(np.median(made.finish_min)) == pytest.approx(predicted.p50, rel=0.15)
+
+
+def test_the_pace_served_is_the_limits_own_over_the_gaps_seen_while_requests_waited() -> None:
+    one_a_minute = RateLimits(requests_per_min=1)
+    # Each request waited, and was waiting when the one before it was served: a saturated bucket,
+    # which at the limit's pace would serve one a minute; they came 1.25 minutes apart.
+    saturated = [Grant(arrived_min=0.5 * i, granted_min=1.25 * i + 0.1) for i in range(6)]
+    assert served_pace(saturated, one_a_minute) == pytest.approx(0.8)
+    # Requests that never waited, or came after the one before was served, say nothing of the pace.
+    idle = [Grant(arrived_min=5.0 * i, granted_min=5.0 * i + 0.5 * (i % 2)) for i in range(6)]
+    assert served_pace(idle, one_a_minute) == 1.0
+    # Too few pairs to judge, no limits, or a limit served faster than its pace (a bucket not empty).
+    assert served_pace(saturated[:3], one_a_minute) == 1.0
+    assert served_pace(saturated, None) == 1.0
+    assert served_pace(saturated, RateLimits(requests_per_min=0.5)) == 1.0
+    # The bucket the request needs longest sets its time: 30,000 input tokens at 60,000 a minute.
+    tokens = [Grant(0.1 * i, 0.6 * i + 0.2, counted_input=30_000) for i in range(6)]
+    assert served_pace(
+        tokens, RateLimits(requests_per_min=100, input_tokens_per_min=60_000)
+    ) == pytest.approx(0.5 / 0.6)
+
+
+def test_a_limit_served_slower_than_its_pace_moves_the_finish_later() -> None:
+    limited = plan(load_scenario(SCENARIOS / "rate-limited.yaml"))
+    full = outlook(limited, RunState(0.0), replications=500).finish_min
+    slower = outlook(limited, RunState(0.0, pace=0.8), replications=500).finish_min
+    assert (slower >= full - 1e-9).all()
+    # The limit sets the pace of most of the run: at four fifths of it the run takes about a fifth longer.
+    assert np.median(slower) / np.median(full) == pytest.approx(1.2, rel=0.08)
+
+
+def test_the_pace_is_read_from_the_trace_of_a_run_under_limits() -> None:
+    limited = plan(load_scenario(SCENARIOS / "rate-limited.yaml"))
+    run = run_replication(limited, 0, seed=3)
+    half = run.metrics.makespan_min / 2
+    trace = [event for event in run.trace if event.timestamp - run.trace[0].timestamp <= half * MS_PER_MIN]
+    pace = standing(limited, trace, half).state.pace
+    # The simulator's requests race back to the buckets with the clients' jitter: a few per cent is lost.
+    assert 0.85 < pace < 1.0
+    crud = plan(load_scenario(SCENARIOS / "course-crud.yaml"))
+    unlimited = run_replication(crud, 0, seed=3)
+    assert standing(crud, unlimited.trace, unlimited.metrics.makespan_min / 2).state.pace == 1.0
 
 
 def test_conditioned_remaining_is_what_is_left_past_the_elapsed_time() -> None:

@@ -10,7 +10,10 @@ What this module owns:
   executor records it as a ``forecast_updated`` event; ``status --json`` shows it);
 - :func:`standing`: what a trace says of where a run stands, on the scenario's clock (a rehearsal's
   times stretched back by its time scale and the stretches it stood stopped taken out, as
-  :func:`cycleplan.executor.summary.scenario_trace` does), with the dollars and tokens recorded so far;
+  :func:`cycleplan.executor.summary.scenario_trace` does), with the dollars and tokens recorded so far
+  and, under rate limits, the pace the limits have served the run's requests at (each one-request
+  attempt served at its end less its duration, having waited its ``rate_limit_wait_ms``;
+  :func:`cycleplan.sim.forecast.served_pace`);
 - :func:`forecast`: the rest simulated from that state (:func:`cycleplan.sim.forecast.outlook`), added
   to what has been spent, and the chances of keeping within a budget and a deadline.
 
@@ -33,7 +36,7 @@ from cycleplan.core.metrics import MS_PER_MIN, USAGE_FIELDS
 from cycleplan.core.model import Event, Plan
 from cycleplan.executor import events as ev
 from cycleplan.executor.summary import scenario_trace
-from cycleplan.sim.forecast import RunState, TaskState, outlook
+from cycleplan.sim.forecast import Grant, RunState, TaskState, outlook, served_pace
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -158,6 +161,8 @@ def standing(plan: Plan, trace: Sequence[Event], now_min: float) -> Standing:
     failed: dict[tuple[str, int], int] = {}
     seen: dict[str, float] = {}
     emitted: dict[str, float] = {}
+    grants: list[Grant] = []
+    limited = plan.scenario.rate_limits is not None
     spent_usd = 0.0
     spent_tokens = 0
     finished: float | None = None
@@ -179,6 +184,10 @@ def standing(plan: Plan, trace: Sequence[Event], now_min: float) -> Standing:
             elif not get("interrupted", False):
                 failed[(task, cycle)] = failed.get((task, cycle), 0) + 1
             seen[task] = at
+            if limited:
+                grant = _grant(meta, at)
+                if grant is not None:
+                    grants.append(grant)
         elif action == ev.TASK_STARTED:
             taken.setdefault(task, at)
             seen[task] = at
@@ -234,7 +243,26 @@ def standing(plan: Plan, trace: Sequence[Event], now_min: float) -> Standing:
             attempts_failed=failed.get((name, cycle), 0),
             working_since_min=None if since is None else min(since, now),
         )
-    return Standing(RunState(now_min=now, tasks=states, emitted=emitted), spent_usd, spent_tokens, finished)
+    pace = served_pace(grants, plan.scenario.rate_limits)
+    return Standing(
+        RunState(now_min=now, tasks=states, emitted=emitted, pace=pace), spent_usd, spent_tokens, finished
+    )
+
+
+def _grant(meta: Mapping[str, Any], end_min: float) -> Grant | None:
+    """The request of a recorded attempt, as the rate limits served it; None for an attempt of several
+    requests (an agent loop's, Claude Code's), whose requests' own times the event does not hold."""
+    get = meta.get
+    if int(get("calls") or 1) > 1 or int(get("api_calls") or 1) > 1 or get("interrupted", False):
+        return None
+    granted = end_min - _number(get("duration_ms"), 0.0) / MS_PER_MIN
+    waited = _number(get("rate_limit_wait_ms"), 0.0) / MS_PER_MIN
+    return Grant(
+        arrived_min=granted - waited,
+        granted_min=granted,
+        counted_input=float(get("input_tokens") or 0) + float(get("cache_creation_input_tokens") or 0),
+        output=float(get("output_tokens") or 0),
+    )
 
 
 def forecast(
