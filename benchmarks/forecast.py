@@ -2,9 +2,12 @@
 
 For each scenario: plan it, run it ``--runs`` times against the emulated agent (seeds 1, 2, ...; the
 emulator draws from the scenario's own model, so the runs are samples of what the forecast models) at a
-time scale that makes a median run last about ``--seconds`` real seconds (8 by default: at 4, the
-rate-limited runs' waits of a twelfth of a real second stretch with the event loop's lag, and the
-finish coverage of 30 runs at 25% fell to 63%, against 77% at 8 and 90% on the ``sim`` rows). From each
+time scale that makes a median run last about ``--seconds`` real seconds (12 by default, as in
+``fidelity.py``: the executor's lag is real time, which the scale stretches, and under binding rate
+limits every refused request's round trip adds to it. At 8 seconds (381x) the emulated rate-limited
+runs ran a few per cent longer than the model's own, and the finish coverage of 30 runs at 25% fell to
+63% in one of three measurements, 30% of them past the P90; at 12 seconds (254x) it was 77%, beside 73%
+on the ``sim`` rows, which have no lag at all). From each
 stored trace, cut at 25%, 50% and 75% of the run's actual makespan (the events recorded by then, as the
 executor would hand them to a forecaster), forecast the rest
 (:func:`cycleplan.workflows.forecast.forecast`, ``--replications`` from seed 0) and hold it against what
@@ -24,7 +27,7 @@ replications, made half way through a simulated run of it (target at most 0.2 s)
 ``--repeats`` forecasts, by :func:`time.process_time`. The default scenarios are ``course-crud`` (three
 roles, events and handoffs) and ``rate-limited`` (six lanes held by a limit of one request a minute).
 
-    .venv/bin/python benchmarks/forecast.py                  # 30 runs of each, about 8 seconds a run
+    .venv/bin/python benchmarks/forecast.py                  # 30 runs of each, about 12 seconds a run
     .venv/bin/python benchmarks/forecast.py --runs 30 --seconds 6 scenarios/payment.yaml
 """
 
@@ -238,7 +241,7 @@ def main() -> None:
     parser.add_argument("scenarios", nargs="*", type=Path, help="Scenario files (default: two examples).")
     parser.add_argument("--runs", type=int, default=30, help="Emulated runs per scenario.")
     parser.add_argument(
-        "--seconds", type=float, default=8.0, help="Real seconds a median run should last (sets the scale)."
+        "--seconds", type=float, default=12.0, help="Real seconds a median run should last (sets the scale)."
     )
     parser.add_argument("--replications", type=int, default=1_000, help="Replications per forecast.")
     parser.add_argument(

@@ -193,9 +193,9 @@ class _Forecaster:
         self.buckets = None if limits is None or not TokenBuckets(limits).binding else TokenBuckets(limits)
         self.now = 0.0
         self.paced_from = 0.0
+        """When the rate limits' queue of requests still to come starts moving."""
         self.pace = 1.0
         """The share of the limits' pace the rest is served at (:attr:`RunState.pace`)."""
-        """When the rate limits' queue of requests still to come starts moving."""
         self.states: list[TaskState | None] = [None] * len(self.shapes)
         self.left: list[tuple[FloatArray, FloatArray, FloatArray]] = []
 
