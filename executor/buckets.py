@@ -1,70 +1,40 @@
-"""The emulator's rate limits: token buckets for requests, input tokens and output tokens per minute.
+"""The emulator's rate limits: the simulator's token buckets, with the API's view of them.
 
 Like the API it imitates, the emulator answers a request the buckets cannot cover with 429 and the time
-after which they will; it does not queue it. Each bucket holds one minute's allowance, refills
-continuously and starts full; a request larger than a whole bucket is let through once the bucket is
-full and leaves it in debt (so a limit slows such requests down rather than refusing them forever).
-Input tokens are those the API counts: uncached input and cache writes, not cache reads. Times are
-scenario minutes.
+after which they will; it does not queue it. The arithmetic is the simulator's own
+(:class:`cycleplan.core.buckets.TokenBuckets`: one minute's allowance a bucket, refilled continuously,
+full at the start, a request larger than a whole bucket let through once it is full and leaving it in
+debt; input tokens are those the API counts, uncached input and cache writes), so a rehearsal meets the
+limits the prediction met. This module adds what the API says of them in its ``anthropic-ratelimit-*``
+headers. Times are scenario minutes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from cycleplan.core.buckets import TokenBuckets
 from cycleplan.core.model import RateLimits
 
 KINDS = ("requests", "input-tokens", "output-tokens")
-"""The names the ``anthropic-ratelimit-<kind>-*`` headers use."""
-
-
-@dataclass
-class _Bucket:
-    rate: float
-    level: float
-    since: float = 0.0
-
-    def level_at(self, now_min: float) -> float:
-        return min(self.rate, self.level + self.rate * max(now_min - self.since, 0.0))
+"""The names the ``anthropic-ratelimit-<kind>-*`` headers use, by the buckets' kind (0, 1, 2)."""
 
 
 class Buckets:
     """The organisation's buckets; limits left out are not kept."""
 
     def __init__(self, limits: RateLimits | None) -> None:
-        rates = (
-            (None, None, None)
-            if limits is None
-            else (limits.requests_per_min, limits.input_tokens_per_min, limits.output_tokens_per_min)
-        )
-        self._buckets: dict[str, _Bucket] = {
-            kind: _Bucket(float(rate), float(rate)) for kind, rate in zip(KINDS, rates, strict=True) if rate
-        }
+        self._buckets = TokenBuckets(limits if limits is not None else RateLimits())
 
     @property
     def binding(self) -> bool:
-        return bool(self._buckets)
+        return self._buckets.binding
 
     def take(self, now_min: float, requests: int, input_tokens: int, output_tokens: int) -> float:
         """Take the request's allowance and return 0, or take nothing and return the minutes to wait."""
-        amounts = dict(zip(KINDS, (requests, input_tokens, output_tokens), strict=True))
-        wait = 0.0
-        for kind, bucket in self._buckets.items():
-            need = min(amounts[kind], bucket.rate)
-            level = bucket.level_at(now_min)
-            if level < need:
-                wait = max(wait, (need - level) / bucket.rate)
-        if wait > 0:
-            return wait
-        for kind, bucket in self._buckets.items():
-            bucket.level = bucket.level_at(now_min) - amounts[kind]
-            bucket.since = now_min
-        return 0.0
+        return self._buckets.take(now_min, requests, input_tokens, output_tokens)
 
     def state(self, now_min: float) -> dict[str, tuple[int, int, float]]:
         """Per kind: (limit, remaining, minutes until full again)."""
-        result: dict[str, tuple[int, int, float]] = {}
-        for kind, bucket in self._buckets.items():
-            level = bucket.level_at(now_min)
-            result[kind] = (int(bucket.rate), max(int(level), 0), max(bucket.rate - level, 0.0) / bucket.rate)
-        return result
+        return {
+            KINDS[kind]: (int(rate), max(int(level), 0), max(rate - level, 0.0) / rate)
+            for kind, rate, level in self._buckets.levels(now_min)
+        }

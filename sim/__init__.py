@@ -7,12 +7,13 @@
 Modules: :mod:`.layout` (what runs, from the Plan), :mod:`.programs` (each task's work, from its
 draws), :mod:`.engine` (one replication in SimPy), :mod:`.fast` (every replication at once, as a
 max-plus recursion, where the model is static), :mod:`.records` (what the engines record, measured as
-arrays, and the trace they stand for), :mod:`.ratelimit` (shared token buckets), :mod:`.curves`
+arrays, and the trace they stand for), :mod:`.curves`
 (cumulative tokens and cost over time), :mod:`.simulation` (the lifecycle over replications),
 :mod:`.forecast` (the rest of a run from where it stands, on the fast engine's recursion),
 :mod:`.sweep` (many configurations, on local processes or Dask), :mod:`.stats` (summaries) and
 :mod:`.prediction` (the result). The draws live in
-:mod:`cycleplan.core.draws` and the measuring in :mod:`cycleplan.core.metrics`, shared with the executor,
+:mod:`cycleplan.core.draws`, the rate limits' buckets in :mod:`cycleplan.core.buckets` and the measuring
+in :mod:`cycleplan.core.metrics`, shared with the executor,
 which this package never imports. SimPy is imported only when a simulation is run, not by
 ``import cycleplan.sim`` or :mod:`.prediction`.
 """

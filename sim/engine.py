@@ -30,9 +30,9 @@ import numpy as np
 import simpy
 from simpy.events import Initialize
 
+from cycleplan.core.buckets import TokenBuckets
 from cycleplan.core.rules import require_holding, retry_wait
 from cycleplan.sim.layout import Unit
-from cycleplan.sim.ratelimit import TokenBuckets
 from cycleplan.sim.shape import (
     CANCEL_PARALLEL,
     CANCELLED,

@@ -38,11 +38,11 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 
+from cycleplan.core.buckets import TokenBuckets
 from cycleplan.core.model import Plan, RateLimits
 from cycleplan.sim import fast
 from cycleplan.sim.layout import SimulationError, build_layout
 from cycleplan.sim.programs import Programs, TaskProgram, TaskShape, task_shapes
-from cycleplan.sim.ratelimit import TokenBuckets
 from cycleplan.sim.records import Records
 from cycleplan.sim.shape import Shape
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cycleplan.core.buckets import TokenBuckets
 from cycleplan.core.model import RateLimits
 from cycleplan.sim.layout import Layout, Spec
 from cycleplan.sim.programs import Programs, TaskShape
-from cycleplan.sim.ratelimit import TokenBuckets
 
 DISPATCH_MODES = ("plan", "dynamic")
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from cycleplan.core.buckets import TokenBuckets
 from cycleplan.core.model import RateLimits, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
-from cycleplan.sim.ratelimit import TokenBuckets
 
 
 def scenario(**fields: Any) -> Scenario:

@@ -1,8 +1,12 @@
 """Organisation-wide rate limits: token buckets for requests, input tokens and output tokens per minute.
 
-Every agent of a run draws from the same buckets. A bucket holds at most one minute's allowance and
+One arithmetic for both sides of a rate limit: the simulator's engine and forecast ask these buckets,
+and so does the executor's emulator, which answers the requests they refuse with 429
+(:mod:`cycleplan.executor.buckets` adds the API's header view). Every agent of a run draws from the same
+buckets. A bucket holds at most one minute's allowance and
 refills continuously; it starts full. A request larger than a bucket waits for a full bucket and
-leaves it in debt, which keeps long-run throughput at the limit. Knows nothing of SimPy.
+leaves it in debt, which keeps long-run throughput at the limit. Knows no clock of its own: times are
+minutes since the run's start, given by the caller.
 
 Two ways to ask. :meth:`TokenBuckets.take` is the API's: a request the buckets cover is served and
 takes its allowance; one they do not is refused, takes nothing and is told how long until they would
@@ -37,6 +41,16 @@ class TokenBuckets:
         self.capacity = list(self.rate)
         self.level = list(self.capacity)
         self.since = [0.0] * len(self.rate)
+
+    def levels(self, now_min: float) -> list[tuple[int, float, float]]:
+        """Per limit that is set: its kind (0 requests, 1 input tokens, 2 output tokens), its rate per
+        minute and what its bucket holds at ``now_min``."""
+        return [
+            (kind, rate, min(capacity, level + rate * max(now_min - since, 0.0)))
+            for kind, rate, capacity, level, since in zip(
+                self.kinds, self.rate, self.capacity, self.level, self.since, strict=True
+            )
+        ]
 
     @property
     def binding(self) -> bool:
