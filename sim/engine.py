@@ -474,9 +474,7 @@ class Run:
                     asked = buckets.take(env.now, 1, counted[slot], output[slot])
                     if asked > 0:
                         held, held_by_rate_limit = env.now, True
-                        while asked > 0:
-                            yield env.timeout(retry_wait(asked, self.jitter.random()))
-                            asked = buckets.take(env.now, 1, counted[slot], output[slot])
+                        yield from self._through_limits(asked, counted[slot], output[slot])
                         rate_wait += env.now - held
                         held, held_by_rate_limit = -1.0, False
                     starts[slot] = env.now
@@ -505,6 +503,15 @@ class Run:
             record.rate_wait[task] = rate_wait
             record.stop_segment[task] = working
             self._ended(task, lane, CANCELLED, int(interrupt.cause or 0))
+
+    def _through_limits(self, asked: float, counted: int, output: int) -> Generator[simpy.Event, Any, None]:
+        """Retry a request the buckets refused (told to come back in ``asked`` minutes) as clients do,
+        with their jitter, until the buckets serve it."""
+        buckets = self.buckets
+        assert buckets is not None
+        while asked > 0:
+            yield self.env.timeout(retry_wait(asked, self.jitter.random()))
+            asked = buckets.take(self.env.now, 1, counted, output)
 
     # ---------------------------------------------------------------------------------------------
     # Subagents
@@ -562,9 +569,7 @@ class Run:
                     asked = buckets.take(env.now, 1, counted[slot], output[slot])
                     if asked > 0:
                         held = env.now
-                        while asked > 0:
-                            yield env.timeout(retry_wait(asked, self.jitter.random()))
-                            asked = buckets.take(env.now, 1, counted[slot], output[slot])
+                        yield from self._through_limits(asked, counted[slot], output[slot])
                         record.rate_wait[task] += env.now - held
                         held = -1.0
                     starts[slot] = env.now

@@ -42,15 +42,14 @@ class TokenBuckets:
         self.level = list(self.capacity)
         self.since = [0.0] * len(self.rate)
 
+    def _level(self, i: int, now_min: float) -> float:
+        """What bucket ``i`` holds at ``now_min``: refilled since it was last drawn on, never past full."""
+        return min(self.capacity[i], self.level[i] + self.rate[i] * max(now_min - self.since[i], 0.0))
+
     def levels(self, now_min: float) -> list[tuple[int, float, float]]:
         """Per limit that is set: its kind (0 requests, 1 input tokens, 2 output tokens), its rate per
         minute and what its bucket holds at ``now_min``."""
-        return [
-            (kind, rate, min(capacity, level + rate * max(now_min - since, 0.0)))
-            for kind, rate, capacity, level, since in zip(
-                self.kinds, self.rate, self.capacity, self.level, self.since, strict=True
-            )
-        ]
+        return [(kind, self.rate[i], self._level(i, now_min)) for i, kind in enumerate(self.kinds)]
 
     @property
     def binding(self) -> bool:
@@ -63,7 +62,7 @@ class TokenBuckets:
         amounts = (requests, input_tokens, output_tokens)
         wait = 0.0
         for i, kind in enumerate(self.kinds):
-            level = min(self.capacity[i], self.level[i] + self.rate[i] * max(now_min - self.since[i], 0.0))
+            level = self._level(i, now_min)
             need = min(amounts[kind], self.capacity[i])
             # A retry made when the bucket refills may find it a rounding error short: that is enough.
             if need - level > FULL_ENOUGH * self.capacity[i]:
@@ -71,8 +70,7 @@ class TokenBuckets:
         if wait > 0:
             return wait
         for i, kind in enumerate(self.kinds):
-            level = min(self.capacity[i], self.level[i] + self.rate[i] * max(now_min - self.since[i], 0.0))
-            self.level[i] = level - amounts[kind]
+            self.level[i] = self._level(i, now_min) - amounts[kind]
             self.since[i] = max(now_min, self.since[i])
         return 0.0
 
@@ -86,13 +84,12 @@ class TokenBuckets:
         grant = now_min
         for i, amount in enumerate(wanted):
             at = max(now_min, self.since[i])
-            level = min(self.capacity[i], self.level[i] + self.rate[i] * (at - self.since[i]))
+            level = self._level(i, at)
             need = min(amount, self.capacity[i])
             if level < need:
                 at += (need - level) / self.rate[i]
             grant = max(grant, at)
         for i, amount in enumerate(wanted):
-            level = min(self.capacity[i], self.level[i] + self.rate[i] * (grant - self.since[i]))
-            self.level[i] = level - amount
+            self.level[i] = self._level(i, grant) - amount
             self.since[i] = grant
         return grant - now_min
