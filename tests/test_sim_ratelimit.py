@@ -117,3 +117,13 @@ def test_cache_reads_do_not_count_against_the_input_limit() -> None:
     assert uncached.metrics.waits_min["rate_limit"] > 2
     # Ideal mode ignores rate limits.
     assert run_replication(plan(one_task(False)), 0, ideal=True).metrics.makespan_min == pytest.approx(2.0)
+
+
+def test_a_request_known_served_is_drawn_whatever_the_buckets_hold() -> None:
+    buckets = TokenBuckets(RateLimits(requests_per_min=1, input_tokens_per_min=100))
+    buckets.draw(0.0, 1, 80, 0)
+    # Served elsewhere while the buckets held too little: they go into debt, and refill from there.
+    buckets.draw(0.5, 1, 80, 0)
+    assert [level for _, _, level in buckets.levels(0.5)] == pytest.approx([-0.5, -10.0])
+    assert buckets.take(0.5, 1, 10, 0) == pytest.approx(1.5)  # a whole request short: 1.5 minutes
+    assert buckets.take(2.0, 1, 10, 0) == 0

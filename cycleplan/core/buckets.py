@@ -69,10 +69,16 @@ class TokenBuckets:
                 wait = max(wait, (need - level) / self.rate[i])
         if wait > 0:
             return wait
+        self.draw(now_min, requests, input_tokens, output_tokens)
+        return 0.0
+
+    def draw(self, now_min: float, requests: float, input_tokens: float, output_tokens: float) -> None:
+        """Take a request served at ``now_min`` from every bucket, whatever they hold (a request known to
+        have been served: the forecast replays a run's so)."""
+        amounts = (requests, input_tokens, output_tokens)
         for i, kind in enumerate(self.kinds):
             self.level[i] = self._level(i, now_min) - amounts[kind]
             self.since[i] = max(now_min, self.since[i])
-        return 0.0
 
     def reserve(self, now_min: float, requests: float, input_tokens: float, output_tokens: float) -> float:
         """Take a request's allowance from every bucket; returns the minutes it must wait first.
