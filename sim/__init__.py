@@ -10,6 +10,7 @@ max-plus recursion, where the model is static), :mod:`.records` (what the engine
 arrays, and the trace they stand for), :mod:`.curves`
 (cumulative tokens and cost over time), :mod:`.simulation` (the lifecycle over replications),
 :mod:`.forecast` (the rest of a run from where it stands, on the fast engine's recursion),
+:mod:`.race` (that rest under rate limits, every replication's race for the buckets at once),
 :mod:`.sweep` (many configurations, on local processes or Dask), :mod:`.stats` (summaries) and
 :mod:`.prediction` (the result). The draws live in
 :mod:`cycleplan.core.draws`, the rate limits' buckets in :mod:`cycleplan.core.buckets` and the measuring

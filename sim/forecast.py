@@ -14,14 +14,19 @@ posterior is drawn as it is there), with what has happened held fixed:
 - a task not started yet starts no sooner than now, in the plan's lane order, as in a prediction.
 
 Costs and tokens to complete count every attempt still to run (the one in progress included: its usage
-is recorded when it ends). Organisation rate limits cannot be kept in a max-plus recursion (requests
-race for the buckets as they come back); where a scenario has them, a unit's end is held no earlier than
-the moment its requests could have been served at the limits' pace after every request of units before
-it (the limit as a fluid queue that starts empty), which is where binding limits put it. The pace is the
-limits' own, times the share of it the run has been served at so far (:attr:`RunState.pace`,
-:func:`served_pace`): a refused request comes back a little after the buckets could serve it (the
-clients' jitter, the round trip, others drawing on the same organisation's limits), and what those
-gaps have cost so far is the best word on what they will cost the rest.
+is recorded when it ends). Organisation rate limits cannot be kept in a max-plus recursion: requests
+race for the buckets as they come back. Where a scenario has them, the rest is run as that race,
+request by request, every replication at once (:mod:`.race`, the SimPy engine's rules: from the start
+it forecasts what :func:`cycleplan.sim.simulate` predicts). The buckets stand as the requests served so
+far left them (:attr:`RunState.grants`, replayed at their grants); an attempt in progress was let
+through, first come first served from there, when they held enough for it, and one they would let
+through only after now is still being refused and comes back within its retry-after. Plans the race
+does not run (subagents, races, shared capacities) keep the limits as a fluid queue beside the
+recursion: a unit's end is held no earlier than the moment its requests could have been served at the
+limits' pace after every request of units before it (the queue starting empty), which is where binding
+limits put it, at the limits' own pace times the share of it the run has been served at so far
+(:attr:`RunState.pace`, :func:`served_pace`: a refused request comes back a little after the buckets
+could serve it, and what those gaps have cost so far is the best word on what they will cost the rest).
 
 What it leaves out, as a prediction on the fast engine would hand them to SimPy: a task that runs out of
 retries here ends at its last failed cycle without cancelling its dependents, and the members of a race
@@ -40,9 +45,10 @@ import numpy.typing as npt
 
 from cycleplan.core.buckets import TokenBuckets
 from cycleplan.core.model import Plan, RateLimits
-from cycleplan.sim import fast
+from cycleplan.sim import fast, race
 from cycleplan.sim.layout import SimulationError, build_layout
 from cycleplan.sim.programs import Programs, TaskProgram, TaskShape, task_shapes
+from cycleplan.sim.race import Race
 from cycleplan.sim.records import Records
 from cycleplan.sim.shape import Shape
 
@@ -83,7 +89,9 @@ class RunState:
     """Event name -> when it was published."""
     pace: float = 1.0
     """The share of the rate limits' pace the run's requests have been served at while they waited
-    (:func:`served_pace`); the rest is served at it."""
+    (:func:`served_pace`); where the rest is forecast as a fluid queue, it is served at it."""
+    grants: tuple[Grant, ...] = ()
+    """The requests the rate limits have served (their attempts ended): what the buckets hold now."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +273,8 @@ class _Forecaster:
         self.now = now
         self.paced_from = now
         self.pace = min(max(float(state.pace), PACE_FLOOR), 1.0)
+        if self.buckets is not None and race.eligible(shape):
+            return self._raced(state, states)
         if self.buckets is not None:
             states = self._granted(states, now)
         self.states = states
@@ -287,14 +297,9 @@ class _Forecaster:
         for task_state in states:
             if task_state is not None and task_state.end_min is not None:
                 finish = np.maximum(finish, task_state.end_min)
-        cost = np.zeros(count)
-        tokens = np.zeros(count)
         queued = np.zeros((3, count))
         """Rate-limited amounts of every unit so far (requests, counted input, output)."""
-        self.left = [self._left(task, states[task]) for task in range(len(names))]
-        for spent, used, _ in self.left:
-            cost += spent
-            tokens += used
+        cost, tokens = self._costs(states)
 
         for index in self.order:
             members = shape.members[index]
@@ -333,6 +338,112 @@ class _Forecaster:
                 lane_free[shape.planned_lane[task]] = end
             finish = np.maximum(finish, end)
         return Outlook(finish_min=finish, cost_usd=cost, tokens=tokens)
+
+    def _costs(self, states: list[TaskState | None]) -> tuple[FloatArray, FloatArray]:
+        """Dollars and tokens still to spend."""
+        self.left = [self._left(task, states[task]) for task in range(len(states))]
+        cost = np.zeros(self.count)
+        tokens = np.zeros(self.count)
+        for spent, used, _ in self.left:
+            cost += spent
+            tokens += used
+        return cost, tokens
+
+    # ----------------------------------------------------------------------------------------------
+    # under rate limits: the race
+
+    def _raced(self, state: RunState, states: list[TaskState | None]) -> Outlook:
+        """The rest run as the race for the buckets it is (:class:`~cycleplan.sim.race.Race`), each lane
+        set off from where its task stands."""
+        assert self.buckets is not None
+        now = self.now
+        count = self.count
+        ended = {
+            task: float(one.end_min)
+            for task, one in enumerate(states)
+            if one is not None and one.end_min is not None
+        }
+        # A task with every cycle done whose end is not recorded yet ends now.
+        for task, one in enumerate(states):
+            if one is not None and one.end_min is None and one.cycles_done >= self.shapes[task].cycles:
+                ended[task] = now
+        buckets, begins = self._limits_now(states, state.grants)
+        running = Race(
+            self.shape, self.programs, buckets, self.rng, now_min=now, ended=ended, emitted=state.emitted
+        )
+        for lane, queue in enumerate(self.shape.queues):
+            place = next((at for at, task in enumerate(queue) if task not in ended), len(queue))
+            if place == len(queue):
+                continue
+            task = queue[place]
+            one = states[task]
+            if one is None:
+                running.enter(lane, place, np.full(count, now))
+                continue
+            shape = self.shapes[task]
+            tried = self._tried(task, one)
+            slot = one.cycles_done * shape.attempts + tried
+            began = begins.get(task)
+            if began is None:
+                # Between attempts, held for an event or stopped: it asks next, past the cycle's gate.
+                running.ask(lane, place, slot, np.full(count, now), gated=tried == 0)
+            elif began <= now:
+                pool = self.programs.tasks[task].duration_min[self.programs.tasks[task].ran]
+                left = conditioned_remaining(pool, now - began, count, self.rng)
+                running.working(lane, place, slot, now + left)
+            else:
+                # Still refused: it comes back at some point of its retry-after.
+                back = running.wait_now((task, slot)) * self.rng.random(count)
+                running.ask(lane, place, slot, now + back, gated=False)
+        finish = running.run()
+        cost, tokens = self._costs(states)
+        return Outlook(finish_min=finish, cost_usd=cost, tokens=tokens)
+
+    def _limits_now(
+        self, states: list[TaskState | None], grants: Sequence[Grant]
+    ) -> tuple[TokenBuckets, dict[int, float]]:
+        """The buckets as they stand now, and when each attempt in progress was (or will be, past now)
+        let through: the requests served so far replayed at their grants, and those in progress served
+        in the order they came, first come first served, from what the buckets then held."""
+        limits = self.layout.plan.scenario.rate_limits
+        assert limits is not None
+        now = self.now
+        asked: list[tuple[float, int, float, float]] = []
+        for task, one in enumerate(states):
+            shape = self.shapes[task]
+            if one is None or one.end_min is not None or one.working_since_min is None:
+                continue
+            if one.cycles_done >= shape.cycles:
+                continue  # done, its end not recorded yet: it asks for nothing more
+            slot = min(one.cycles_done * shape.attempts + self._tried(task, one), shape.slots - 1)
+            program = self.programs.tasks[task]
+            counted = float((program.input_tokens[:, slot] + program.cache_write_tokens[:, slot]).mean())
+            asked.append(
+                (float(one.working_since_min), task, counted, float(program.output_tokens[:, slot].mean()))
+            )
+        served = [grant for grant in grants if grant.granted_min <= now]
+        steps = sorted(
+            [(grant.granted_min, 0, index) for index, grant in enumerate(served)]
+            + [(since, 1, index) for index, (since, *_) in enumerate(asked)]
+        )
+
+        def replay(refused: set[int]) -> tuple[TokenBuckets, dict[int, float]]:
+            buckets = TokenBuckets(limits)
+            begins: dict[int, float] = {}
+            for at, kind, index in steps:
+                if kind == 0:
+                    grant = served[index]
+                    buckets.draw(at, grant.requests, grant.counted_input, grant.output)
+                    continue
+                _, task, counted, output = asked[index]
+                if task not in refused:
+                    begins[task] = at + buckets.reserve(at, 1.0, counted, output)
+            return buckets, begins
+
+        _, begins = replay(set())
+        # Those let through only after now have taken nothing from the buckets yet.
+        buckets, _ = replay({task for task, at in begins.items() if at > now})
+        return buckets, begins
 
     def _walk(
         self,

@@ -11,9 +11,9 @@ What this module owns:
 - :func:`standing`: what a trace says of where a run stands, on the scenario's clock (a rehearsal's
   times stretched back by its time scale and the stretches it stood stopped taken out, as
   :func:`cycleplan.executor.summary.scenario_trace` does), with the dollars and tokens recorded so far
-  and, under rate limits, the pace the limits have served the run's requests at (each one-request
-  attempt served at its end less its duration, having waited its ``rate_limit_wait_ms``;
-  :func:`cycleplan.sim.forecast.served_pace`);
+  and, under rate limits, the requests the limits have served (each one-request attempt served at its
+  end less its duration, having waited its ``rate_limit_wait_ms``), from which the forecast replays
+  what the buckets hold, and the pace they were served at (:func:`cycleplan.sim.forecast.served_pace`);
 - :func:`forecast`: the rest simulated from that state (:func:`cycleplan.sim.forecast.outlook`), added
   to what has been spent, and the chances of keeping within a budget and a deadline.
 
@@ -245,7 +245,10 @@ def standing(plan: Plan, trace: Sequence[Event], now_min: float) -> Standing:
         )
     pace = served_pace(grants, plan.scenario.rate_limits)
     return Standing(
-        RunState(now_min=now, tasks=states, emitted=emitted, pace=pace), spent_usd, spent_tokens, finished
+        RunState(now_min=now, tasks=states, emitted=emitted, pace=pace, grants=tuple(grants)),
+        spent_usd,
+        spent_tokens,
+        finished,
     )
 
 
