@@ -41,6 +41,16 @@ def chances(forecast: dict[str, Any]) -> list[tuple[str, float]]:
     ]
 
 
+def clock_times(now_s: float, seconds_from_now: list[float]) -> list[str]:
+    """Clock times ``seconds_from_now`` after ``now_s`` (epoch seconds), to the minute, or to the second
+    where the minutes alone would read the same (a rehearsal's scale packs a band into a minute)."""
+    moments = [time.localtime(now_s + seconds) for seconds in seconds_from_now]
+    minutes_only = [time.strftime("%H:%M", moment) for moment in moments]
+    if len(set(minutes_only)) == len(minutes_only):
+        return minutes_only
+    return [time.strftime("%H:%M:%S", moment) for moment in moments]
+
+
 def forecast_line(forecast: dict[str, Any], elapsed_min: float, time_scale: float = 1.0) -> str | None:
     """``forecast P10-P50-P90  finish 14:55 - 15:10 - 15:30 (in 12 min - 27 min - 47 min)  cost ...
     within budget 90%``: the finish as clock times (a rehearsal's ``time_scale`` shortens the wait) and
@@ -50,8 +60,7 @@ def forecast_line(forecast: dict[str, Any], elapsed_min: float, time_scale: floa
     parts = []
     if isinstance(finish, dict):
         left = minutes_left(finish, elapsed_min)
-        now = time.time()
-        clock = [time.strftime("%H:%M", time.localtime(now + part * 60 / time_scale)) for part in left]
+        clock = clock_times(time.time(), [part * 60 / time_scale for part in left])
         parts.append(f"finish {' - '.join(clock)} (in {' - '.join(minutes(part) for part in left)})")
     if isinstance(cost, dict):
         parts.append("cost " + band_text(cost, money=True))

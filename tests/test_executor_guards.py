@@ -23,6 +23,7 @@ from cycleplan.core.model import Event, Plan
 from cycleplan.executor import ExecuteOptions, execute, resume
 from cycleplan.executor import events as ev
 from cycleplan.executor.audit import trace_problems
+from cycleplan.executor.forecast_words import clock_times
 from cycleplan.executor.guards import FORECAST_MIN_GAP_S, ForecastLoop
 from cycleplan.planner import plan
 from cycleplan.present.live import LiveTable
@@ -300,3 +301,13 @@ def test_the_forecast_loop_ends_when_cancelled_in_the_step_that_makes_it_due() -
 
     assert asyncio.run(cancelled_when_due())
     assert len(calls) == 1
+
+
+def test_the_finish_band_reads_to_the_second_only_where_minutes_would_not_tell_it_apart() -> None:
+    start = 1_800_000_000.0  # on a minute's boundary
+    spread = clock_times(start, [0.0, 600.0, 1_500.0])
+    assert len(set(spread)) == 3 and all(len(clock) == len("14:55") for clock in spread)
+    # A rehearsal at 254x packs a band of ten scenario minutes into a few real seconds.
+    packed = clock_times(start, [0.5, 2.0, 3.5])
+    assert len(set(packed)) == 3 and all(len(clock) == len("14:55:02") for clock in packed)
+    assert [clock[:5] for clock in packed] == [spread[0]] * 3
