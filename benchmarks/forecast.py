@@ -4,13 +4,15 @@ For each scenario: plan it, run it ``--runs`` times against the emulated agent (
 emulator draws from the scenario's own model, so the runs are samples of what the forecast models) at a
 time scale that makes a median run last about ``--seconds`` real seconds (12 by default, as in
 ``fidelity.py``: the executor's lag is real time, which the scale stretches, and under binding rate
-limits every refused request's round trip adds to it. At 8 seconds (381x) the emulated rate-limited
-runs ran a few per cent longer than the model's own, and the finish coverage of 30 runs at 25% fell to
-63% in one of three measurements, 30% of them past the P90; at 12 seconds (254x) it was 77% and 83% in
-two, beside 73% on the ``sim`` rows, which have no lag at all. The misses still lean late at 12 seconds,
-and on the ``sim`` rows too: the second measurement's 50% point covered 63%, 37% past the P90). From each
-stored trace, cut at 25%, 50% and 75% of the run's actual makespan (the events recorded by then, as the
-executor would hand them to a forecaster), forecast the rest
+limits every refused request's round trip adds to it). Under rate limits the forecast runs the rest as
+the simulator's race for the buckets (:mod:`cycleplan.sim.race`); before it did, it kept them as a fluid
+queue, and the rate-limited finish coverage of 30 runs fell below 65% in two of four measurements (once
+at 8 seconds, 381x, once at 12), most misses past the P90, on the ``sim`` rows too. With the race, at
+12 seconds: 77/83/90% (23/17/7% past the P90) and 93/87/80% (3/7/13%) in the first two measurements;
+on 150 of the simulator's own runs 81/81/79% (10/11/9%), where the fluid queue had 74/78/82% (16/18/10%).
+
+From each stored trace, cut at 25%, 50% and 75% of the run's actual makespan (the events recorded by
+then, as the executor would hand them to a forecaster), forecast the rest
 (:func:`cycleplan.workflows.forecast.forecast`, ``--replications`` from seed 0) and hold it against what
 the run then did. Per scenario and point it prints:
 

@@ -61,6 +61,12 @@ FORECAST_STREAM = 3
 TAIL = 20
 """Fewest drawn durations above the elapsed time to resample from; past them the tail is scaled."""
 
+RACE_WORK = 2_000_000
+"""The most replications x lanes x requests still to come that the rest is raced for under rate limits
+(about half a second of CPU on a 2-core machine: each request served is a step over every replication's
+lanes); past it, the limits are a fluid queue. The example scenarios are all within it; a hundred
+lanes of five tasks are not."""
+
 
 @dataclass(frozen=True)
 class TaskState:
@@ -273,7 +279,7 @@ class _Forecaster:
         self.now = now
         self.paced_from = now
         self.pace = min(max(float(state.pace), PACE_FLOOR), 1.0)
-        if self.buckets is not None and race.eligible(shape):
+        if self.buckets is not None and race.eligible(shape) and self._race_work(states) <= RACE_WORK:
             return self._raced(state, states)
         if self.buckets is not None:
             states = self._granted(states, now)
@@ -351,6 +357,14 @@ class _Forecaster:
 
     # ----------------------------------------------------------------------------------------------
     # under rate limits: the race
+
+    def _race_work(self, states: list[TaskState | None]) -> float:
+        """What racing the rest costs: replications times lanes times the requests still to come."""
+        requests = 0.0
+        for task, program in enumerate(self.programs.tasks):
+            first = self._first_slot(task, states[task])
+            requests += float(program.ran[:, first:].sum()) / self.count
+        return self.count * len(self.shape.lanes) * requests
 
     def _raced(self, state: RunState, states: list[TaskState | None]) -> Outlook:
         """The rest run as the race for the buckets it is (:class:`~cycleplan.sim.race.Race`), each lane

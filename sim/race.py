@@ -150,7 +150,8 @@ class Race:
     # setting the lanes off
 
     def enter(self, lane: int, place: int, at: FloatArray) -> None:
-        """Lane ``lane`` begins the task at ``place`` in its queue at ``at`` (past its gate)."""
+        """Lane ``lane`` takes the task at ``place`` in its queue at ``at``: once past the gate of its
+        first cycle (the units it comes after, the events it waits for), it asks for its first attempt."""
         rows = np.arange(self.count)
         self._begin(rows, np.full(self.count, lane), np.full(self.count, place), at)
 
@@ -190,6 +191,7 @@ class Race:
         rows_all = np.arange(self.count)
         jitter = RETRY_JITTER
         while True:
+            self._refuse_the_early()
             lane = np.argmin(self.next_at, axis=1)
             at = self.next_at[rows_all, lane]
             live = np.isfinite(at)
@@ -220,6 +222,31 @@ class Race:
         finish = np.where(np.isfinite(ends), ends, -np.inf).max(axis=0, initial=-np.inf)
         last: FloatArray = np.maximum(finish, self.now)
         return last
+
+    def _refuse_the_early(self) -> None:
+        """Refuse, all at once, every request that comes before any could be served: until one is, the
+        buckets only refill, so each is refused as it would be on its own, and comes back with its
+        jitter. Lanes that ask together would otherwise cost a step per refusal."""
+        at = self.next_at
+        asking = np.isfinite(at)
+        if not asking.any():
+            return
+        rows = np.arange(self.count)[:, None]
+        column = np.where(asking, self.slot, 0)
+        every = (np.ones(at.shape), self.counted[rows, column], self.output[rows, column])
+        amounts = np.stack([every[kind] for kind in self.kinds])
+        capacity = self.capacity[:, :, None]
+        rate = self.rate[:, :, None]
+        since = self.since[:, :, None]
+        level = np.minimum(capacity, self.level[:, :, None] + rate * np.maximum(at - since, 0.0))
+        short = np.minimum(amounts, capacity) - level
+        wait = np.where(short > FULL_ENOUGH * capacity, short / rate, 0.0).max(axis=0)
+        # None is served before the first moment one of them could be: whoever asks earlier is refused.
+        first = np.where(asking, at + wait, np.inf).min(axis=1)
+        early = asking & (at < first[:, None])
+        if early.any():
+            draws = self.rng.random(int(early.sum()))
+            self.next_at[early] = at[early] + wait[early] * (1.0 + RETRY_JITTER * draws)
 
     def _amounts(self, rows: IntArray, column: IntArray) -> FloatArray:
         """Per set limit, what each request asks of its bucket: ``[limit, row]``."""

@@ -12,10 +12,18 @@ import pytest
 
 from cycleplan.core.loading import load_scenario
 from cycleplan.core.metrics import MS_PER_MIN
-from cycleplan.core.model import Plan, RateLimits
+from cycleplan.core.model import Plan, RateLimits, Scenario
 from cycleplan.planner import plan
 from cycleplan.sim import run_replication, simulate
-from cycleplan.sim.forecast import Grant, RunState, TaskState, conditioned_remaining, outlook, served_pace
+from cycleplan.sim.forecast import (
+    RACE_WORK,
+    Grant,
+    RunState,
+    TaskState,
+    conditioned_remaining,
+    outlook,
+    served_pace,
+)
 from cycleplan.workflows.forecast import Band, Forecast, forecast, standing
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
@@ -123,6 +131,36 @@ def test_where_the_limits_are_a_fluid_queue_a_slower_pace_moves_the_finish_later
     # The limit sets the pace of most of the run: at four fifths of it the run takes longer by nearly a
     # fifth.
     assert 1.1 < np.median(slower) / np.median(full) < 1.26
+
+
+def test_a_race_too_long_to_run_in_time_is_kept_as_a_fluid_queue() -> None:
+    # A hundred lanes of five one-minute tasks under a limit of 40 requests a minute: racing 1,500
+    # requests over a hundred lanes in every replication would take many seconds.
+    tasks = [
+        {"id": f"t{index:03d}", "role": "agent", "cycles": 3}
+        | ({"after": [f"t{index - 100:03d}"]} if index >= 100 else {})
+        for index in range(500)
+    ]
+    crowded = Scenario.model_validate(
+        {
+            "name": "crowded",
+            "roles": {"agent": {"lanes": 100, "cycle": {"kind": "fixed", "value_min": 1}}},
+            "tasks": tasks,
+            "rate_limits": {"requests_per_min": 40},
+        }
+    )
+    big = plan(crowded)
+    assert RACE_WORK < 200 * 100 * 1_500
+    paced = outlook(big, RunState(0.0), replications=200).finish_min
+    slower = outlook(big, RunState(0.0, pace=0.8), replications=200).finish_min
+    # 1,500 requests at 40 a minute, the last task's still to work: the fluid queue, at the pace the run
+    # was served at.
+    assert 1_500 / 40 - 1 < np.median(paced) < 1_500 / 40 + 4
+    assert np.median(slower) / np.median(paced) == pytest.approx(1.25, rel=0.05)
+    # The race models the clients' jitter itself: the pace read from a run does not move it.
+    limited = plan(load_scenario(SCENARIOS / "rate-limited.yaml"))
+    raced = outlook(limited, RunState(0.0), replications=200).finish_min
+    assert (outlook(limited, RunState(0.0, pace=0.8), replications=200).finish_min == raced).all()
 
 
 def test_the_pace_is_read_from_the_trace_of_a_run_under_limits() -> None:
