@@ -13,20 +13,20 @@ posterior is drawn as it is there), with what has happened held fixed:
   the task works the rest of its cycles as drawn;
 - a task not started yet starts no sooner than now, in the plan's lane order, as in a prediction.
 
-Costs and tokens to complete count every attempt still to run (the one in progress included: its usage
-is recorded when it ends). Organisation rate limits cannot be kept in a max-plus recursion: requests
-race for the buckets as they come back. Where a scenario has them, the rest is run as that race,
-request by request, every replication at once (:mod:`.race`, the SimPy engine's rules: from the start
-it forecasts what :func:`cycleplan.sim.simulate` predicts). The buckets stand as the requests served so
-far left them (:attr:`RunState.grants`, replayed at their grants); an attempt in progress was let
-through, first come first served from there, when they held enough for it, and one they would let
-through only after now is still being refused and comes back within its retry-after. Plans the race
-does not run (subagents, races, shared capacities) keep the limits as a fluid queue beside the
+Costs and tokens to complete count every attempt still to run (the one in progress included: its usage is
+recorded when it ends). Organisation rate limits cannot be kept in a max-plus recursion: requests race for
+the buckets as they come back. Where a scenario has them, the rest is run as that race, request by
+request, every replication at once (:mod:`.race`, the SimPy engine's rules: from the start it forecasts
+what :func:`cycleplan.sim.simulate` predicts). The buckets stand as the requests served so far left them
+(:attr:`RunState.grants`, replayed at their grants); an attempt in progress was let through, first come
+first served from there, when they held enough for it, and one they would let through only after now is
+still being refused and comes back within its retry-after. Plans the race does not run (subagents, races,
+shared capacities, or more to race than :data:`RACE_WORK`) keep the limits as a fluid queue beside the
 recursion: a unit's end is held no earlier than the moment its requests could have been served at the
 limits' pace after every request of units before it (the queue starting empty), which is where binding
 limits put it, at the limits' own pace times the share of it the run has been served at so far
-(:attr:`RunState.pace`, :func:`served_pace`: a refused request comes back a little after the buckets
-could serve it, and what those gaps have cost so far is the best word on what they will cost the rest).
+(:attr:`RunState.pace`, :func:`served_pace`: a refused request comes back a little after the buckets could
+serve it, and what those gaps have cost so far is the best word on what they will cost the rest).
 
 What it leaves out, as a prediction on the fast engine would hand them to SimPy: a task that runs out of
 retries here ends at its last failed cycle without cancelling its dependents, and the members of a race
@@ -48,7 +48,6 @@ from cycleplan.core.model import Plan, RateLimits
 from cycleplan.sim import fast, race
 from cycleplan.sim.layout import SimulationError, build_layout
 from cycleplan.sim.programs import Programs, TaskProgram, TaskShape, task_shapes
-from cycleplan.sim.race import Race
 from cycleplan.sim.records import Records
 from cycleplan.sim.shape import Shape
 
@@ -382,7 +381,7 @@ class _Forecaster:
             if one is not None and one.end_min is None and one.cycles_done >= self.shapes[task].cycles:
                 ended[task] = now
         buckets, begins = self._limits_now(states, state.grants)
-        running = Race(
+        running = race.Race(
             self.shape, self.programs, buckets, self.rng, now_min=now, ended=ended, emitted=state.emitted
         )
         for lane, queue in enumerate(self.shape.queues):
@@ -407,7 +406,7 @@ class _Forecaster:
                 running.working(lane, place, slot, now + left)
             else:
                 # Still refused: it comes back at some point of its retry-after.
-                back = running.wait_now((task, slot)) * self.rng.random(count)
+                back = running.wait_now(task, slot) * self.rng.random(count)
                 running.ask(lane, place, slot, now + back, gated=False)
         finish = running.run()
         cost, tokens = self._costs(states)

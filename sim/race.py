@@ -174,13 +174,11 @@ class Race:
             rows, np.full(self.count, lane), np.full(self.count, int(self.offset[task]) + slot), done_at
         )
 
-    def wait_now(self, slot_of: tuple[int, int]) -> float:
-        """Minutes until the buckets would serve task ``slot_of[0]``'s ``slot_of[1]`` from now."""
-        task, slot = slot_of
+    def wait_now(self, task: int, slot: int) -> float:
+        """Minutes from now until the buckets would serve ``task``'s attempt at ``slot``."""
         column = int(self.offset[task]) + slot
         amounts = self._amounts(np.arange(self.count), np.full(self.count, column))
-        short = np.minimum(amounts, self.capacity) - self.level
-        wait = np.where(short > FULL_ENOUGH * self.capacity, short / self.rate, 0.0).max(axis=0)
+        _, wait = self._asked(self.level, self.since, np.full(self.count, self.now), amounts)
         return float(np.median(wait))
 
     # ----------------------------------------------------------------------------------------------
@@ -202,11 +200,7 @@ class Race:
             at = at[live]
             slot = self.slot[rows, lanes]
             amounts = self._amounts(rows, slot)
-            level = np.minimum(
-                self.capacity, self.level[:, rows] + self.rate * np.maximum(at - self.since[:, rows], 0.0)
-            )
-            short = np.minimum(amounts, self.capacity) - level
-            wait = np.where(short > FULL_ENOUGH * self.capacity, short / self.rate, 0.0).max(axis=0)
+            level, wait = self._asked(self.level[:, rows], self.since[:, rows], at, amounts)
             served = wait <= 0.0
             refused = ~served
             if refused.any():
@@ -235,18 +229,27 @@ class Race:
         column = np.where(asking, self.slot, 0)
         every = (np.ones(at.shape), self.counted[rows, column], self.output[rows, column])
         amounts = np.stack([every[kind] for kind in self.kinds])
-        capacity = self.capacity[:, :, None]
-        rate = self.rate[:, :, None]
-        since = self.since[:, :, None]
-        level = np.minimum(capacity, self.level[:, :, None] + rate * np.maximum(at - since, 0.0))
-        short = np.minimum(amounts, capacity) - level
-        wait = np.where(short > FULL_ENOUGH * capacity, short / rate, 0.0).max(axis=0)
+        _, wait = self._asked(self.level[:, :, None], self.since[:, :, None], at, amounts)
         # None is served before the first moment one of them could be: whoever asks earlier is refused.
         first = np.where(asking, at + wait, np.inf).min(axis=1)
         early = asking & (at < first[:, None])
         if early.any():
             draws = self.rng.random(int(early.sum()))
             self.next_at[early] = at[early] + wait[early] * (1.0 + RETRY_JITTER * draws)
+
+    def _asked(
+        self, level: FloatArray, since: FloatArray, at: FloatArray, amounts: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """What buckets that held ``level`` at ``since`` hold at ``at``, and the minutes each request of
+        ``amounts`` (``[limit, ...]``, shaped as ``at`` past the first axis) must still wait (0: it is
+        served): :meth:`cycleplan.core.buckets.TokenBuckets.take` over arrays."""
+        axes = (len(self.kinds),) + (1,) * at.ndim
+        capacity = self.capacity.reshape(axes)
+        rate = self.rate.reshape(axes)
+        held = np.minimum(capacity, level + rate * np.maximum(at - since, 0.0))
+        short = np.minimum(amounts, capacity) - held
+        wait: FloatArray = np.where(short > FULL_ENOUGH * capacity, short / rate, 0.0).max(axis=0)
+        return held, wait
 
     def _amounts(self, rows: IntArray, column: IntArray) -> FloatArray:
         """Per set limit, what each request asks of its bucket: ``[limit, row]``."""

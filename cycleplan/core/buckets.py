@@ -13,7 +13,8 @@ takes its allowance; one they do not is refused, takes nothing and is told how l
 (its retry-after). The engine asks so and retries as clients do (:func:`cycleplan.core.rules.retry_wait`).
 :meth:`TokenBuckets.reserve` serves requests first come, first served, each granted when every bucket
 holds enough and no earlier than the one granted before it: the queue a burst forms, in the order it
-arrived, which the forecast uses to place requests already waiting.
+arrived, which the forecast uses to place requests already waiting; :meth:`TokenBuckets.draw` takes a
+request known to have been served, as the forecast replays a run's to know what the buckets hold now.
 """
 
 from __future__ import annotations
