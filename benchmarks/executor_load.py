@@ -17,16 +17,18 @@ measurement.
     .venv/bin/python benchmarks/executor_load.py --against 8071fee     # bookkeeping, both, one run
 
 ``--forecaster busy``: ``bookkeeping`` with a stand-in forecaster that holds the CPU (and Python's lock)
-for 0.2 s a call, the most the real forecast may take, called as a live run calls it (each task event, at
-least every few seconds, never two at once); ``stub`` answers at once; ``none`` (the default) has none.
+for ``--busy-seconds`` a call (0.5 by default, the most the real forecast may take: one-100's takes
+0.02 s, and under rate limits the race for the buckets is run only up to about half a second,
+``cycleplan.sim.forecast.RACE_WORK``), called as a live run calls it (each task event, at least every
+few seconds, never two at once); ``stub`` answers at once; ``none`` (the default) has none.
 
     .venv/bin/python benchmarks/executor_load.py --only bookkeeping --forecaster busy
 
 ``--forecaster compare``: ``bookkeeping`` with no forecaster and with the busy one, each in a fresh
 process, alternately, ``--rounds`` times; prints both medians and their ratio (the live forecast's target:
 at most 1.5x). Its runs have 50 tasks a lane unless ``--tasks-per-lane`` says otherwise: a run of 5 a lane
-lasts 0.4 s, less than one forecast's 0.2 s and the four times as long the executor then keeps for
-itself, so the first forecast alone would weigh as half the run; no real run is that short.
+lasts 0.4 s, less than one forecast and the four times as long the executor then keeps for itself, so
+the first forecast alone would weigh as half the run; no real run is that short.
 
     .venv/bin/python benchmarks/executor_load.py --forecaster compare --rounds 5
 
@@ -123,7 +125,7 @@ FORECAST = {
 }
 
 
-def stand_in(kind: str, busy_s: float = 0.2) -> Any:
+def stand_in(kind: str, busy_s: float = 0.5) -> Any:
     """A forecaster for the measurement: None, one that answers at once, or one that computes for
     ``busy_s`` seconds of CPU in Python (holding the interpreter's lock, as pure-Python work does)."""
     if kind == "none":
@@ -159,7 +161,12 @@ server.serve_forever()
 
 
 def bookkeeping(
-    lanes: int, tasks_per_lane: int, cycles: int, forecaster: str = "none", otlp: str = "off"
+    lanes: int,
+    tasks_per_lane: int,
+    cycles: int,
+    forecaster: str = "none",
+    otlp: str = "off",
+    busy_s: float = 0.5,
 ) -> dict[str, Any]:
     sink: subprocess.Popen[str] | None = None
     live: Any = None
@@ -197,7 +204,7 @@ def bookkeeping(
             run_folder=Path(folder) / "run",
             workdirs={},
             header={},
-            forecaster=stand_in(forecaster),
+            forecaster=stand_in(forecaster, busy_s),
             observers=[live] if live is not None else None,
         )
         started = time.perf_counter()
@@ -285,11 +292,12 @@ def against(revision: str, lanes: int, tasks_per_lane: int, cycles: int, rounds:
     print(f"  this checkout takes {new / old:.2f}x the time per event of {revision}")
 
 
-def forecaster_cost(lanes: int, tasks_per_lane: int, cycles: int, rounds: int) -> None:
+def forecaster_cost(lanes: int, tasks_per_lane: int, cycles: int, rounds: int, busy_s: float) -> None:
     """Microseconds per event of ``bookkeeping`` with no forecaster and with the busy one, alternating."""
     figures: dict[str, list[float]] = {"none": [], "busy": []}
     forecasts: list[int] = []
     sizes = ["--lanes", str(lanes), "--tasks-per-lane", str(tasks_per_lane), "--cycles", str(cycles)]
+    sizes += ["--busy-seconds", str(busy_s)]
     for _ in range(rounds):
         for kind in figures:
             argv = [sys.executable, __file__, "--only", "bookkeeping", "--forecaster", kind, *sizes]
@@ -300,7 +308,8 @@ def forecaster_cost(lanes: int, tasks_per_lane: int, cycles: int, rounds: int) -
     off, live = statistics.median(figures["none"]), statistics.median(figures["busy"])
     print(f"bookkeeping, {lanes} lanes, median of {rounds} alternating rounds (microseconds per event):")
     print(f"  no forecaster:   {off:>8.1f}   ({', '.join(f'{f:.1f}' for f in figures['none'])})")
-    print(f"  busy forecaster: {live:>8.1f}   ({', '.join(f'{f:.1f}' for f in figures['busy'])})")
+    busy = ", ".join(f"{f:.1f}" for f in figures["busy"])
+    print(f"  busy forecaster: {live:>8.1f}   ({busy}; {busy_s} s of CPU a call)")
     print(f"  forecasts made per run: {', '.join(str(n) for n in forecasts)}")
     print(f"  a live forecast takes {live / off:.2f}x the time per event (target at most 1.5x)")
 
@@ -350,6 +359,7 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=2_000.0)
     parser.add_argument("--only", choices=["bookkeeping", "emulated"])
     parser.add_argument("--forecaster", choices=["none", "stub", "busy", "compare"], default="none")
+    parser.add_argument("--busy-seconds", type=float, default=0.5, help="CPU a busy forecast holds a call.")
     parser.add_argument("--otlp", choices=["off", "live", "compare"], default="off")
     parser.add_argument("--against", metavar="REV", help="time bookkeeping against revision REV too")
     parser.add_argument(
@@ -362,7 +372,7 @@ def main() -> None:
     if args.tasks_per_lane is None:
         args.tasks_per_lane = 50 if args.forecaster == "compare" else 5
     if args.forecaster == "compare":
-        forecaster_cost(args.lanes, args.tasks_per_lane, args.cycles, args.rounds)
+        forecaster_cost(args.lanes, args.tasks_per_lane, args.cycles, args.rounds, args.busy_seconds)
         return
     if args.otlp == "compare":
         otlp_cost(args.lanes, args.tasks_per_lane, args.cycles, args.rounds)
@@ -372,7 +382,16 @@ def main() -> None:
         return
     if args.only == "bookkeeping":
         print(
-            json.dumps(bookkeeping(args.lanes, args.tasks_per_lane, args.cycles, args.forecaster, args.otlp))
+            json.dumps(
+                bookkeeping(
+                    args.lanes,
+                    args.tasks_per_lane,
+                    args.cycles,
+                    args.forecaster,
+                    args.otlp,
+                    args.busy_seconds,
+                )
+            )
         )
         return
     if args.only == "emulated":
