@@ -311,3 +311,31 @@ def test_the_finish_band_reads_to_the_second_only_where_minutes_would_not_tell_i
     packed = clock_times(start, [0.5, 2.0, 3.5])
     assert len(set(packed)) == 3 and all(len(clock) == len("14:55:02") for clock in packed)
     assert [clock[:5] for clock in packed] == [spread[0]] * 3
+
+
+def test_the_forecast_of_a_run_that_is_over_says_nothing_of_from_now() -> None:
+    from rich.console import Console
+
+    from cycleplan.present.status import status_view
+
+    band = {"p10": 50.0, "p50": 52.0, "p90": 55.0}
+    state: dict[str, Any] = {
+        "run_id": "20261207-030623-95dbfa",
+        "agent": "emulated",
+        "scenario": "Docs sprint",
+        "tasks": {"complete": 13, "failed": 0, "cancelled": 0, "running": 0, "total": 13},
+        "lanes": {"done": 7, "total": 7},
+        "tokens_total": 661_028,
+        "cost_usd": 1.6467,
+        "elapsed_min": 55.2,
+        "forecast": {"at_min": 46.7, "finish_min_from_start": band, "cost_usd_total": band},
+    }
+
+    def shown(status: str) -> str:
+        console = Console(file=io.StringIO(), width=120)
+        console.print(status_view(state | {"status": status}))
+        return console.file.getvalue()  # type: ignore[attr-defined, no-any-return]
+
+    assert "since the start" in shown("complete") and "from now" not in shown("complete")
+    # A run stopped part way still has its finish ahead, on its own clock.
+    assert "from now" in shown("interrupted") and "from now" in shown("running")

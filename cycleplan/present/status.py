@@ -15,13 +15,18 @@ from cycleplan.core.wording import minutes
 from cycleplan.executor.forecast_words import band_text, chances, minutes_left
 from cycleplan.present.terminal import Verbosity, facts, heading, legend
 
+UNFINISHED = frozenset({"running", "stopped", "interrupted"})
+"""Statuses of a run with a finish still ahead: its forecast says how far, from the run's clock."""
 
-def forecast_lines(forecast: dict[str, Any], elapsed_min: float) -> list[tuple[str, str]]:
-    """Label-value rows of a forecast: finish P10-P50-P90 from the start and from now, total cost, and
-    the chances of keeping the guards given."""
+
+def forecast_lines(
+    forecast: dict[str, Any], elapsed_min: float, *, ahead: bool = True
+) -> list[tuple[str, str]]:
+    """Label-value rows of a forecast: finish P10-P50-P90 from the start and, for a run not over
+    (``ahead``), from now, total cost, and the chances of keeping the guards given."""
     finish = forecast.get("finish_min_from_start")
     rows = [("finish", f"{band_text(finish, False)} since the start (P10-P50-P90)")]
-    if isinstance(finish, dict):
+    if ahead and isinstance(finish, dict):
         left = minutes_left(finish, elapsed_min)
         rows.append(("", "in " + " - ".join(minutes(part) for part in left) + " from now"))
     rows.append(("total cost", band_text(forecast.get("cost_usd_total"), True)))
@@ -60,7 +65,8 @@ def status_view(state: dict[str, Any], verbosity: Verbosity = Verbosity.NORMAL) 
     forecast = state.get("forecast")
     if forecast:
         parts.append(heading(f"forecast at {minutes(float(forecast.get('at_min') or 0.0))}"))
-        parts.append(facts(forecast_lines(forecast, state["elapsed_min"]), indent=2))
+        ahead = state["status"] in UNFINISHED
+        parts.append(facts(forecast_lines(forecast, state["elapsed_min"], ahead=ahead), indent=2))
     else:
         parts.append(Text("no forecast recorded"))
     if verbosity > Verbosity.QUIET and state.get("time_scale", 1.0) != 1.0:
