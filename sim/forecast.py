@@ -240,10 +240,26 @@ class _Forecaster:
         if state.working_since_min is None:
             whole: FloatArray = program.duration_min[:, first] + retries
             return whole
-        pool = program.duration_min[program.ran]
-        elapsed = max(now - state.working_since_min, 0.0)
-        left: FloatArray = conditioned_remaining(pool, elapsed, self.count, self.rng) + retries
+        left: FloatArray = self._attempt_left(task, now - state.working_since_min) + retries
         return left
+
+    def _attempt_left(self, task: int, elapsed_min: float) -> FloatArray:
+        """Minutes an attempt of ``task`` that has worked ``elapsed_min`` still works."""
+        program = self.programs.tasks[task]
+        pool = program.duration_min[program.ran]
+        return conditioned_remaining(pool, max(elapsed_min, 0.0), self.count, self.rng)
+
+    def _asking(self, task: int, state: TaskState) -> tuple[float, float, float]:
+        """What the request of a running task's next attempt asks of the buckets, on average over the
+        replications: requests (an agent loop's calls), counted input tokens and output tokens."""
+        shape = self.shapes[task]
+        slot = min(state.cycles_done * shape.attempts + self._tried(task, state), shape.slots - 1)
+        program = self.programs.tasks[task]
+        return (
+            max(float(program.calls[:, slot].mean()), 1.0),
+            float((program.input_tokens[:, slot] + program.cache_write_tokens[:, slot]).mean()),
+            float(program.output_tokens[:, slot].mean()),
+        )
 
     def _left(self, task: int, state: TaskState | None) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Dollars, tokens and rate-limited amounts (requests, counted input, output) still to spend."""
@@ -380,7 +396,7 @@ class _Forecaster:
         for task, one in enumerate(states):
             if one is not None and one.end_min is None and one.cycles_done >= self.shapes[task].cycles:
                 ended[task] = now
-        buckets, begins = self._limits_now(states, state.grants)
+        buckets, begins = self._limits_now(states, state.grants, ended)
         running = race.Race(
             self.shape, self.programs, buckets, self.rng, now_min=now, ended=ended, emitted=state.emitted
         )
@@ -401,9 +417,7 @@ class _Forecaster:
                 # Between attempts, held for an event or stopped: it asks next, past the cycle's gate.
                 running.ask(lane, place, slot, np.full(count, now), gated=tried == 0)
             elif began <= now:
-                pool = self.programs.tasks[task].duration_min[self.programs.tasks[task].ran]
-                left = conditioned_remaining(pool, now - began, count, self.rng)
-                running.working(lane, place, slot, now + left)
+                running.working(lane, place, slot, now + self._attempt_left(task, now - began))
             else:
                 # Still refused: it comes back at some point of its retry-after.
                 back = running.wait_now(task, slot) * self.rng.random(count)
@@ -413,27 +427,21 @@ class _Forecaster:
         return Outlook(finish_min=finish, cost_usd=cost, tokens=tokens)
 
     def _limits_now(
-        self, states: list[TaskState | None], grants: Sequence[Grant]
+        self, states: list[TaskState | None], grants: Sequence[Grant], ended: Mapping[int, float]
     ) -> tuple[TokenBuckets, dict[int, float]]:
-        """The buckets as they stand now, and when each attempt in progress was (or will be, past now)
-        let through: the requests served so far replayed at their grants, and those in progress served
-        in the order they came, first come first served, from what the buckets then held."""
+        """The buckets as they stand now, and when each attempt in progress of a task not ``ended`` was
+        (or will be, past now) let through: the requests served so far replayed at their grants, and
+        those in progress served in the order they came, first come first served, from what the buckets
+        then held. Each attempt asks for one request, as in the race and the engine."""
         limits = self.layout.plan.scenario.rate_limits
         assert limits is not None
         now = self.now
         asked: list[tuple[float, int, float, float]] = []
         for task, one in enumerate(states):
-            shape = self.shapes[task]
-            if one is None or one.end_min is not None or one.working_since_min is None:
+            if one is None or task in ended or one.working_since_min is None:
                 continue
-            if one.cycles_done >= shape.cycles:
-                continue  # done, its end not recorded yet: it asks for nothing more
-            slot = min(one.cycles_done * shape.attempts + self._tried(task, one), shape.slots - 1)
-            program = self.programs.tasks[task]
-            counted = float((program.input_tokens[:, slot] + program.cache_write_tokens[:, slot]).mean())
-            asked.append(
-                (float(one.working_since_min), task, counted, float(program.output_tokens[:, slot].mean()))
-            )
+            _, counted, output = self._asking(task, one)
+            asked.append((float(one.working_since_min), task, counted, output))
         served = [grant for grant in grants if grant.granted_min <= now]
         steps = sorted(
             [(grant.granted_min, 0, index) for index, grant in enumerate(served)]
@@ -561,14 +569,9 @@ class _Forecaster:
         )
         granted = list(states)
         for since, task in arrived:
-            shape = self.shapes[task]
             state = states[task]
             assert state is not None
-            slot = min(state.cycles_done * shape.attempts + self._tried(task, state), shape.slots - 1)
-            program = self.programs.tasks[task]
-            requests = max(float(program.calls[:, slot].mean()), 1.0)
-            counted = float((program.input_tokens[:, slot] + program.cache_write_tokens[:, slot]).mean())
-            output = float(program.output_tokens[:, slot].mean())
+            requests, counted, output = self._asking(task, state)
             begins = since + buckets.reserve(since, requests, counted, output) / self.pace
             self.paced_from = max(self.paced_from, begins)
             granted[task] = TaskState(

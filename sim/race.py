@@ -174,12 +174,12 @@ class Race:
             rows, np.full(self.count, lane), np.full(self.count, int(self.offset[task]) + slot), done_at
         )
 
-    def wait_now(self, task: int, slot: int) -> float:
-        """Minutes from now until the buckets would serve ``task``'s attempt at ``slot``."""
+    def wait_now(self, task: int, slot: int) -> FloatArray:
+        """Minutes from now until the buckets would serve ``task``'s attempt at ``slot``, per replication."""
         column = int(self.offset[task]) + slot
         amounts = self._amounts(np.arange(self.count), np.full(self.count, column))
         _, wait = self._asked(self.level, self.since, np.full(self.count, self.now), amounts)
-        return float(np.median(wait))
+        return wait
 
     # ----------------------------------------------------------------------------------------------
     # the race
